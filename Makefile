@@ -1,0 +1,41 @@
+# Schoolgate: `make run` and `make test` set everything up themselves.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# A Python >= 3.12: python3.13, python3.12, python3, then pyenv's own versions.
+FIND_PYTHON = for c in python3.13 python3.12 python3 \
+	  $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
+	  if $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then \
+	    command -v $$c || echo $$c; exit 0; fi; done; exit 1
+
+.PHONY: run test lint bench clean
+run: $(STAMP)
+	$(VENV)/bin/schoolgate run
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check proxy_addons agent tests bench
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) bench/list_index_bench.py ../shared/data/ut1
+
+$(PY):
+	@py=$$($(FIND_PYTHON)) || { \
+	  echo "Schoolgate needs Python 3.12 or newer and found none."; \
+	  echo "Install one, e.g. 'apt-get install python3.12 python3.12-venv' (Debian 13 / Ubuntu 24.04)"; \
+	  echo "or 'pyenv install 3.12' (Debian 12), then run make again."; exit 1; }; \
+	echo "Using $$py ($$($$py --version))"; \
+	$$py -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) var/index var/run
