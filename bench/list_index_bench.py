@@ -1,0 +1,242 @@
+"""Benchmark of the category list index at full UT1 scale.
+
+Loads every UT1 category folder found in the directory named on the command line,
+adds synthetic domains (a plain domain file in a temp folder, category "synthetic")
+up to --total entries, and prints build/open times, file size, the resident memory
+of a fresh serving process, and host decisions per second on one core. Figures
+only, with the targets beside them; nothing here asserts.
+
+    .venv/bin/python bench/list_index_bench.py ../shared/data/ut1 [--total 5000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from proxy_addons.listindex import CategorySources, ListIndex, build_index  # noqa: E402
+from proxy_addons.listsources import ListSource, iter_domains  # noqa: E402
+
+SYLLABLES = (
+    "ka ro mi na te so lu vi de pa zo ri fe ga bo ne tu la xi mo "
+    "an el ok ur is ta ve po qu ar en il yo ba ce di fu ho ja"
+).split()
+WORDS = (
+    "shop news blog mail cloud data game play learn school city photo music video "
+    "travel sport food health bank home tech world market media online store art"
+).split()
+TLDS = ["com"] * 8 + ["net", "org", "fr", "de", "io", "info", "co.uk", "ru", "es", "it"]
+
+
+def word(rng: random.Random) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
+
+
+def synthetic_domain(rng: random.Random, i: int) -> str:
+    # Unique by construction (the number), shaped like real registrations.
+    return f"{word(rng)}{rng.choice(WORDS)}{i}.{rng.choice(TLDS)}"
+
+
+def unlisted_host(rng: random.Random) -> str:
+    """A realistic host that no list names (the 'x' label never occurs in synthetic names)."""
+    base = f"{word(rng)}x{rng.choice(WORDS)}{rng.randint(0, 99999)}.{rng.choice(TLDS)}"
+    shape = rng.random()
+    if shape < 0.45:
+        return f"www.{base}"
+    if shape < 0.75:
+        return f"{rng.choice(['cdn', 'api', 'static', 'img', 'm'])}.{word(rng)}.{base}"
+    return base
+
+
+def count_lines(folder: Path) -> int:
+    total = 0
+    for name in ("domains", "urls"):
+        for path in folder.glob(f"*/{name}"):
+            with open(path, "rb") as fh:
+                total += sum(1 for line in fh if line.strip())
+    return total
+
+
+def rate(idx: ListIndex, hosts: list[str]) -> float:
+    match = idx.match_host
+    started = time.perf_counter()
+    for host in hosts:
+        match(host)
+    return len(hosts) / (time.perf_counter() - started)
+
+
+def rss_child(index: str, hosts_file: str) -> None:
+    """Run in a fresh process: open the index, do the lookups, report memory as JSON."""
+    import psutil
+
+    proc = psutil.Process()
+    hosts = Path(hosts_file).read_text().split()
+    before = proc.memory_info().rss
+    idx = ListIndex.open(Path(index))
+    lookups = 0
+    while lookups < 1_000_000:
+        for host in hosts:
+            idx.match_host(host)
+        lookups += len(hosts)
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    full = proc.memory_full_info()
+    print(
+        json.dumps(
+            {
+                "before_open": before,
+                "rss": full.rss,
+                "uss": full.uss,
+                "rss_file_kb": int(status["RssFile"].split()[0]),
+                "rss_anon_kb": int(status["RssAnon"].split()[0]),
+                "lookups": lookups,
+            }
+        )
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("ut1", type=Path, help="folder of UT1 category folders")
+    ap.add_argument("--total", type=int, default=5_000_000, help="entries in all (default 5M)")
+    ap.add_argument("--lookups", type=int, default=1_000_000, help="lookups per rate figure")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--rss-child", nargs=2, metavar=("INDEX", "HOSTS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.rss_child:
+        rss_child(*args.rss_child)
+        return
+
+    rng = random.Random(args.seed)
+    folders = sorted(p for p in args.ut1.iterdir() if p.is_dir() and not p.name.startswith("."))
+    real = count_lines(args.ut1)
+    n_synth = max(0, args.total - real)
+    print(f"UT1 folder: {args.ut1} ({len(folders)} categories, ~{real:,} entries)")
+    print(f"synthetic domains: {n_synth:,} (to reach --total {args.total:,})")
+
+    with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
+        work = Path(tmp)
+        synth_file = work / "synthetic.txt"
+        synth_sample: list[str] = []
+        with open(synth_file, "w") as fh:
+            for i in range(n_synth):
+                name = synthetic_domain(rng, i)
+                fh.write(name + "\n")
+                if i % 97 == 0:
+                    synth_sample.append(name)
+        cats = [CategorySources(p.name, (ListSource("ut1", p),)) for p in folders]
+        cats.append(CategorySources("synthetic", (ListSource("domains", synth_file),)))
+
+        # Cold build: no index yet (the list files themselves are in the page cache).
+        started = time.perf_counter()
+        path = build_index(cats, work / "index")
+        cold = time.perf_counter() - started
+        started = time.perf_counter()
+        idx = ListIndex.open(path)
+        open_s = time.perf_counter() - started
+        # Warm: lists unchanged, so the fingerprint finds the existing file.
+        started = time.perf_counter()
+        again = build_index(cats, work / "index")
+        idx2 = ListIndex.open(again)
+        warm = time.perf_counter() - started
+        idx2.close()
+        size = path.stat().st_size
+
+        real_listed = [d for f in folders for d in _sample_domains(f, rng)]
+        listed = real_listed + synth_sample
+        n = args.lookups
+        mixed = []
+        for _ in range(n):
+            if rng.random() < 0.5:
+                d = rng.choice(listed)
+                mixed.append(rng.choice(["", "www.", "cdn.", "m.", "a.b."]) + d)
+            else:
+                mixed.append(unlisted_host(rng))
+        unlisted = [unlisted_host(rng) for _ in range(n)]
+        hit_share = sum(1 for h in mixed[:20000] if idx.match_host(h)) / 20000
+        assert not any(idx.match_host(h) for h in unlisted[:20000])  # sanity
+
+        mixed_rate = rate(idx, mixed)
+        unlisted_rate = rate(idx, unlisted)
+
+        hosts_file = work / "hosts.txt"
+        hosts_file.write_text("\n".join(mixed[:200_000]))
+        child = subprocess.run(
+            [sys.executable, __file__, str(args.ut1), "--rss-child", str(path), str(hosts_file)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        mem = json.loads(child.stdout)
+
+        # Reload off the request path: a full rebuild in a subprocess (fresh index folder,
+        # so nothing is reused) while this thread keeps answering lookups.
+        done = threading.Event()
+        rebuild: dict[str, float] = {}
+
+        def rebuild_job() -> None:
+            t0 = time.perf_counter()
+            build_index(cats, work / "index-reload", in_subprocess=True)
+            rebuild["seconds"] = time.perf_counter() - t0
+            done.set()
+
+        thread = threading.Thread(target=rebuild_job)
+        thread.start()
+        looked, started = 0, time.perf_counter()
+        match = idx.match_host
+        while not done.is_set():
+            for host in mixed[:10_000]:
+                match(host)
+            looked += 10_000
+        during = looked / (time.perf_counter() - started)
+        thread.join()
+
+        mb = 1 << 20
+        print()
+        print(
+            f"entries in index:               {idx.entry_count:>12,}   "
+            f"({idx.domain_count:,} domains, {idx.url_count:,} urls, "
+            f"{len(idx.categories)} categories)"
+        )
+        print(f"index file size:                {size / mb:>12.1f} MB")
+        print(f"cold build (read + index):      {cold:>12.2f} s    target <= 10 s for 5M")
+        print(f"open (mmap) after build:        {open_s * 1000:>12.1f} ms")
+        print(f"warm re-open (fingerprint hit): {warm * 1000:>12.1f} ms")
+        print(f"rebuild in subprocess:          {rebuild['seconds']:>12.2f} s")
+        print(
+            f"serving process RSS after {mem['lookups'] / 1e6:.1f}M lookups: "
+            f"{mem['rss'] / mb:6.1f} MB    target <= 150 MB"
+        )
+        print(
+            f"    of which file-backed (shared page cache) {mem['rss_file_kb'] / 1024:.1f} MB, "
+            f"anonymous {mem['rss_anon_kb'] / 1024:.1f} MB; private (USS) {mem['uss'] / mb:.1f}"
+            f" MB; interpreter before open {mem['before_open'] / mb:.1f} MB"
+        )
+        print(
+            f"decisions/s, mixed ({hit_share:.0%} listed):   {mixed_rate:>10,.0f}"
+            "    target >= 300,000 on one core"
+        )
+        print(f"decisions/s, all unlisted:      {unlisted_rate:>12,.0f}    target >= 300,000")
+        print(f"decisions/s during a rebuild:   {during:>12,.0f}    (rebuild in a subprocess)")
+        idx.close()
+
+
+def _sample_domains(folder: Path, rng: random.Random, k: int = 200) -> list[str]:
+    src = ListSource("ut1", folder)
+    if not (folder / "domains").is_file():
+        return []
+    names = list(iter_domains(src))
+    return rng.sample(names, min(k, len(names)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""`schoolgate`: run the gateway, check and explain policies, show status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from proxy_addons.canonical import HostError, canonical_url
+from proxy_addons.decision import Identity, Request, decide
+from proxy_addons.listsources import ListSourceError, iter_domains, iter_urls
+from proxy_addons.policy_loader import PolicyError, load_policy
+from proxy_addons.policy_runtime import PolicyLoadError, load_all
+
+DEFAULT_POLICY = os.environ.get("SCHOOLGATE_POLICY", "policies/school.yaml")
+DEFAULT_VAR = os.environ.get("SCHOOLGATE_VAR", "var")
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mitmproxy import exceptions, options
+    from mitmproxy.tools.dump import DumpMaster
+
+    from proxy_addons.gateway import gateway_addons
+
+    try:
+        policy = load_policy(Path(args.policy))
+    except PolicyError as exc:
+        return _fail(f"Schoolgate cannot start: {exc}")
+    var = Path(args.var)
+    (var / "ca").mkdir(parents=True, exist_ok=True)
+    settings: dict[str, object] = {
+        "listen_host": args.listen_host,
+        "listen_port": args.listen_port,
+        "confdir": str(var / "ca"),
+        "connection_strategy": "lazy",
+        "onboarding": False,
+        "flow_detail": 0,
+        "schoolgate_policy": str(Path(args.policy).resolve()),
+        "schoolgate_var": str(var.resolve()),
+    }
+    if policy.authentication.htpasswd:
+        settings["proxyauth"] = f"@{policy.authentication.htpasswd}"
+    elif policy.authentication.ldap:
+        settings["proxyauth"] = policy.authentication.ldap
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        settings[key] = value
+
+    async def main() -> int:
+        master = DumpMaster(options.Options(), with_termlog=True, with_dumper=False)
+        master.addons.add(*gateway_addons())
+        try:
+            master.options.update(**settings)
+        except exceptions.OptionsError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, master.shutdown)
+        print(f"Schoolgate for {policy.school} on {args.listen_host}:{args.listen_port}", flush=True)
+        await master.run()
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(Path(args.file))
+    except PolicyError as exc:
+        return _fail(str(exc))
+    total = 0
+    for category in policy.categories.values():
+        count = 0
+        try:
+            for source in category.sources.sources:
+                if source.kind in ("ut1", "domains", "hosts"):
+                    count += sum(1 for _ in iter_domains(source))
+                if source.kind in ("ut1", "urls"):
+                    count += sum(1 for _ in iter_urls(source))
+        except ListSourceError as exc:
+            return _fail(f"{exc}")
+        total += count
+        print(f"  category {category.name:<20} {count:>9} entries  ({category.label})")
+    tier = policy.illegal
+    print(f"  illegal tier: {len(tier.exact)} exact, {len(tier.prefixes)} prefix entries")
+    print(
+        f"{policy.path}: OK: {len(policy.profiles)} profiles, {len(policy.categories)} "
+        f"categories, {total} list entries, default profile '{policy.identities.default_profile}'"
+    )
+    return 0
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_all(Path(args.policy), Path(args.var) / "index")
+    except PolicyLoadError as exc:
+        return _fail(str(exc))
+    when = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=loaded.policy.timezone)
+    target = args.url if "://" in args.url else f"https://{args.url}"
+    try:
+        url = canonical_url(target)
+    except HostError as exc:
+        return _fail(str(exc))
+    path = url.path + (f"?{url.query}" if url.query else "")
+    decision = decide(
+        loaded.policy,
+        loaded.index,
+        Identity(args.user, tuple(args.group or ()), args.ip),
+        Request(url.host, None if args.host_only else path, url.scheme),
+        when,
+    )
+    print(f"at:        {when.isoformat()}")
+    print(decision.explain())
+    return 0 if not decision.blocked else 3
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    path = Path(args.var) / "run" / "status.json"
+    if not path.exists():
+        return _fail(f"No gateway status at {path}: is the gateway running with --var {args.var}?")
+    status = json.loads(path.read_text())
+    alive = _pid_alive(int(status.get("pid", 0)))
+    print(f"gateway:   {'running' if alive else 'not running'} (pid {status.get('pid')})")
+    print(f"school:    {status.get('school')}")
+    print(f"policy:    {status.get('policy')} (in force since {status.get('loaded_at')})")
+    print(f"lists:     {status.get('list_entries')} entries; profiles: {', '.join(status['profiles'])}")
+    print(f"reloads:   {status.get('reloads')}")
+    err = status.get("last_error")
+    if err:
+        print(f"LAST RELOAD FAILED at {err['at']}; the previous policy is still in force:")
+        print(err["message"])
+        return 2
+    print("state:     ok")
+    return 0 if alive else 1
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return pid > 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="schoolgate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway")
+    run.add_argument("--policy", default=DEFAULT_POLICY)
+    run.add_argument("--var", default=DEFAULT_VAR, help="state folder (CA, index, status)")
+    run.add_argument("--listen-host", default="127.0.0.1")
+    run.add_argument("--listen-port", type=int, default=8080)
+    run.add_argument("--set", action="append", metavar="OPTION=VALUE", help="a mitmproxy option")
+    run.set_defaults(func=cmd_run)
+
+    policy = sub.add_parser("policy", help="check or explain a policy").add_subparsers(
+        dest="policy_command", required=True
+    )
+    check = policy.add_parser("check", help="validate a policy and its lists")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_policy_check)
+    explain = policy.add_parser("explain", help="show the decision for a URL and why")
+    explain.add_argument("url")
+    explain.add_argument("--policy", default=DEFAULT_POLICY)
+    explain.add_argument("--var", default=DEFAULT_VAR)
+    explain.add_argument("--user")
+    explain.add_argument("--group", action="append", help="a directory group of the user")
+    explain.add_argument("--ip")
+    explain.add_argument("--at", help="ISO time, e.g. 2026-11-25T12:30 (school time zone)")
+    explain.add_argument(
+        "--host-only", action="store_true", help="decide on the host name only (no decryption)"
+    )
+    explain.set_defaults(func=cmd_policy_explain)
+
+    status = sub.add_parser("status", help="the running gateway's state")
+    status.add_argument("--var", default=DEFAULT_VAR)
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""`decide()`: who is asking and what for, in; allow or block and why, out.
+
+A pure function of the policy, the list index, the identity, the request and the
+time, so `policy explain` and the tests call exactly what the proxy calls.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from proxy_addons.canonical import Host
+from proxy_addons.listindex import Match
+from proxy_addons.policy import Action, Decrypt, Policy, Profile, Rule
+from proxy_addons.schedules import any_active
+
+
+class Reason(enum.Enum):
+    ILLEGAL = "illegal"  # the illegal tier: nothing overrides it
+    RULE = "rule"  # a profile rule matched
+    BARE_IP = "bare_ip"  # a web address written as numbers
+    DEFAULT = "default"  # no rule matched; the profile's default
+    PORTAL = "portal"  # the gateway's own pages
+    FRONTING = "fronting"  # TLS name and Host header name different sites
+    INVALID = "invalid"  # a host no browser would accept
+    UNAVAILABLE = "unavailable"  # no policy in force: fail closed
+
+
+class IndexLookup(Protocol):
+    def match_host(self, host: str) -> list[Match]: ...
+    def match_url(self, host: str, path_and_query: str) -> list[Match]: ...
+    def match_expressions(self, url: str) -> list[Match]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is asking, as far as the gateway knows."""
+
+    user: str | None = None
+    groups: tuple[str, ...] = ()
+    ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    host: Host
+    path: str | None = None  # path and query; None when only the host name is known
+    scheme: str = "https"
+
+    @property
+    def url(self) -> str | None:
+        return None if self.path is None else f"{self.scheme}://{self.host.name}{self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: Reason
+    profile: str
+    identified_by: str  # user, group, network or default
+    host: str
+    url: str | None = None
+    user: str | None = None
+    ip: str | None = None
+    rule: str | None = None
+    category: str | None = None
+    category_label: str | None = None
+    list_source: str | None = None
+    entry: str | None = None
+    decrypt: bool = True
+    must_decrypt: bool = False  # a path-level entry needs the URL to decide
+    unblock_id: str | None = None
+
+    @property
+    def blocked(self) -> bool:
+        return self.action is Action.BLOCK
+
+    def record(self) -> dict[str, Any]:
+        """Plain data for `flow.metadata`, logs and alerts."""
+        out = asdict(self)
+        out["action"] = self.action.value
+        out["reason"] = self.reason.value
+        return out
+
+    def explain(self) -> str:
+        lines = [
+            f"decision:  {self.action.value.upper()} ({self.reason.value})",
+            f"profile:   {self.profile} (identified by {self.identified_by})",
+            f"host:      {self.host}",
+        ]
+        optional = [
+            ("url", self.url),
+            ("rule", self.rule),
+            ("category", f"{self.category} ({self.category_label})" if self.category else None),
+            ("list", self.list_source),
+            ("entry", self.entry),
+        ]
+        lines += [f"{k + ':':<10} {v}" for k, v in optional if v]
+        lines.append(f"{'decrypt:':<10} {'yes' if self.decrypt else 'no (host name only)'}")
+        return "\n".join(lines)
+
+
+def resolve_profile(policy: Policy, identity: Identity) -> tuple[Profile, str]:
+    """User mapping, then directory group, then network, then the stated default."""
+    ids = policy.identities
+    if identity.user:
+        name = ids.users.get(identity.user.lower())
+        if name:
+            return policy.profiles[name], "user"
+    if identity.groups:
+        member = {g.lower() for g in identity.groups}
+        for group, name in ids.groups:
+            if group in member:
+                return policy.profiles[name], "group"
+    if identity.ip:
+        try:
+            addr = ipaddress.ip_address(identity.ip.split("%", 1)[0])
+        except ValueError:
+            addr = None
+        if addr is not None:
+            if addr.version == 6 and addr.ipv4_mapped:
+                addr = addr.ipv4_mapped
+            for network, name in ids.networks:
+                if addr in network:
+                    return policy.profiles[name], "network"
+    return policy.profiles[ids.default_profile], "default"
+
+
+def _covers(domains: frozenset[str], host: str) -> str | None:
+    if not domains:
+        return None
+    if host in domains:
+        return host
+    rest = host
+    while "." in rest:
+        rest = rest.split(".", 1)[1]
+        if rest in domains:
+            return rest
+    return None
+
+
+def url_prefix_match(prefix: str, url: str) -> bool:
+    """`a.com/x` covers a.com/x, a.com/x/... and a.com/x?..., but not a.com/xy."""
+    if not url.startswith(prefix):
+        return False
+    if len(url) == len(prefix) or prefix.endswith(("/", "?")):
+        return True
+    return url[len(prefix)] in "/?"
+
+
+def _illegal_hit(policy: Policy, host: str, path: str) -> tuple[str, str] | None:
+    """(entry, list file) of the illegal-tier entry covering host+path, if any."""
+    url = host + path
+    tier = policy.illegal
+    for key in (url, host) if path == "/" else (url,):
+        if key in tier.exact:
+            return key, tier.exact[key]
+    for prefix, source in tier.prefixes:
+        if url.startswith(prefix):
+            return prefix, source
+    return None
+
+
+def decide(
+    policy: Policy,
+    index: IndexLookup,
+    identity: Identity,
+    request: Request,
+    now: datetime,
+) -> Decision:
+    profile, via = resolve_profile(policy, identity)
+    host = request.host.name
+    base = {
+        "profile": profile.name,
+        "identified_by": via,
+        "host": host,
+        "url": request.url,
+        "user": identity.user,
+        "ip": identity.ip,
+    }
+    if host == policy.portal_host:
+        return Decision(Action.ALLOW, Reason.PORTAL, **base)
+    illegal_host = host in policy.illegal.hosts
+    if illegal_host and request.path is not None:
+        hit = _illegal_hit(policy, host, request.path)
+        if hit:
+            return Decision(Action.BLOCK, Reason.ILLEGAL, entry=hit[0], list_source=hit[1], **base)
+
+    matches = index.match_host(host)
+    if request.path is not None:
+        matches = matches + index.match_url(host, request.path)
+        if request.url:
+            matches = matches + index.match_expressions(request.url)
+    by_category: dict[str, Match] = {}
+    for m in matches:
+        by_category.setdefault(m.category, m)
+    decrypt = _decrypt(policy, host, by_category) or illegal_host
+    must_decrypt = illegal_host and request.path is None
+    base.update(decrypt=decrypt, must_decrypt=must_decrypt)
+
+    url_key = host + request.path if request.path is not None else None
+    for rule in profile.rules:
+        if rule.when and not any_active(policy, rule.when, now):
+            continue
+        hit = _rule_hit(rule, request, url_key, by_category)
+        if hit is None:
+            if request.path is None and rule.action is Action.BLOCK and rule.urls:
+                if any(u.split("/", 1)[0] == host for u in rule.urls):
+                    base["must_decrypt"] = True
+            continue
+        category, source, entry = hit
+        label = policy.categories[category].label if category else None
+        return Decision(
+            rule.action,
+            Reason.RULE,
+            rule=rule.label,
+            category=category,
+            category_label=label,
+            list_source=source,
+            entry=entry,
+            **base,
+        )
+    if request.host.is_ip:
+        return Decision(profile.bare_ip, Reason.BARE_IP, entry=host, **base)
+    return Decision(profile.default, Reason.DEFAULT, **base)
+
+
+def _rule_hit(
+    rule: Rule, request: Request, url_key: str | None, by_category: dict[str, Match]
+) -> tuple[str | None, str | None, str | None] | None:
+    """(category, list source, entry) when the rule covers the request, else None."""
+    host = request.host.name
+    if rule.bare_ip and request.host.is_ip:
+        return None, None, host
+    domain = _covers(rule.domains, host)
+    if domain:
+        return None, f"{rule.profile} rule {rule.index} domains", domain
+    if url_key is not None:
+        for prefix in rule.urls:
+            if url_prefix_match(prefix, url_key):
+                return None, f"{rule.profile} rule {rule.index} urls", prefix
+    for category in rule.categories:
+        m = by_category.get(category)
+        if m is not None:
+            return category, m.source, m.entry
+    return None
+
+
+def _decrypt(policy: Policy, host: str, by_category: dict[str, Match]) -> bool:
+    rules = policy.decryption
+    if _covers(rules.host_only_domains, host):
+        return False
+    if rules.host_only_categories.intersection(by_category):
+        return False
+    return rules.default is Decrypt.DECRYPT

@@ -1,0 +1,333 @@
+"""The filtering add-on: decides every CONNECT, TLS ClientHello and HTTP request.
+
+Thin on purpose: identity and request facts come from the flow, the decision
+from `decision.decide`, and the outcome goes into `flow.metadata["schoolgate"]`
+for the add-ons that follow. Any failure blocks: the gateway never falls open.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import connection, ctx, exceptions, http, tls
+from mitmproxy.addonmanager import Loader
+from mitmproxy.net.tls import starts_like_tls_record
+from mitmproxy.proxy import layer, layers
+from mitmproxy.proxy.layers.tls import parse_client_hello
+from publicsuffix2 import get_sld
+
+from proxy_addons import blockpage
+from proxy_addons.canonical import HostError, canonical_host, canonical_url, split_authority
+from proxy_addons.decision import Decision, Identity, Reason, Request, decide, resolve_profile
+from proxy_addons.policy import Action, UntrustedClients
+from proxy_addons.policy_runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
+from proxy_addons.refuse_layer import RefuseLayer
+
+logger = logging.getLogger(__name__)
+
+METADATA_KEY = "schoolgate"
+NEVER_MATCHES = "(?!)"
+
+PLAIN_REASONS = {
+    Reason.BARE_IP: "the web address is written as numbers",
+    Reason.DEFAULT: "this website is not on the school's list of allowed websites",
+    Reason.FRONTING: "the page tried to hide where it really goes",
+    Reason.INVALID: "the web address is not written correctly",
+    Reason.UNAVAILABLE: "the school's filter is not ready; please try again in a minute",
+}
+
+
+def registrable_domain(host: str) -> str:
+    """The site a host belongs to (example.co.uk for www.example.co.uk; IPs are their own)."""
+    if canonical_host(host).is_ip:
+        return host
+    site = get_sld(host, strict=False) or host
+    if "." not in site and "." in host:  # a TLD missing from the suffix list
+        site = ".".join(host.split(".")[-2:])
+    return site
+
+
+def plain_reason(decision: Decision) -> str:
+    if decision.reason is Reason.RULE:
+        if decision.category_label:
+            return f"it is part of “{decision.category_label}”"
+        return "the school has chosen to block this website"
+    return PLAIN_REASONS.get(decision.reason, "the school's filter blocked it")
+
+
+class Filter:
+    """Enforces the school's policy on everything that passes the gateway."""
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.runtime: PolicyRuntime | None = None
+        self._connect_user: weakref.WeakKeyDictionary[connection.Client, str] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._connect_host: weakref.WeakKeyDictionary[connection.Client, str] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._untrusted_until: dict[str, float] = {}
+        # TLS-stage decisions, for connections that never become an HTTP flow.
+        self.connection_decisions: weakref.WeakKeyDictionary[
+            connection.Client, dict[str, Any]
+        ] = weakref.WeakKeyDictionary()
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "schoolgate_policy", str, "", "The school's policy file (YAML)."
+        )
+        loader.add_option(
+            "schoolgate_var", str, "var", "Folder for the gateway's state: index, status, reports."
+        )
+        loader.add_option(
+            "schoolgate_untrusted_seconds",
+            int,
+            3600,
+            "How long a device that rejected the school's CA is treated as not trusting it.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "connection_strategy" in updated or "schoolgate_policy" in updated:
+            if ctx.options.connection_strategy != "lazy":
+                # Decide before any upstream connection exists.
+                ctx.options.update(connection_strategy="lazy")
+        if not ctx.options.ignore_hosts and not ctx.options.allow_hosts:
+            # With any ignore_hosts pattern, mitmproxy's NextLayer waits for the
+            # whole ClientHello before choosing a layer, so next_layer() always
+            # sees the SNI, however many packets the ClientHello spans.
+            ctx.options.update(ignore_hosts=[NEVER_MATCHES])
+        if not updated & {"schoolgate_policy", "schoolgate_var"}:
+            return
+        if not ctx.options.schoolgate_policy:
+            raise exceptions.OptionsError("schoolgate_policy is not set: name the policy file.")
+        runtime = PolicyRuntime(Path(ctx.options.schoolgate_policy), Path(ctx.options.schoolgate_var))
+        try:
+            runtime.start()
+        except PolicyLoadError as exc:
+            raise exceptions.OptionsError(f"Schoolgate cannot start: {exc}") from exc
+        if self.runtime is not None:
+            self.runtime.stop_watching()
+        self.runtime = runtime
+        loaded = runtime.current
+        assert loaded is not None
+        logger.info(
+            "Schoolgate policy for %s in force: %d profiles, %d list entries.",
+            loaded.policy.school,
+            len(loaded.policy.profiles),
+            loaded.index.entry_count,
+        )
+
+    def running(self) -> None:
+        if self.runtime is not None:
+            self.runtime.watch()
+
+    def done(self) -> None:
+        if self.runtime is not None:
+            self.runtime.stop_watching()
+
+    # -- hooks ---------------------------------------------------------------
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """Explicit proxy: decide on the CONNECT host before any upstream connection."""
+        if flow.response is not None:
+            return  # e.g. proxy authentication is still required
+        user = _proxyauth_user(flow)
+        if user:
+            self._connect_user[flow.client_conn] = user
+        try:
+            host = canonical_host(flow.request.host)
+            self._connect_host[flow.client_conn] = host.name
+            decision = self._decide(Identity(user, (), _ip(flow.client_conn)), Request(host))
+        except Exception as exc:  # never fall open
+            decision = self._failure(flow.request.host, exc)
+        _record(flow.metadata, decision, "connect")
+        wants_decryption = decision.decrypt or decision.must_decrypt
+        if decision.blocked and not (wants_decryption and self._trusts_ca(flow.client_conn)):
+            ref = flow.metadata[METADATA_KEY]["reference"]
+            flow.response = http.Response.make(
+                403,
+                f"Blocked by the school's web filter (reference {ref}).\n",
+                {"Content-Type": "text/plain; charset=utf-8"},
+            )
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        """TLS: decide on the SNI; pass through host-only sites, refuse blocked ones."""
+        data = nextlayer.data_client()
+        if not starts_like_tls_record(data):
+            return
+        if any(isinstance(x, layers.ClientTLSLayer) for x in nextlayer.context.layers):
+            return  # TLS inside TLS: the outer hello was decided already
+        client = nextlayer.context.client
+        try:
+            hello = parse_client_hello(data)
+            if hello is None:
+                return  # incomplete; NextLayer waits too (see NEVER_MATCHES)
+            sni = hello.sni
+            server = nextlayer.context.server.address
+            name = sni or (server[0] if server else "")
+            host = canonical_host(name)
+            user = self._connect_user.get(client)
+            decision = self._decide(Identity(user, (), _ip(client)), Request(host))
+            connect_host = self._connect_host.get(client)
+            if (
+                not decision.blocked
+                and connect_host
+                and sni
+                and registrable_domain(connect_host) != registrable_domain(host.name)
+            ):
+                decision = _fronting(decision, connect_host)
+        except Exception as exc:  # never fall open
+            decision = self._failure(str(nextlayer.context.server.address), exc)
+        self.connection_decisions[client] = _record({}, decision, "tls")
+        wants_decryption = decision.decrypt or decision.must_decrypt
+        if wants_decryption and self._trusts_ca(client) and decision.reason is not Reason.FRONTING:
+            return  # intercept: a blocked request gets the block page
+        if decision.blocked or decision.must_decrypt or (wants_decryption and self._refuse_untrusted()):
+            nextlayer.layer = RefuseLayer(nextlayer.context)
+        else:
+            nextlayer.layer = layers.TCPLayer(nextlayer.context, ignore=True)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Every plain or decrypted request, before its body is read."""
+        if flow.response is not None:
+            return
+        user = _proxyauth_user(flow)
+        try:
+            decision = self._decide_request(flow, user)
+        except Exception as exc:  # never fall open
+            decision = self._failure(flow.request.pretty_host, exc)
+        record = _record(flow.metadata, decision, "request")
+        if decision.blocked:
+            flow.response = self._block_response(decision, record["reference"])
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        """Remember devices that don't trust the school's CA (see decryption.untrusted_clients)."""
+        ip = _ip(data.context.client)
+        if ip:
+            self._untrusted_until[ip] = time.monotonic() + ctx.options.schoolgate_untrusted_seconds
+
+    def tls_established_client(self, data: tls.TlsData) -> None:
+        self._untrusted_until.pop(_ip(data.context.client) or "", None)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _decide(self, identity: Identity, request: Request) -> Decision:
+        loaded = self._loaded()
+        return decide(loaded.policy, loaded.index, identity, request, self.clock())
+
+    def _decide_request(self, flow: http.HTTPFlow, user: str | None) -> Decision:
+        req = flow.request
+        raw_host, _ = split_authority(req.host_header or req.host)
+        try:
+            url = canonical_url(f"{req.scheme}://{raw_host}{req.path}")
+        except HostError:
+            return self._invalid(raw_host, flow)
+        query = f"?{url.query}" if url.query else ""
+        identity = Identity(user, (), _ip(flow.client_conn))
+        decision = self._decide(identity, Request(url.host, url.path + query, url.scheme))
+        sni = flow.client_conn.sni
+        if not decision.blocked and sni and req.scheme == "https":
+            if registrable_domain(canonical_host(sni).name) != registrable_domain(url.host.name):
+                decision = _fronting(decision, sni)
+        return decision
+
+    def _loaded(self) -> LoadedPolicy:
+        if self.runtime is None or self.runtime.current is None:
+            raise RuntimeError("no policy is in force")
+        return self.runtime.current
+
+    def _trusts_ca(self, client: connection.Client) -> bool:
+        until = self._untrusted_until.get(_ip(client) or "")
+        return until is None or until < time.monotonic()
+
+    def _refuse_untrusted(self) -> bool:
+        policy = self._loaded().policy
+        return policy.decryption.untrusted_clients is UntrustedClients.REFUSE
+
+    def _invalid(self, raw_host: str, flow: http.HTTPFlow) -> Decision:
+        return Decision(Action.BLOCK, Reason.INVALID, "unknown", "none", raw_host, ip=_ip(flow.client_conn))
+
+    def _failure(self, host: str, exc: Exception) -> Decision:
+        if isinstance(exc, HostError):
+            return Decision(Action.BLOCK, Reason.INVALID, "unknown", "none", host)
+        logger.error("Blocking %s because the filter failed: %s", host, exc, exc_info=exc)
+        return Decision(Action.BLOCK, Reason.UNAVAILABLE, "unknown", "none", host)
+
+    def _block_response(self, decision: Decision, reference: str) -> http.Response:
+        loaded = self.runtime.current if self.runtime else None
+        staff = False
+        school = "your school"
+        portal = "http://schoolgate.local"
+        if loaded is not None:
+            policy = loaded.policy
+            school, portal = policy.school, f"http://{policy.portal_host}"
+            if decision.profile in policy.profiles:
+                staff = policy.profiles[decision.profile].may_request_unblock
+        page = blockpage.render_block_page(
+            blockpage.BlockPageContext(
+                school=school,
+                reference=reference,
+                host=decision.host,
+                url=decision.url or decision.host,
+                reason=plain_reason(decision),
+                category_label=decision.category_label,
+                at=self.clock(),
+                portal=portal,
+                staff=staff,
+                illegal=decision.reason is Reason.ILLEGAL,
+            )
+        )
+        return http.Response.make(
+            403,
+            page,
+            {
+                "Content-Type": "text/html; charset=utf-8",
+                "Cache-Control": "no-store",
+                "X-Schoolgate-Reference": reference,
+            },
+        )
+
+    def profile_for(self, user: str | None, ip: str | None) -> str:
+        """The profile a user or device is in (for the portal's pages)."""
+        loaded = self._loaded()
+        return resolve_profile(loaded.policy, Identity(user, (), ip))[0].name
+
+
+def _fronting(decision: Decision, other: str) -> Decision:
+    return Decision(
+        Action.BLOCK,
+        Reason.FRONTING,
+        decision.profile,
+        decision.identified_by,
+        decision.host,
+        url=decision.url,
+        user=decision.user,
+        ip=decision.ip,
+        entry=other,
+        decrypt=decision.decrypt,
+    )
+
+
+def _record(store: dict[str, Any], decision: Decision, stage: str) -> dict[str, Any]:
+    record = decision.record()
+    record["stage"] = stage
+    record["reference"] = blockpage.new_reference(datetime.now(UTC)) if decision.blocked else None
+    store[METADATA_KEY] = record
+    return record
+
+
+def _proxyauth_user(flow: http.HTTPFlow) -> str | None:
+    auth = flow.metadata.get("proxyauth")
+    return str(auth[0]) if auth else None  # never keep the password
+
+
+def _ip(client: connection.Client) -> str | None:
+    peer = client.peername
+    return str(peer[0]) if peer else None

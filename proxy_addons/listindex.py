@@ -1,0 +1,626 @@
+"""A memory-mapped hash index of every category list, shared by all worker processes.
+
+Why this shape: the full UT1 collection is ~5 million entries. Python sets of that
+size cost ~500 MB per worker and a minute to load; this index is one file (about
+10 bytes per slot) that each worker maps read-only, so the page cache holds a single
+copy and a reload is "build a new file, open it, swap one reference".
+
+File layout (little-endian)::
+
+    8 bytes  magic b"SGLIDX01"
+    8 bytes  length of the JSON header (padded with spaces to a multiple of 8)
+    header   categories, list files ("tags"), counts, table geometry, expressions
+    keys     uint64[table_len]  0 = empty slot
+    tags     uint16[table_len]  index into header["tags"] = (category, list file)
+
+A key is a 64-bit hash of the entry's UTF-8 bytes: crc32 in the high half, adler32
+in the low half (both C calls, ~0.3 us; Python's hash() is randomised per process).
+URL entries are hashed as b"u " + entry so they never meet domain keys. A key's home
+slot is its top `bits` bits (the crc32 half); keys are laid out in ascending order
+(linear probing with ordered runs), so a lookup stops at the first empty slot or at
+the first larger key. Entries sharing a key (one domain in two categories) sit in
+adjacent slots.
+
+False positives: only a full 64-bit key collision matches a wrong name. adler32 is
+weak on short strings, so count on roughly 50 effective bits: with 5 million
+entries a random unlisted name collides with probability around 5e6 / 2**50, i.e.
+~1 in 200 million lookups. A collision can only over-block, never let a listed
+entry through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import itertools
+import json
+import logging
+import math
+import mmap
+import os
+import re
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from proxy_addons.listsources import (
+    FORMAT_VERSION,
+    ListSource,
+    ListSourceError,
+    compile_expression,
+    fingerprint,
+    iter_domains,
+    iter_urls,
+    read_expressions,
+    source_files,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"SGLIDX01"
+LAYOUT_VERSION = 1
+LOAD_FACTOR = 0.65
+KEEP_INDEXES = 2
+MARKER_TAG = 0xFFFF  # url-host markers: "this host has url entries"
+MAX_TAGS = MARKER_TAG
+BUILD_TIMEOUT = 900.0
+_BATCH = 1 << 16
+_STALE_TMP_SECONDS = 3600.0
+_HIT_CACHE_SIZE = 1 << 16
+
+_URL_NS = b"u "
+_HOSTMARK_NS = b"h "
+_URL_CRC, _URL_ADLER = zlib.crc32(_URL_NS), zlib.adler32(_URL_NS)
+_MARK_CRC, _MARK_ADLER = zlib.crc32(_HOSTMARK_NS), zlib.adler32(_HOSTMARK_NS)
+_URL_SEP = re.compile(rb"[/?]")
+
+
+@dataclass(frozen=True)
+class CategorySources:
+    """The lists that make up one category (merged into it)."""
+
+    category: str
+    sources: tuple[ListSource, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A list entry that covers a request: which category, which entry, which file."""
+
+    category: str
+    entry: str  # the matched domain, url prefix or expression
+    source: str  # the list file it came from
+
+
+def entry_key(data: bytes) -> int:
+    """The 64-bit key of a domain entry (URL entries: entry_key(b"u " + entry))."""
+    return (zlib.crc32(data) << 32) | zlib.adler32(data)
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _keys(datas: list[bytes], crc0: int, adler0: int) -> npt.NDArray[np.uint64]:
+    import numpy as np
+
+    n = len(datas)
+    crc = np.fromiter(map(zlib.crc32, datas, itertools.repeat(crc0)), np.uint64, n)
+    adl = np.fromiter(map(zlib.adler32, datas, itertools.repeat(adler0)), np.uint64, n)
+    return (crc << np.uint64(32)) | adl  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Collected:
+    categories: list[str]
+    tags: list[tuple[int, str]] = field(default_factory=list)  # (category index, list file)
+    url_tags: set[int] = field(default_factory=set)
+    keys: list[npt.NDArray[np.uint64]] = field(default_factory=list)
+    tag_ids: list[npt.NDArray[np.uint16]] = field(default_factory=list)
+    expressions: list[tuple[int, list[str]]] = field(default_factory=list)
+    url_hosts: set[str] = field(default_factory=set)
+    single_label: bool = False  # any one-label domain entry: match_host must probe TLDs
+
+
+def _add(col: _Collected, keys: npt.NDArray[np.uint64], tag: int) -> None:
+    import numpy as np
+
+    col.keys.append(keys)
+    col.tag_ids.append(np.full(len(keys), tag, np.uint16))
+
+
+def _collect(cats: Sequence[CategorySources]) -> _Collected:
+    col = _Collected([c.category for c in cats])
+    for ci, cat in enumerate(cats):
+        for src in cat.sources:
+            for what, path in source_files(src):
+                tag = len(col.tags)
+                if tag >= MAX_TAGS:
+                    raise ListSourceError(f"{path}: too many list files (at most {MAX_TAGS})")
+                col.tags.append((ci, str(path)))
+                if what == "domains":
+                    for batch in itertools.batched(iter_domains(src), _BATCH):
+                        datas = list(map(str.encode, batch))
+                        dotted = map(bytes.__contains__, datas, itertools.repeat(b"."))
+                        if not col.single_label and not all(dotted):
+                            col.single_label = any(b"." not in d and b":" not in d for d in datas)
+                        _add(col, _keys(datas, 0, 1), tag)
+                elif what == "urls":
+                    col.url_tags.add(tag)
+                    for batch in itertools.batched(iter_urls(src), _BATCH):
+                        col.url_hosts.update(u.split("/", 1)[0] for u in batch)
+                        _add(col, _keys(list(map(str.encode, batch)), _URL_CRC, _URL_ADLER), tag)
+                else:
+                    col.expressions.append((tag, read_expressions(src)))
+    return col
+
+
+def _layout(
+    keys: npt.NDArray[np.uint64], tags: npt.NDArray[np.uint16]
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint16], int]:
+    """Ordered linear-probing table: sort by key, place each at max(home, previous + 1)."""
+    import numpy as np
+
+    order = np.lexsort((tags, keys))
+    keys, tags = keys[order], tags[order]
+    if len(keys):
+        keep = np.ones(len(keys), bool)
+        keep[1:] = (keys[1:] != keys[:-1]) | (tags[1:] != tags[:-1])
+        keys, tags = keys[keep], tags[keep]
+    n = len(keys)
+    bits = min(32, max(4, math.ceil(math.log2(max(n, 1) / LOAD_FACTOR))))
+    home = (keys >> np.uint64(64 - bits)).astype(np.int64)
+    ar = np.arange(n, dtype=np.int64)
+    pos = np.maximum.accumulate(home - ar) + ar if n else ar
+    table_len = max(1 << bits, int(pos[-1]) + 1 if n else 0) + 1  # a final empty slot
+    table_keys = np.zeros(table_len, "<u8")
+    table_tags = np.zeros(table_len, "<u2")
+    table_keys[pos] = keys
+    table_tags[pos] = tags
+    return table_keys, table_tags, bits
+
+
+def _write(cats: Sequence[CategorySources], target: Path, fp: str) -> None:
+    import numpy as np
+
+    started = time.perf_counter()
+    col = _collect(cats)
+    empty_k, empty_t = np.zeros(0, np.uint64), np.zeros(0, np.uint16)
+    keys = np.concatenate(col.keys) if col.keys else empty_k
+    tags = np.concatenate(col.tag_ids) if col.tag_ids else empty_t
+    hosts = [h.encode() for h in col.url_hosts]
+    keys = np.concatenate([keys, _keys(hosts, _MARK_CRC, _MARK_ADLER)])
+    tags = np.concatenate([tags, np.full(len(hosts), MARKER_TAG, np.uint16)])
+    table_keys, table_tags, bits = _layout(keys, tags)
+
+    used = table_tags[table_keys != 0]
+    per_tag = np.bincount(used[used != MARKER_TAG], minlength=len(col.tags))
+    by_category = dict.fromkeys(col.categories, 0)
+    for (ci, _path), count in zip(col.tags, per_tag.tolist(), strict=False):
+        by_category[col.categories[ci]] += count
+    url_count = int(sum(per_tag[t] for t in col.url_tags))
+    expr_count = sum(len(e) for _t, e in col.expressions)
+    for tag, exprs in col.expressions:
+        by_category[col.categories[col.tags[tag][0]]] += len(exprs)
+    header = {
+        "format": [FORMAT_VERSION, LAYOUT_VERSION],
+        "fingerprint": fp,
+        "byteorder": "little",
+        "categories": col.categories,
+        "tags": [list(t) for t in col.tags],
+        "expressions": [[t, e] for t, e in col.expressions if e],
+        "domain_count": int(per_tag.sum()) - url_count,
+        "url_count": url_count,
+        "expression_count": expr_count,
+        "by_category": by_category,
+        "single_label": col.single_label,
+        "has_urls": bool(hosts),
+        "bits": bits,
+        "table_len": len(table_keys),
+        "built_at": time.time(),
+    }
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    tmp = target.with_name(f".{target.stem}-{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(MAGIC + len(blob).to_bytes(8, "little") + blob)
+            table_keys.tofile(fh)
+            table_tags.tofile(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    logger.info(
+        "built list index %s: %d domains, %d urls, %d expressions in %.1f s",
+        target,
+        header["domain_count"],
+        url_count,
+        expr_count,
+        time.perf_counter() - started,
+    )
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], int] | None:
+    """(header, offset of the table) of an index file; None if not a complete index of ours."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            if len(head) != 16 or head[:8] != MAGIC:
+                return None
+            length = int.from_bytes(head[8:], "little")
+            header: dict[str, Any] = json.loads(fh.read(length))
+            size = os.fstat(fh.fileno()).st_size
+    except (OSError, ValueError):
+        return None
+    if not isinstance(header, dict) or header.get("format") != [FORMAT_VERSION, LAYOUT_VERSION]:
+        return None
+    if size != 16 + length + 10 * int(header.get("table_len", 0)):
+        return None
+    return header, 16 + length
+
+
+def index_fingerprint(cats: Sequence[CategorySources]) -> str:
+    """Names an index: the layout version, each category's name and its sources' fingerprint."""
+    parts = [LAYOUT_VERSION, [[c.category, fingerprint(c.sources)] for c in cats]]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def _locked(index_dir: Path) -> Iterator[None]:
+    """One builder per index folder; others wait, then reuse what it built."""
+    with open(index_dir / ".lock", "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _prune(index_dir: Path, keep: Path) -> None:
+    """Drop all but the newest KEEP_INDEXES indexes (workers still mapping one keep it)."""
+    found = []
+    for p in index_dir.glob("lists-*.idx"):
+        with contextlib.suppress(OSError):
+            found.append((p.stat().st_mtime, p))
+    found.sort(reverse=True)
+    old = [p for _m, p in found if p != keep][KEEP_INDEXES - 1 :]
+    now = time.time()
+    for p in index_dir.glob(".lists-*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - p.stat().st_mtime > _STALE_TMP_SECONDS:
+                old.append(p)
+    for p in old:
+        with contextlib.suppress(OSError):
+            p.unlink()
+            logger.debug("removed old list index %s", p)
+
+
+def build_index(
+    cats: Sequence[CategorySources], index_dir: Path, *, in_subprocess: bool = False
+) -> Path:
+    """Build (or reuse, when the lists are unchanged) the index file; returns its path.
+
+    in_subprocess=True builds in a separate Python process so a reload inside the
+    gateway does not hold the request path's GIL; its errors arrive as ListSourceError.
+    """
+    index_dir = Path(index_dir)
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ListSourceError(
+            f"cannot create the index folder {index_dir}: {exc.strerror}"
+        ) from None
+    fp = index_fingerprint(cats)
+    target = index_dir / f"lists-{fp}.idx"
+    if in_subprocess:
+        if _read_header(target) is None:
+            return _build_in_subprocess(cats, index_dir)
+        _touch(target)
+        return target
+    try:
+        with _locked(index_dir):
+            found = _read_header(target)
+            if found is not None and found[0].get("fingerprint") == fp:
+                _touch(target)
+                logger.debug("list index %s is up to date", target)
+                return target
+            _write(cats, target, fp)
+            _prune(index_dir, target)
+    except OSError as exc:
+        raise ListSourceError(
+            f"cannot write the list index in {index_dir}: {exc.strerror or exc}"
+        ) from None
+    return target
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.utime(path)  # newest again, so pruning keeps the index in use
+
+
+# ---------------------------------------------------------------- subprocess build
+
+
+def _build_in_subprocess(cats: Sequence[CategorySources], index_dir: Path) -> Path:
+    request = {
+        "index_dir": str(index_dir),
+        "cats": [
+            {"category": c.category, "sources": [[s.kind, str(s.path)] for s in c.sources]}
+            for c in cats
+        ],
+    }
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "proxy_addons.listindex"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=BUILD_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ListSourceError(
+            f"building the list index took longer than {BUILD_TIMEOUT:.0f} s and was stopped"
+        ) from None
+    _relay_logs(proc.stderr)
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        result = {}
+    if proc.returncode == 0 and "path" in result:
+        return Path(result["path"])
+    if "error" in result:
+        raise ListSourceError(result["error"])
+    tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+    raise ListSourceError(f"building the list index failed: {tail[0]}")
+
+
+def _relay_logs(stderr: str) -> None:
+    """Re-emit the builder's log records through this process's logging."""
+    for line in stderr.splitlines():
+        try:
+            rec = json.loads(line)
+            logging.getLogger(rec["name"]).log(rec["level"], "%s", rec["msg"])
+        except (ValueError, KeyError, TypeError):
+            if line.strip():
+                logger.warning("index builder: %s", line)
+
+
+class _JsonLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        line = json.dumps(
+            {"name": record.name, "level": record.levelno, "msg": record.getMessage()}
+        )
+        sys.stderr.write(line + "\n")
+
+
+def _child_main() -> int:
+    logging.basicConfig(level=logging.INFO, handlers=[_JsonLines()])
+    request = json.load(sys.stdin)
+    cats = [
+        CategorySources(c["category"], tuple(ListSource(k, Path(p)) for k, p in c["sources"]))
+        for c in request["cats"]
+    ]
+    try:
+        path = build_index(cats, Path(request["index_dir"]))
+    except ListSourceError as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 2
+    print(json.dumps({"path": str(path)}))
+    return 0
+
+
+# -------------------------------------------------------------------------- lookup
+
+
+class ListIndex:
+    """A read-only view of an index file; lookups take canonical hosts (Host.name)."""
+
+    categories: tuple[str, ...]
+    entry_count: int
+
+    def __init__(self, path: Path, mm: mmap.mmap, header: dict[str, Any], offset: int) -> None:
+        self.path = path
+        self.header = header
+        self.fingerprint: str = header["fingerprint"]
+        self.categories = tuple(header["categories"])
+        self.domain_count: int = header["domain_count"]
+        self.url_count: int = header["url_count"]
+        self.expression_count: int = header["expression_count"]
+        self.entry_count = self.domain_count + self.url_count + self.expression_count
+        self.by_category: dict[str, int] = header["by_category"]
+        self._tags = [(self.categories[c], p) for c, p in header["tags"]]
+        n = int(header["table_len"])
+        self._mm = mm
+        view = memoryview(mm)
+        self._view = view
+        self._keys = view[offset : offset + 8 * n].cast("Q")
+        self._values = view[offset + 8 * n : offset + 10 * n].cast("H")
+        self._crc_shift = 32 - int(header["bits"])  # home slot = top bits of the crc32 half
+        self._hit_cache: dict[int, tuple[Match, ...]] = {}
+        self._single_label = bool(header["single_label"])
+        self._has_urls = bool(header["has_urls"])
+        self._expressions = [self._compile(tag, exprs) for tag, exprs in header["expressions"]]
+
+    @classmethod
+    def open(cls, path: Path) -> ListIndex:
+        """Map an index file read-only (no private copy: workers share the page cache)."""
+        path = Path(path)
+        found = _read_header(path)
+        if found is None:
+            raise ListSourceError(
+                f"the list index {path} is missing, damaged or from another version; "
+                "delete it and let the gateway rebuild it"
+            )
+        header, offset = found
+        if sys.byteorder != header["byteorder"]:
+            raise ListSourceError(
+                f"the list index {path} was built on a {header['byteorder']}-endian machine; "
+                "delete it and let this machine rebuild it"
+            )
+        with open(path, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        return cls(path, mm, header, offset)
+
+    def close(self) -> None:
+        """Unmap the file; call once no lookup is running."""
+        self._keys.release()
+        self._values.release()
+        self._view.release()
+        self._mm.close()
+
+    def __enter__(self) -> ListIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ListIndex({str(self.path)!r}, entries={self.entry_count})"
+
+    def _compile(
+        self, tag: int, exprs: list[str]
+    ) -> tuple[str, str, re.Pattern[str] | None, list[tuple[str, re.Pattern[str]]]]:
+        category, source = self._tags[tag]
+        singles = []
+        for e in exprs:
+            try:
+                singles.append((e, compile_expression(e)))
+            except re.error:
+                logger.warning("%s: skipped expression %r that Python cannot compile", source, e)
+        try:
+            combined: re.Pattern[str] | None = compile_expression(
+                "|".join(f"(?:{e})" for e, _rx in singles)
+            )
+        except re.error:
+            combined = None  # e.g. back-references; fall back to one search each
+        return category, source, combined, singles
+
+    def _hits(self, slot: int, key: int, entry: bytes) -> tuple[Match, ...]:
+        """The matches of `key`, whose run of equal-crc32 keys starts at `slot` (cached)."""
+        cached = self._hit_cache.get(key)
+        if cached is not None:
+            return cached
+        keys, values, tags = self._keys, self._values, self._tags
+        k = keys[slot]
+        while k and k < key:  # same crc32 half, smaller adler32 half
+            slot += 1
+            k = keys[slot]
+        text = entry.decode(errors="replace")
+        out = []
+        while keys[slot] == key:
+            tag = values[slot]
+            if tag < len(tags):
+                out.append(Match(tags[tag][0], text, tags[tag][1]))
+            slot += 1
+        hits = tuple(out)
+        if len(self._hit_cache) >= _HIT_CACHE_SIZE:
+            self._hit_cache.clear()
+        self._hit_cache[key] = hits
+        return hits
+
+    def match_host(self, host: str) -> list[Match]:
+        """Domain entries covering `host` (it and its parent domains); IPs match exactly.
+
+        The hot path: per suffix one crc32 and one or two table reads; adler32 (the
+        other half of the key) is computed only when the crc32 half is present.
+        """
+        found: list[Match] = []
+        if not host:
+            return found
+        data = host.encode()
+        keys = self._keys
+        shift = self._crc_shift
+        crc32 = zlib.crc32
+        if host[-1] in "0123456789" and host.rpartition(".")[2].isdigit():
+            stop = -1  # an IPv4 literal: no parent domains
+        else:
+            stop = len(data) if self._single_label else data.rfind(b".")
+        start = 0
+        while True:
+            part = data[start:] if start else data
+            crc = crc32(part)
+            low = crc << 32
+            slot = crc >> shift
+            k = keys[slot]
+            while 0 < k < low:
+                slot += 1
+                k = keys[slot]
+            if k >> 32 == crc:
+                found += self._hits(slot, low | zlib.adler32(part), part)
+            dot = data.find(b".", start)
+            if dot < 0 or dot >= stop:
+                return found
+            start = dot + 1
+
+    def _probe(self, key: int) -> int:
+        """The first slot of `key`'s crc32 run if the key is present, else -1."""
+        keys = self._keys
+        slot = key >> (self._crc_shift + 32)
+        k = keys[slot]
+        while 0 < k < key:
+            slot += 1
+            k = keys[slot]
+        return slot if k == key else -1
+
+    def match_url(self, host: str, path_and_query: str) -> list[Match]:
+        """URL entries that are prefixes of host+path at a '/' or '?' boundary.
+
+        "a.com/x" covers a.com/x, a.com/x/y and a.com/x?q but not a.com/xy; an entry
+        ending in '/' or '?' covers everything after it. Hosts must be equal. Hosts
+        without URL entries cost one probe.
+        """
+        found: list[Match] = []
+        if not self._has_urls:
+            return found
+        hb = host.encode()
+        crc32, adler32 = zlib.crc32, zlib.adler32
+        if self._probe((crc32(hb, _MARK_CRC) << 32) | adler32(hb, _MARK_ADLER)) < 0:
+            return found
+        data = hb + path_and_query.encode()
+        ends = {len(data)}
+        for m in _URL_SEP.finditer(data, len(hb)):
+            ends.add(m.start())
+            ends.add(m.start() + 1)
+        for end in sorted(ends):
+            part = data[:end]
+            key = (crc32(part, _URL_CRC) << 32) | adler32(part, _URL_ADLER)
+            slot = self._probe(key)
+            if slot >= 0:
+                found += self._hits(slot, key, part)
+        return found
+
+    def match_expressions(self, url: str) -> list[Match]:
+        """Expression entries found (re.search, case-insensitive) in the full URL.
+
+        One match per list file: the first of its expressions that matches.
+        """
+        found: list[Match] = []
+        for category, source, combined, singles in self._expressions:
+            if combined is not None and not combined.search(url):
+                continue
+            for text, rx in singles:
+                if rx.search(url):
+                    found.append(Match(category, text, source))
+                    break
+        return found
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -1,0 +1,331 @@
+"""Readers for category lists: UT1/squidGuard folders, plain domain files, hosts files.
+
+Every entry leaves here in the canonical form of `proxy_addons.canonical`, so the
+index compares like with like. Lists are written by many hands: comments, CRLF,
+stray whitespace and garbage lines are expected, so a bad entry is skipped,
+counted and reported (file:line) rather than aborting the load. A list that
+cannot be read at all raises `ListSourceError`: the gateway refuses to start
+rather than filter with a list silently missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import operator
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from proxy_addons.canonical import HostError, HostKind, canonical_host, canonical_url_entry
+
+logger = logging.getLogger(__name__)
+
+# Bump when the meaning of an entry changes, so cached indexes are rebuilt.
+FORMAT_VERSION = 1
+
+SourceKind = Literal["ut1", "domains", "hosts", "urls"]
+UT1_FILES = ("domains", "urls", "expressions")
+
+# Lines already in canonical form: a strict subset of canonical.py's fast path
+# (no trailing dot, no punycode), for which canonical_host(s).name == s. Checking
+# them in C keeps a 5-million-line list load within seconds; every other line
+# goes through canonical_host. tests/test_listindex.py checks the subset claim.
+_CLEAN_DOMAIN = re.compile(
+    r"(?!.*xn--)(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\.)*[a-z][a-z0-9-]*[a-z0-9]"
+)
+# Bypass canonical_host's LRU cache: millions of list entries would evict the
+# request path's working set for nothing (each entry is seen once).
+_canonical_host = canonical_host.__wrapped__
+
+_LOCAL_NAMES = frozenset(
+    {
+        "localhost",
+        "localhost.localdomain",
+        "local",
+        "broadcasthost",
+        "ip6-localhost",
+        "ip6-loopback",
+        "ip6-localnet",
+        "ip6-mcastprefix",
+        "ip6-allnodes",
+        "ip6-allrouters",
+        "ip6-allhosts",
+        "0.0.0.0",
+    }
+)
+_CHUNK_LINES = 1 << 16
+_REPORT_FIRST = 5
+
+
+class ListSourceError(Exception):
+    """A list cannot be used at all; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class ListSource:
+    """One list: a UT1 category folder, or a plain file of domains, hosts lines or URLs."""
+
+    kind: SourceKind
+    path: Path
+
+
+@dataclass
+class SkipReport:
+    """Entries skipped while reading one file, with the first few for the log."""
+
+    path: Path
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def skip(self, line_no: int, text: str, reason: str) -> None:
+        self.count += 1
+        if len(self.examples) < _REPORT_FIRST:
+            self.examples.append(f"{self.path}:{line_no}: {text[:80]!r} ({reason})")
+
+    def log(self) -> None:
+        if self.count:
+            logger.warning(
+                "%s: skipped %d entr%s that could not be understood, e.g. %s",
+                self.path,
+                self.count,
+                "y" if self.count == 1 else "ies",
+                "; ".join(self.examples),
+            )
+
+
+class _Skip(Exception):
+    """One line that is not a usable entry (the reason is the message)."""
+
+
+def ut1_file(src: ListSource, name: str) -> Path | None:
+    """The `domains`/`urls`/`expressions` file of a UT1 folder, or None if it has none."""
+    path = src.path / name
+    return path if path.is_file() else None
+
+
+def source_files(src: ListSource) -> list[tuple[str, Path]]:
+    """(what, file) pairs a source is read from; raises ListSourceError if it is unusable."""
+    path = src.path
+    if src.kind == "ut1":
+        if not path.is_dir():
+            if path.exists():
+                raise ListSourceError(
+                    f"{path} is a file, but a UT1 list is a category folder "
+                    "(holding 'domains' and/or 'urls' files); check the path in the policy"
+                )
+            raise ListSourceError(f"the UT1 list folder {path} does not exist; check the path")
+        files = [(name, path / name) for name in UT1_FILES if (path / name).is_file()]
+        if not files:
+            raise ListSourceError(
+                f"the folder {path} has no 'domains', 'urls' or 'expressions' file, so it is "
+                "not a UT1 category folder; check the path in the policy"
+            )
+        return files
+    if src.kind not in ("domains", "hosts", "urls"):
+        raise ListSourceError(f"{path}: unknown kind of list {src.kind!r}")
+    if path.is_dir():
+        raise ListSourceError(
+            f"{path} is a folder, but a {src.kind} list is a single file; "
+            "use kind 'ut1' for a UT1 category folder"
+        )
+    if not path.exists():
+        raise ListSourceError(f"the {src.kind} list {path} does not exist; check the path")
+    return [("urls" if src.kind == "urls" else "domains", path)]
+
+
+def _lines(path: Path) -> Iterator[list[str]]:
+    """The file's lines in chunks (bounded memory), newline-free; CRLF becomes LF."""
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline=None) as fh:
+            while True:
+                chunk = fh.readlines(_CHUNK_LINES * 24)
+                if not chunk:
+                    return
+                yield [line.rstrip("\n") for line in chunk]
+    except FileNotFoundError:
+        raise ListSourceError(f"the list file {path} does not exist; check the path") from None
+    except PermissionError:
+        raise ListSourceError(
+            f"the list file {path} cannot be read: permission denied for the gateway's user"
+        ) from None
+    except OSError as exc:
+        raise ListSourceError(f"the list file {path} cannot be read: {exc.strerror}") from None
+
+
+def _domain(text: str) -> str | None:
+    """A domain-list line as a canonical name; None for blanks and comments."""
+    word = text.split("#", 1)[0].strip()
+    if not word:
+        return None
+    if len(word.split()) > 1:
+        raise _Skip("more than one word")
+    if word.startswith("*."):
+        word = word[2:]
+    elif word.startswith("."):
+        word = word[1:]
+    if "*" in word:
+        raise _Skip("wildcards other than a leading '*.' are not supported")
+    try:
+        host = _canonical_host(word)
+    except HostError as exc:
+        raise _Skip(str(exc)) from None
+    return host.name
+
+
+def _read_domain_file(path: Path) -> Iterator[str]:
+    report = SkipReport(path)
+    base = 0
+    for lines in _lines(path):
+        matches = list(map(_CLEAN_DOMAIN.fullmatch, lines))
+        yield from itertools.compress(lines, matches)
+        for i in itertools.compress(itertools.count(), map(operator.not_, matches)):
+            try:
+                name = _domain(lines[i])
+            except _Skip as exc:
+                report.skip(base + i + 1, lines[i], str(exc))
+                continue
+            if name is not None:
+                yield name
+        base += len(lines)
+    report.log()
+
+
+def _read_hosts_file(path: Path) -> Iterator[str]:
+    report = SkipReport(path)
+    line_no = 0
+    for lines in _lines(path):
+        for line in lines:
+            line_no += 1
+            words = line.split("#", 1)[0].split()
+            if not words:
+                continue
+            try:
+                address = _canonical_host(words[0])
+            except HostError:
+                address = None
+            if address is None or address.kind is HostKind.DOMAIN or len(words) < 2:
+                report.skip(line_no, line, "not an 'address name...' hosts line")
+                continue
+            for word in words[1:]:
+                if word.lower() in _LOCAL_NAMES:
+                    continue
+                try:
+                    name = _domain(word)
+                except _Skip as exc:
+                    report.skip(line_no, word, str(exc))
+                    continue
+                if name is not None and name not in _LOCAL_NAMES:
+                    yield name
+    report.log()
+
+
+def _read_url_file(path: Path) -> Iterator[str]:
+    report = SkipReport(path)
+    line_no = 0
+    for lines in _lines(path):
+        for line in lines:
+            line_no += 1
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            if len(words) > 1 and not words[1].startswith("#"):
+                report.skip(line_no, line, "more than one word")
+                continue
+            try:
+                yield canonical_url_entry(words[0])
+            except ValueError as exc:  # HostError is a ValueError
+                report.skip(line_no, line, str(exc))
+    report.log()
+
+
+def iter_domains(src: ListSource) -> Iterator[str]:
+    """Canonical domain names (or IP literals) of a source; URLs lists have none."""
+    for what, path in source_files(src):
+        if what != "domains":
+            continue
+        yield from _read_hosts_file(path) if src.kind == "hosts" else _read_domain_file(path)
+
+
+def iter_urls(src: ListSource) -> Iterator[str]:
+    """Canonical `host/path` prefixes of a source (UT1 `urls` files and urls lists)."""
+    for what, path in source_files(src):
+        if what == "urls":
+            yield from _read_url_file(path)
+
+
+def read_expressions(src: ListSource) -> list[str]:
+    """The regular expressions of a UT1 folder, each checked to compile; others have none."""
+    out: list[str] = []
+    for what, path in source_files(src):
+        if what != "expressions":
+            continue
+        report = SkipReport(path)
+        line_no = 0
+        for lines in _lines(path):
+            for line in lines:
+                line_no += 1
+                text = line.strip()
+                if not text or text.startswith("#"):
+                    continue
+                try:
+                    compile_expression(text)
+                except re.error as exc:
+                    report.skip(line_no, text, f"not a regular expression: {exc}")
+                    continue
+                out.append(text)
+        report.log()
+    return out
+
+
+# squidGuard expressions are POSIX EREs; Python's re lacks their bracket classes.
+_POSIX_CLASSES = {
+    "[:alpha:]": "a-zA-Z",
+    "[:digit:]": "0-9",
+    "[:alnum:]": "a-zA-Z0-9",
+    "[:upper:]": "A-Z",
+    "[:lower:]": "a-z",
+    "[:space:]": r"\s",
+    "[:punct:]": r"!-/:-@\[-`{-~",
+    "[:xdigit:]": "0-9A-Fa-f",
+}
+
+
+def python_regex(expression: str) -> str:
+    """A list expression (POSIX ERE) in Python's syntax: bracket classes translated."""
+    for posix, python in _POSIX_CLASSES.items():
+        expression = expression.replace(posix, python)
+    return expression
+
+
+def compile_expression(expression: str) -> re.Pattern[str]:
+    """Compile a list expression case-insensitively (URLs differ in case, lists don't)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "possible nested set" noise
+        return re.compile(python_regex(expression), re.IGNORECASE)
+
+
+def fingerprint(srcs: Iterable[ListSource]) -> str:
+    """A cheap identity of the sources' current contents: paths, sizes, mtimes, inodes.
+
+    Equal fingerprints let a rebuilt index be reused without reading the lists.
+    """
+    parts: list[object] = [FORMAT_VERSION]
+    for src in srcs:
+        files = []
+        for what, path in source_files(src):
+            try:
+                st = path.stat()
+            except OSError as exc:
+                raise ListSourceError(
+                    f"the list file {path} cannot be read: {exc.strerror}"
+                ) from None
+            files.append([what, st.st_size, st.st_mtime_ns, st.st_ino])
+        parts.append([src.kind, str(src.path.absolute()), files])
+    blob = json.dumps(parts, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]

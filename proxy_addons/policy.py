@@ -1,0 +1,162 @@
+"""The validated policy: typed, immutable, trusted by everything inside the gateway.
+
+Built only by `policy_loader.load_policy`, which checks every field at the edge.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from proxy_addons.listindex import CategorySources
+from proxy_addons.policy_yaml import Where
+
+
+class Action(enum.Enum):
+    ALLOW = "allow"
+    BLOCK = "block"
+
+
+class Audience(enum.Enum):
+    """Who a profile is for; sets safe defaults (learners: bare IPs blocked)."""
+
+    LEARNER = "learner"
+    STAFF = "staff"
+    GUEST = "guest"
+
+
+class Decrypt(enum.Enum):
+    DECRYPT = "decrypt"
+    HOST_ONLY = "host_only"
+
+
+class UntrustedClients(enum.Enum):
+    """What to do for devices that don't trust the school's CA."""
+
+    HOST_ONLY = "host_only"  # decide by host name, pass allowed traffic through
+    REFUSE = "refuse"  # refuse what would need decrypting
+
+
+@dataclass(frozen=True)
+class Term:
+    name: str
+    start: date
+    end: date  # inclusive
+
+
+@dataclass(frozen=True)
+class Closure:
+    """Days inside a term the school is shut (half term, INSET days)."""
+
+    name: str
+    start: date
+    end: date  # inclusive
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: time
+    end: time  # exclusive; 24:00 is written as time.max
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    days: frozenset[int]  # 0 = Monday
+    times: tuple[TimeRange, ...]  # empty = all day
+    term: str  # "school_days" | "holidays" | "any"
+    where: Where
+
+
+@dataclass(frozen=True)
+class Rule:
+    action: Action
+    profile: str  # the profile that wrote it (may be a parent of the one in force)
+    index: int  # position within that profile's rules, 1-based
+    where: Where
+    name: str | None = None
+    categories: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()  # canonical host names (and IP literals)
+    urls: tuple[str, ...] = ()  # canonical host/path prefixes
+    bare_ip: bool = False
+    when: tuple[str, ...] = ()  # schedule names; empty = always
+
+    @property
+    def label(self) -> str:
+        title = f" '{self.name}'" if self.name else ""
+        return f"{self.profile} rule {self.index}{title} ({self.where})"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    label: str
+    audience: Audience
+    rules: tuple[Rule, ...]  # own rules first, then inherited ones
+    default: Action
+    bare_ip: Action
+    may_request_unblock: bool
+    extends: str | None
+    where: Where
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    label: str  # shown on the block page
+    sources: CategorySources
+    where: Where
+
+
+@dataclass(frozen=True)
+class IllegalTier:
+    """Provider-supplied IWF/CTIRU-style lists that nothing can override."""
+
+    exact: dict[str, str]  # canonical host/path?query entry -> its list file
+    prefixes: tuple[tuple[str, str], ...]  # (canonical host/path prefix, its list file)
+    hosts: frozenset[str]  # every host named by an entry: these must be decrypted
+    sources: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Decryption:
+    default: Decrypt
+    host_only_categories: frozenset[str]
+    host_only_domains: frozenset[str]
+    untrusted_clients: UntrustedClients
+
+
+@dataclass(frozen=True)
+class Identities:
+    users: dict[str, str]  # user name (lower case) -> profile
+    groups: tuple[tuple[str, str], ...]  # directory group (lower case) -> profile, in order
+    networks: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...]
+    default_profile: str
+
+
+@dataclass(frozen=True)
+class Authentication:
+    htpasswd: Path | None
+    ldap: str | None  # mitmproxy proxyauth "ldap[s]:..." spec
+
+
+@dataclass(frozen=True)
+class Policy:
+    path: Path
+    school: str
+    timezone: ZoneInfo
+    portal_host: str
+    terms: tuple[Term, ...]
+    closures: tuple[Closure, ...]
+    schedules: dict[str, Schedule]
+    categories: dict[str, Category]
+    illegal: IllegalTier
+    profiles: dict[str, Profile]
+    identities: Identities
+    authentication: Authentication
+    decryption: Decryption
+    files: tuple[Path, ...] = field(default=())  # every file the policy was built from
