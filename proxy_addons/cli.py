@@ -44,14 +44,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         "confdir": str(var / "ca"),
         "connection_strategy": "lazy",
         "onboarding": False,
-        "flow_detail": 0,
         "schoolgate_policy": str(Path(args.policy).resolve()),
         "schoolgate_var": str(var.resolve()),
     }
-    if policy.authentication.htpasswd:
-        settings["proxyauth"] = f"@{policy.authentication.htpasswd}"
-    elif policy.authentication.ldap:
-        settings["proxyauth"] = policy.authentication.ldap
     for item in args.set or []:
         key, _, value = item.partition("=")
         settings[key] = value
@@ -61,13 +56,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         master.addons.add(*gateway_addons())
         try:
             master.options.update(**settings)
-        except exceptions.OptionsError as exc:
+        except (exceptions.OptionsError, KeyError) as exc:
             print(exc, file=sys.stderr)
             return 1
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, master.shutdown)
-        print(f"Schoolgate for {policy.school} on {args.listen_host}:{args.listen_port}", flush=True)
+        print(
+            f"Schoolgate for {policy.school} on {args.listen_host}:{args.listen_port}", flush=True
+        )
         await master.run()
         return 0
 
@@ -130,13 +127,14 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     path = Path(args.var) / "run" / "status.json"
     if not path.exists():
-        return _fail(f"No gateway status at {path}: is the gateway running with --var {args.var}?")
+        return _fail(f"No gateway status at {path}: is a gateway running with --var {args.var}?")
     status = json.loads(path.read_text())
     alive = _pid_alive(int(status.get("pid", 0)))
     print(f"gateway:   {'running' if alive else 'not running'} (pid {status.get('pid')})")
     print(f"school:    {status.get('school')}")
     print(f"policy:    {status.get('policy')} (in force since {status.get('loaded_at')})")
-    print(f"lists:     {status.get('list_entries')} entries; profiles: {', '.join(status['profiles'])}")
+    profiles = ", ".join(status["profiles"])
+    print(f"lists:     {status.get('list_entries')} entries; profiles: {profiles}")
     print(f"reloads:   {status.get('reloads')}")
     err = status.get("last_error")
     if err:

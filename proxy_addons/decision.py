@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -173,21 +173,29 @@ def decide(
 ) -> Decision:
     profile, via = resolve_profile(policy, identity)
     host = request.host.name
-    base = {
-        "profile": profile.name,
-        "identified_by": via,
-        "host": host,
-        "url": request.url,
-        "user": identity.user,
-        "ip": identity.ip,
-    }
+    base = Decision(
+        Action.ALLOW,
+        Reason.DEFAULT,
+        profile.name,
+        via,
+        host,
+        url=request.url,
+        user=identity.user,
+        ip=identity.ip,
+    )
     if host == policy.portal_host:
-        return Decision(Action.ALLOW, Reason.PORTAL, **base)
+        return replace(base, reason=Reason.PORTAL)
     illegal_host = host in policy.illegal.hosts
     if illegal_host and request.path is not None:
-        hit = _illegal_hit(policy, host, request.path)
-        if hit:
-            return Decision(Action.BLOCK, Reason.ILLEGAL, entry=hit[0], list_source=hit[1], **base)
+        illegal = _illegal_hit(policy, host, request.path)
+        if illegal:
+            return replace(
+                base,
+                action=Action.BLOCK,
+                reason=Reason.ILLEGAL,
+                entry=illegal[0],
+                list_source=illegal[1],
+            )
 
     matches = index.match_host(host)
     if request.path is not None:
@@ -197,9 +205,8 @@ def decide(
     by_category: dict[str, Match] = {}
     for m in matches:
         by_category.setdefault(m.category, m)
-    decrypt = _decrypt(policy, host, by_category) or illegal_host
     must_decrypt = illegal_host and request.path is None
-    base.update(decrypt=decrypt, must_decrypt=must_decrypt)
+    decrypt = _decrypt(policy, host, by_category) or illegal_host
 
     url_key = host + request.path if request.path is not None else None
     for rule in profile.rules:
@@ -208,24 +215,32 @@ def decide(
         hit = _rule_hit(rule, request, url_key, by_category)
         if hit is None:
             if request.path is None and rule.action is Action.BLOCK and rule.urls:
-                if any(u.split("/", 1)[0] == host for u in rule.urls):
-                    base["must_decrypt"] = True
+                # A URL rule for this host: only the decrypted request can be decided.
+                must_decrypt = must_decrypt or any(u.split("/", 1)[0] == host for u in rule.urls)
             continue
         category, source, entry = hit
-        label = policy.categories[category].label if category else None
-        return Decision(
-            rule.action,
-            Reason.RULE,
+        return replace(
+            base,
+            action=rule.action,
+            reason=Reason.RULE,
             rule=rule.label,
             category=category,
-            category_label=label,
+            category_label=policy.categories[category].label if category else None,
             list_source=source,
             entry=entry,
-            **base,
+            decrypt=decrypt,
+            must_decrypt=must_decrypt,
         )
     if request.host.is_ip:
-        return Decision(profile.bare_ip, Reason.BARE_IP, entry=host, **base)
-    return Decision(profile.default, Reason.DEFAULT, **base)
+        return replace(
+            base,
+            action=profile.bare_ip,
+            reason=Reason.BARE_IP,
+            entry=host,
+            decrypt=decrypt,
+            must_decrypt=must_decrypt,
+        )
+    return replace(base, action=profile.default, decrypt=decrypt, must_decrypt=must_decrypt)
 
 
 def _rule_hit(

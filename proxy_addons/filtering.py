@@ -75,14 +75,12 @@ class Filter:
         )
         self._untrusted_until: dict[str, float] = {}
         # TLS-stage decisions, for connections that never become an HTTP flow.
-        self.connection_decisions: weakref.WeakKeyDictionary[
-            connection.Client, dict[str, Any]
-        ] = weakref.WeakKeyDictionary()
+        self.connection_decisions: weakref.WeakKeyDictionary[connection.Client, dict[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def load(self, loader: Loader) -> None:
-        loader.add_option(
-            "schoolgate_policy", str, "", "The school's policy file (YAML)."
-        )
+        loader.add_option("schoolgate_policy", str, "", "The school's policy file (YAML).")
         loader.add_option(
             "schoolgate_var", str, "var", "Folder for the gateway's state: index, status, reports."
         )
@@ -107,7 +105,9 @@ class Filter:
             return
         if not ctx.options.schoolgate_policy:
             raise exceptions.OptionsError("schoolgate_policy is not set: name the policy file.")
-        runtime = PolicyRuntime(Path(ctx.options.schoolgate_policy), Path(ctx.options.schoolgate_var))
+        runtime = PolicyRuntime(
+            Path(ctx.options.schoolgate_policy), Path(ctx.options.schoolgate_var)
+        )
         try:
             runtime.start()
         except PolicyLoadError as exc:
@@ -117,6 +117,10 @@ class Filter:
         self.runtime = runtime
         loaded = runtime.current
         assert loaded is not None
+        auth = loaded.policy.authentication
+        wanted = f"@{auth.htpasswd}" if auth.htpasswd else auth.ldap
+        if wanted and ctx.options.proxyauth != wanted:
+            ctx.options.update(proxyauth=wanted)
         logger.info(
             "Schoolgate policy for %s in force: %d profiles, %d list entries.",
             loaded.policy.school,
@@ -189,7 +193,11 @@ class Filter:
         wants_decryption = decision.decrypt or decision.must_decrypt
         if wants_decryption and self._trusts_ca(client) and decision.reason is not Reason.FRONTING:
             return  # intercept: a blocked request gets the block page
-        if decision.blocked or decision.must_decrypt or (wants_decryption and self._refuse_untrusted()):
+        if (
+            decision.blocked
+            or decision.must_decrypt
+            or (wants_decryption and self._refuse_untrusted())
+        ):
             nextlayer.layer = RefuseLayer(nextlayer.context)
         else:
             nextlayer.layer = layers.TCPLayer(nextlayer.context, ignore=True)
@@ -252,7 +260,9 @@ class Filter:
         return policy.decryption.untrusted_clients is UntrustedClients.REFUSE
 
     def _invalid(self, raw_host: str, flow: http.HTTPFlow) -> Decision:
-        return Decision(Action.BLOCK, Reason.INVALID, "unknown", "none", raw_host, ip=_ip(flow.client_conn))
+        return Decision(
+            Action.BLOCK, Reason.INVALID, "unknown", "none", raw_host, ip=_ip(flow.client_conn)
+        )
 
     def _failure(self, host: str, exc: Exception) -> Decision:
         if isinstance(exc, HostError):
@@ -267,7 +277,8 @@ class Filter:
         portal = "http://schoolgate.local"
         if loaded is not None:
             policy = loaded.policy
-            school, portal = policy.school, f"http://{policy.portal_host}"
+            scheme = "https" if (decision.url or "").startswith("https:") else "http"
+            school, portal = policy.school, f"{scheme}://{policy.portal_host}"
             if decision.profile in policy.profiles:
                 staff = policy.profiles[decision.profile].may_request_unblock
         page = blockpage.render_block_page(

@@ -1,6 +1,6 @@
 """The gateway's add-ons, in order. Also a mitmdump script:
 
-    mitmdump -s proxy_addons/gateway.py --set schoolgate_policy=policies/school.yaml
+mitmdump -s proxy_addons/gateway.py --set schoolgate_policy=policies/school.yaml
 """
 
 from __future__ import annotations

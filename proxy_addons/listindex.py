@@ -54,8 +54,8 @@ from proxy_addons.listsources import (
     ListSource,
     ListSourceError,
     compile_expression,
+    domain_batches,
     fingerprint,
-    iter_domains,
     iter_urls,
     read_expressions,
     source_files,
@@ -148,17 +148,14 @@ def _collect(cats: Sequence[CategorySources]) -> _Collected:
                     raise ListSourceError(f"{path}: too many list files (at most {MAX_TAGS})")
                 col.tags.append((ci, str(path)))
                 if what == "domains":
-                    for batch in itertools.batched(iter_domains(src), _BATCH):
-                        datas = list(map(str.encode, batch))
-                        dotted = map(bytes.__contains__, datas, itertools.repeat(b"."))
-                        if not col.single_label and not all(dotted):
-                            col.single_label = any(b"." not in d and b":" not in d for d in datas)
-                        _add(col, _keys(datas, 0, 1), tag)
+                    for batch in domain_batches(src):
+                        col.single_label = col.single_label or batch.single_label
+                        _add(col, _keys(batch.names, 0, 1), tag)
                 elif what == "urls":
                     col.url_tags.add(tag)
-                    for batch in itertools.batched(iter_urls(src), _BATCH):
-                        col.url_hosts.update(u.split("/", 1)[0] for u in batch)
-                        _add(col, _keys(list(map(str.encode, batch)), _URL_CRC, _URL_ADLER), tag)
+                    for urls in itertools.batched(iter_urls(src), _BATCH):
+                        col.url_hosts.update(u.split("/", 1)[0] for u in urls)
+                        _add(col, _keys(list(map(str.encode, urls)), _URL_CRC, _URL_ADLER), tag)
                 else:
                     col.expressions.append((tag, read_expressions(src)))
     return col

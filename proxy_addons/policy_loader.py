@@ -319,7 +319,7 @@ def _categories(ck: _Checker, raw: Any, where: Where) -> dict[str, Category]:
                     want = "a folder" if kind == "ut1" else "a file"
                     ck.fail(sat, f"the {kind} list should be {want}: {path}")
                     continue
-                sources.append(ListSource(kind, path))
+                sources.append(ListSource(kind, path))  # type: ignore[arg-type]
         if not sources and items:
             continue
         if not sources:
@@ -338,7 +338,9 @@ def _illegal(ck: _Checker, raw: Any, where: Where) -> IllegalTier:
         ck.fail(where, "the policy needs an 'illegal:' section with the provider's lists")
     for i, item in enumerate(items or []):
         at = items.at(i) if items is not None else where
-        if not (isinstance(item, LMap) and len(item) == 1 and next(iter(item)) in ("exact", "prefix")):
+        if not (
+            isinstance(item, LMap) and len(item) == 1 and next(iter(item)) in ("exact", "prefix")
+        ):
             ck.fail(at, "an illegal-tier list is 'exact: FILE' or 'prefix: FILE'")
             continue
         kind, target = next(iter(item.items()))
@@ -346,7 +348,7 @@ def _illegal(ck: _Checker, raw: Any, where: Where) -> IllegalTier:
         if path is None:
             continue
         sources.append(path)
-        for entry, line in _read_url_list(ck, path):
+        for entry, _line in _read_url_list(ck, path):
             if kind == "exact":
                 exact[entry] = str(path)
             else:
@@ -481,15 +483,18 @@ def _rules(
             continue
         action = Action(actions[0])
         spec = rm[actions[0]]
+        spec_map: LMap | None
         if isinstance(spec, (LList, str)):
             spec_map = _empty_map(rm.at(actions[0]))
             spec_map["categories"] = spec
         else:
             spec_map = ck.mapping(spec, rm.at(actions[0]), "what a rule covers", _MATCH_KEYS)
-            if spec_map is None:
-                continue
+        if spec_map is None:
+            continue
         spec_at = spec_map.where
-        cats = frozenset(str(c) for c in ck.listing(spec_map.get("categories"), spec_at, "categories") or [])
+        cats = frozenset(
+            str(c) for c in ck.listing(spec_map.get("categories"), spec_at, "categories") or []
+        )
         for cat in sorted(cats):
             if cat.lower() == RESERVED_CATEGORY:
                 ck.fail(spec_at, "rules cannot name the illegal tier: it is always blocked")
@@ -510,9 +515,7 @@ def _rules(
             if w not in schedules:
                 ck.fail(rm.at("when"), f"schedule '{w}' is not defined under 'schedules:'")
         name = str(rm["name"]) if "name" in rm else None
-        out.append(
-            Rule(action, profile, i + 1, at, name, cats, domains, urls, bare_ip, when)
-        )
+        out.append(Rule(action, profile, i + 1, at, name, cats, domains, urls, bare_ip, when))
     return tuple(out)
 
 
@@ -549,16 +552,16 @@ def _decryption(
     untrusted = _enum(ck, UntrustedClients, m, "untrusted_clients", UntrustedClients.HOST_ONLY)
     ho = ck.mapping(m.get("host_only"), m.at("host_only"), "host_only", ["categories", "domains"])
     ho = ho if ho is not None else _empty_map(where)
-    cats = frozenset(str(c) for c in ck.listing(ho.get("categories"), ho.at("categories"), "categories") or [])
+    cats = frozenset(
+        str(c) for c in ck.listing(ho.get("categories"), ho.at("categories"), "categories") or []
+    )
     for cat in sorted(cats - set(categories)):
         ck.fail(ho.at("categories"), f"category '{cat}' is not defined under 'categories:'")
     domains = _domains(ck, ho.get("domains"), ho.at("domains"))
     return Decryption(default, cats, domains, untrusted or UntrustedClients.HOST_ONLY)
 
 
-def _identities(
-    ck: _Checker, raw: Any, where: Where, profiles: dict[str, Profile]
-) -> Identities:
+def _identities(ck: _Checker, raw: Any, where: Where, profiles: dict[str, Profile]) -> Identities:
     keys = ["default_profile", "users", "groups", "networks"]
     m = ck.mapping(raw, where, "identities", keys)
     m = m if m is not None else _empty_map(where)
@@ -571,7 +574,11 @@ def _identities(
         return None
 
     def pairs(key: str) -> list[tuple[str, str, Where]]:
-        section = ck.mapping(m.get(key), m.at(key), key, []) if not isinstance(m.get(key), LMap) else m[key]
+        section = (
+            ck.mapping(m.get(key), m.at(key), key, [])
+            if not isinstance(m.get(key), LMap)
+            else m[key]
+        )
         out = []
         for k, v in (section or {}).items():
             at = section.at(k) if section is not None else where
@@ -604,7 +611,9 @@ def _strictest_learner(profiles: dict[str, Profile]) -> str:
     learners = [p for p in profiles.values() if p.audience is Audience.LEARNER]
 
     def strictness(p: Profile) -> tuple[int, int, int]:
-        blocked = {c for r in p.rules if r.action is Action.BLOCK and not r.when for c in r.categories}
+        blocked = {
+            c for r in p.rules if r.action is Action.BLOCK and not r.when for c in r.categories
+        }
         return (p.default is Action.BLOCK, len(blocked), len(p.rules))
 
     return max(learners, key=strictness).name if learners else ""
@@ -613,7 +622,9 @@ def _strictest_learner(profiles: dict[str, Profile]) -> str:
 def _authentication(ck: _Checker, raw: Any, where: Where) -> Authentication:
     m = ck.mapping(raw, where, "authentication", ["htpasswd", "ldap"])
     m = m if m is not None else _empty_map(where)
-    htpasswd = ck.path(m["htpasswd"], m.at("htpasswd"), "the htpasswd file") if m.get("htpasswd") else None
+    htpasswd = (
+        ck.path(m["htpasswd"], m.at("htpasswd"), "the htpasswd file") if m.get("htpasswd") else None
+    )
     ldap = m.get("ldap")
     if ldap is not None and not str(ldap).startswith("ldap"):
         ck.fail(m.at("ldap"), "ldap should be a mitmproxy proxyauth spec starting ldap: or ldaps:")
@@ -662,4 +673,3 @@ def _protect_illegal_tier(
                 f"'{host}' has illegal-tier entries, so it must be decrypted; "
                 "remove it from decryption.host_only",
             )
-

@@ -102,14 +102,14 @@ def create_app(gateway: Filter, portal: Portal) -> Flask:
 
 
 class Portal(asgiapp.WSGIApp):
-    """Serves the portal app on the policy's portal host, port 80."""
+    """Serves the portal app on the policy's portal host (http and, decrypted, https)."""
 
     name = "schoolgate_portal"
 
     def __init__(self, gateway: Filter) -> None:
         self.gateway = gateway
         self.book: ReportBook | None = None
-        super().__init__(create_app(gateway, self), "schoolgate.local", 80)
+        super().__init__(create_app(gateway, self), "schoolgate.local", None)  # http and https
 
     def configure(self, updated: set[str]) -> None:
         if "schoolgate_var" in updated or self.book is None:

@@ -126,7 +126,9 @@ class Gateway:
     def ca(self) -> Path:
         return self.var / "ca" / "mitmproxy-ca-cert.pem"
 
-    def curl(self, url: str, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    def curl(
+        self, url: str, *args: str, user: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cmd = ["curl", "-sS", "--max-time", "10", "-x", self.proxy, "--cacert", str(self.ca)]
         if user:
             cmd += ["--proxy-user", user]
@@ -145,7 +147,9 @@ class Gateway:
                 self.process.kill()
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -173,23 +177,37 @@ def start_mitmdump(
     cmd = [
         *(prefix or []),
         MITMDUMP,
-        "--listen-host", "127.0.0.1",
-        "--listen-port", str(port),
-        "-s", str(ROOT / "proxy_addons" / "gateway.py"),
-        "-s", str(ROOT / "tests" / "support" / "local_upstream.py"),
-        "--set", f"confdir={var / 'ca'}",
-        "--set", f"schoolgate_policy={policy}",
-        "--set", f"schoolgate_var={var}",
-        "--set", f"local_upstream_http=127.0.0.1:{upstream.http_port}",
-        "--set", f"local_upstream_https=127.0.0.1:{upstream.https_port}",
-        "--set", "ssl_insecure=true",  # only the test's self-signed upstream
-        "--set", "onboarding=false",
-        "--set", "flow_detail=2",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(port),
+        "-s",
+        str(ROOT / "proxy_addons" / "gateway.py"),
+        "-s",
+        str(ROOT / "tests" / "support" / "local_upstream.py"),
+        "--set",
+        f"confdir={var / 'ca'}",
+        "--set",
+        f"schoolgate_policy={policy}",
+        "--set",
+        f"schoolgate_var={var}",
+        "--set",
+        f"local_upstream_http=127.0.0.1:{upstream.http_port}",
+        "--set",
+        f"local_upstream_https=127.0.0.1:{upstream.https_port}",
+        "--set",
+        "ssl_insecure=true",  # only the test's self-signed upstream
+        "--set",
+        "onboarding=false",
+        "--set",
+        "flow_detail=2",
         *(extra or []),
     ]
     full_env = {**os.environ, **(env or {})}
     with log.open("wb") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+        process = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT
+        )
     wait_for_port(port, process, log)
     gateway = Gateway(port, var, policy, process, log)
     _wait_for_ca(gateway)

@@ -43,7 +43,12 @@ def test_allowed_https_page_arrives_unchanged_with_httpx(gateway: Gateway) -> No
         response = client.post("https://plain.test/form", content=b"a=1")
     assert response.status_code == 200
     assert response.headers["x-upstream"] == "local"
-    assert response.json() == {"host": "plain.test", "path": "/form", "method": "POST", "body": "a=1"}
+    assert response.json() == {
+        "host": "plain.test",
+        "path": "/form",
+        "method": "POST",
+        "body": "a=1",
+    }
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
@@ -93,9 +98,7 @@ def test_host_only_site_is_refused_at_connect_without_decryption(gateway: Gatewa
 
 def test_blocked_sni_behind_an_allowed_connect_is_refused(gateway: Gateway) -> None:
     # CONNECT names an allowed host; the TLS ClientHello names the blocked one.
-    result = gateway.curl(
-        "https://bank.test/", "--connect-to", "bank.test:443:plain.test:443"
-    )
+    result = gateway.curl("https://bank.test/", "--connect-to", "bank.test:443:plain.test:443")
     assert result.returncode != 0
     assert "alert" in result.stderr.lower() or "ssl" in result.stderr.lower()
 
@@ -129,9 +132,7 @@ def test_decisions_are_recorded_for_following_addons(gateway: Gateway) -> None:
     assert record["text"] == "for maths"
 
 
-def test_broken_policy_edit_keeps_the_last_good_policy(
-    tmp_path: Path, upstream: Upstream
-) -> None:
+def test_broken_policy_edit_keeps_the_last_good_policy(tmp_path: Path, upstream: Upstream) -> None:
     policy = copy_policy(tmp_path)
     gw = start_mitmdump(policy, tmp_path / "var", upstream)
     try:

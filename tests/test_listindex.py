@@ -18,9 +18,10 @@ from proxy_addons import listsources
 from proxy_addons.canonical import canonical_host, host_suffixes
 from proxy_addons.listindex import CategorySources, ListIndex, Match, build_index
 from proxy_addons.listsources import (
-    _CLEAN_DOMAIN,
+    _CLEAN_LINE,
     ListSource,
     ListSourceError,
+    _clean_chunk,
     fingerprint,
     iter_domains,
     iter_urls,
@@ -170,17 +171,31 @@ def test_ut1_fixture_reads(ut1: Path) -> None:
     assert "1512h.itch.io/life-in-teyvat" in list(iter_urls(adult))
 
 
-def test_clean_fast_path_agrees_with_canonical_host() -> None:
+def test_fast_path_agrees_with_canonical_host() -> None:
     for path in FIXTURES.glob("*/domains"):
-        for line in path.read_text().splitlines():
-            if _CLEAN_DOMAIN.fullmatch(line):
-                assert canonical_host.__wrapped__(line).name == line
+        batch = _clean_chunk(path.read_bytes())
+        assert batch is not None  # real UT1 data takes the fast path
+        for name in batch.names:
+            assert canonical_host.__wrapped__(name.decode()).name == name.decode()
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.from_regex(_CLEAN_DOMAIN, fullmatch=True))
-def test_clean_pattern_is_already_canonical(name: str) -> None:
-    assert canonical_host.__wrapped__(name).name == name
+CHUNK_LINE = st.text(alphabet="abnx09-_.:", max_size=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(CHUNK_LINE, min_size=1, max_size=5))
+def test_fast_path_only_takes_canonical_lines(lines: list[str]) -> None:
+    """Lines the fast path accepts are exactly those canonical_host leaves unchanged."""
+    chunk = "".join(line + "\n" for line in lines).encode()
+    batch = _clean_chunk(chunk)
+    if batch is not None:
+        assert batch.names == [line.encode() for line in lines]
+        assert batch.single_label == any("." not in line for line in lines)
+        for line in lines:
+            assert canonical_host.__wrapped__(line).name == line
+    for line in lines:  # the per-line test is the same test
+        accepted = _clean_chunk(line.encode() + b"\n") is not None
+        assert accepted == bool(_CLEAN_LINE.fullmatch(line.encode())), line
 
 
 @pytest.mark.parametrize(

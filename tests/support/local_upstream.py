@@ -21,7 +21,9 @@ class LocalUpstream:
         if data.server.address is None:
             return
         port = data.server.address[1]
-        target = ctx.options.local_upstream_https if port == 443 else ctx.options.local_upstream_http
+        target = (
+            ctx.options.local_upstream_https if port == 443 else ctx.options.local_upstream_http
+        )
         if target:
             host, _, target_port = target.rpartition(":")
             data.server.address = (host, int(target_port))

@@ -1,0 +1,110 @@
+"""Who is asking: proxy-auth users get their profile; schedules switch at their boundary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from tests.conftest import Gateway, Upstream, copy_policy, start_mitmdump
+from tests.test_gateway_e2e import body_and_status
+
+
+def _htpasswd(path: Path, users: dict[str, str]) -> None:
+    lines = [
+        f"{name}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()}"
+        for name, pw in users.items()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def auth_gateway(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("auth")
+    policy = copy_policy(tmp)
+    _htpasswd(
+        policy.parent / "users.htpasswd",
+        {"teacher": "t-pass", "pupil": "p-pass", "visitor": "v-pass"},
+    )
+    text = policy.read_text().replace(
+        "identities:", "authentication: {htpasswd: users.htpasswd}\nidentities:"
+    )
+    policy.write_text(text)
+    gw = start_mitmdump(policy, tmp / "var", upstream)
+    yield gw
+    gw.stop()
+
+
+def test_without_credentials_the_proxy_asks_for_them(auth_gateway: Gateway) -> None:
+    assert body_and_status(auth_gateway.curl("http://plain.test/"))[1] == 407
+
+
+def test_wrong_password_is_refused(auth_gateway: Gateway) -> None:
+    assert body_and_status(auth_gateway.curl("http://plain.test/", user="teacher:nope"))[1] == 407
+
+
+@pytest.mark.parametrize(
+    ("user", "games", "adult", "profile_page"),
+    [
+        ("teacher:t-pass", 200, 403, None),  # staff: games allowed, adult blocked
+        ("pupil:p-pass", 200, 403, None),  # ks2: games allowed
+        ("visitor:v-pass", 403, 403, "Games"),  # no mapping: the default (early_years)
+    ],
+)
+def test_users_get_their_profile(
+    auth_gateway: Gateway, user: str, games: int, adult: int, profile_page: str | None
+) -> None:
+    body, code = body_and_status(auth_gateway.curl("https://games.test/", user=user))
+    assert code == games
+    if profile_page:
+        assert profile_page in body
+    assert body_and_status(auth_gateway.curl("http://adult.test/", user=user))[1] == adult
+
+
+def test_staff_block_page_offers_an_access_request(auth_gateway: Gateway) -> None:
+    staff, _ = body_and_status(auth_gateway.curl("https://adult.test/", user="teacher:t-pass"))
+    pupil, _ = body_and_status(auth_gateway.curl("https://adult.test/", user="pupil:p-pass"))
+    assert "/unblock/request" in staff
+    assert "/unblock/request" not in pupil
+
+
+def test_staff_access_request_is_recorded_pupils_cannot(auth_gateway: Gateway) -> None:
+    form = ["-d", "ref=SG-TEST", "-d", "url=https://adult.test/", "-d", "reason=sex education unit"]
+    _, code = body_and_status(
+        auth_gateway.curl("http://schoolgate.local/unblock/request", *form, user="teacher:t-pass")
+    )
+    assert code == 200
+    _, code = body_and_status(
+        auth_gateway.curl("http://schoolgate.local/unblock/request", *form, user="pupil:p-pass")
+    )
+    assert code == 403
+    records = (auth_gateway.var / "reports.jsonl").read_text()
+    assert '"user": "teacher"' in records and "sex education unit" in records
+    assert "p-pass" not in records and "t-pass" not in records
+
+
+def test_lunchtime_schedule_switches_at_its_boundary(tmp_path: Path, upstream: Upstream) -> None:
+    """The gateway's clock is set (libfaketime) to 11:59:52 on a school day; staff
+    social media opens at 12:00:00 sharp."""
+    policy = copy_policy(tmp_path)
+    policy.write_text(policy.read_text().replace("{10.20.0.0/24: staff}", "{127.0.0.0/8: staff}"))
+    started = time.monotonic()
+    gw = start_mitmdump(
+        policy,
+        tmp_path / "var",
+        upstream,
+        prefix=["faketime", "-f", "@2026-11-25 11:59:52"],  # Europe/London = UTC in November
+        env={"TZ": "UTC", "FAKETIME_DONT_FAKE_MONOTONIC": "1"},
+    )
+    try:
+        assert time.monotonic() - started < 6, "gateway took too long to start for this test"
+        body, code = body_and_status(gw.curl("https://chatter.test/"))
+        assert code == 403 and "Social networks" in body
+        time.sleep(max(0.0, started + 8.5 - time.monotonic()))
+        assert body_and_status(gw.curl("https://chatter.test/"))[1] == 200
+        assert body_and_status(gw.curl("https://adult.test/"))[1] == 403
+    finally:
+        gw.stop()

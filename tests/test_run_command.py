@@ -1,0 +1,148 @@
+"""`schoolgate run` (what `make run` starts) with the shipped example policy, and
+what happens when the policy or its lists are broken at start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, VENV_BIN, Upstream, copy_policy, free_port, wait_for_port
+from tests.test_gateway_e2e import body_and_status
+
+SCHOOLGATE = str(VENV_BIN / "schoolgate")
+
+
+def test_run_serves_allowed_and_blocked_pages_with_the_example_policy(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    port = free_port()
+    log = tmp_path / "run.log"
+    cmd = [
+        SCHOOLGATE,
+        "run",
+        "--policy",
+        "policies/school.yaml",
+        "--var",
+        str(tmp_path / "var"),
+        "--listen-port",
+        str(port),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc, log)
+        proxy = [
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-x",
+            f"http://127.0.0.1:{port}",
+            "-w",
+            "\n%{http_code}",
+        ]
+        # localhost resolves to the test's upstream on loopback: an ordinary allowed site.
+        allowed = subprocess.run(
+            [*proxy, f"http://localhost:{upstream.http_port}/lesson"],
+            capture_output=True,
+            text=True,
+        )
+        body, code = body_and_status(allowed)
+        assert code == 200 and json.loads(body)["path"] == "/lesson"
+        # The same server by bare IP: blocked for the default (learner) profile.
+        blocked = subprocess.run(
+            [*proxy, f"http://127.0.0.1:{upstream.http_port}/lesson"],
+            capture_output=True,
+            text=True,
+        )
+        body, code = body_and_status(blocked)
+        assert code == 403 and "Oakfield Primary School" in body and "numbers" in body
+        assert (tmp_path / "var" / "ca" / "mitmproxy-ca-cert.pem").exists()
+        status = subprocess.run(
+            [SCHOOLGATE, "status", "--var", str(tmp_path / "var")], capture_output=True, text=True
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "Oakfield Primary School" in status.stdout and "state:     ok" in status.stdout
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_run_refuses_to_start_when_a_list_is_missing(tmp_path: Path) -> None:
+    policy = copy_policy(tmp_path)
+    (policy.parent / "lists" / "social.txt").unlink()
+    result = subprocess.run(
+        [
+            SCHOOLGATE,
+            "run",
+            "--policy",
+            str(policy),
+            "--var",
+            str(tmp_path / "var"),
+            "--listen-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "social.txt" in result.stderr and "does not exist" in result.stderr
+
+
+def test_run_refuses_to_start_when_a_list_is_unreadable(tmp_path: Path) -> None:
+    policy = copy_policy(tmp_path)
+    folder = policy.parent / "lists" / "ut1-adult"
+    (folder / "domains").unlink()
+    (folder / "domains").mkdir()  # a folder where a list file should be: unreadable
+    result = subprocess.run(
+        [
+            SCHOOLGATE,
+            "run",
+            "--policy",
+            str(policy),
+            "--var",
+            str(tmp_path / "var"),
+            "--listen-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "domains" in result.stderr
+
+
+def test_plain_mitmdump_with_a_broken_policy_refuses_to_start(tmp_path: Path) -> None:
+    policy = copy_policy(tmp_path)
+    policy.write_text(policy.read_text().replace("profiles:", "profiles: [", 1))
+    result = subprocess.run(
+        [
+            str(VENV_BIN / "mitmdump"),
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            str(free_port()),
+            "-s",
+            str(ROOT / "proxy_addons" / "gateway.py"),
+            "--set",
+            f"schoolgate_policy={policy}",
+            "--set",
+            f"schoolgate_var={tmp_path / 'var'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"{policy}, line 30: this is not valid YAML" in result.stdout + result.stderr
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy_addons.cli", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "policy" in result.stdout
