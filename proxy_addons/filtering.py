@@ -104,7 +104,9 @@ class Filter:
         if not updated & {"schoolgate_policy", "schoolgate_var"}:
             return
         if not ctx.options.schoolgate_policy:
-            raise exceptions.OptionsError("schoolgate_policy is not set: name the policy file.")
+            # Nothing to enforce yet: every hook blocks until a policy is set.
+            logger.warning("schoolgate_policy is not set: blocking everything until it is.")
+            return
         runtime = PolicyRuntime(
             Path(ctx.options.schoolgate_policy), Path(ctx.options.schoolgate_var)
         )

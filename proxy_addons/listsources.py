@@ -31,19 +31,18 @@ FORMAT_VERSION = 1
 SourceKind = Literal["ut1", "domains", "hosts", "urls"]
 UT1_FILES = ("domains", "urls", "expressions")
 
-# A chunk of domain lines is taken as already canonical (canonical_host(line).name
-# == line for every line) when it passes cheap whole-chunk tests in C: only the
-# bytes [a-z0-9._-], no empty line, no empty label (leading, trailing or double
-# dot), no punycode ("xn--", which the parser must validate), and nothing a
-# browser would read as an IPv4 number (a line ending in a digit, a label starting
-# "0x"). Real lists pass nearly everywhere, which keeps a 5-million-line load to
-# seconds; any other chunk is read line by line through canonical_host.
-# tests/test_listindex.py checks the claim against canonical_host.
+# A domain line is taken as it stands when it is already canonical in a way that
+# is cheap to recognise (canonical_host(line).name == line): only [a-z0-9_-] labels
+# joined by single dots, no punycode ("xn--", which the parser must validate), and
+# nothing a browser would read as an IPv4 number (a last character that is a digit,
+# a label starting "0x"). One regular-expression pass in C finds the other lines,
+# which go through canonical_host one by one; real lists are almost all clean, so
+# a 5-million-line list loads in seconds. tests/test_listindex.py checks that this
+# fast path gives exactly what canonical_host gives.
+_CLEAN = rb"(?!0x)(?![^\n]*xn--)(?![^\n]*\.0x)[a-z0-9_-]+(?:\.[a-z0-9_-]+)*(?<![0-9])"
+_CLEAN_LINE = re.compile(_CLEAN)
+_OTHER_LINE = re.compile(rb"^(?!" + _CLEAN + rb"\n)[^\n]*\n", re.MULTILINE)
 _LDH_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789_-"
-_BAD_SEQUENCES = (b"xn--", b"..", b"\n.", b".\n", b"\n\n", b".0x", b"\n0x")
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-# Per line, the same test as a regular expression (for chunks that failed it).
-_CLEAN_LINE = re.compile(rb"(?!.*xn--)(?!0x)(?!.*\.0x)[a-z0-9_-]+(?:\.[a-z0-9_-]+)*(?<![0-9])")
 _CHUNK_BYTES = 1 << 22
 # Bypass canonical_host's LRU cache: millions of list entries would evict the
 # request path's working set for nothing (each entry is seen once).
@@ -132,7 +131,7 @@ def source_files(src: ListSource) -> list[tuple[str, Path]]:
                     "(holding 'domains' and/or 'urls' files); check the path in the policy"
                 )
             raise ListSourceError(f"the UT1 list folder {path} does not exist; check the path")
-        files = [(name, path / name) for name in UT1_FILES if (path / name).is_file()]
+        files = [(name, path / name) for name in UT1_FILES if (path / name).exists()]
         if not files:
             raise ListSourceError(
                 f"the folder {path} has no 'domains', 'urls' or 'expressions' file, so it is "
@@ -196,22 +195,6 @@ def _lines(path: Path) -> Iterator[list[str]]:
         yield chunk.decode("utf-8", errors="replace").split("\n")[:-1]
 
 
-def _clean_chunk(chunk: bytes) -> DomainBatch | None:
-    """The chunk's lines if every one is already canonical (see above), else None."""
-    dots = chunk.translate(None, _LDH_BYTES)  # what is left: dots, LFs, anything odd
-    if (
-        dots.translate(None, b".\n")
-        or chunk.startswith((b".", b"\n", b"0x"))
-        or any(seq in chunk for seq in _BAD_SEQUENCES)
-        or b"0\n" in chunk.translate(_DIGITS_AS_ZERO)
-    ):
-        return None
-    lines = chunk.split(b"\n")
-    lines.pop()  # after the final LF
-    # No empty lines here, so an empty line in `dots` is a line without a dot.
-    return DomainBatch(lines, dots.startswith(b"\n") or b"\n\n" in dots)
-
-
 def _domain(text: str) -> str | None:
     """A domain-list line as a canonical name; None for blanks and comments."""
     word = text.split("#", 1)[0].strip()
@@ -236,43 +219,52 @@ def _domain_file_batches(path: Path) -> Iterator[DomainBatch]:
     report = SkipReport(path)
     line_no = 0
     for chunk in _chunks(path):
-        batch = _clean_chunk(chunk)
-        if batch is not None:
-            line_no += len(batch.names)
-        else:
-            lines = chunk.split(b"\n")
-            lines.pop()
-            batch = _batch(list(_dirty_lines(lines, line_no, report)))
-            line_no += len(lines)
+        batch = parse_domain_chunk(chunk, line_no, report)
+        line_no += chunk.count(b"\n")
         yield batch
     report.log()
 
 
-def _batch(names: list[bytes]) -> DomainBatch:
-    return DomainBatch(names, any(b"." not in n and b":" not in n for n in names))
-
-
-def _dirty_lines(lines: list[bytes], line_no: int, report: SkipReport) -> Iterator[bytes]:
-    clean = _CLEAN_LINE.fullmatch
-    for i, line in enumerate(lines, line_no + 1):
-        if clean(line):
-            yield line
-            continue
-        text = line.decode("utf-8", errors="replace")
+def parse_domain_chunk(chunk: bytes, line_no: int, report: SkipReport) -> DomainBatch:
+    """Canonical names from whole lines (`chunk` ends in LF; line_no lines came before)."""
+    names: list[bytes] = []
+    single = False
+    pos = 0
+    for m in _OTHER_LINE.finditer(chunk):
+        single = _take_clean(chunk[pos : m.start()], names) or single
+        line_no += chunk.count(b"\n", pos, m.start()) + 1
+        pos = m.end()
+        text = m.group()[:-1].decode("utf-8", errors="replace")
         try:
             name = _domain(text)
         except _Skip as exc:
-            report.skip(i, text, str(exc))
+            report.skip(line_no, text, str(exc))
             continue
         if name is not None:
-            yield name.encode()
+            names.append(name.encode())
+            single = single or ("." not in name and ":" not in name)
+    single = _take_clean(chunk[pos:], names) or single
+    return DomainBatch(names, single)
+
+
+def _take_clean(lines: bytes, names: list[bytes]) -> bool:
+    """Append clean LF-terminated lines to `names`; True if one of them has no dot."""
+    if not lines:
+        return False
+    part = lines.split(b"\n")
+    part.pop()  # after the final LF
+    names.extend(part)
+    dots = lines.translate(None, _LDH_BYTES)  # only dots and LFs are left
+    return dots.startswith(b"\n") or b"\n\n" in dots
 
 
 def _hosts_file_batches(path: Path) -> Iterator[DomainBatch]:
     report = SkipReport(path)
     line_no = 0
     for lines in _lines(path):
-        yield _batch([name.encode() for name in _hosts_names(lines, line_no, report)])
+        names = list(_hosts_names(lines, line_no, report))
+        single = any("." not in n and ":" not in n for n in names)
+        yield DomainBatch([n.encode() for n in names], single)
         line_no += len(lines)
     report.log()
 
