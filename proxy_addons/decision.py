@@ -72,6 +72,7 @@ class Decision:
     entry: str | None = None
     decrypt: bool = True
     must_decrypt: bool = False  # a path-level entry needs the URL to decide
+    allowed_when: tuple[str, ...] = ()  # schedules under which an allow rule would apply
     unblock_id: str | None = None
 
     @property
@@ -98,6 +99,8 @@ class Decision:
             ("list", self.list_source),
             ("entry", self.entry),
         ]
+        if self.blocked and self.allowed_when:
+            optional.append(("allowed", "at other times: " + ", ".join(self.allowed_when)))
         lines += [f"{k + ':':<10} {v}" for k, v in optional if v]
         lines.append(f"{'decrypt:':<10} {'yes' if self.decrypt else 'no (host name only)'}")
         return "\n".join(lines)
@@ -209,8 +212,11 @@ def decide(
     decrypt = _decrypt(policy, host, by_category) or illegal_host
 
     url_key = host + request.path if request.path is not None else None
+    allowed_when: tuple[str, ...] = ()
     for rule in profile.rules:
         if rule.when and not any_active(policy, rule.when, now):
+            if rule.action is Action.ALLOW and _rule_hit(rule, request, url_key, by_category):
+                allowed_when += tuple(w for w in rule.when if w not in allowed_when)
             continue
         hit = _rule_hit(rule, request, url_key, by_category)
         if hit is None:
@@ -230,6 +236,7 @@ def decide(
             entry=entry,
             decrypt=decrypt,
             must_decrypt=must_decrypt,
+            allowed_when=allowed_when if rule.action is Action.BLOCK else (),
         )
     if request.host.is_ip:
         return replace(

@@ -55,8 +55,11 @@ def registrable_domain(host: str) -> str:
 
 def plain_reason(decision: Decision) -> str:
     if decision.reason is Reason.RULE:
+        if decision.allowed_when:
+            times = ", ".join(w.replace("_", " ") for w in decision.allowed_when)
+            return f"it is not allowed at this time (it is allowed: {times})"
         if decision.category_label:
-            return f"it is part of “{decision.category_label}”"
+            return "the school does not allow this kind of website for you"
         return "the school has chosen to block this website"
     return PLAIN_REASONS.get(decision.reason, "the school's filter blocked it")
 

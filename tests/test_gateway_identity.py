@@ -103,6 +103,7 @@ def test_lunchtime_schedule_switches_at_its_boundary(tmp_path: Path, upstream: U
         assert time.monotonic() - started < 6, "gateway took too long to start for this test"
         body, code = body_and_status(gw.curl("https://chatter.test/"))
         assert code == 403 and "Social networks" in body
+        assert "not allowed at this time" in body and "lunch" in body
         time.sleep(max(0.0, started + 8.5 - time.monotonic()))
         assert body_and_status(gw.curl("https://chatter.test/"))[1] == 200
         assert body_and_status(gw.curl("https://adult.test/"))[1] == 403

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy_addons import listsources
-from proxy_addons.canonical import canonical_host, host_suffixes
+from proxy_addons.canonical import canonical_host, canonical_url_entry, host_suffixes
 from proxy_addons.listindex import CategorySources, ListIndex, Match, build_index
 from proxy_addons.listsources import (
     _CLEAN_LINE,
@@ -194,7 +194,8 @@ def test_fast_path_gives_what_canonical_host_gives() -> None:
         assert len(batch.names) == data.count(b"\n")
 
 
-CHUNK_LINE = st.text(alphabet="abnx09-_.:", max_size=8)
+TOKENS = ["a", "b", "n", "x", "0", "9", "-", "_", ".", ":", "A", " ", "#", "*", "xn--", "0x"]
+CHUNK_LINE = st.lists(st.sampled_from(TOKENS), max_size=8).map("".join)
 
 
 @settings(max_examples=400, deadline=None)
@@ -209,6 +210,22 @@ def test_fast_path_is_transparent(lines: list[str]) -> None:
     for line in lines:
         if _CLEAN_LINE.fullmatch(line.encode()):
             assert canonical_host.__wrapped__(line).name == line
+
+
+URL_TOKENS = ["a", "B", "0", "9", ".", "..", "/", "-", "_", "%2e", "%41", "?", "#", ":", "@"]
+URL_TOKENS += ["\\", " ", "'", "^", "|", "~", "xn--", "0x", "é", "[", "]", "{", "`", ";"]
+URL_WORD = st.lists(st.sampled_from(URL_TOKENS), min_size=1, max_size=10).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(URL_WORD, st.tuples(URL_WORD, URL_WORD).map("/".join)))
+def test_url_fast_path_is_transparent(word: str) -> None:
+    try:
+        reference: str | None = canonical_url_entry(word)
+    except ValueError:
+        reference = None
+    if listsources._CLEAN_URL.fullmatch(word):
+        assert reference == word
 
 
 @pytest.mark.parametrize(
