@@ -191,12 +191,14 @@ def main() -> None:
 
         thread = threading.Thread(target=rebuild_job)
         thread.start()
-        looked, started = 0, time.perf_counter()
+        looked, at, started = 0, 0, time.perf_counter()
         match = idx.match_host
-        while not done.is_set():
-            for host in mixed[:10_000]:
+        while not done.is_set():  # the same mixed hosts as above, 10,000 at a time
+            batch = mixed[at : at + 10_000]
+            for host in batch:
                 match(host)
-            looked += 10_000
+            looked += len(batch)
+            at = (at + 10_000) % len(mixed)
         during = looked / (time.perf_counter() - started)
         thread.join()
 

@@ -127,6 +127,25 @@ def split_authority(authority: str) -> tuple[str, int | None]:
     return authority, None
 
 
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _normalise_escapes(text: str) -> str:
+    """Decode escapes of unreserved characters and upper-case the rest (RFC 3986 6.2.2).
+
+    Servers treat `/%70refix` and `/prefix` alike, so list entries must too.
+    """
+    if "%" not in text:
+        return text
+
+    def fix(m: re.Match[str]) -> str:
+        byte = int(m.group(1), 16)
+        return chr(byte) if byte in _UNRESERVED else "%" + m.group(1).upper()
+
+    return _ESCAPE.sub(fix, text)
+
+
 def canonical_url(url: str) -> CanonicalURL:
     """Parse an absolute http(s) URL; raises HostError if a browser would not."""
     try:
@@ -137,12 +156,16 @@ def canonical_url(url: str) -> CanonicalURL:
     if scheme not in ("http", "https"):
         raise HostError(f"not an http(s) URL: {url!r}")
     host = _classify(parsed.hostname)
+    path = parsed.pathname or "/"
+    if "%" in path:
+        # Re-parse so that decoded dots ("/a/%2E%2E/b") are resolved as dot segments.
+        path = ada_url.URL("http://h" + _normalise_escapes(path)).pathname
     return CanonicalURL(
         scheme=scheme,
         host=host,
         port=int(parsed.port) if parsed.port else None,
-        path=parsed.pathname or "/",
-        query=parsed.search[1:],
+        path=path,
+        query=_normalise_escapes(parsed.search[1:]),
     )
 
 

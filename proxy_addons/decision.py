@@ -158,7 +158,13 @@ def _illegal_hit(policy: Policy, host: str, path: str) -> tuple[str, str] | None
     """(entry, list file) of the illegal-tier entry covering host+path, if any."""
     url = host + path
     tier = policy.illegal
-    for key in (url, host) if path == "/" else (url,):
+    # An exact entry without a query also covers that URL with any query appended.
+    keys = (
+        (url, url.split("?", 1)[0], host)
+        if path.split("?", 1)[0] == "/"
+        else (url, url.split("?", 1)[0])
+    )
+    for key in keys:
         if key in tier.exact:
             return key, tier.exact[key]
     for prefix, source in tier.prefixes:

@@ -47,7 +47,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from proxy_addons.listsources import (
     FORMAT_VERSION,
@@ -253,12 +253,19 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int] | None:
     """(header, offset of the table) of an index file; None if not a complete index of ours."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(16)
-            if len(head) != 16 or head[:8] != MAGIC:
-                return None
-            length = int.from_bytes(head[8:], "little")
-            header: dict[str, Any] = json.loads(fh.read(length))
-            size = os.fstat(fh.fileno()).st_size
+            return _header_of(fh)
+    except OSError:
+        return None
+
+
+def _header_of(fh: BinaryIO) -> tuple[dict[str, Any], int] | None:
+    try:
+        head = fh.read(16)
+        if len(head) != 16 or head[:8] != MAGIC:
+            return None
+        length = int.from_bytes(head[8:], "little")
+        header: dict[str, Any] = json.loads(fh.read(length))
+        size = os.fstat(fh.fileno()).st_size
     except (OSError, ValueError):
         return None
     if not isinstance(header, dict) or header.get("format") != [FORMAT_VERSION, LAYOUT_VERSION]:
@@ -459,21 +466,18 @@ class ListIndex:
     def open(cls, path: Path) -> ListIndex:
         """Map an index file read-only (no private copy: workers share the page cache)."""
         path = Path(path)
-        found = _read_header(path)
-        if found is None:
-            raise ListSourceError(
-                f"the list index {path} is missing, damaged or from another version; "
-                "delete it and let the gateway rebuild it"
-            )
-        header, offset = found
-        if sys.byteorder != header["byteorder"]:
-            raise ListSourceError(
-                f"the list index {path} was built on a {header['byteorder']}-endian machine; "
-                "delete it and let this machine rebuild it"
-            )
-        with open(path, "rb") as fh:
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        return cls(path, mm, header, offset)
+        try:
+            with open(path, "rb") as fh:  # header and mapping from one file, even mid-replace
+                found = _header_of(fh)
+                if found is not None and sys.byteorder == found[0]["byteorder"]:
+                    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                    return cls(path, mm, found[0], found[1])
+        except OSError as exc:
+            raise ListSourceError(f"cannot open the list index {path}: {exc.strerror}") from None
+        raise ListSourceError(
+            f"the list index {path} is damaged, from another version or another kind of "
+            "machine; delete it and let the gateway rebuild it"
+        )
 
     def close(self) -> None:
         """Unmap the file; call once no lookup is running."""

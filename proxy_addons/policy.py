@@ -128,6 +128,7 @@ class Decryption:
     host_only_categories: frozenset[str]
     host_only_domains: frozenset[str]
     untrusted_clients: UntrustedClients
+    where: Where
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class _Checker:
         self.base = base
         self.problems: list[tuple[Where, str]] = []
         self.files: list[Path] = []
+        self.declared_categories: set[str] = set()  # named, even if their lists failed
 
     def fail(self, where: Where, message: str) -> None:
         self.problems.append((where, message))
@@ -293,6 +294,7 @@ def _categories(ck: _Checker, raw: Any, where: Where) -> dict[str, Category]:
     if not isinstance(raw, LMap):
         ck.fail(where, "the policy needs a 'categories:' section naming the lists it uses")
         return out
+    ck.declared_categories.update(raw)
     for name, value in raw.items():
         at = raw.at(name)
         if name.lower() == RESERVED_CATEGORY:
@@ -498,10 +500,10 @@ def _rules(
         for cat in sorted(cats):
             if cat.lower() == RESERVED_CATEGORY:
                 ck.fail(spec_at, "rules cannot name the illegal tier: it is always blocked")
-            elif cat not in categories:
+            elif cat not in ck.declared_categories:
                 hint = difflib.get_close_matches(cat, list(categories), n=1)
                 tip = f" Did you mean '{hint[0]}'?" if hint else ""
-                ck.fail(spec_at, f"category '{cat}' is not defined under 'categories:'.{tip}")
+                ck.fail(spec_at, f"category '{cat}' is not defined under 'categories:'{tip}")
         domains = _domains(ck, spec_map.get("domains"), spec_map.at("domains"))
         urls = _urls(ck, spec_map.get("urls"), spec_map.at("urls"))
         bare_ip = spec_map.get("bare_ip", False)
@@ -555,10 +557,12 @@ def _decryption(
     cats = frozenset(
         str(c) for c in ck.listing(ho.get("categories"), ho.at("categories"), "categories") or []
     )
-    for cat in sorted(cats - set(categories)):
+    for cat in sorted(cats - ck.declared_categories):
         ck.fail(ho.at("categories"), f"category '{cat}' is not defined under 'categories:'")
     domains = _domains(ck, ho.get("domains"), ho.at("domains"))
-    return Decryption(default, cats, domains, untrusted or UntrustedClients.HOST_ONLY)
+    return Decryption(
+        default, cats, domains, untrusted or UntrustedClients.HOST_ONLY, ho.at("domains")
+    )
 
 
 def _identities(ck: _Checker, raw: Any, where: Where, profiles: dict[str, Profile]) -> Identities:
@@ -669,7 +673,7 @@ def _protect_illegal_tier(
     for host in sorted(illegal.hosts):
         if _covers(decryption.host_only_domains, host):
             ck.fail(
-                Where(str(illegal.sources[0]) if illegal.sources else "policy", 0),
+                decryption.where,
                 f"'{host}' has illegal-tier entries, so it must be decrypted; "
                 "remove it from decryption.host_only",
             )

@@ -549,11 +549,6 @@ def test_host_only_decryption_of_a_parent_of_an_illegal_host_is_refused(tmp_path
     assert "'illegal.test' has illegal-tier entries" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the host_only problem is reported at line 0 of the illegal list "
-    "file, not at decryption.host_only.domains in the policy file",
-)
 def test_host_only_decryption_problem_points_at_the_policy_line(tmp_path: Path) -> None:
     path = edited(
         tmp_path,
