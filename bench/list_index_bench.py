@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -168,16 +169,6 @@ def main() -> None:
         mixed_rate = rate(idx, mixed)
         unlisted_rate = rate(idx, unlisted)
 
-        hosts_file = work / "hosts.txt"
-        hosts_file.write_text("\n".join(mixed[:200_000]))
-        child = subprocess.run(
-            [sys.executable, __file__, str(args.ut1), "--rss-child", str(path), str(hosts_file)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        mem = json.loads(child.stdout)
-
         # Reload off the request path: a full rebuild in a subprocess (fresh index folder,
         # so nothing is reused) while this thread keeps answering lookups.
         done = threading.Event()
@@ -201,6 +192,17 @@ def main() -> None:
             at = (at + 10_000) % len(mixed)
         during = looked / (time.perf_counter() - started)
         thread.join()
+        builder_peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+        hosts_file = work / "hosts.txt"
+        hosts_file.write_text("\n".join(mixed[:100_000]))
+        child = subprocess.run(
+            [sys.executable, __file__, str(args.ut1), "--rss-child", str(path), str(hosts_file)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        mem = json.loads(child.stdout)
 
         mb = 1 << 20
         print()
@@ -214,14 +216,20 @@ def main() -> None:
         print(f"open (mmap) after build:        {open_s * 1000:>12.1f} ms")
         print(f"warm re-open (fingerprint hit): {warm * 1000:>12.1f} ms")
         print(f"rebuild in subprocess:          {rebuild['seconds']:>12.2f} s")
+        print(f"peak RSS of the builder process: {builder_peak_kb / 1024:>11.1f} MB")
         print(
             f"serving process RSS after {mem['lookups'] / 1e6:.1f}M lookups: "
             f"{mem['rss'] / mb:6.1f} MB    target <= 150 MB"
         )
         print(
-            f"    of which file-backed (shared page cache) {mem['rss_file_kb'] / 1024:.1f} MB, "
-            f"anonymous {mem['rss_anon_kb'] / 1024:.1f} MB; private (USS) {mem['uss'] / mb:.1f}"
-            f" MB; interpreter before open {mem['before_open'] / mb:.1f} MB"
+            f"    growth from open + lookups {(mem['rss'] - mem['before_open']) / mb:.1f} MB "
+            f"(before open: interpreter, imports and 100k test hosts {mem['before_open'] / mb:.1f}"
+            " MB)"
+        )
+        shared, anon = mem["rss_file_kb"] / 1024, mem["rss_anon_kb"] / 1024
+        print(
+            f"    file-backed (index + libraries, shared page cache) {shared:.1f} MB, "
+            f"anonymous {anon:.1f} MB, private (USS) {mem['uss'] / mb:.1f} MB"
         )
         print(
             f"decisions/s, mixed ({hit_share:.0%} listed):   {mixed_rate:>10,.0f}"

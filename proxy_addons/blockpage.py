@@ -48,6 +48,8 @@ class BlockPageContext:
     portal: str  # base URL of the gateway's own pages, e.g. "http://schoolgate.local"
     staff: bool = False
     illegal: bool = False
+    # For staff: whom an unblock could be for, as (value, label), e.g. ("profile:ks2", "KS2").
+    audiences: tuple[tuple[str, str], ...] = ()
 
 
 def new_reference(now: datetime, rng: random.Random | None = None) -> str:
@@ -116,6 +118,7 @@ def render_block_page(ctx: BlockPageContext) -> str:
         report_action=f"{portal}/report",
         request_action=f"{portal}/unblock/request",
         staff=ctx.staff,
+        audiences=ctx.audiences,
     )
 
 

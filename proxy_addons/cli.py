@@ -145,6 +145,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if alive else 1
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    from proxy_addons.webapp import run_web
+
+    return int(run_web(args) or 0)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -183,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--host-only", action="store_true", help="decide on the host name only (no decryption)"
     )
     explain.set_defaults(func=cmd_policy_explain)
+
+    from proxy_addons.cli_workflow import add_parsers
+
+    add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)
+
+    web = sub.add_parser("web", help="run the admin web app (unblock approvals)")
+    web.add_argument("--policy", default=DEFAULT_POLICY)
+    web.add_argument("--var", default=DEFAULT_VAR)
+    web.add_argument("--dsn", default=None)
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8081)
+    web.set_defaults(func=cmd_web)
 
     status = sub.add_parser("status", help="the running gateway's state")
     status.add_argument("--var", default=DEFAULT_VAR)

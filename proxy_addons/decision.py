@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -16,10 +17,12 @@ from proxy_addons.canonical import Host
 from proxy_addons.listindex import Match
 from proxy_addons.policy import Action, Decrypt, Policy, Profile, Rule
 from proxy_addons.schedules import any_active
+from proxy_addons.unblocks import Unblock
 
 
 class Reason(enum.Enum):
     ILLEGAL = "illegal"  # the illegal tier: nothing overrides it
+    UNBLOCK = "unblock"  # a temporary educational unblock in force
     RULE = "rule"  # a profile rule matched
     BARE_IP = "bare_ip"  # a web address written as numbers
     DEFAULT = "default"  # no rule matched; the profile's default
@@ -98,6 +101,7 @@ class Decision:
             ("category", f"{self.category} ({self.category_label})" if self.category else None),
             ("list", self.list_source),
             ("entry", self.entry),
+            ("unblock", self.unblock_id),
         ]
         if self.blocked and self.allowed_when:
             optional.append(("allowed", "at other times: " + ", ".join(self.allowed_when)))
@@ -179,6 +183,7 @@ def decide(
     identity: Identity,
     request: Request,
     now: datetime,
+    unblocks: Sequence[Unblock] = (),
 ) -> Decision:
     profile, via = resolve_profile(policy, identity)
     host = request.host.name
@@ -206,6 +211,23 @@ def decide(
                 list_source=illegal[1],
             )
 
+    url_key = host + request.path if request.path is not None else None
+    for unblock in unblocks:
+        if (
+            unblock.in_force(now)
+            and unblock.covers(host, url_key)
+            and unblock.applies_to(identity.user, profile.name, identity.ip)
+        ):
+            until = unblock.ends_at.isoformat(timespec="minutes")
+            return replace(
+                base,
+                reason=Reason.UNBLOCK,
+                rule=f"unblock {unblock.id} (until {until})",
+                entry=unblock.target,
+                unblock_id=unblock.id,
+                must_decrypt=illegal_host and request.path is None,
+            )
+
     matches = index.match_host(host)
     if request.path is not None:
         matches = matches + index.match_url(host, request.path)
@@ -217,7 +239,6 @@ def decide(
     must_decrypt = illegal_host and request.path is None
     decrypt = _decrypt(policy, host, by_category) or illegal_host
 
-    url_key = host + request.path if request.path is not None else None
     allowed_when: tuple[str, ...] = ()
     for rule in profile.rules:
         if rule.when and not any_active(policy, rule.when, now):

@@ -7,6 +7,7 @@ for the add-ons that follow. Any failure blocks: the gateway never falls open.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import weakref
@@ -22,12 +23,16 @@ from mitmproxy.proxy import layer, layers
 from mitmproxy.proxy.layers.tls import parse_client_hello
 from publicsuffix2 import get_sld
 
-from proxy_addons import blockpage
+from proxy_addons import audit, blockpage
 from proxy_addons.canonical import HostError, canonical_host, canonical_url, split_authority
+from proxy_addons.channels import notifier_from_policy
 from proxy_addons.decision import Decision, Identity, Reason, Request, decide, resolve_profile
-from proxy_addons.policy import Action, UntrustedClients
+from proxy_addons.policy import Action, Policy, UntrustedClients
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
 from proxy_addons.refuse_layer import RefuseLayer
+from proxy_addons.store import Store, store_url
+from proxy_addons.unblock_watch import UnblockWatch
+from proxy_addons.unblock_workflow import UnblockWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,9 @@ class Filter:
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.runtime: PolicyRuntime | None = None
+        self.store: Store | None = None
+        self.workflow: UnblockWorkflow | None = None
+        self.unblock_watch: UnblockWatch | None = None
         self._connect_user: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
@@ -86,6 +94,12 @@ class Filter:
         loader.add_option("schoolgate_policy", str, "", "The school's policy file (YAML).")
         loader.add_option(
             "schoolgate_var", str, "var", "Folder for the gateway's state: index, status, reports."
+        )
+        loader.add_option(
+            "schoolgate_dsn",
+            str,
+            "",
+            "PostgreSQL DSN for a store shared by several gateways; empty: SQLite under var.",
         )
         loader.add_option(
             "schoolgate_untrusted_seconds",
@@ -117,9 +131,24 @@ class Filter:
             runtime.start()
         except PolicyLoadError as exc:
             raise exceptions.OptionsError(f"Schoolgate cannot start: {exc}") from exc
+        try:
+            store = Store.open(
+                store_url(Path(ctx.options.schoolgate_var), ctx.options.schoolgate_dsn)
+            )
+        except Exception as exc:
+            raise exceptions.OptionsError(f"Schoolgate cannot open its store: {exc}") from exc
         if self.runtime is not None:
             self.runtime.stop_watching()
+        if self.unblock_watch is not None:
+            self.unblock_watch.stop()
         self.runtime = runtime
+        self.store = store
+        self.workflow = UnblockWorkflow(
+            store, self._policy, notifier_from_policy(runtime_policy(runtime))
+        )
+        runtime.on_reload = self._policy_changed
+        self.unblock_watch = UnblockWatch(self.workflow)
+        self.unblock_watch.start()
         loaded = runtime.current
         assert loaded is not None
         auth = loaded.policy.authentication
@@ -140,6 +169,26 @@ class Filter:
     def done(self) -> None:
         if self.runtime is not None:
             self.runtime.stop_watching()
+        if self.unblock_watch is not None:
+            self.unblock_watch.stop()
+
+    def _policy(self) -> Policy:
+        return self._loaded().policy
+
+    def _policy_changed(self, loaded: LoadedPolicy) -> None:
+        """Every policy change goes into the audit trail, with the files' fingerprints."""
+        if self.store is None or self.workflow is None:
+            return
+        self.workflow.notifier = notifier_from_policy(loaded.policy)
+        detail = {str(p): _sha256(p) for p in loaded.policy.files if p.is_file()}
+        with self.store.begin() as conn:
+            audit.append(
+                conn,
+                actor="schoolgate",
+                action="policy.changed",
+                subject=str(loaded.policy.path),
+                detail=detail,
+            )
 
     # -- hooks ---------------------------------------------------------------
 
@@ -233,7 +282,8 @@ class Filter:
 
     def _decide(self, identity: Identity, request: Request) -> Decision:
         loaded = self._loaded()
-        return decide(loaded.policy, loaded.index, identity, request, self.clock())
+        unblocks = self.unblock_watch.current if self.unblock_watch else ()
+        return decide(loaded.policy, loaded.index, identity, request, self.clock(), unblocks)
 
     def _decide_request(self, flow: http.HTTPFlow, user: str | None) -> Decision:
         req = flow.request
@@ -278,6 +328,7 @@ class Filter:
     def _block_response(self, decision: Decision, reference: str) -> http.Response:
         loaded = self.runtime.current if self.runtime else None
         staff = False
+        audiences: tuple[tuple[str, str], ...] = ()
         school = "your school"
         portal = "http://schoolgate.local"
         if loaded is not None:
@@ -286,6 +337,9 @@ class Filter:
             school, portal = policy.school, f"{scheme}://{policy.portal_host}"
             if decision.profile in policy.profiles:
                 staff = policy.profiles[decision.profile].may_request_unblock
+            audiences = (("me", "Only me (to check it first)"),) + tuple(
+                (f"profile:{p.name}", p.label) for p in policy.profiles.values()
+            )
         page = blockpage.render_block_page(
             blockpage.BlockPageContext(
                 school=school,
@@ -298,6 +352,7 @@ class Filter:
                 portal=portal,
                 staff=staff,
                 illegal=decision.reason is Reason.ILLEGAL,
+                audiences=audiences,
             )
         )
         return http.Response.make(
@@ -314,6 +369,15 @@ class Filter:
         """The profile a user or device is in (for the portal's pages)."""
         loaded = self._loaded()
         return resolve_profile(loaded.policy, Identity(user, (), ip))[0].name
+
+
+def runtime_policy(runtime: PolicyRuntime) -> Policy:
+    assert runtime.current is not None
+    return runtime.current.policy
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _fronting(decision: Decision, other: str) -> Decision:

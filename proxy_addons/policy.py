@@ -146,6 +146,41 @@ class Authentication:
 
 
 @dataclass(frozen=True)
+class UnblockRules:
+    """Who may decide temporary unblocks, for how long, and who is told."""
+
+    deciders: frozenset[str]  # DSL and deputies (user names, lower case)
+    it_provider: frozenset[str]  # told of every decision; confirms where required
+    require_it_confirmation: bool
+    max_days: int
+    lessons: tuple[TimeRange, ...]  # the default window is the rest of the current lesson
+    web_url: str  # the admin web app, linked from notifications
+
+
+@dataclass(frozen=True)
+class EmailChannel:
+    host: str
+    port: int
+    starttls: bool
+    username: str | None
+    password_file: Path | None
+    sender: str
+
+
+@dataclass(frozen=True)
+class WebhookChannel:
+    url: str
+    secret_file: Path
+
+
+@dataclass(frozen=True)
+class Notifications:
+    email: EmailChannel | None
+    webhook: WebhookChannel | None
+    contacts: dict[str, str]  # user name -> email address
+
+
+@dataclass(frozen=True)
 class Policy:
     path: Path
     school: str
@@ -160,4 +195,6 @@ class Policy:
     identities: Identities
     authentication: Authentication
     decryption: Decryption
+    unblocks: UnblockRules
+    notifications: Notifications
     files: tuple[Path, ...] = field(default=())  # every file the policy was built from

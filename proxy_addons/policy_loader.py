@@ -27,15 +27,19 @@ from proxy_addons.policy import (
     Closure,
     Decrypt,
     Decryption,
+    EmailChannel,
     Identities,
     IllegalTier,
+    Notifications,
     Policy,
     Profile,
     Rule,
     Schedule,
     Term,
     TimeRange,
+    UnblockRules,
     UntrustedClients,
+    WebhookChannel,
 )
 from proxy_addons.policy_yaml import LList, LMap, PolicySyntaxError, Where, load_located
 
@@ -155,6 +159,8 @@ def load_policy(path: Path) -> Policy:
             "authentication",
             "identities",
             "profiles",
+            "unblocks",
+            "notifications",
         ],
     )
     if top is None:
@@ -167,6 +173,8 @@ def load_policy(path: Path) -> Policy:
     decryption = _decryption(ck, top.get("decryption"), top.at("decryption"), categories)
     identities = _identities(ck, top.get("identities"), top.at("identities"), profiles)
     authentication = _authentication(ck, top.get("authentication"), top.at("authentication"))
+    unblocks = _unblocks(ck, top.get("unblocks"), top.at("unblocks"))
+    notifications = _notifications(ck, top.get("notifications"), top.at("notifications"))
     _protect_illegal_tier(ck, illegal, profiles, decryption, categories)
     if ck.problems or school is None:
         raise PolicyError(ck.problems)
@@ -185,6 +193,8 @@ def load_policy(path: Path) -> Policy:
         identities=identities,
         authentication=authentication,
         decryption=decryption,
+        unblocks=unblocks,
+        notifications=notifications,
         files=tuple(dict.fromkeys(ck.files)),
     )
 
@@ -677,3 +687,74 @@ def _protect_illegal_tier(
                 f"'{host}' has illegal-tier entries, so it must be decrypted; "
                 "remove it from decryption.host_only",
             )
+
+
+def _names(ck: _Checker, raw: Any, where: Where, what: str) -> frozenset[str]:
+    return frozenset(str(n).strip().lower() for n in ck.listing(raw, where, what) or [])
+
+
+def _unblocks(ck: _Checker, raw: Any, where: Where) -> UnblockRules:
+    keys = ["deciders", "it_provider", "require_it_confirmation", "max_days", "lessons", "web_url"]
+    m = ck.mapping(raw, where, "unblocks", keys)
+    m = m if m is not None else _empty_map(where)
+    max_days = m.get("max_days", 7)
+    if not isinstance(max_days, int) or isinstance(max_days, bool) or not 1 <= max_days <= 366:
+        ck.fail(m.at("max_days"), "max_days should be a whole number of days from 1 to 366")
+        max_days = 7
+    confirm = m.get("require_it_confirmation", False)
+    if not isinstance(confirm, bool):
+        ck.fail(m.at("require_it_confirmation"), "require_it_confirmation should be true or false")
+        confirm = False
+    return UnblockRules(
+        deciders=_names(ck, m.get("deciders"), m.at("deciders"), "deciders"),
+        it_provider=_names(ck, m.get("it_provider"), m.at("it_provider"), "it_provider"),
+        require_it_confirmation=confirm,
+        max_days=max_days,
+        lessons=_times(ck, m.get("lessons"), m.at("lessons"), "lessons"),
+        web_url=str(m.get("web_url", "http://127.0.0.1:8081")).rstrip("/"),
+    )
+
+
+def _notifications(ck: _Checker, raw: Any, where: Where) -> Notifications:
+    m = ck.mapping(raw, where, "notifications", ["email", "webhook", "contacts"])
+    m = m if m is not None else _empty_map(where)
+    email = None
+    if m.get("email") is not None:
+        keys = ["host", "port", "starttls", "username", "password_file", "sender"]
+        em = ck.mapping(m["email"], m.at("email"), "email", keys)
+        if em is not None:
+            host = ck.text(em.get("host"), em.at("host"), "the mail server's host")
+            sender = ck.text(em.get("sender"), em.at("sender"), "the sender's address")
+            pw = em.get("password_file")
+            pw_path = ck.path(pw, em.at("password_file"), "the password file") if pw else None
+            port = em.get("port", 587)
+            if not isinstance(port, int):
+                ck.fail(em.at("port"), "port should be a number")
+                port = 587
+            if host and sender:
+                user = em.get("username")
+                email = EmailChannel(
+                    host, port, bool(em.get("starttls", True)), user and str(user), pw_path, sender
+                )
+    webhook = None
+    if m.get("webhook") is not None:
+        wm = ck.mapping(m["webhook"], m.at("webhook"), "webhook", ["url", "secret_file"])
+        if wm is not None:
+            url = ck.text(wm.get("url"), wm.at("url"), "the webhook's URL")
+            secret = ck.path(wm.get("secret_file"), wm.at("secret_file"), "the secret file")
+            if url and secret:
+                webhook = WebhookChannel(url, secret)
+    contacts_raw = m.get("contacts")
+    contacts: dict[str, str] = {}
+    if contacts_raw is not None:
+        cm = (
+            ck.mapping(contacts_raw, m.at("contacts"), "contacts", [])
+            if not isinstance(contacts_raw, LMap)
+            else contacts_raw
+        )
+        for name, address in (cm or {}).items():
+            if "@" not in str(address):
+                ck.fail(m.at("contacts"), f"'{address}' for {name} is not an email address")
+            else:
+                contacts[str(name).lower()] = str(address)
+    return Notifications(email, webhook, contacts)

@@ -1,26 +1,28 @@
 """The gateway's own small site, served by the proxy at the policy's portal host.
 
-Block pages post here: a pupil's "this is a mistake" report and a member of
-staff's request for access. Both are kept in `var/reports.jsonl` for the IT
-provider and the DSL (the audited unblock workflow builds on this). The school's
+Block pages post here: a pupil's "this is a mistake" report (kept in the
+store's `reports` table for the IT provider and the DSL) and a member of
+staff's request for access (an unblock request in the audited workflow). The school's
 CA certificate is offered at `/ca.pem` so devices can be set up to trust it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlencode
 
-from flask import Flask, Response, abort, request, send_file
+from flask import Flask, Response, abort, redirect, request, send_file
+from flask.typing import ResponseReturnValue
 from mitmproxy import ctx, http
 from mitmproxy.addons import asgiapp
 
 from proxy_addons import blockpage
 from proxy_addons.filtering import Filter
+from proxy_addons.store.schema import reports
+from proxy_addons.unblock_workflow import Actor, WorkflowError
+from proxy_addons.unblocks import AudienceKind, Scope
 
 logger = logging.getLogger(__name__)
 
@@ -31,23 +33,9 @@ def _clip(value: str | None, limit: int = MAX_TEXT) -> str:
     return (value or "").strip()[:limit]
 
 
-class ReportBook:
-    """Append-only JSON lines of reports and access requests."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def add(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, ensure_ascii=False)
-        with self._lock, self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-
-
 def create_app(gateway: Filter, portal: Portal) -> Flask:
     app = Flask("schoolgate-portal")
-    school, reports, ca_path = portal.school, portal.reports, portal.ca_path
+    school, ca_path = portal.school, portal.ca_path
 
     def who() -> tuple[str | None, str | None]:
         # Set by Portal.request from the connection; clients' own copies are removed.
@@ -64,39 +52,71 @@ def create_app(gateway: Filter, portal: Portal) -> Flask:
             abort(404)
         return send_file(path, mimetype="application/x-x509-ca-cert", download_name="school-ca.pem")
 
-    def _save(kind: str, need_reason: bool) -> str | tuple[str, int]:
+    def _save(kind: str) -> str:
         user, ip = who()
-        reason = _clip(request.form.get("reason") or request.form.get("message"))
-        if need_reason and not reason:
-            return "Please say why the class needs this page.", 400
+        store = gateway.store
+        if store is None:
+            abort(503)
         record = {
             "kind": kind,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "at": datetime.now(UTC),
             "reference": _clip(request.form.get("ref"), 32),
             "url": _clip(request.form.get("url"), 2048),
-            "text": reason,
-            "user": user,
+            "text": _clip(request.form.get("message")),
+            "username": user,
             "ip": ip,
             "profile": gateway.profile_for(user, ip),
         }
-        reports().add(record)
+        with store.begin() as conn:
+            conn.execute(reports.insert().values(**record))
         logger.info("Schoolgate %s received (reference %s)", kind, record["reference"])
         return blockpage.render_page("report_thanks.html", school=school(), kind=kind)
 
     @app.post("/report")
     def report() -> str | tuple[str, int]:
-        return _save("report", need_reason=False)
+        return _save("report")
 
     @app.post("/unblock/request")
-    def unblock_request() -> str | tuple[str, int]:
+    def unblock_request() -> ResponseReturnValue:
         user, ip = who()
-        loaded = gateway.runtime.current if gateway.runtime else None
-        if loaded is None:
+        workflow = gateway.workflow
+        if workflow is None:
             abort(503)
-        profile = loaded.policy.profiles[gateway.profile_for(user, ip)]
-        if not profile.may_request_unblock:
+        url = _clip(request.form.get("url"), 2048)
+        if not user:
+            # Not signed in to the proxy: sign in to the web app, which has the same form.
+            web = workflow.policy().unblocks.web_url
+            query = urlencode({"url": url, "reason": _clip(request.form.get("reason"))})
+            return redirect(f"{web}/unblocks/new?{query}", code=303)
+        if not workflow.is_staff(user.lower()):
             return "Only staff can ask for a page to be unblocked.", 403
-        return _save("access_request", need_reason=True)
+        choice = request.form.get("audience", "me")
+        kind, people = (
+            (AudienceKind.PROFILE, [choice.split(":", 1)[1]])
+            if choice.startswith("profile:")
+            else (AudienceKind.USER, [user])
+        )
+        minutes = request.form.get("minutes") or None
+        try:
+            unblock = workflow.request(
+                Actor(user, ip),
+                target=url,
+                scope=Scope(request.form.get("scope", "prefix")),
+                audience_kind=kind,
+                audience=people,
+                minutes=int(minutes) if minutes else None,
+                reason=_clip(request.form.get("reason")),
+            )
+        except (WorkflowError, ValueError) as exc:
+            return blockpage.render_page(
+                "report_thanks.html",
+                school=school(),
+                kind="access_request_refused",
+                message=str(exc),
+            ), 400
+        return blockpage.render_page(
+            "report_thanks.html", school=school(), kind="access_request", unblock_id=unblock.id
+        )
 
     return app
 
@@ -108,12 +128,9 @@ class Portal(asgiapp.WSGIApp):
 
     def __init__(self, gateway: Filter) -> None:
         self.gateway = gateway
-        self.book: ReportBook | None = None
         super().__init__(create_app(gateway, self), "schoolgate.local", None)  # http and https
 
     def configure(self, updated: set[str]) -> None:
-        if "schoolgate_var" in updated or self.book is None:
-            self.book = ReportBook(Path(ctx.options.schoolgate_var) / "reports.jsonl")
         loaded = self.gateway.runtime.current if self.gateway.runtime else None
         if loaded is not None:
             self.host = loaded.policy.portal_host
@@ -137,10 +154,6 @@ class Portal(asgiapp.WSGIApp):
     def school(self) -> str:
         loaded = self.gateway.runtime.current if self.gateway.runtime else None
         return loaded.policy.school if loaded else "your school"
-
-    def reports(self) -> ReportBook:
-        assert self.book is not None
-        return self.book
 
     def ca_path(self) -> Path:
         return Path(ctx.options.confdir).expanduser() / "mitmproxy-ca-cert.pem"

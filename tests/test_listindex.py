@@ -238,10 +238,12 @@ def test_url_fast_path_is_transparent(word: str) -> None:
         ("ut1", "empty-folder", "not a UT1 category folder"),
         ("ut1", "a-file", "is a file"),
         ("domains", "empty-folder", "is a folder"),
+        ("ut1", "odd-ut1", "is a folder"),  # its 'domains' is a folder
     ],
 )
 def test_unusable_source_names_the_path(tmp_path: Path, kind: str, rel: str, words: str) -> None:
     (tmp_path / "empty-folder").mkdir()
+    (tmp_path / "odd-ut1" / "domains").mkdir(parents=True)
     write(tmp_path / "a-file", "a.com\n")
     src = ListSource(kind, tmp_path / rel)  # type: ignore[arg-type]
     with pytest.raises(ListSourceError) as err:

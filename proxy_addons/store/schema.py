@@ -1,0 +1,157 @@
+"""The durable store's tables, as SQLAlchemy Core objects shared by the code and the migrations.
+
+This module describes the schema the code expects; the Alembic revisions under
+`migrations/versions/` are what actually create it, and a test checks that the
+two agree. Change a table here only together with a new revision.
+
+Every time is a timezone-aware UTC `datetime` on both databases: SQLite has no
+time zone type, so `UTCDateTime` stores UTC and hands back aware values.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+# Stable constraint names, so later revisions can alter them on both databases
+# (SQLite needs names for Alembic's batch mode).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+GENESIS_HASH = "0" * 64
+"""The `prev_hash` of the first audit record, and the head of an empty log."""
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware datetime stored as UTC; naive datetimes are refused.
+
+    A naive value is ambiguous (server local time? UTC?), and a wrong guess
+    would silently shift unblock windows and audit times, so it is an error.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store needs timezone-aware times")
+        value = value.astimezone(UTC)
+        # SQLite keeps the text form, which must compare (and sort) as UTC.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def _when(name: str, *, nullable: bool = True) -> sa.Column[datetime]:
+    return sa.Column(name, UTCDateTime(), nullable=nullable)
+
+
+unblocks = sa.Table(
+    "unblocks",
+    metadata,
+    sa.Column("id", sa.String(20), primary_key=True),  # e.g. "UB-7K3Q9M"
+    sa.Column("scope", sa.String(10), nullable=False),  # url | prefix | domain
+    sa.Column("target", sa.Text, nullable=False),  # canonical form
+    sa.Column("audience_kind", sa.String(10), nullable=False),  # user | users | profile | device
+    sa.Column("audience", sa.JSON, nullable=False),  # list of str
+    _when("starts_at", nullable=False),
+    _when("ends_at", nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    _when("requested_at", nullable=False),
+    sa.Column("requested_from", sa.String(64), nullable=True),
+    # pending | awaiting_it | active | rejected | revoked | expired
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("decided_by", sa.String(200), nullable=True),
+    _when("decided_at"),
+    sa.Column("decision_comment", sa.Text, nullable=True),
+    sa.Column("it_confirmed_by", sa.String(200), nullable=True),
+    _when("it_confirmed_at"),
+    sa.Column("ended_by", sa.String(200), nullable=True),
+    _when("ended_at"),
+    # Bumped by every change; with `WHERE id=:id AND status=:expected` it makes
+    # two deciders acting at once apply the decision once.
+    sa.Column("version", sa.Integer, nullable=False, default=1, server_default=sa.text("1")),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    # Given by audit.append from audit_head, not by a database sequence: a
+    # PostgreSQL sequence skips numbers on rollback, and a gap must mean deletion.
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    _when("at", nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("address", sa.String(64), nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_log_at", "at"),  # records() and export() select by time
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    # One row (id=1), locked by every append so appends from several processes
+    # or gateways queue up instead of forking the chain.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
+)
+
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    _when("at", nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # report | access_request
+    sa.Column("reference", sa.String(32), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("username", sa.String(200), nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("profile", sa.String(100), nullable=False),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("username", sa.String(200), primary_key=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("roles", sa.JSON, nullable=False),  # list: staff, dsl, deputy, it
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    _when("created_at", nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+)
+
+__all__ = [
+    "GENESIS_HASH",
+    "UTCDateTime",
+    "accounts",
+    "audit_head",
+    "audit_log",
+    "metadata",
+    "reports",
+    "unblocks",
+]
