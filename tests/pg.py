@@ -27,9 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 PG_ENV = "SCHOOLGATE_TEST_PG_DSN"
-PG_SKIP = (
-    f"{PG_ENV} is not set: PostgreSQL store tests need a server (.ci/run starts one)"
-)
+PG_SKIP = f"{PG_ENV} is not set: PostgreSQL store tests need a server (.ci/run starts one)"
 
 
 def sqlite_url(folder: Path) -> str:

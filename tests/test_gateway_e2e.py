@@ -12,7 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from proxy_addons.store import Store, store_url
+from proxy_addons.store.schema import reports
 from tests.conftest import Gateway, Upstream, copy_policy, start_mitmdump
 
 
@@ -125,11 +128,14 @@ def test_decisions_are_recorded_for_following_addons(gateway: Gateway) -> None:
     form = ["-d", f"ref={ref}", "-d", "url=http://games.test/x", "-d", "message=for maths"]
     body, code = body_and_status(gateway.curl("http://schoolgate.local/report", *form))
     assert code == 200 and "Thank you" in body
-    lines = (gateway.var / "reports.jsonl").read_text().splitlines()
-    record = json.loads(lines[-1])
-    assert record["reference"] == ref
-    assert record["profile"] == "early_years"
-    assert record["text"] == "for maths"
+    store = Store.open(store_url(gateway.var))
+    with store.connect() as conn:
+        record = conn.execute(sa.select(reports).order_by(reports.c.id.desc())).first()
+    store.dispose()
+    assert record is not None
+    assert record.reference == ref
+    assert record.profile == "early_years"
+    assert record.text == "for maths"
 
 
 def test_broken_policy_edit_keeps_the_last_good_policy(tmp_path: Path, upstream: Upstream) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
 import pytest
+import sqlalchemy as sa
 
+from proxy_addons.store import Store, store_url
+from proxy_addons.store.schema import unblocks
 from tests.conftest import Gateway, Upstream, copy_policy, start_mitmdump
 from tests.test_gateway_e2e import body_and_status
 
@@ -71,19 +75,37 @@ def test_staff_block_page_offers_an_access_request(auth_gateway: Gateway) -> Non
     assert "/unblock/request" not in pupil
 
 
-def test_staff_access_request_is_recorded_pupils_cannot(auth_gateway: Gateway) -> None:
-    form = ["-d", "ref=SG-TEST", "-d", "url=https://adult.test/", "-d", "reason=sex education unit"]
-    _, code = body_and_status(
-        auth_gateway.curl("http://schoolgate.local/unblock/request", *form, user="teacher:t-pass")
-    )
+def test_staff_request_from_the_block_page_creates_a_pending_unblock(
+    auth_gateway: Gateway,
+) -> None:
+    form = [
+        "-d",
+        "ref=SG-TEST",
+        "-d",
+        "url=https://adult.test/unit",
+        "-d",
+        "scope=domain",
+        "-d",
+        "audience=profile:ks2",
+        "-d",
+        "minutes=60",
+        "-d",
+        "reason=sex education unit",
+    ]
+    portal = "http://schoolgate.local/unblock/request"
+    body, code = body_and_status(auth_gateway.curl(portal, *form, user="teacher:t-pass"))
     assert code == 200
-    _, code = body_and_status(
-        auth_gateway.curl("http://schoolgate.local/unblock/request", *form, user="pupil:p-pass")
-    )
+    uid = re.search(r"UB-[A-Z0-9]{6}", body)
+    assert uid
+    _, code = body_and_status(auth_gateway.curl(portal, *form, user="pupil:p-pass"))
     assert code == 403
-    records = (auth_gateway.var / "reports.jsonl").read_text()
-    assert '"user": "teacher"' in records and "sex education unit" in records
-    assert "p-pass" not in records and "t-pass" not in records
+    store = Store.open(store_url(auth_gateway.var))
+    with store.connect() as conn:
+        rows = conn.execute(sa.select(unblocks)).all()
+    store.dispose()
+    assert [(r.id, r.status, r.requested_by, r.target, r.audience) for r in rows] == [
+        (uid.group(0), "pending", "teacher", "adult.test", ["ks2"])
+    ]
 
 
 def test_lunchtime_schedule_switches_at_its_boundary(tmp_path: Path, upstream: Upstream) -> None:
