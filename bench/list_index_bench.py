@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -123,6 +124,7 @@ def main() -> None:
     n_synth = max(0, args.total - real)
     print(f"UT1 folder: {args.ut1} ({len(folders)} categories, ~{real:,} entries)")
     print(f"synthetic domains: {n_synth:,} (to reach --total {args.total:,})")
+    print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
 
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
         work = Path(tmp)
@@ -237,6 +239,9 @@ def main() -> None:
         )
         print(f"decisions/s, all unlisted:      {unlisted_rate:>12,.0f}    target >= 300,000")
         print(f"decisions/s during a rebuild:   {during:>12,.0f}    (rebuild in a subprocess)")
+        print(
+            f"load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine skews)"
+        )
         idx.close()
 
 

@@ -163,7 +163,9 @@ def set_password(store: Store, username: str, password: str) -> None:
 def set_disabled(store: Store, username: str, disabled: bool = True) -> None:
     """Disable (or re-enable) an account; a disabled account's sessions end at once."""
     _update(store, username, disabled=disabled)
-    logger.info("account %s %s", normalise_username(username), "disabled" if disabled else "enabled")
+    logger.info(
+        "account %s %s", normalise_username(username), "disabled" if disabled else "enabled"
+    )
 
 
 def check_password(store: Store, username: str, password: str) -> Account | None:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from proxy_addons.store import Store
+from proxy_addons.store import READ_ONLY_OPTION, Store
 from proxy_addons.store.schema import GENESIS_HASH, audit_head, audit_log
 
 _LIMITS = {"actor": 200, "action": 40, "subject": 200, "address": 64}
@@ -118,6 +118,9 @@ def append(
     head stays locked until then, so keep the rest of the transaction short and
     append last (always taking the head after other row locks avoids deadlocks).
     """
+    if conn.get_execution_options().get(READ_ONLY_OPTION):
+        # Store.connect() ends in a rollback: the record would silently vanish.
+        raise RuntimeError("audit.append needs a write transaction: use Store.begin()")
     for name, value in (
         ("actor", actor),
         ("action", action),

@@ -200,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--dsn", default=None)
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8081)
+    web.add_argument("--cert", help="TLS certificate (PEM) to serve HTTPS directly")
+    web.add_argument("--key", help="its private key (PEM)")
+    web.add_argument(
+        "--trusted-proxies", type=int, default=0, help="reverse-proxy hops to trust X-Forwarded-*"
+    )
     web.set_defaults(func=cmd_web)
 
     status = sub.add_parser("status", help="the running gateway's state")

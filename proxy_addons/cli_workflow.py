@@ -123,14 +123,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_account(args: argparse.Namespace) -> int:
-    from proxy_addons.accounts import add_account
+    from proxy_addons.accounts import AccountError, add_account
 
     _, store = _open(args)
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     if not password:
         print("schoolgate: give the password on standard input (--password-stdin)", file=sys.stderr)
         return 1
-    add_account(store, args.username, password, args.role, email=args.email)
+    try:
+        add_account(store, args.username, password, args.role, email=args.email)
+    except AccountError as exc:
+        print(f"schoolgate: {exc}", file=sys.stderr)
+        return 1
     print(f"account {args.username.lower()} with roles {', '.join(args.role)}")
     return 0
 

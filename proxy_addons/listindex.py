@@ -523,10 +523,10 @@ class ListIndex:
         return category, source, combined, singles
 
     def _hits(self, slot: int, key: int, entry: bytes) -> tuple[Match, ...]:
-        """The matches of `key`, whose run of equal-crc32 keys starts at `slot` (cached)."""
-        cached = self._hit_cache.get(key)
-        if cached is not None:
-            return cached
+        """The matches of `key`, whose run of equal-crc32 keys starts at `slot` (cached).
+
+        Callers look in _hit_cache first: popular blocked sites then cost no allocation.
+        """
         keys, values, tags = self._keys, self._values, self._tags
         k = keys[slot]
         while k and k < key:  # same crc32 half, smaller adler32 half
@@ -540,9 +540,11 @@ class ListIndex:
                 out.append(Match(tags[tag][0], text, tags[tag][1]))
             slot += 1
         hits = tuple(out)
-        if len(self._hit_cache) >= _HIT_CACHE_SIZE:
-            self._hit_cache.clear()
-        self._hit_cache[key] = hits
+        cache = self._hit_cache
+        if len(cache) >= _HIT_CACHE_SIZE:
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                del cache[next(iter(cache))]  # the oldest entry (another thread may race us)
+        cache[key] = hits
         return hits
 
     def match_host(self, host: str) -> list[Match]:
@@ -557,7 +559,8 @@ class ListIndex:
         data = host.encode()
         keys = self._keys
         shift = self._crc_shift
-        crc32 = zlib.crc32
+        crc32, adler32 = zlib.crc32, zlib.adler32
+        cache = self._hit_cache
         if host[-1] in "0123456789" and host.rpartition(".")[2].isdigit():
             stop = -1  # an IPv4 literal: no parent domains
         else:
@@ -573,7 +576,9 @@ class ListIndex:
                 slot += 1
                 k = keys[slot]
             if k >> 32 == crc:
-                found += self._hits(slot, low | zlib.adler32(part), part)
+                key = low | adler32(part)
+                hits = cache.get(key)
+                found += hits if hits is not None else self._hits(slot, key, part)
             dot = data.find(b".", start)
             if dot < 0 or dot >= stop:
                 return found
@@ -613,7 +618,7 @@ class ListIndex:
             key = (crc32(part, _URL_CRC) << 32) | adler32(part, _URL_ADLER)
             slot = self._probe(key)
             if slot >= 0:
-                found += self._hits(slot, key, part)
+                found += self._hit_cache.get(key) or self._hits(slot, key, part)
         return found
 
     def match_expressions(self, url: str) -> list[Match]:

@@ -19,10 +19,13 @@ import logging
 import os
 import re
 import secrets
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, time as clock_time, timedelta
+from datetime import datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -40,7 +43,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_wtf.csrf import CSRFError, CSRFProtect  # type: ignore[import-untyped]
+from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from proxy_addons.accounts import Account, check_password, get_account, normalise_username
 from proxy_addons.policy import Policy
@@ -150,7 +153,7 @@ def create_app(
         return render_template(template, **values), status
 
     def problem(message: str, status: int) -> ResponseReturnValue:
-        return page("web_problem.html", status, message=message, status=status)
+        return page("web_problem.html", status, message=message, code=status)
 
     def actor() -> Actor:
         return Actor(g.account.username, request.remote_addr)
@@ -275,7 +278,9 @@ def create_app(
     def unblock_list() -> ResponseReturnValue:
         now = workflow.clock()
         everything = workflow.list()  # newest first
-        waiting = [u for u in reversed(everything) if u.status in (Status.PENDING, Status.AWAITING_IT)]
+        waiting = [
+            u for u in reversed(everything) if u.status in (Status.PENDING, Status.AWAITING_IT)
+        ]
         active = sorted(
             (u for u in everything if u.status is Status.ACTIVE and u.ends_at > now),
             key=lambda u: u.ends_at,
@@ -284,7 +289,9 @@ def create_app(
         recent = [u for u in everything if u.id not in shown][:RECENT]
         return page("web_list.html", waiting=waiting, active=active, recent=recent)
 
-    def detail_page(unblock_id: str, status: int = 200) -> ResponseReturnValue:
+    def detail_page(
+        unblock_id: str, status: int = 200, error: str | None = None
+    ) -> ResponseReturnValue:
         try:
             unblock = workflow.get(unblock_id)
             row = workflow.details(unblock_id)
@@ -312,6 +319,7 @@ def create_app(
             status,
             u=unblock,
             row=row,
+            error=error,
             can_decide=pending and decider and not own,
             decide_note=decide_note,
             can_confirm=it and unblock.status is Status.AWAITING_IT,
@@ -353,8 +361,7 @@ def create_app(
             else:
                 return problem("There is no such action.", 404)
         except WorkflowError as exc:
-            flash(str(exc), "error")
-            return detail_page(unblock_id, 400)
+            return detail_page(unblock_id, 400, error=str(exc))
         flash(message, "ok")
         return redirect(url_for("unblock_detail", unblock_id=unblock_id), 303)
 
@@ -365,7 +372,9 @@ def create_app(
         profiles = sorted(current.profiles)
         if request.method == "GET":
             form = dict.fromkeys(_NEW_FIELDS, "")
-            form.update(url=_clip(request.args.get("url"), MAX_URL), scope="", audience_kind="users")
+            form.update(
+                url=_clip(request.args.get("url"), MAX_URL), scope="", audience_kind="users"
+            )
             return page("web_new.html", form=form, profiles=profiles)
         form = {
             name: _clip(request.form.get(name), MAX_URL if name == "url" else MAX_TEXT)
@@ -417,11 +426,13 @@ def _request_values(form: dict[str, str], policy: Policy, now: datetime) -> dict
     try:
         scope = Scope(form["scope"]) if form["scope"] else None
     except ValueError:
-        raise WorkflowError("Choose what to unblock: the page, the pages below it, or the site.")
+        raise WorkflowError(
+            "Choose what to unblock: the page, the pages below it, or the site."
+        ) from None
     try:
         kind = AudienceKind(form["audience_kind"])
     except ValueError:
-        raise WorkflowError("Choose who the unblock is for.")
+        raise WorkflowError("Choose who the unblock is for.") from None
     minutes = None
     if form["minutes"]:
         if not form["minutes"].isdigit():
@@ -531,7 +542,9 @@ def read_secret_key(var_dir: Path) -> bytes:
             logger.warning("%s can be read by others: chmod 600 it", path)
         key = path.read_bytes().strip()
         if len(key) < 32:
-            raise ValueError(f"{path} is too short to be a secret key: delete it to make a new one")
+            raise ValueError(
+                f"{path} is too short to be a secret key: delete it to make a new one"
+            ) from None
         return key
     key = secrets.token_hex(32).encode()
     with os.fdopen(fd, "wb") as fh:
@@ -622,6 +635,8 @@ def run_web(args: argparse.Namespace) -> int:
     server = make_server(args.host, int(args.port), app, threaded=True, ssl_context=tls)
     scheme = "https" if tls else "http"
     print(f"Schoolgate web app on {scheme}://{args.host}:{args.port}", flush=True)
+    # systemd stops services with SIGTERM: leave through `finally` so the store closes cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

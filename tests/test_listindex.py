@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy_addons import listsources
+from proxy_addons import listindex, listsources
 from proxy_addons.canonical import canonical_host, canonical_url_entry, host_suffixes
 from proxy_addons.listindex import CategorySources, ListIndex, Match, build_index
 from proxy_addons.listsources import (
@@ -490,3 +490,17 @@ def test_match_host_equals_set_of_suffixes_model(listed: list[str], queries: lis
                 expected = {s for s in host_suffixes(host) if s in model}
                 got = [m.entry for m in idx.match_host(host)]
                 assert sorted(got) == sorted(expected), host
+
+
+def test_hit_cache_eviction_keeps_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listindex, "_HIT_CACHE_SIZE", 2)
+    lst = write(tmp_path / "d", "".join(f"site{i}.example\n" for i in range(10)))
+    urls = write(tmp_path / "u", "site1.example/x\n")
+    with open_index(tmp_path, [cat("c", ("domains", lst), ("urls", urls))]) as idx:
+        for _ in range(3):
+            for i in range(10):
+                assert [m.entry for m in idx.match_host(f"www.site{i}.example")] == [
+                    f"site{i}.example"
+                ]
+            assert [m.entry for m in idx.match_url("site1.example", "/x/y")] == ["site1.example/x"]
+        assert len(idx._hit_cache) <= 2

@@ -98,7 +98,10 @@ def test_migrations_build_exactly_the_schema_in_schema_py(
     assert diffs == []
 
 
-TEST_REVISION = '''"""Test-only revision: a later schema change, to show upgrades run by themselves."""
+TEST_REVISION = '''"""Test-only revision: a later schema change, to show upgrades run by themselves.
+
+Not shipped.
+"""
 import sqlalchemy as sa
 from alembic import op
 
@@ -200,7 +203,7 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(tmp_path: Pa
         with store.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 5000
     finally:
         store.dispose()
 

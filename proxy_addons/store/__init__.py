@@ -29,14 +29,12 @@ import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +44,17 @@ DB_FILE = "schoolgate.db"
 
 # pg_advisory_xact_lock key serialising migrations of one database.
 _MIGRATION_LOCK = zlib.crc32(b"schoolgate store migrations")
-# Execution option telling the SQLite "begin" hook that a transaction only reads.
-_READ_ONLY = "schoolgate_read_only"
+# Execution option on `Store.connect()` connections: SQLite begins them without
+# the write lock, and audit.append refuses them (their transaction never commits).
+READ_ONLY_OPTION = "schoolgate_read_only"
+
+
+# Alembic says "setup plugin ..." and "Context impl ..." at INFO on every start
+# (which is why it is imported only after this); the gateway's log gets our one
+# line about an upgrade instead, unless someone has set these loggers' levels.
+for _name in ("alembic.runtime.plugins", "alembic.runtime.migration"):
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class StoreError(RuntimeError):
@@ -72,6 +79,8 @@ def alembic_config(
     A new revision: `command.revision(alembic_config(url), "message",
     rev_id="0002", autogenerate=True)` against a database at head.
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(script_location))
     if url is not None:
@@ -108,7 +117,7 @@ def _create_engine(url: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
@@ -119,7 +128,7 @@ class Store:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self._reader = engine.execution_options(**{_READ_ONLY: True})
+        self._reader = engine.execution_options(**{READ_ONLY_OPTION: True})
 
     @property
     def dialect(self) -> str:
@@ -140,6 +149,11 @@ class Store:
         return store
 
     def _upgrade(self, migrations: Path) -> None:
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+
         script = ScriptDirectory.from_config(alembic_config(script_location=migrations))
         heads = set(script.get_heads())
         # On SQLite, begin() is BEGIN IMMEDIATE: the second process waits here.
@@ -186,4 +200,4 @@ class Store:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
 
 
-__all__ = ["MIGRATIONS", "Store", "StoreError", "alembic_config", "store_url"]
+__all__ = ["MIGRATIONS", "READ_ONLY_OPTION", "Store", "StoreError", "alembic_config", "store_url"]
