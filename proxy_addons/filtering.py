@@ -186,7 +186,7 @@ class Filter:
                 conn,
                 actor="schoolgate",
                 action="policy.changed",
-                subject=str(loaded.policy.path),
+                subject=loaded.policy.school[:200],
                 detail=detail,
             )
 

@@ -151,8 +151,8 @@ class UnblockWorkflow:
                     conn,
                     actor=actor.name,
                     action="unblock.refused",
-                    subject=canonical,
-                    detail={"why": "illegal tier", "scope": scope.value},
+                    subject="illegal tier",
+                    detail={"target": canonical, "scope": scope.value},
                     address=actor.address,
                     at=now,
                 )

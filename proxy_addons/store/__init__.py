@@ -111,7 +111,6 @@ def _create_engine(url: str) -> sa.Engine:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
         finally:
             cursor.close()
 
@@ -132,7 +131,7 @@ class Store:
 
     @property
     def dialect(self) -> str:
-        """ "sqlite" or "postgresql"."""
+        """The kind of database: "sqlite" or "postgresql"."""
         return self.engine.dialect.name
 
     @classmethod
