@@ -357,7 +357,11 @@ def test_bad_cidr(tmp_path: Path) -> None:
 def test_identity_mapped_to_an_unknown_profile(tmp_path: Path) -> None:
     path = edited(
         tmp_path,
-        ("users: {teacher: staff, pupil: ks2}", "users:\n    teacher: staff\n    pupil: ks9"),
+        (
+            "  users: {teacher: staff, teacher2: staff, dsl: staff, deputy: staff, tech: staff,"
+            " pupil: ks2, pupil2: ks2}",
+            "  users:\n    teacher: staff\n    pupil: ks9",
+        ),
     )
     file, line, message = the_problem(path)
     assert (file, line) == (str(path), line_of(path, "pupil: ks9"))
