@@ -140,7 +140,8 @@ def test_plain_mitmdump_with_a_broken_policy_refuses_to_start(tmp_path: Path) ->
     )
     assert result.returncode != 0
     assert re.search(
-        rf"{re.escape(str(policy))}, line \d+: this is not valid YAML", result.stdout + result.stderr
+        rf"{re.escape(str(policy))}, line \d+: this is not valid YAML",
+        result.stdout + result.stderr,
     )
 
 
