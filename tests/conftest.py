@@ -167,7 +167,6 @@ def start_mitmdump(
     upstream: Upstream,
     *,
     extra: list[str] | None = None,
-    prefix: list[str] | None = None,
     env: dict[str, str] | None = None,
 ) -> Gateway:
     """A real mitmdump with the gateway's add-ons, listening on a free loopback port."""
@@ -175,7 +174,6 @@ def start_mitmdump(
     var.mkdir(parents=True, exist_ok=True)
     log = var / "gateway.log"
     cmd = [
-        *(prefix or []),
         MITMDUMP,
         "--listen-host",
         "127.0.0.1",
