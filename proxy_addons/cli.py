@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -52,6 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings[key] = value
 
     async def main() -> int:
+        # As mitmdump does: the root logger passes everything; termlog filters by verbosity.
+        logging.getLogger().setLevel(logging.DEBUG)
+        for noisy in ("tornado", "asyncio", "hpack", "quic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         master = DumpMaster(options.Options(), with_termlog=True, with_dumper=False)
         master.addons.add(*gateway_addons())
         try:

@@ -98,27 +98,41 @@ class PolicyRuntime:
         self.reloads = 0
         self._watched: set[Path] = set()
         self._observer: Any = None
+        self._watches: dict[Path, Any] = {}
+        self._reload_lock = threading.Lock()  # reloads run one at a time, newest last
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
     def start(self) -> LoadedPolicy:
         """Load at start-up; raises PolicyLoadError so the gateway refuses to start."""
-        loaded = load_all(self.policy_path, self.index_dir)
+        loaded = load_all(self.policy_path, self.index_dir, in_subprocess=True)
         self._install(loaded)
         return loaded
 
     def watch(self) -> None:
-        self.stop_watching()
-        self._observer = Observer()
-        self._observer.daemon = True
-        for folder in sorted({p if p.is_dir() else p.parent for p in self._watched}):
-            self._observer.schedule(_Events(self), str(folder), recursive=False)
-        self._observer.start()
+        """Watch the folders of every policy and list file (one observer, kept running)."""
+        if self._observer is None:
+            self._observer = Observer()
+            self._observer.daemon = True
+            self._observer.start()
+        self._sync_watches()
+
+    def _sync_watches(self) -> None:
+        # Adjust the running observer in place: replacing it would lose the events
+        # that arrive in between (a second edit made during a reload).
+        folders = {p if p.is_dir() else p.parent for p in self._watched}
+        for folder in folders - set(self._watches):
+            self._watches[folder] = self._observer.schedule(
+                _Events(self), str(folder), recursive=False
+            )
+        for folder in set(self._watches) - folders:
+            self._observer.unschedule(self._watches.pop(folder))
 
     def stop_watching(self) -> None:
         if self._observer is not None:
             self._observer.stop()
             self._observer = None
+            self._watches.clear()
         if self._timer is not None:
             self._timer.cancel()
 
@@ -137,6 +151,10 @@ class PolicyRuntime:
 
     def reload(self) -> bool:
         """Load a new policy beside the old one and swap; keep the old one on failure."""
+        with self._reload_lock:
+            return self._reload()
+
+    def _reload(self) -> bool:
         started = time.monotonic()
         try:
             loaded = load_all(self.policy_path, self.index_dir, in_subprocess=True)
@@ -153,7 +171,7 @@ class PolicyRuntime:
         if self.on_reload:
             self.on_reload(loaded)
         if self._observer is not None:
-            self.watch()  # the set of list files may have changed
+            self._sync_watches()  # the set of list files may have changed
         return True
 
     def _install(self, loaded: LoadedPolicy) -> None:

@@ -1,0 +1,58 @@
+"""Live reloads of the policy and its lists, without the proxy around them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from proxy_addons.policy_runtime import LoadedPolicy, PolicyRuntime
+from tests.conftest import copy_policy
+
+
+def _wait(check, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not in force in time"
+        time.sleep(0.05)
+
+
+def _blocks(runtime: PolicyRuntime, host: str) -> bool:
+    loaded = runtime.current
+    return loaded is not None and bool(loaded.index.match_host(host))
+
+
+def test_an_edit_made_during_a_reload_is_not_lost(tmp_path: Path) -> None:
+    policy = copy_policy(tmp_path)
+    social = policy.parent / "lists" / "social.txt"
+    edits = iter(["second.test"])
+
+    def edit_again(_: LoadedPolicy) -> None:
+        for host in edits:  # once: while the first reload is finishing
+            with social.open("a") as fh:
+                fh.write(f"{host}\n")
+
+    runtime = PolicyRuntime(policy, tmp_path / "var", on_reload=edit_again)
+    runtime.start()
+    runtime.watch()
+    try:
+        with social.open("a") as fh:
+            fh.write("first.test\n")
+        _wait(lambda: _blocks(runtime, "first.test"))
+        _wait(lambda: _blocks(runtime, "second.test"))
+        assert runtime.reloads >= 2 and runtime.last_error is None
+    finally:
+        runtime.stop_watching()
+
+
+def test_a_broken_edit_keeps_the_last_good_policy_and_says_where(tmp_path: Path) -> None:
+    policy = copy_policy(tmp_path)
+    runtime = PolicyRuntime(policy, tmp_path / "var")
+    runtime.start()
+    good = runtime.current
+    policy.write_text(policy.read_text().replace("block: [games]", "block: [gamez]"))
+    assert runtime.reload() is False
+    assert runtime.current is good
+    assert runtime.last_error is not None
+    assert "category 'gamez' is not defined" in runtime.last_error["message"]
+    assert f"{policy}, line" in runtime.last_error["message"]
+    assert runtime.status()["state"] == "error"
