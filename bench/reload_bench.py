@@ -50,6 +50,24 @@ def status_through(port: int, host: str) -> int:
     return int(out or 0)
 
 
+def _approve_round(tmp: Path, port: int, n: int) -> float:
+    """Request and approve an unblock for the default profile; time until it opens."""
+    host = f"www.facebook.com/approve-{n}"
+    common = ["--policy", str(tmp / "policies/school.yaml"), "--var", str(tmp / "var")]
+    request = [SCHOOLGATE, "unblock", "request", f"https://{host}", "--as", "mr.jones"]
+    request += ["--for-profile", "early_years", "--minutes", "30", "--reason", "bench", *common]
+    uid = subprocess.run(request, capture_output=True, text=True, check=True).stdout.split()[0]
+    assert status_through(port, host) == 403
+    approve = [SCHOOLGATE, "unblock", "approve", uid, "--as", "mrs.patel", *common]
+    subprocess.run(approve, capture_output=True, check=True)
+    started = time.monotonic()
+    while status_through(port, host) == 403:
+        if time.monotonic() - started > 30:
+            sys.exit(f"unblock {uid} was not in force after 30 s")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
@@ -97,6 +115,12 @@ def main() -> None:
             f"(target: at most 2 s)"
         )
         print("  includes the 0.3 s debounce and rebuilding the index in a subprocess")
+        approvals = [_approve_round(tmp, port, n) for n in range(args.rounds)]
+        print(f"unblock approved (CLI) -> in force in the proxy, {args.rounds} rounds:")
+        print(
+            f"  median {statistics.median(approvals):.2f} s, max {max(approvals):.2f} s "
+            "(target: at most 2 s; the proxy polls the store every second)"
+        )
     finally:
         proc.terminate()
         proc.wait(10)

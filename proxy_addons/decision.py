@@ -9,14 +9,14 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from proxy_addons.canonical import Host
+from proxy_addons.canonical import Host, host_suffixes
 from proxy_addons.listindex import Match
 from proxy_addons.policy import Action, Decrypt, Policy, Profile, Rule
-from proxy_addons.schedules import any_active
+from proxy_addons.schedules import schedule_active
 from proxy_addons.unblocks import Unblock
 
 
@@ -123,17 +123,45 @@ def resolve_profile(policy: Policy, identity: Identity) -> tuple[Profile, str]:
             if group in member:
                 return policy.profiles[name], "group"
     if identity.ip:
-        try:
-            addr = ipaddress.ip_address(identity.ip.split("%", 1)[0])
-        except ValueError:
-            addr = None
-        if addr is not None:
-            if addr.version == 6 and addr.ipv4_mapped:
-                addr = addr.ipv4_mapped
-            for network, name in ids.networks:
-                if addr in network:
-                    return policy.profiles[name], "network"
+        name = _network_profile(policy, identity.ip)
+        if name:
+            return policy.profiles[name], "network"
     return policy.profiles[ids.default_profile], "default"
+
+
+def _network_profile(policy: Policy, ip: str) -> str | None:
+    """The profile of the most specific network holding `ip` (memoised per policy)."""
+    cache = policy.memo.setdefault("network_profile", {})
+    if ip in cache:
+        return cache[ip]  # type: ignore[no-any-return]
+    found = None
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        addr = None
+    if addr is not None:
+        if addr.version == 6 and addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
+        for network, name in policy.identities.networks:
+            if addr in network:
+                found = name
+                break
+    if len(cache) > 65536:
+        cache.clear()
+    cache[ip] = found
+    return found
+
+
+def _active_schedules(policy: Policy, now: datetime) -> frozenset[str]:
+    """Schedules in force this minute (their times are whole minutes), memoised."""
+    minute = now.replace(second=0, microsecond=0)
+    memo = policy.memo
+    if memo.get("schedule_minute") != minute:
+        active = frozenset(
+            n for n, sch in policy.schedules.items() if schedule_active(policy, sch, minute)
+        )
+        memo["schedule_minute"], memo["schedule_active"] = minute, active
+    return memo["schedule_active"]  # type: ignore[no-any-return]
 
 
 def _covers(domains: frozenset[str], host: str) -> str | None:
@@ -187,31 +215,31 @@ def decide(
 ) -> Decision:
     profile, via = resolve_profile(policy, identity)
     host = request.host.name
-    base = Decision(
-        Action.ALLOW,
-        Reason.DEFAULT,
-        profile.name,
-        via,
-        host,
-        url=request.url,
-        user=identity.user,
-        ip=identity.ip,
-    )
-    if host == policy.portal_host:
-        return replace(base, reason=Reason.PORTAL)
-    illegal_host = host in policy.illegal.hosts
-    if illegal_host and request.path is not None:
-        illegal = _illegal_hit(policy, host, request.path)
-        if illegal:
-            return replace(
-                base,
-                action=Action.BLOCK,
-                reason=Reason.ILLEGAL,
-                entry=illegal[0],
-                list_source=illegal[1],
-            )
+    path = request.path
 
-    url_key = host + request.path if request.path is not None else None
+    def result(action: Action, reason: Reason, **fields: Any) -> Decision:
+        return Decision(
+            action,
+            reason,
+            profile.name,
+            via,
+            host,
+            url=request.url,
+            user=identity.user,
+            ip=identity.ip,
+            **fields,
+        )
+
+    if host == policy.portal_host:
+        return result(Action.ALLOW, Reason.PORTAL)
+    illegal_host = host in policy.illegal.hosts
+    if illegal_host and path is not None:
+        illegal = _illegal_hit(policy, host, path)
+        if illegal:
+            return result(Action.BLOCK, Reason.ILLEGAL, entry=illegal[0], list_source=illegal[1])
+    must_decrypt = illegal_host and path is None
+
+    url_key = host + path if path is not None else None
     for unblock in unblocks:
         if (
             unblock.in_force(now)
@@ -219,43 +247,45 @@ def decide(
             and unblock.applies_to(identity.user, profile.name, identity.ip)
         ):
             until = unblock.ends_at.isoformat(timespec="minutes")
-            return replace(
-                base,
-                reason=Reason.UNBLOCK,
+            return result(
+                Action.ALLOW,
+                Reason.UNBLOCK,
                 rule=f"unblock {unblock.id} (until {until})",
                 entry=unblock.target,
                 unblock_id=unblock.id,
-                must_decrypt=illegal_host and request.path is None,
+                must_decrypt=must_decrypt,
             )
 
     matches = index.match_host(host)
-    if request.path is not None:
-        matches = matches + index.match_url(host, request.path)
+    if path is not None:
+        matches = matches + index.match_url(host, path)
         if request.url:
             matches = matches + index.match_expressions(request.url)
     by_category: dict[str, Match] = {}
     for m in matches:
         by_category.setdefault(m.category, m)
-    must_decrypt = illegal_host and request.path is None
-    decrypt = _decrypt(policy, host, by_category) or illegal_host
+    suffixes = host_suffixes(host)
+    decrypt = _decrypt(policy, suffixes, by_category) or illegal_host
+    active = _active_schedules(policy, now) if any(r.when for r in profile.rules) else frozenset()
 
     allowed_when: tuple[str, ...] = ()
     for rule in profile.rules:
-        if rule.when and not any_active(policy, rule.when, now):
-            if rule.action is Action.ALLOW and _rule_hit(rule, request, url_key, by_category):
+        if rule.when and active.isdisjoint(rule.when):
+            if rule.action is Action.ALLOW and _rule_hit(
+                rule, request, suffixes, url_key, by_category
+            ):
                 allowed_when += tuple(w for w in rule.when if w not in allowed_when)
             continue
-        hit = _rule_hit(rule, request, url_key, by_category)
+        hit = _rule_hit(rule, request, suffixes, url_key, by_category)
         if hit is None:
-            if request.path is None and rule.action is Action.BLOCK and rule.urls:
+            if path is None and rule.action is Action.BLOCK and rule.urls:
                 # A URL rule for this host: only the decrypted request can be decided.
                 must_decrypt = must_decrypt or any(u.split("/", 1)[0] == host for u in rule.urls)
             continue
         category, source, entry = hit
-        return replace(
-            base,
-            action=rule.action,
-            reason=Reason.RULE,
+        return result(
+            rule.action,
+            Reason.RULE,
             rule=rule.label,
             category=category,
             category_label=policy.categories[category].label if category else None,
@@ -266,41 +296,39 @@ def decide(
             allowed_when=allowed_when if rule.action is Action.BLOCK else (),
         )
     if request.host.is_ip:
-        return replace(
-            base,
-            action=profile.bare_ip,
-            reason=Reason.BARE_IP,
-            entry=host,
-            decrypt=decrypt,
-            must_decrypt=must_decrypt,
+        return result(
+            profile.bare_ip, Reason.BARE_IP, entry=host, decrypt=decrypt, must_decrypt=must_decrypt
         )
-    return replace(base, action=profile.default, decrypt=decrypt, must_decrypt=must_decrypt)
+    return result(profile.default, Reason.DEFAULT, decrypt=decrypt, must_decrypt=must_decrypt)
 
 
 def _rule_hit(
-    rule: Rule, request: Request, url_key: str | None, by_category: dict[str, Match]
+    rule: Rule,
+    request: Request,
+    suffixes: list[str],
+    url_key: str | None,
+    by_category: dict[str, Match],
 ) -> tuple[str | None, str | None, str | None] | None:
     """(category, list source, entry) when the rule covers the request, else None."""
-    host = request.host.name
     if rule.bare_ip and request.host.is_ip:
-        return None, None, host
-    domain = _covers(rule.domains, host)
-    if domain:
-        return None, f"{rule.profile} rule {rule.index} domains", domain
+        return None, None, request.host.name
+    if rule.domains:
+        for domain in suffixes:
+            if domain in rule.domains:
+                return None, f"{rule.profile} rule {rule.index} domains", domain
     if url_key is not None:
         for prefix in rule.urls:
             if url_prefix_match(prefix, url_key):
                 return None, f"{rule.profile} rule {rule.index} urls", prefix
-    for category in rule.categories:
-        m = by_category.get(category)
-        if m is not None:
+    for category, m in by_category.items():
+        if category in rule.categories:
             return category, m.source, m.entry
     return None
 
 
-def _decrypt(policy: Policy, host: str, by_category: dict[str, Match]) -> bool:
+def _decrypt(policy: Policy, suffixes: list[str], by_category: dict[str, Match]) -> bool:
     rules = policy.decryption
-    if _covers(rules.host_only_domains, host):
+    if rules.host_only_domains and not rules.host_only_domains.isdisjoint(suffixes):
         return False
     if rules.host_only_categories.intersection(by_category):
         return False

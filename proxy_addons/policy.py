@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from proxy_addons.listindex import CategorySources
@@ -198,3 +199,5 @@ class Policy:
     unblocks: UnblockRules
     notifications: Notifications
     files: tuple[Path, ...] = field(default=())  # every file the policy was built from
+    # Per-policy memo for the decision path (network -> profile, schedules this minute).
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
