@@ -141,7 +141,7 @@ def _add(col: _Collected, keys: npt.NDArray[np.uint64], tag: int) -> None:
     col.tag_ids.append(np.full(len(keys), tag, np.uint16))
 
 
-def _collect(cats: Sequence[CategorySources]) -> _Collected:
+def _collect(cats: Sequence[CategorySources], cache_dir: Path | None = None) -> _Collected:
     col = _Collected([c.category for c in cats])
     for ci, cat in enumerate(cats):
         for src in cat.sources:
@@ -150,18 +150,78 @@ def _collect(cats: Sequence[CategorySources]) -> _Collected:
                 if tag >= MAX_TAGS:
                     raise ListSourceError(f"{path}: too many list files (at most {MAX_TAGS})")
                 col.tags.append((ci, str(path)))
-                if what == "domains":
-                    for batch in domain_batches(src):
-                        col.single_label = col.single_label or batch.single_label
-                        _add(col, _keys(batch.names, 0, 1), tag)
-                elif what == "urls":
-                    col.url_tags.add(tag)
-                    for urls in itertools.batched(iter_urls(src), _BATCH):
-                        col.url_hosts.update(u.split("/", 1)[0] for u in urls)
-                        _add(col, _keys(list(map(str.encode, urls)), _URL_CRC, _URL_ADLER), tag)
-                else:
+                if what == "expressions":
                     col.expressions.append((tag, read_expressions(src)))
+                    continue
+                if what == "urls":
+                    col.url_tags.add(tag)
+                keys, single, hosts = _file_keys(src, what, path, cache_dir)
+                col.single_label = col.single_label or single
+                col.url_hosts.update(hosts)
+                _add(col, keys, tag)
     return col
+
+
+def _file_keys(
+    src: ListSource, what: str, path: Path, cache_dir: Path | None
+) -> tuple[npt.NDArray[np.uint64], bool, list[str]]:
+    """One list file's keys, reused from the key cache while the file is unchanged.
+
+    A reload after editing one small list then re-reads only that file, which keeps
+    "saved -> in force" well inside 2 s with millions of entries in the other lists.
+    """
+    import numpy as np
+
+    cached: Path | None = None
+    if cache_dir is not None:
+        cached = cache_dir / _cache_name(what, path)
+        try:
+            with np.load(cached) as data:
+                hosts = bytes(data["hosts"]).decode().split("\n") if data["hosts"].size else []
+                return data["keys"], bool(data["single"][0]), hosts
+        except (OSError, ValueError, KeyError):
+            pass  # not cached yet, or damaged: compute it again
+    parts: list[npt.NDArray[np.uint64]] = []
+    single = False
+    hosts_set: set[str] = set()
+    if what == "domains":
+        for batch in domain_batches(src):
+            single = single or batch.single_label
+            parts.append(_keys(batch.names, 0, 1))
+    else:
+        for urls in itertools.batched(iter_urls(src), _BATCH):
+            hosts_set.update(u.split("/", 1)[0] for u in urls)
+            parts.append(_keys(list(map(str.encode, urls)), _URL_CRC, _URL_ADLER))
+    keys = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+    hosts = sorted(hosts_set)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
+        blob = np.frombuffer("\n".join(hosts).encode(), np.uint8)
+        np.savez(tmp, keys=keys, single=np.array([single]), hosts=blob)
+        os.replace(tmp, cached)
+    return keys, single, hosts
+
+
+def _cache_name(what: str, path: Path) -> str:
+    st = path.stat()
+    ident = f"{FORMAT_VERSION}|{LAYOUT_VERSION}|{what}|{path}|{st.st_size}|{st.st_mtime_ns}"
+    return hashlib.sha1(ident.encode()).hexdigest() + ".npz"
+
+
+def _prune_key_cache(cache_dir: Path, cats: Sequence[CategorySources]) -> None:
+    """Drop cached keys of files that are no longer in any list, or have changed."""
+    if not cache_dir.is_dir():
+        return
+    keep = {
+        _cache_name(what, path)
+        for cat in cats
+        for src in cat.sources
+        for what, path in source_files(src)
+    }
+    for old in cache_dir.iterdir():
+        if old.name not in keep and old.stat().st_mtime < time.time() - 60:
+            old.unlink(missing_ok=True)
 
 
 def _layout(
@@ -200,7 +260,9 @@ def _write(cats: Sequence[CategorySources], target: Path, fp: str) -> None:
     import numpy as np
 
     started = time.perf_counter()
-    col = _collect(cats)
+    cache_dir = target.parent / "keys"
+    col = _collect(cats, cache_dir)
+    _prune_key_cache(cache_dir, cats)
     hosts = [h.encode() for h in col.url_hosts]
     keys = np.concatenate([*col.keys, _keys(hosts, _MARK_CRC, _MARK_ADLER)])
     tags = np.concatenate([*col.tag_ids, np.full(len(hosts), MARKER_TAG, np.uint16)])

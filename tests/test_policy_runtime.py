@@ -56,3 +56,24 @@ def test_a_broken_edit_keeps_the_last_good_policy_and_says_where(tmp_path: Path)
     assert "category 'gamez' is not defined" in runtime.last_error["message"]
     assert f"{policy}, line" in runtime.last_error["message"]
     assert runtime.status()["state"] == "error"
+
+
+def test_rebuild_after_editing_one_list_reuses_the_others_and_sees_the_edit(
+    tmp_path: Path,
+) -> None:
+    policy = copy_policy(tmp_path)
+    runtime = PolicyRuntime(policy, tmp_path / "var")
+    runtime.start()
+    cache = tmp_path / "var" / "index" / "keys"
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert before  # one cached key file per list file
+    social = policy.parent / "lists" / "social.txt"
+    social.write_text("friends.test\nnewcomer.test\n")  # chatter.test removed
+    assert runtime.reload()
+    assert _blocks(runtime, "newcomer.test") and _blocks(runtime, "friends.test")
+    assert not _blocks(runtime, "chatter.test")
+    assert _blocks(runtime, "adult.test")  # from a list whose keys came from the cache
+    after = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    unchanged = set(before) & set(after)
+    assert unchanged and all(before[n] == after[n] for n in unchanged)
+    assert len(set(after) - set(before)) == 1  # only the edited file was read again
