@@ -27,6 +27,7 @@ from proxy_addons import audit, blockpage
 from proxy_addons.canonical import HostError, canonical_host, canonical_url, split_authority
 from proxy_addons.channels import notifier_from_policy
 from proxy_addons.decision import Decision, Identity, Reason, Request, decide, resolve_profile
+from proxy_addons.directory_groups import DirectoryGroups
 from proxy_addons.policy import Action, Policy, UntrustedClients
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
 from proxy_addons.refuse_layer import RefuseLayer
@@ -85,6 +86,7 @@ class Filter:
             weakref.WeakKeyDictionary()
         )
         self._untrusted_until: dict[str, float] = {}
+        self._directory: tuple[str, DirectoryGroups] | None = None  # (ldap spec, lookups)
         # TLS-stage decisions, for connections that never become an HTTP flow.
         self.connection_decisions: weakref.WeakKeyDictionary[connection.Client, dict[str, Any]] = (
             weakref.WeakKeyDictionary()
@@ -202,7 +204,8 @@ class Filter:
         try:
             host = canonical_host(flow.request.host)
             self._connect_host[flow.client_conn] = host.name
-            decision = self._decide(Identity(user, (), _ip(flow.client_conn)), Request(host))
+            identity = Identity(user, self.groups_of(user), _ip(flow.client_conn))
+            decision = self._decide(identity, Request(host))
         except Exception as exc:  # never fall open
             decision = self._failure(flow.request.host, exc)
         _record(flow.metadata, decision, "connect")
@@ -232,7 +235,8 @@ class Filter:
             name = sni or (server[0] if server else "")
             host = canonical_host(name)
             user = self._connect_user.get(client)
-            decision = self._decide(Identity(user, (), _ip(client)), Request(host))
+            identity = Identity(user, self.groups_of(user), _ip(client))
+            decision = self._decide(identity, Request(host))
             connect_host = self._connect_host.get(client)
             if (
                 not decision.blocked
@@ -293,13 +297,29 @@ class Filter:
         except HostError:
             return self._invalid(raw_host, flow)
         query = f"?{url.query}" if url.query else ""
-        identity = Identity(user, (), _ip(flow.client_conn))
+        identity = Identity(user, self.groups_of(user), _ip(flow.client_conn))
         decision = self._decide(identity, Request(url.host, url.path + query, url.scheme))
         sni = flow.client_conn.sni
         if not decision.blocked and sni and req.scheme == "https":
             if registrable_domain(canonical_host(sni).name) != registrable_domain(url.host.name):
                 decision = _fronting(decision, sni)
         return decision
+
+    def groups_of(self, user: str | None) -> tuple[str, ...]:
+        """A signed-in user's directory groups, for `identities.groups` (LDAP sign-in only).
+
+        The lookup is set up on first use after a policy load, and again when the policy's
+        `authentication.ldap` changes; its per-user cache keeps LDAP off most requests.
+        """
+        loaded = self.runtime.current if self.runtime else None
+        spec = loaded.policy.authentication.ldap if loaded else None
+        if not user or not spec:
+            return ()
+        if self._directory is None or self._directory[0] != spec:
+            if self._directory is not None:
+                self._directory[1].close()
+            self._directory = (spec, DirectoryGroups(spec))
+        return self._directory[1].groups_of(user)
 
     def _loaded(self) -> LoadedPolicy:
         if self.runtime is None or self.runtime.current is None:
@@ -368,7 +388,7 @@ class Filter:
     def profile_for(self, user: str | None, ip: str | None) -> str:
         """The profile a user or device is in (for the portal's pages)."""
         loaded = self._loaded()
-        return resolve_profile(loaded.policy, Identity(user, (), ip))[0].name
+        return resolve_profile(loaded.policy, Identity(user, self.groups_of(user), ip))[0].name
 
 
 def runtime_policy(runtime: PolicyRuntime) -> Policy:

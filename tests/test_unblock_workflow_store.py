@@ -45,7 +45,12 @@ def test_two_deciders_approving_at_once_apply_it_once(db_url: str) -> None:  # n
         barrier = threading.Barrier(2)
         outcomes: list[str] = []
 
-        def decide(who: str, uid: str = uid) -> None:
+        def decide(
+            who: str,
+            uid: str = uid,
+            barrier: threading.Barrier = barrier,
+            outcomes: list[str] = outcomes,
+        ) -> None:
             barrier.wait()
             try:
                 flow.approve(Actor(who), uid, f"ok from {who}")
