@@ -602,7 +602,8 @@ def _identities(ck: _Checker, raw: Any, where: Where, profiles: dict[str, Profil
         return out
 
     users = {u.lower(): p for u, p, _ in pairs("users")}
-    groups = tuple((g.lower(), p) for g, p, _ in pairs("groups"))
+    # Directory DNs are compared without the spaces people put after commas.
+    groups = tuple((re.sub(r",\s+", ",", g.strip().lower()), p) for g, p, _ in pairs("groups"))
     networks = []
     for cidr, p, at in pairs("networks"):
         try:
