@@ -71,26 +71,20 @@ def test_run_serves_allowed_and_blocked_pages_with_the_example_policy(
         proc.wait(10)
 
 
+def _run_expecting_refusal(policy: Path, var: Path) -> str:
+    """Start `schoolgate run`; it must exit at once with an error. Returns stderr."""
+    cmd = [SCHOOLGATE, "run", "--policy", str(policy), "--var", str(var)]
+    cmd += ["--listen-port", str(free_port())]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    return result.stderr
+
+
 def test_run_refuses_to_start_when_a_list_is_missing(tmp_path: Path) -> None:
     policy = copy_policy(tmp_path)
     (policy.parent / "lists" / "social.txt").unlink()
-    result = subprocess.run(
-        [
-            SCHOOLGATE,
-            "run",
-            "--policy",
-            str(policy),
-            "--var",
-            str(tmp_path / "var"),
-            "--listen-port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert "social.txt" in result.stderr and "does not exist" in result.stderr
+    stderr = _run_expecting_refusal(policy, tmp_path / "var")
+    assert "social.txt" in stderr and "does not exist" in stderr
 
 
 def test_run_refuses_to_start_when_a_list_is_unreadable(tmp_path: Path) -> None:
@@ -98,23 +92,7 @@ def test_run_refuses_to_start_when_a_list_is_unreadable(tmp_path: Path) -> None:
     folder = policy.parent / "lists" / "ut1-adult"
     (folder / "domains").unlink()
     (folder / "domains").mkdir()  # a folder where a list file should be: unreadable
-    result = subprocess.run(
-        [
-            SCHOOLGATE,
-            "run",
-            "--policy",
-            str(policy),
-            "--var",
-            str(tmp_path / "var"),
-            "--listen-port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert "domains" in result.stderr
+    assert "domains" in _run_expecting_refusal(policy, tmp_path / "var")
 
 
 def test_plain_mitmdump_with_a_broken_policy_refuses_to_start(tmp_path: Path) -> None:
