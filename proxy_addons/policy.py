@@ -182,6 +182,21 @@ class Notifications:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    """What is logged and watched, and for how long it is kept."""
+
+    retention_days: int  # access log records older than this are purged
+    scan_page_text: frozenset[str]  # profiles whose decrypted pages are matched for risk
+    phrase_libraries: tuple[Path, ...]  # YAML phrase libraries (risk detection)
+    high_risk_categories: frozenset[str]  # a block in one of these raises an alert
+    repeat_count: int  # this many blocks by one user ...
+    repeat_minutes: int  # ... within this many minutes is an alert of its own
+    fold_minutes: int  # repeats of one alert within this window fold into one, with a count
+    safeguarding: frozenset[str]  # who gets safeguarding alerts (DSL and deputies)
+    technical: frozenset[str]  # who gets technical alerts (the IT provider)
+
+
+@dataclass(frozen=True)
 class Policy:
     path: Path
     school: str
@@ -198,6 +213,7 @@ class Policy:
     decryption: Decryption
     unblocks: UnblockRules
     notifications: Notifications
+    monitoring: Monitoring
     files: tuple[Path, ...] = field(default=())  # every file the policy was built from
     # Per-policy memo for the decision path (network -> profile, schedules this minute).
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

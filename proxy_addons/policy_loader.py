@@ -30,6 +30,7 @@ from proxy_addons.policy import (
     EmailChannel,
     Identities,
     IllegalTier,
+    Monitoring,
     Notifications,
     Policy,
     Profile,
@@ -161,6 +162,7 @@ def load_policy(path: Path) -> Policy:
             "profiles",
             "unblocks",
             "notifications",
+            "monitoring",
         ],
     )
     if top is None:
@@ -175,6 +177,9 @@ def load_policy(path: Path) -> Policy:
     authentication = _authentication(ck, top.get("authentication"), top.at("authentication"))
     unblocks = _unblocks(ck, top.get("unblocks"), top.at("unblocks"))
     notifications = _notifications(ck, top.get("notifications"), top.at("notifications"))
+    monitoring = _monitoring(
+        ck, top.get("monitoring"), top.at("monitoring"), profiles, categories, unblocks
+    )
     _protect_illegal_tier(ck, illegal, profiles, decryption, categories)
     if ck.problems or school is None:
         raise PolicyError(ck.problems)
@@ -195,6 +200,7 @@ def load_policy(path: Path) -> Policy:
         decryption=decryption,
         unblocks=unblocks,
         notifications=notifications,
+        monitoring=monitoring,
         files=tuple(dict.fromkeys(ck.files)),
     )
 
@@ -759,3 +765,75 @@ def _notifications(ck: _Checker, raw: Any, where: Where) -> Notifications:
             else:
                 contacts[str(name).lower()] = str(address)
     return Notifications(email, webhook, contacts)
+
+
+def _monitoring(
+    ck: _Checker,
+    raw: Any,
+    where: Where,
+    profiles: dict[str, Profile],
+    categories: dict[str, Category],
+    unblocks: UnblockRules,
+) -> Monitoring:
+    keys = [
+        "retention_days",
+        "scan_page_text",
+        "phrase_libraries",
+        "high_risk_categories",
+        "repeated_blocks",
+        "fold_minutes",
+        "safeguarding",
+        "technical",
+    ]
+    m = ck.mapping(raw, where, "monitoring", keys)
+    m = m if m is not None else _empty_map(where)
+
+    def whole(key: str, default: int, low: int, high: int) -> int:
+        value = m.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            ck.fail(m.at(key), f"{key} should be a whole number from {low} to {high}")
+            return default
+        return value
+
+    scan = _names(ck, m.get("scan_page_text"), m.at("scan_page_text"), "scan_page_text")
+    for name in sorted(scan - {p.lower() for p in profiles}):
+        ck.fail(m.at("scan_page_text"), f"'{name}' is not a profile defined under 'profiles:'")
+    libraries = []
+    for i, item in enumerate(
+        ck.listing(m.get("phrase_libraries"), m.at("phrase_libraries"), "phrase_libraries") or []
+    ):
+        path = ck.path(item, m.at("phrase_libraries"), f"phrase library {i + 1}")
+        if path is not None:
+            libraries.append(path)
+    risky = frozenset(
+        str(c)
+        for c in ck.listing(
+            m.get("high_risk_categories"), m.at("high_risk_categories"), "high_risk_categories"
+        )
+        or []
+    )
+    for cat in sorted(risky - ck.declared_categories - {RESERVED_CATEGORY}):
+        ck.fail(
+            m.at("high_risk_categories"), f"category '{cat}' is not defined under 'categories:'"
+        )
+    repeat_count, repeat_minutes = 5, 10
+    if m.get("repeated_blocks") is not None:
+        rm = ck.mapping(
+            m["repeated_blocks"], m.at("repeated_blocks"), "repeated_blocks", ["count", "minutes"]
+        )
+        if rm is not None:
+            repeat_count = rm.get("count", 5) if isinstance(rm.get("count", 5), int) else 5
+            repeat_minutes = rm.get("minutes", 10) if isinstance(rm.get("minutes", 10), int) else 10
+    safeguarding = _names(ck, m.get("safeguarding"), m.at("safeguarding"), "safeguarding")
+    technical = _names(ck, m.get("technical"), m.at("technical"), "technical")
+    return Monitoring(
+        retention_days=whole("retention_days", 90, 1, 3650),
+        scan_page_text=frozenset(p for p in profiles if p.lower() in scan),
+        phrase_libraries=tuple(libraries),
+        high_risk_categories=risky,
+        repeat_count=repeat_count,
+        repeat_minutes=repeat_minutes,
+        fold_minutes=whole("fold_minutes", 10, 0, 1440),
+        safeguarding=safeguarding or unblocks.deciders,
+        technical=technical or unblocks.it_provider,
+    )
