@@ -169,7 +169,10 @@ class PolicyRuntime:
         self.reloads += 1
         logger.info("Policy reloaded in %.2f s (%s)", time.monotonic() - started, self.policy_path)
         if self.on_reload:
-            self.on_reload(loaded)
+            try:
+                self.on_reload(loaded)  # e.g. the audit record; the new policy is in force already
+            except Exception:
+                logger.exception("After the policy reload, recording it failed")
         if self._observer is not None:
             self._sync_watches()  # the set of list files may have changed
         return True
