@@ -1,10 +1,10 @@
-"""`schoolgate unblock ...`, `schoolgate audit ...` and `schoolgate account ...`."""
+"""`schoolgate unblock ...`, `audit ...`, `account ...` and `log ...`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from proxy_addons import audit
@@ -139,6 +139,61 @@ def cmd_account(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    """`log search` answers a DSL's questions from the store; `log purge` enforces retention."""
+    from proxy_addons import access_records as ar
+
+    try:
+        policy, store = _open(args)
+        start = _when(getattr(args, "start", None), policy)
+        end = _when(getattr(args, "end", None), policy)
+    except (PolicyError, ValueError) as exc:
+        print(f"schoolgate: {exc}", file=sys.stderr)
+        return 1
+    if args.log_command == "purge":
+        days = policy.monitoring.retention_days
+        rows, files = ar.purge(store, Path(args.var) / ar.JSON_FILE, days, datetime.now(UTC))
+        print(f"purged {rows} records and {len(files)} files older than {days} days")
+        return 0
+    if end is not None and len(args.end) == 10:  # a date: up to the end of that day
+        end += timedelta(days=1)
+    query = ar.Query(
+        user=args.user,
+        ip=args.ip,
+        profile=args.profile,
+        category=args.category,
+        decision=args.decision,
+        host=args.host,
+        term=args.term,
+        start=start,
+        end=end,
+        limit=args.limit,
+    )
+    found = ar.search(store, query)
+    if args.format == "csv":
+        sys.stdout.write(ar.to_csv(found))
+    elif args.format == "json":
+        sys.stdout.write(ar.to_json(found))
+    else:
+        sys.stdout.write(ar.to_table(found, policy.timezone))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from proxy_addons.term_report import build_report, find_term, write_report
+
+    policy, store = _open(args)
+    try:
+        term = find_term(policy, args.term)
+    except ValueError as exc:
+        print(f"schoolgate: {exc}", file=sys.stderr)
+        return 1
+    report = build_report(store, policy, term)
+    for path in write_report(report, Path(args.out)):
+        print(path)
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--policy", default=policy)
@@ -188,6 +243,12 @@ def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:
     common(export)
     aud.set_defaults(func=cmd_audit)
 
+    rep = sub.add_parser("report", help="the termly monitoring report for governors")
+    rep.add_argument("--term", required=True, help="a term's name from the policy")
+    rep.add_argument("--out", default="report", help="folder for report.html and the CSVs")
+    common(rep)
+    rep.set_defaults(func=cmd_report)
+
     acc = sub.add_parser("account", help="web app accounts")
     accsub = acc.add_subparsers(dest="account_command", required=True)
     add = accsub.add_parser("add")
@@ -199,3 +260,21 @@ def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:
     add.add_argument("--password-stdin", action="store_true")
     common(add)
     acc.set_defaults(func=cmd_account)
+
+    log = sub.add_parser("log", help="the access log: search it, purge old records")
+    logsub = log.add_subparsers(dest="log_command", required=True)
+    find = logsub.add_parser("search", help="records matching every filter given, oldest first")
+    find.add_argument("--user")
+    find.add_argument("--ip", help="the device's IP address")
+    find.add_argument("--profile")
+    find.add_argument("--category")
+    find.add_argument("--decision", choices=["allow", "block"])
+    find.add_argument("--host", help="a host and its subdomains")
+    find.add_argument("--term", help="part of a search term")
+    find.add_argument("--from", dest="start", help="school time, e.g. 2026-11-25T09:00")
+    find.add_argument("--to", dest="end", help="school time; a date alone includes that day")
+    find.add_argument("--limit", type=int, default=100, help="the newest N records (default 100)")
+    find.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    common(find)
+    common(logsub.add_parser("purge", help="delete records older than the retention period"))
+    log.set_defaults(func=cmd_log)

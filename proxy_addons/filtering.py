@@ -198,6 +198,7 @@ class Filter:
         """Explicit proxy: decide on the CONNECT host before any upstream connection."""
         if flow.response is not None:
             return  # e.g. proxy authentication is still required
+        started = time.perf_counter()  # metrics: decision latency
         user = _proxyauth_user(flow)
         if user:
             self._connect_user[flow.client_conn] = user
@@ -208,7 +209,7 @@ class Filter:
             decision = self._decide(identity, Request(host))
         except Exception as exc:  # never fall open
             decision = self._failure(flow.request.host, exc)
-        _record(flow.metadata, decision, "connect")
+        _record(flow.metadata, decision, "connect", started)
         wants_decryption = decision.decrypt or decision.must_decrypt
         if decision.blocked and not (wants_decryption and self._trusts_ca(flow.client_conn)):
             ref = flow.metadata[METADATA_KEY]["reference"]
@@ -226,6 +227,7 @@ class Filter:
         if any(isinstance(x, layers.ClientTLSLayer) for x in nextlayer.context.layers):
             return  # TLS inside TLS: the outer hello was decided already
         client = nextlayer.context.client
+        started = time.perf_counter()  # metrics: decision latency
         try:
             hello = parse_client_hello(data)
             if hello is None:
@@ -247,7 +249,7 @@ class Filter:
                 decision = _fronting(decision, connect_host)
         except Exception as exc:  # never fall open
             decision = self._failure(str(nextlayer.context.server.address), exc)
-        self.connection_decisions[client] = _record({}, decision, "tls")
+        self.connection_decisions[client] = _record({}, decision, "tls", started)
         wants_decryption = decision.decrypt or decision.must_decrypt
         if wants_decryption and self._trusts_ca(client) and decision.reason is not Reason.FRONTING:
             return  # intercept: a blocked request gets the block page
@@ -264,12 +266,13 @@ class Filter:
         """Every plain or decrypted request, before its body is read."""
         if flow.response is not None:
             return
+        started = time.perf_counter()  # metrics: decision latency
         user = _proxyauth_user(flow)
         try:
             decision = self._decide_request(flow, user)
         except Exception as exc:  # never fall open
             decision = self._failure(flow.request.pretty_host, exc)
-        record = _record(flow.metadata, decision, "request")
+        record = _record(flow.metadata, decision, "request", started)
         if decision.blocked:
             flow.response = self._block_response(decision, record["reference"])
 
@@ -415,10 +418,16 @@ def _fronting(decision: Decision, other: str) -> Decision:
     )
 
 
-def _record(store: dict[str, Any], decision: Decision, stage: str) -> dict[str, Any]:
+def _record(
+    store: dict[str, Any], decision: Decision, stage: str, started: float | None = None
+) -> dict[str, Any]:
     record = decision.record()
     record["stage"] = stage
     record["reference"] = blockpage.new_reference(datetime.now(UTC)) if decision.blocked else None
+    # -- metrics: decision latency (read by proxy_addons/metrics_addon.py) --
+    if started is not None:
+        record["decide_seconds"] = time.perf_counter() - started
+    # -- end metrics --
     store[METADATA_KEY] = record
     return record
 

@@ -5,13 +5,16 @@ mitmdump -s proxy_addons/gateway.py --set schoolgate_policy=policies/school.yaml
 
 from __future__ import annotations
 
+from proxy_addons.access_log import AccessLog
+from proxy_addons.alerting import Alerting
 from proxy_addons.filtering import Filter
+from proxy_addons.metrics_addon import Metrics
 from proxy_addons.portal import Portal
 
 
 def gateway_addons() -> list[object]:
     gate = Filter()
-    return [gate, Portal(gate)]
+    return [gate, AccessLog(gate), Alerting(gate), Portal(gate), Metrics(gate)]
 
 
 addons = gateway_addons()

@@ -19,7 +19,9 @@ import hmac
 import http.client
 import json
 import logging
+import os
 import smtplib
+import socket
 import ssl
 import time
 import urllib.error
@@ -350,3 +352,315 @@ class FanOut:
         if len(failed) == len(self.notifiers):
             raise NotifyError(f"{note.kind} not sent on any channel: {', '.join(failed)}")
         return failed
+
+
+# ---------------------------------------------------------------------------------------------
+# Chat channels: Microsoft Teams and Slack incoming webhooks
+
+
+@dataclass(frozen=True)
+class IncomingWebhookSettings:
+    """A chat service's incoming-webhook URL: the URL itself is the credential."""
+
+    url: str = field(repr=False)
+    timeout: float = 10
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("incoming webhook URL must be an http:// or https:// URL with a host")
+
+    def __repr__(self) -> str:
+        return f"IncomingWebhookSettings(url={_redact_url(self.url)!r}, timeout={self.timeout})"
+
+
+def _facts(note: Notification) -> list[tuple[str, str]]:
+    """`data["facts"]`: (label, value) pairs that chat channels show as a table."""
+    out: list[tuple[str, str]] = []
+    for item in note.data.get("facts") or ():
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            out.append((str(item[0]), str(item[1])))
+    return out
+
+
+class _IncomingWebhook:
+    """POSTs a chat service's JSON; any answer but 2xx is a failure.
+
+    Chat messages are read by people and shown in previews, so they carry the subject and
+    `data["facts"]` (or the text), never the raw `data`.
+    """
+
+    name = "chat"
+
+    def __init__(
+        self,
+        settings: IncomingWebhookSettings,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.settings = settings
+        if name:
+            self.name = name
+        self._opener = urllib.request.build_opener(
+            _NoRedirects(),
+            urllib.request.HTTPSHandler(context=tls_context or ssl.create_default_context()),
+        )
+
+    def __repr__(self) -> str:
+        url = _redact_url(self.settings.url)
+        return f"{type(self).__name__}(name={self.name!r}, url={url!r})"
+
+    def payload(self, note: Notification) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def send(self, note: Notification) -> None:
+        s = self.settings
+        where = _redact_url(s.url)
+        body = json.dumps(self.payload(note), ensure_ascii=False).encode("utf-8")
+        request = urllib.request.Request(
+            s.url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": _USER_AGENT},
+        )
+        try:
+            with self._opener.open(request, timeout=s.timeout) as response:
+                status = response.status
+                response.read(65536)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            raise NotifyError(f"{self.name}: {where} answered {exc.code}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise NotifyError(f"{self.name}: {where} unreachable: {reason}") from exc
+        if not 200 <= status < 300:
+            raise NotifyError(f"{self.name}: {where} answered {status}")
+        logger.info("%s: sent %s to %s (%d)", self.name, note.kind, where, status)
+
+
+def _markdown_escape(text: str) -> str:
+    """Backslash-escape what Adaptive Cards' Markdown subset acts on (emphasis and links), so
+    user-typed text (a search) shows as typed and can't become a link."""
+    return "".join("\\" + c if c in "\\*_[]" else c for c in text)
+
+
+class TeamsNotifier(_IncomingWebhook):
+    """A Microsoft Teams incoming webhook (or Workflows "post to a channel" webhook).
+
+    Posts one Adaptive Card (the format both accept): the subject as a heading, the facts as
+    a FactSet, an "Open" button for the link.
+    """
+
+    name = "teams"
+
+    def payload(self, note: Notification) -> dict[str, Any]:
+        severity = note.data.get("severity")
+        urgent = isinstance(severity, int) and severity >= 4
+        heading: dict[str, Any] = {
+            "type": "TextBlock",
+            "text": _markdown_escape(note.subject),
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": True,
+        }
+        if urgent:
+            heading["color"] = "Attention"
+        body: list[dict[str, Any]] = [heading]
+        facts = _facts(note)
+        if facts:
+            body.append(
+                {
+                    "type": "FactSet",
+                    "facts": [
+                        {"title": _markdown_escape(k), "value": _markdown_escape(v)}
+                        for k, v in facts
+                    ],
+                }
+            )
+        else:
+            body.append({"type": "TextBlock", "text": _markdown_escape(note.text), "wrap": True})
+        card: dict[str, Any] = {
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "msteams": {"width": "Full"},
+            "body": body,
+        }
+        if note.link:
+            card["actions"] = [{"type": "Action.OpenUrl", "title": "Open", "url": note.link}]
+        return {
+            "type": "message",
+            "summary": note.subject,
+            "attachments": [
+                {
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": None,
+                    "content": card,
+                }
+            ],
+        }
+
+
+def _slack_escape(text: str) -> str:
+    """Slack's three control characters; escaping `<` also stops <!channel>-style mentions."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class SlackNotifier(_IncomingWebhook):
+    """A Slack incoming webhook: Block Kit with a header, the facts as fields, and the link.
+
+    The top-level `text` is what notifications and lock screens show, so it is the subject.
+    """
+
+    name = "slack"
+
+    def payload(self, note: Notification) -> dict[str, Any]:
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": note.subject[:150]}}
+        ]
+        facts = _facts(note)
+        for start in range(0, len(facts), 10):  # at most 10 fields per section
+            blocks.append(
+                {
+                    "type": "section",
+                    "fields": [
+                        {
+                            "type": "mrkdwn",
+                            "text": f"*{_slack_escape(k)}*\n{_slack_escape(v)}"[:2000],
+                        }
+                        for k, v in facts[start : start + 10]
+                    ],
+                }
+            )
+        if not facts:
+            text = _slack_escape(note.text)[:3000]
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        if note.link:
+            blocks.append(
+                {
+                    "type": "context",
+                    "elements": [{"type": "mrkdwn", "text": f"<{note.link}|Open in Schoolgate>"}],
+                }
+            )
+        return {
+            "text": _slack_escape(note.subject),
+            "blocks": blocks,
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Syslog (RFC 5424) for a SIEM
+
+SYSLOG_SD_ID = "schoolgate@32473"  # 32473: the private enterprise number RFC 5612 sets aside
+_SYSLOG_SEVERITY = {5: 2, 4: 3, 3: 4, 2: 5, 1: 6}  # ours (5 = worst) -> crit, err, warning, ...
+_SYSLOG_NOTICE = 5
+
+
+@dataclass(frozen=True)
+class SyslogSettings:
+    """Where the SIEM's collector listens; TCP frames messages by octet counting (RFC 6587)."""
+
+    host: str
+    port: int = 514
+    protocol: str = "udp"  # udp | tcp
+    facility: int = 13  # log audit
+    app_name: str = "schoolgate"
+    hostname: str = field(default_factory=socket.gethostname)
+    timeout: float = 5
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("udp", "tcp"):
+            raise ValueError("syslog protocol must be udp or tcp")
+        if not 0 <= self.facility <= 23:
+            raise ValueError("syslog facility must be from 0 to 23")
+        if not 0 < self.port < 65536:
+            raise ValueError("syslog port must be from 1 to 65535")
+
+
+def _syslog_token(text: str, limit: int) -> str:
+    """A header field: printable ASCII without spaces, or the nil value."""
+    token = "".join(c for c in text if 33 <= ord(c) <= 126)[:limit]
+    return token or "-"
+
+
+def _sd_name(text: str) -> str:
+    name = "".join(c for c in text if 33 <= ord(c) <= 126 and c not in '= ]"')[:32]
+    return name or "x"
+
+
+def _sd_value(value: object) -> str:
+    text = str(value)
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+
+
+class SyslogNotifier:
+    """Sends technical alerts to a SIEM as RFC 5424 messages with structured data.
+
+    Only notifications marked `data["audience"] == "technical"` are accepted: safeguarding
+    alerts name pupils and a SIEM is read by technical staff, so one arriving here is a
+    routing bug, refused loudly rather than logged where it shouldn't be.
+    """
+
+    def __init__(self, settings: SyslogSettings, *, name: str = "syslog") -> None:
+        self.settings = settings
+        self.name = name
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"SyslogNotifier(name={self.name!r}, {s.protocol}://{s.host}:{s.port})"
+
+    def format(self, note: Notification, at: datetime | None = None) -> bytes:
+        """One RFC 5424 message (without transport framing)."""
+        s = self.settings
+        when = (at or datetime.now(UTC)).astimezone(UTC)
+        severity = note.data.get("severity")
+        level = _SYSLOG_SEVERITY.get(severity, _SYSLOG_NOTICE) if isinstance(severity, int) else 5
+        params: list[tuple[str, object]] = [("kind", note.kind)]
+        for key, value in note.data.items():
+            if key == "facts":
+                continue
+            if isinstance(value, dict):
+                params += [(k, v) for k, v in value.items() if v is not None]
+            elif isinstance(value, (str, int, float, bool)):
+                params.append((key, value))
+        sd = "[" + SYSLOG_SD_ID + "".join(f' {_sd_name(k)}="{_sd_value(v)}"' for k, v in params)
+        header = " ".join(
+            (
+                f"<{s.facility * 8 + level}>1",
+                when.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                _syslog_token(s.hostname, 255),
+                _syslog_token(s.app_name, 48),
+                _syslog_token(str(os.getpid()), 128),
+                _syslog_token(note.kind, 32),
+            )
+        )
+        return f"{header} {sd}] ".encode() + b"\xef\xbb\xbf" + note.subject.encode("utf-8")
+
+    def send(self, note: Notification) -> None:
+        s = self.settings
+        if note.data.get("audience") != "technical":
+            raise NotifyError(f"{self.name}: only technical alerts go to syslog, not {note.kind}")
+        message = self.format(note)
+        try:
+            if s.protocol == "udp":
+                with socket.socket(_family(s.host), socket.SOCK_DGRAM) as sock:
+                    sock.settimeout(s.timeout)
+                    sock.sendto(message, (s.host, s.port))
+            else:
+                with socket.create_connection((s.host, s.port), timeout=s.timeout) as sock:
+                    sock.sendall(f"{len(message)} ".encode() + message)
+        except OSError as exc:
+            raise NotifyError(
+                f"{self.name}: {s.protocol}://{s.host}:{s.port} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        logger.info("%s: sent %s to %s:%d", self.name, note.kind, s.host, s.port)
+
+
+def _family(host: str) -> socket.AddressFamily:
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0][0]
+    except socket.gaierror:
+        return socket.AF_INET

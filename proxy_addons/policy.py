@@ -175,10 +175,21 @@ class WebhookChannel:
 
 
 @dataclass(frozen=True)
+class SyslogChannel:
+    host: str
+    port: int
+    protocol: str  # udp | tcp (octet-counted)
+
+
+@dataclass(frozen=True)
 class Notifications:
     email: EmailChannel | None
     webhook: WebhookChannel | None
     contacts: dict[str, str]  # user name -> email address
+    # Chat incoming-webhook URLs are credentials, so the policy names files holding them.
+    teams_url_file: Path | None = None
+    slack_url_file: Path | None = None
+    syslog: SyslogChannel | None = None  # technical alerts for a SIEM
 
 
 @dataclass(frozen=True)

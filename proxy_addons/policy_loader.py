@@ -36,6 +36,7 @@ from proxy_addons.policy import (
     Profile,
     Rule,
     Schedule,
+    SyslogChannel,
     Term,
     TimeRange,
     UnblockRules,
@@ -723,7 +724,8 @@ def _unblocks(ck: _Checker, raw: Any, where: Where) -> UnblockRules:
 
 
 def _notifications(ck: _Checker, raw: Any, where: Where) -> Notifications:
-    m = ck.mapping(raw, where, "notifications", ["email", "webhook", "contacts"])
+    keys = ["email", "webhook", "teams_url_file", "slack_url_file", "syslog", "contacts"]
+    m = ck.mapping(raw, where, "notifications", keys)
     m = m if m is not None else _empty_map(where)
     email = None
     if m.get("email") is not None:
@@ -764,7 +766,32 @@ def _notifications(ck: _Checker, raw: Any, where: Where) -> Notifications:
                 ck.fail(m.at("contacts"), f"'{address}' for {name} is not an email address")
             else:
                 contacts[str(name).lower()] = str(address)
-    return Notifications(email, webhook, contacts)
+    teams = slack = None
+    if m.get("teams_url_file") is not None:
+        teams = ck.path(m["teams_url_file"], m.at("teams_url_file"), "the Teams webhook URL file")
+    if m.get("slack_url_file") is not None:
+        slack = ck.path(m["slack_url_file"], m.at("slack_url_file"), "the Slack webhook URL file")
+    syslog = None
+    if m.get("syslog") is not None:
+        syslog = _syslog(ck, m["syslog"], m.at("syslog"))
+    return Notifications(email, webhook, contacts, teams, slack, syslog)
+
+
+def _syslog(ck: _Checker, raw: Any, where: Where) -> SyslogChannel | None:
+    sm = ck.mapping(raw, where, "syslog", ["host", "port", "protocol"])
+    if sm is None:
+        return None
+    host = ck.text(sm.get("host"), sm.at("host"), "the syslog collector's host")
+    protocol = str(sm.get("protocol", "udp")).strip().lower()
+    if protocol not in ("udp", "tcp"):
+        ck.fail(sm.at("protocol"), "syslog protocol should be udp or tcp")
+    port = sm.get("port", 514)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        ck.fail(sm.at("port"), "syslog port should be a number from 1 to 65535")
+        port = None
+    if host is None or port is None or protocol not in ("udp", "tcp"):
+        return None
+    return SyslogChannel(host, port, protocol)
 
 
 def _monitoring(

@@ -199,6 +199,12 @@ def start_mitmdump(
         "onboarding=false",
         "--set",
         "flow_detail=2",
+        # No metrics listener unless a test asks for one (fixed ports clash between gateways).
+        *(
+            []
+            if any("schoolgate_metrics_port" in e for e in (extra or []))
+            else ["--set", "schoolgate_metrics_port=0"]
+        ),
         *(extra or []),
     ]
     full_env = {**os.environ, **(env or {})}

@@ -34,8 +34,9 @@ def edited(tmp_path: Path, *changes: tuple[str, str]) -> Path:
 
 
 def example_copy(tmp_path: Path, *changes: tuple[str, str]) -> Path:
-    """The example policy beside a link to its real lists, with `changes` applied."""
-    (tmp_path / "lists").symlink_to(ROOT / "policies" / "lists", target_is_directory=True)
+    """The example policy beside links to its real lists and phrases, with `changes` applied."""
+    for folder in ("lists", "phrases"):
+        (tmp_path / folder).symlink_to(ROOT / "policies" / folder, target_is_directory=True)
     path = tmp_path / "school.yaml"
     path.write_text(EXAMPLE.read_text())
     return edit(path, *changes)

@@ -17,13 +17,16 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from proxy_addons.store import MIGRATIONS, Store, StoreError, store_url
+from proxy_addons.store import MIGRATIONS, Store, StoreError, alembic_config, store_url
 from proxy_addons.store.schema import GENESIS_HASH, audit_head, metadata, unblocks
 from tests.pg import db_url, is_postgresql  # noqa: F401  (db_url is a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2025, 11, 25, 9, 30, tzinfo=UTC)
+# The newest shipped revision: the tests follow it as revisions are added.
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 @pytest.fixture
@@ -73,8 +76,8 @@ def test_fresh_database_upgrades_to_head_then_reopens_without_change(
 ) -> None:
     caplog.set_level(logging.INFO, logger="proxy_addons.store")
     store = open_store()
-    assert _revision(store) == {"0001"}
-    assert "upgrading from empty to 0001" in caplog.text
+    assert _revision(store) == {HEAD}
+    assert f"upgrading from empty to {HEAD}" in caplog.text
     with store.connect() as conn:
         names = set(sa.inspect(conn).get_table_names())
         head = conn.execute(sa.select(audit_head)).one()
@@ -83,7 +86,7 @@ def test_fresh_database_upgrades_to_head_then_reopens_without_change(
 
     caplog.clear()
     again = open_store()
-    assert _revision(again) == {"0001"}
+    assert _revision(again) == {HEAD}
     assert "upgrading" not in caplog.text
     with again.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(audit_head)).scalar() == 1
@@ -106,7 +109,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_test"
-down_revision = "0001"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -132,7 +135,7 @@ def test_database_at_an_older_revision_is_upgraded_keeping_its_data(
 
     newer = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0002_test.py").write_text(TEST_REVISION)
+    (newer / "versions" / "0002_test.py").write_text(TEST_REVISION.replace("{head}", HEAD or ""))
     store = open_store(migrations=newer)
 
     assert _revision(store) == {"0002_test"}
@@ -189,7 +192,7 @@ def test_processes_starting_at_once_migrate_once(db_url: str, tmp_path: Path) ->
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     store = Store.open(db_url)
     try:
-        assert _revision(store) == {"0001"}
+        assert _revision(store) == {HEAD}
         with store.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(audit_head)).scalar() == 1
     finally:

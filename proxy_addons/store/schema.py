@@ -145,10 +145,70 @@ accounts = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
 )
 
+alert_outbox = sa.Table(
+    "alert_outbox",
+    metadata,
+    # One row per alert per channel, so a channel that is down is retried on its own and the
+    # others are not sent twice. Written before anything is sent: a restart loses nothing.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(20), nullable=False),  # email | webhook | teams | ...
+    sa.Column("fold_key", sa.String(64), nullable=False),  # sha256 of the event's fold key
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("severity", sa.Integer, nullable=False),  # 1-5
+    sa.Column("audience", sa.String(20), nullable=False),  # safeguarding | technical
+    sa.Column("event", sa.JSON, nullable=False),  # what the message says; emptied once sent
+    sa.Column("recipients", sa.JSON, nullable=False),  # email addresses (email only)
+    # Repeats within the fold window add to `occurrences` instead of making a new alert.
+    sa.Column("occurrences", sa.Integer, nullable=False, default=1, server_default=sa.text("1")),
+    _when("first_at", nullable=False),
+    _when("last_at", nullable=False),
+    _when("fold_until", nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # pending | sent
+    sa.Column("attempts", sa.Integer, nullable=False, default=0, server_default=sa.text("0")),
+    _when("next_attempt_at", nullable=False),
+    _when("lease_until"),  # a worker is sending it until then (several gateways may share)
+    _when("sent_at"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index("ix_alert_outbox_due", "status", "channel", "next_attempt_at"),
+    sa.Index("ix_alert_outbox_fold", "fold_key", "channel"),
+)
+
+access_log = sa.Table(
+    "access_log",
+    metadata,
+    # One row per filtering decision (see proxy_addons/access_records.py); purged
+    # after the policy's monitoring.retention_days.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    _when("at", nullable=False),
+    sa.Column("username", sa.String(200), nullable=True),  # lower case
+    sa.Column("profile", sa.String(100), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("device_name", sa.String(200), nullable=True),
+    sa.Column("device_id", sa.String(64), nullable=True),
+    sa.Column("method", sa.String(16), nullable=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("url", sa.Text, nullable=True),  # query string dropped, except a search term
+    sa.Column("search_term", sa.String(200), nullable=True),
+    sa.Column("decision", sa.String(8), nullable=False),  # allow | block
+    sa.Column("reason", sa.String(20), nullable=False),
+    sa.Column("category", sa.String(100), nullable=True),
+    sa.Column("rule", sa.Text, nullable=True),
+    sa.Column("list_source", sa.Text, nullable=True),
+    sa.Column("entry", sa.Text, nullable=True),
+    sa.Column("unblock_id", sa.String(20), nullable=True),
+    sa.Column("reference", sa.String(32), nullable=True),  # shown on the block page
+    sa.Column("stage", sa.String(10), nullable=False),  # connect | tls | request
+    sa.Index("ix_access_log_at", "at"),
+    sa.Index("ix_access_log_username_at", "username", "at"),
+    sa.Index("ix_access_log_ip_at", "ip", "at"),
+)
+
 __all__ = [
     "GENESIS_HASH",
     "UTCDateTime",
+    "access_log",
     "accounts",
+    "alert_outbox",
     "audit_head",
     "audit_log",
     "metadata",

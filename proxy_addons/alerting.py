@@ -1,0 +1,446 @@
+"""The alerting add-on: turns what the Filter decided, and what pupils search for and read,
+into alerts for the DSL and the IT provider.
+
+It runs after the Filter and the access log and reads the Filter's decision records; it
+hooks in where the access log does, for the same reasons (see access_log.py), and alerts
+on the decision the person actually met: a refused CONNECT, a refused TLS connection, or a
+request (blocked or not). The request path only copies the record and hands it to one
+background thread, which looks for search terms and risk phrases, counts repeated blocks
+and writes events to the durable outbox (alert_outbox.py); pages are scanned on another
+thread, so nobody's page waits on the scan.
+
+A failed policy reload is a technical alert too: the add-on wraps `PolicyRuntime.on_error`
+(and `on_reload`, to pick up new channels and phrase libraries), calling whatever was there
+first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import connection, ctx, http, tls
+from mitmproxy.addonmanager import Loader
+from mitmproxy.proxy import layer
+
+from proxy_addons import search_terms
+from proxy_addons.alert_outbox import AlertOutbox
+from proxy_addons.alerts import (
+    Event,
+    Pseudonymiser,
+    RepeatTracker,
+    events_for_decision,
+    phrase_event,
+    reload_failed_event,
+    routes,
+)
+from proxy_addons.channels import notifier_from_policy
+from proxy_addons.filtering import METADATA_KEY, Filter
+from proxy_addons.notify import (
+    IncomingWebhookSettings,
+    Notifier,
+    SlackNotifier,
+    SyslogNotifier,
+    SyslogSettings,
+    TeamsNotifier,
+)
+from proxy_addons.phrases import PhraseMatcher, load_libraries
+from proxy_addons.policy import Policy
+from proxy_addons.policy_runtime import LoadedPolicy, PolicyRuntime
+from proxy_addons.refuse_layer import RefuseLayer
+from proxy_addons.store import Store
+
+logger = logging.getLogger(__name__)
+
+KEY_FILE = Path("alerts") / "pseudonym.key"  # under schoolgate_var
+MAX_SCAN_BACKLOG = 16  # pages waiting to be scanned; beyond this, pages go unscanned
+_SKIPPED_ELEMENTS = frozenset({"script", "style", "noscript", "template", "svg"})
+
+
+class Alerting:
+    """Raises safeguarding and technical alerts and delivers them through the outbox."""
+
+    def __init__(self, gate: Filter) -> None:
+        self.gate = gate
+        self.outbox: AlertOutbox | None = None
+        self.matcher: PhraseMatcher | None = None
+        self.tracker = RepeatTracker()
+        self.pseudonym: Pseudonymiser | None = None
+        self._runtime: PolicyRuntime | None = None
+        self._store: Store | None = None
+        self._running = False
+        self._intake = ThreadPoolExecutor(1, thread_name_prefix="alerts-intake")
+        self._scanner = ThreadPoolExecutor(1, thread_name_prefix="alerts-scan")
+        self._scan_backlog = 0
+        self._scan_lock = threading.Lock()
+        # Decrypted connections the Filter blocked at TLS: alerted on if the device then
+        # rejects the school's certificate (no request, so no block page, follows).
+        self._pending_tls: weakref.WeakKeyDictionary[connection.Client, dict[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._seen_tls: weakref.WeakKeyDictionary[connection.Client, int] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "schoolgate_alerts_scan_max_bytes",
+            int,
+            1_000_000,
+            "Largest page (bytes) whose text is checked for risk phrases, for the profiles "
+            "in monitoring.scan_page_text; larger pages are not scanned.",
+        )
+        loader.add_option(
+            "schoolgate_alerts_retry_seconds",
+            float,
+            5.0,
+            "Wait before retrying an alert on a channel that is down; doubles per attempt.",
+        )
+        loader.add_option(
+            "schoolgate_alerts_retry_max_seconds",
+            float,
+            900.0,
+            "Longest wait between retries of an alert.",
+        )
+        loader.add_option(
+            "schoolgate_alerts_stuck_attempts",
+            int,
+            6,
+            "After this many failed attempts on a channel, a technical alert says it is stuck.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        runtime, store = self.gate.runtime, self.gate.store
+        if runtime is None or store is None or runtime.current is None:
+            return
+        if runtime is not self._runtime:
+            self._runtime = runtime
+            self._wrap(runtime)
+            self.pseudonym = Pseudonymiser(_pseudonym_key(Path(ctx.options.schoolgate_var)))
+            self._policy_loaded(runtime.current)
+        if store is not self._store:
+            if self.outbox is not None:
+                self.outbox.stop()
+            self._store = store
+            self.outbox = AlertOutbox(store, on_stuck=self.raise_event)
+            self._set_channels(runtime.current.policy)
+            if self._running:
+                self.outbox.start()
+        assert self.outbox is not None
+        opts = ctx.options
+        self.outbox.backoff = max(0.05, opts.schoolgate_alerts_retry_seconds)
+        self.outbox.backoff_max = max(self.outbox.backoff, opts.schoolgate_alerts_retry_max_seconds)
+        self.outbox.stuck_attempts = max(1, opts.schoolgate_alerts_stuck_attempts)
+
+    def running(self) -> None:
+        self._running = True
+        if self.outbox is not None:
+            self.outbox.start()
+
+    def done(self) -> None:
+        self._running = False
+        self._scanner.shutdown(wait=False, cancel_futures=True)
+        self._intake.shutdown(wait=True)  # events already raised reach the store
+        if self.outbox is not None:
+            self.outbox.stop()
+
+    # -- policy changes ----------------------------------------------------------------------
+
+    def _wrap(self, runtime: PolicyRuntime) -> None:
+        """Chain onto the runtime's callbacks; the Filter and others keep theirs."""
+        before_reload, before_error = runtime.on_reload, runtime.on_error
+
+        def on_reload(loaded: LoadedPolicy) -> None:
+            try:
+                if before_reload is not None:
+                    before_reload(loaded)
+            finally:
+                self._policy_loaded(loaded)
+
+        def on_error(message: str) -> None:
+            try:
+                if before_error is not None:
+                    before_error(message)
+            finally:
+                self._reload_failed(message)
+
+        runtime.on_reload, runtime.on_error = on_reload, on_error
+
+    def _policy_loaded(self, loaded: LoadedPolicy) -> None:
+        policy = loaded.policy
+        libraries = policy.monitoring.phrase_libraries
+        try:
+            self.matcher = load_libraries(libraries) if libraries else None
+        except Exception as exc:  # keep matching with the libraries we had
+            logger.error("Risk phrase libraries not loaded; keeping the previous ones: %s", exc)
+        self._set_channels(policy)
+
+    def _set_channels(self, policy: Policy) -> None:
+        if self.outbox is not None:
+            self.outbox.notifiers = alert_channels(policy)
+
+    def _reload_failed(self, message: str) -> None:
+        loaded = self._runtime.current if self._runtime else None
+        policy = loaded.policy if loaded else None
+        self.raise_event(reload_failed_event(policy, message))
+
+    # -- raising -----------------------------------------------------------------------------
+
+    def raise_event(self, event: Event) -> None:
+        """Route `event` by the policy in force and store it in the outbox (any thread)."""
+        loaded = self._runtime.current if self._runtime else None
+        outbox = self.outbox
+        if loaded is None or outbox is None:
+            logger.error("Alert %s not raised: no policy or store yet", event.kind)
+            return
+        policy = loaded.policy
+        chosen = routes(event, policy, configured_channels(policy))
+        logger.info(
+            "Alert raised: %s (%s, severity %d) to %s",
+            event.kind,
+            event.audience.value,
+            event.severity,
+            ", ".join(r.channel for r in chosen) or "nobody (no channel configured)",
+        )
+        if chosen:
+            outbox.enqueue(event, chosen, policy.monitoring.fold_minutes)
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            self._intake.submit(self._guarded, fn, *args)
+        except RuntimeError:  # shutting down
+            pass
+
+    @staticmethod
+    def _guarded(fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            logger.exception("Alerting failed")
+
+    def _on_decision(
+        self, record: dict[str, Any], path: str | None, at: datetime, navigation: bool = True
+    ) -> None:
+        loaded = self._runtime.current if self._runtime else None
+        if loaded is None or self.pseudonym is None:
+            return
+        policy = loaded.policy
+        term = None
+        if path is not None and record.get("reason") != "illegal":
+            term = search_terms.extract(str(record.get("host") or ""), path)
+        matcher = self.matcher
+        hits = matcher.match(term) if term and matcher is not None else []
+        events = events_for_decision(
+            record, policy, term, hits, pseudonym=self.pseudonym, navigation=navigation, at=at
+        )
+        repeat = self.tracker.observe(record, policy, at, navigation=navigation)
+        if repeat is not None:
+            events.append(repeat)
+        for event in events:
+            self.raise_event(event)
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        record = flow.metadata.get(METADATA_KEY)
+        if (
+            record
+            and record.get("stage") == "connect"
+            and record.get("action") == "block"
+            and flow.response is not None
+            and flow.response.status_code == 403
+        ):
+            self._submit(self._on_decision, dict(record), None, datetime.now(UTC))
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        client = nextlayer.context.client
+        record = self.gate.connection_decisions.get(client)
+        if record is None or self._seen_tls.get(client) == id(record):
+            return
+        self._seen_tls[client] = id(record)
+        if record.get("action") != "block":
+            return
+        if isinstance(nextlayer.layer, RefuseLayer):
+            self._submit(self._on_decision, dict(record), None, datetime.now(UTC))
+        else:
+            self._pending_tls[client] = dict(record)  # its request will show the block page
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        record = self._pending_tls.pop(data.context.client, None)
+        if record is not None:
+            self._submit(self._on_decision, record, None, datetime.now(UTC))
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        record = flow.metadata.get(METADATA_KEY)
+        if not record or record.get("stage") != "request":
+            return
+        self._pending_tls.pop(flow.client_conn, None)
+        navigation = _is_navigation(flow.request)
+        self._submit(
+            self._on_decision, dict(record), flow.request.path, datetime.now(UTC), navigation
+        )
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """Scan readable HTML for risk phrases, for the profiles the policy names."""
+        record = flow.metadata.get(METADATA_KEY)
+        response = flow.response
+        if (
+            self.matcher is None
+            or response is None
+            or not record
+            or record.get("stage") != "request"
+            or record.get("action") != "allow"
+            or record.get("reason") == "portal"
+            or not 200 <= response.status_code < 300
+            or response.raw_content is None
+            or "text/html" not in response.headers.get("content-type", "").lower()
+        ):
+            return
+        loaded = self._runtime.current if self._runtime else None
+        if loaded is None or record.get("profile") not in loaded.policy.monitoring.scan_page_text:
+            return
+        if len(response.raw_content) > ctx.options.schoolgate_alerts_scan_max_bytes:
+            return
+        if search_terms.extract(str(record.get("host") or ""), flow.request.path):
+            return  # a results page: the search itself was checked
+        with self._scan_lock:
+            if self._scan_backlog >= MAX_SCAN_BACKLOG:
+                logger.debug("Page scan skipped: %d pages waiting", self._scan_backlog)
+                return
+            self._scan_backlog += 1
+        page = str(record.get("url") or "").split("?", 1)[0].split("#", 1)[0]
+        cap = ctx.options.schoolgate_alerts_scan_max_bytes
+        try:
+            self._scanner.submit(self._scan, dict(record), page, response.copy(), cap)
+        except RuntimeError:
+            with self._scan_lock:
+                self._scan_backlog -= 1
+
+    def _scan(self, record: dict[str, Any], page: str, response: http.Response, cap: int) -> None:
+        try:
+            matcher, loaded = self.matcher, self._runtime.current if self._runtime else None
+            if matcher is None or loaded is None:
+                return
+            content = response.get_content(strict=False) or b""
+            if len(content) > cap:
+                return
+            hits = matcher.match(visible_text(response.get_text(strict=False) or ""))
+            event = phrase_event(record, loaded.policy, hits, page=page)
+            if event is not None:
+                self._submit(self.raise_event, event)
+        except Exception:
+            logger.exception("Page scan failed")
+        finally:
+            with self._scan_lock:
+                self._scan_backlog -= 1
+
+
+def _is_navigation(request: http.Request) -> bool:
+    """Did the person ask for this (a page or frame), rather than a page fetching it?
+
+    Browsers say so in Sec-Fetch-Dest; without it (older browsers, apps, curl) assume yes.
+    """
+    dest = request.headers.get("sec-fetch-dest", "").lower()
+    return dest in ("", "document", "iframe", "frame")
+
+
+# -- channels ------------------------------------------------------------------------------------
+
+
+def configured_channels(policy: Policy) -> set[str]:
+    """The channels the policy asks for (whether or not they work right now)."""
+    n = policy.notifications
+    wanted = {
+        "email": n.email is not None,
+        "webhook": n.webhook is not None,
+        "teams": n.teams_url_file is not None,
+        "slack": n.slack_url_file is not None,
+        "syslog": n.syslog is not None,
+    }
+    return {name for name, on in wanted.items() if on}
+
+
+def alert_channels(policy: Policy) -> dict[str, Notifier]:
+    """A notifier per configured channel; one whose secret can't be read is left out (its
+    alerts wait in the outbox, and a stuck-outbox alert follows)."""
+    out: dict[str, Notifier] = {}
+    n = policy.notifications
+    try:
+        fanout = notifier_from_policy(policy)
+        for notifier in fanout.notifiers if fanout else ():
+            out[notifier.name] = notifier
+    except (OSError, ValueError) as exc:
+        logger.error("Alert email/webhook channels not set up: %s", exc)
+    for name, path, cls in (
+        ("teams", n.teams_url_file, TeamsNotifier),
+        ("slack", n.slack_url_file, SlackNotifier),
+    ):
+        if path is None:
+            continue
+        try:
+            url = path.read_text().strip()
+            out[name] = cls(IncomingWebhookSettings(url), name=name)
+        except (OSError, ValueError) as exc:
+            logger.error("Alert channel %s not set up (%s): %s", name, path, exc)
+    if n.syslog is not None:
+        s = n.syslog
+        out["syslog"] = SyslogNotifier(SyslogSettings(s.host, s.port, s.protocol))
+    return out
+
+
+def _pseudonym_key(var: Path) -> bytes:
+    """The school's key for pseudonyms in technical alerts, made on first use."""
+    path = var / KEY_FILE
+    try:
+        key = path.read_bytes()
+        if len(key) >= 16:
+            return key
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+    os.replace(tmp, path)
+    return key
+
+
+# -- page text -----------------------------------------------------------------------------------
+
+
+class _TextExtractor(HTMLParser):
+    """The words a person sees: text outside scripts, styles and templates."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED_ELEMENTS:
+            self._skip += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED_ELEMENTS and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def visible_text(html: str) -> str:
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    return " ".join(" ".join(parser.parts).split())

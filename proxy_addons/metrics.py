@@ -1,0 +1,127 @@
+"""The gateway's Prometheus metrics, in their own registry, and the calls that update them.
+
+Other modules record what happened through the functions here, never through the metric
+objects, so the label rules live in one place: labels are only ever the policy's own names
+(profile, category), fixed words (outcome, reason, stage) or a channel's name. Never a user,
+an IP address, a host or a URL: those would make a series per pupil (cardinality) and put
+browsing history into the monitoring system (privacy).
+
+For the alert outbox (a channel is a notifier's `name`, e.g. "email" or "webhook"):
+
+- `alert_sent(channel)`: one alert delivered on the channel.
+- `alert_failed(channel)`: one delivery attempt failed (it may be retried).
+- `set_alerts_queued(channel, n)`: how many alerts wait in the outbox for the channel now.
+
+These series exist with value 0 for every known channel from start-up, so alert rules and
+dashboards can name them before the outbox sends anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+# One series per counter, not two: the `_created` timestamps only double what is scraped.
+disable_created_metrics()
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # process_*: CPU, memory, open files, start time
+
+# The alert channels (as alert_outbox.CHANNELS): their series exist, at 0, from start-up.
+CHANNELS = ("email", "webhook", "teams", "slack", "syslog")
+NO_CATEGORY = "none"
+
+DECISIONS = Counter(
+    "schoolgate_decisions",
+    "Decisions that took effect: requests and connections let through (allow) or stopped "
+    "(block), by the stage that decided them.",
+    ["profile", "category", "outcome", "reason", "stage"],
+    registry=REGISTRY,
+)
+DECISION_SECONDS = Histogram(
+    "schoolgate_decision_duration_seconds",
+    "Time the filter took to decide, at every stage (also decisions a later stage redoes).",
+    ["stage"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+ALERTS_SENT = Counter(
+    "schoolgate_alerts_sent", "Alerts delivered, per channel.", ["channel"], registry=REGISTRY
+)
+ALERTS_FAILED = Counter(
+    "schoolgate_alerts_failed",
+    "Alert deliveries that failed (and may be retried), per channel.",
+    ["channel"],
+    registry=REGISTRY,
+)
+ALERTS_QUEUED = Gauge(
+    "schoolgate_alerts_queued",
+    "Alerts waiting in the outbox, per channel.",
+    ["channel"],
+    registry=REGISTRY,
+)
+POLICY_RELOADS = Counter(
+    "schoolgate_policy_reloads",
+    "Live policy reloads; on failure the last good policy stays in force.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+for _channel in CHANNELS:
+    ALERTS_SENT.labels(_channel)
+    ALERTS_FAILED.labels(_channel)
+    ALERTS_QUEUED.labels(_channel)
+for _outcome in ("success", "failure"):
+    POLICY_RELOADS.labels(_outcome)
+
+
+def observe_decision(record: Mapping[str, Any], seconds: float | None = None) -> None:
+    """Count a decision that took effect; `record` is `Decision.record()` plus its "stage".
+
+    `seconds`, when known, is how long the decision took (see `observe_decision_seconds`).
+    Only the record's profile, category, action, reason and stage become labels.
+    """
+    stage = str(record.get("stage") or "unknown")
+    DECISIONS.labels(
+        profile=str(record.get("profile") or "unknown"),
+        category=str(record.get("category") or NO_CATEGORY),
+        outcome=str(record.get("action") or "block"),
+        reason=str(record.get("reason") or "unknown"),
+        stage=stage,
+    ).inc()
+    if seconds is not None:
+        observe_decision_seconds(stage, seconds)
+
+
+def observe_decision_seconds(stage: str, seconds: float) -> None:
+    """Time one decision without counting it (a later stage decides the same traffic again)."""
+    DECISION_SECONDS.labels(stage).observe(seconds)
+
+
+def alert_sent(channel: str) -> None:
+    """One alert delivered on `channel` (a notifier's name)."""
+    ALERTS_SENT.labels(channel).inc()
+
+
+def alert_failed(channel: str) -> None:
+    """One alert delivery on `channel` failed."""
+    ALERTS_FAILED.labels(channel).inc()
+
+
+def set_alerts_queued(channel: str, n: int) -> None:
+    """`n` alerts wait in the outbox for `channel` now (set it after every change)."""
+    ALERTS_QUEUED.labels(channel).set(n)
+
+
+def policy_reloaded(ok: bool) -> None:
+    """One live reload of the policy finished, well (`ok`) or not."""
+    POLICY_RELOADS.labels("success" if ok else "failure").inc()
