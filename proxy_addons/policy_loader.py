@@ -853,6 +853,13 @@ def _monitoring(
             repeat_minutes = rm.get("minutes", 10) if isinstance(rm.get("minutes", 10), int) else 10
     safeguarding = _names(ck, m.get("safeguarding"), m.at("safeguarding"), "safeguarding")
     technical = _names(ck, m.get("technical"), m.at("technical"), "technical")
+    if libraries:
+        from proxy_addons.phrases import PhraseError, load_libraries
+
+        try:
+            load_libraries(libraries)  # a broken library is a broken policy: said with its line
+        except PhraseError as exc:
+            ck.fail(Where(exc.file, exc.line), f"{exc.field}: {exc.message}")
     return Monitoring(
         retention_days=whole("retention_days", 90, 1, 3650),
         scan_page_text=frozenset(p for p in profiles if p.lower() in scan),

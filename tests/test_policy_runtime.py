@@ -77,3 +77,20 @@ def test_rebuild_after_editing_one_list_reuses_the_others_and_sees_the_edit(
     unchanged = set(before) & set(after)
     assert unchanged and all(before[n] == after[n] for n in unchanged)
     assert len(set(after) - set(before)) == 1  # only the edited file was read again
+
+
+def test_a_broken_phrase_library_is_a_broken_policy(tmp_path: Path) -> None:
+    policy = copy_policy(tmp_path)
+    library = policy.parent / "phrases.yaml"
+    library.write_text("categories:\n  suicide:\n    5: [end my life]\n")
+    policy.write_text(
+        policy.read_text().replace(
+            "profiles:", "monitoring:\n  phrase_libraries: [phrases.yaml]\nprofiles:", 1
+        )
+    )
+    runtime = PolicyRuntime(policy, tmp_path / "var")
+    runtime.start()
+    library.write_text("categories:\n  suicide:\n    9: [end my life]\n")
+    assert runtime.reload() is False
+    assert runtime.last_error is not None
+    assert f"{library}, line 3" in runtime.last_error["message"]
