@@ -48,9 +48,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         "schoolgate_policy": str(Path(args.policy).resolve()),
         "schoolgate_var": str(var.resolve()),
     }
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        settings[key] = value
 
     async def main() -> int:
         # As mitmdump does: the root logger passes everything; termlog filters by verbosity.
@@ -61,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         master.addons.add(*gateway_addons())
         try:
             master.options.update(**settings)
+            master.options.set(*(args.set or []))  # "name=value", parsed by the option's type
         except (exceptions.OptionsError, KeyError) as exc:
             print(exc, file=sys.stderr)
             return 1

@@ -154,6 +154,12 @@ class Metrics:
             if port:
                 self._serve(ctx.options.schoolgate_metrics_host, port)
 
+    def running(self) -> None:
+        # Started as an add-on of a programmatic master (`schoolgate run`), configure may
+        # never have seen the port options change: serve the default now.
+        if self._server is None and ctx.options.schoolgate_metrics_port:
+            self._serve(ctx.options.schoolgate_metrics_host, ctx.options.schoolgate_metrics_port)
+
     def done(self) -> None:
         self._stop_server()
         if self._registered:

@@ -18,7 +18,7 @@ SCHOOLGATE = str(VENV_BIN / "schoolgate")
 def test_run_serves_allowed_and_blocked_pages_with_the_example_policy(
     tmp_path: Path, upstream: Upstream
 ) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     log = tmp_path / "run.log"
     cmd = [
         SCHOOLGATE,
@@ -29,6 +29,8 @@ def test_run_serves_allowed_and_blocked_pages_with_the_example_policy(
         str(tmp_path / "var"),
         "--listen-port",
         str(port),
+        "--set",
+        f"schoolgate_metrics_port={metrics_port}",
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -66,6 +68,12 @@ def test_run_serves_allowed_and_blocked_pages_with_the_example_policy(
         )
         assert status.returncode == 0, status.stdout + status.stderr
         assert "Oakfield Primary School" in status.stdout and "state:     ok" in status.stdout
+        scraped = subprocess.run(
+            ["curl", "-sS", f"http://127.0.0.1:{metrics_port}/metrics"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert 'schoolgate_decisions_total{category="none",outcome="block"' in scraped
     finally:
         proc.terminate()
         proc.wait(10)
