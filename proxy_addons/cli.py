@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)
 
-    web = sub.add_parser("web", help="run the admin web app (unblock approvals)")
+    web = sub.add_parser("web", help="run the admin web app (unblock approvals) and the device API")
     web.add_argument("--policy", default=DEFAULT_POLICY)
     web.add_argument("--var", default=DEFAULT_VAR)
     web.add_argument("--dsn", default=None)

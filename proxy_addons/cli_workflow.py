@@ -1,4 +1,4 @@
-"""`schoolgate unblock ...`, `audit ...`, `account ...` and `log ...`."""
+"""`schoolgate unblock ...`, `audit ...`, `account ...`, `log ...` and `devices ...`."""
 
 from __future__ import annotations
 
@@ -194,6 +194,49 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    """`devices list|show ID|export`: the inventory; a stale device counts as non-compliant."""
+    from proxy_addons import devices as dv
+
+    try:
+        policy, store = _open(args)
+    except PolicyError as exc:
+        print(f"schoolgate: {exc}", file=sys.stderr)
+        return 1
+    now, days, tz = datetime.now(UTC), policy.devices.stale_days, policy.timezone
+
+    def when(at: datetime | None) -> str:
+        return f"{at.astimezone(tz):%Y-%m-%d %H:%M}" if at else "never"
+
+    if args.devices_command == "show":
+        d = dv.get_device(store, args.id, now, days)
+        if d is None:
+            print(f"schoolgate: no device {args.id}", file=sys.stderr)
+            return 1
+        print(f"{d.device_id}  {d.hostname}")
+        print(f"  os: {d.os_name or '?'} {d.os_version or ''}  serial: {d.serial or '-'}")
+        print(f"  agent: {d.agent_version or '?'}  user: {d.last_user or '-'}")
+        print(f"  ips: {' '.join(d.last_ips) or '-'}  macs: {' '.join(d.last_macs) or '-'}")
+        print(f"  enrolled: {when(d.enrolled_at)}  last report: {when(d.last_report_at)}")
+        stale = f" (no report for over {days} days)" if d.stale else ""
+        print(f"  compliant: {'yes' if d.compliant else 'no'}{stale}")
+        for r in d.results:
+            print(f"  - {r.get('id')}: {r.get('status')}: {r.get('reason')}")
+        return 0
+    found = dv.list_devices(store, now, days)
+    if args.devices_command == "export":
+        sys.stdout.write(dv.to_csv(found))
+        return 0
+    for d in found:
+        state = "compliant" if d.compliant else "stale" if d.stale else "NON-COMPLIANT"
+        print(
+            f"{d.device_id:<20} {d.hostname[:30]:<30} {state:<13} "
+            f"{d.last_user or '-':<20} {when(d.last_report_at)}"
+        )
+    print(f"{len(found)} devices, {sum(not d.compliant for d in found)} not compliant")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--policy", default=policy)
@@ -278,3 +321,14 @@ def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:
     common(find)
     common(logsub.add_parser("purge", help="delete records older than the retention period"))
     log.set_defaults(func=cmd_log)
+
+    dev = sub.add_parser("devices", help="enrolled devices: inventory and compliance")
+    devsub = dev.add_subparsers(dest="devices_command", required=True)
+    common(devsub.add_parser("list", help="every device, its compliance and last report"))
+    show = devsub.add_parser("show", help="one device's last report")
+    show.add_argument("id")
+    common(show)
+    dexp = devsub.add_parser("export", help="the inventory as CSV")
+    dexp.add_argument("--format", choices=["csv"], default="csv")
+    common(dexp)
+    dev.set_defaults(func=cmd_devices)

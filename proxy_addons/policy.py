@@ -208,6 +208,16 @@ class Monitoring:
 
 
 @dataclass(frozen=True)
+class Devices:
+    """Enrolled school devices: how they join, and when a silent one stops counting."""
+
+    # The file holding the enrolment secret (a secret, so named by file, read when used).
+    enrolment_secret_file: Path | None = None
+    stale_days: int = 7  # no report for this many days is itself non-compliant
+    identity_minutes: int = 30  # a report's user and addresses are believed this long
+
+
+@dataclass(frozen=True)
 class Policy:
     path: Path
     school: str
@@ -225,6 +235,7 @@ class Policy:
     unblocks: UnblockRules
     notifications: Notifications
     monitoring: Monitoring
+    devices: Devices = field(default_factory=Devices)
     files: tuple[Path, ...] = field(default=())  # every file the policy was built from
     # Per-policy memo for the decision path (network -> profile, schedules this minute).
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

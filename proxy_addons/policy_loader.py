@@ -27,6 +27,7 @@ from proxy_addons.policy import (
     Closure,
     Decrypt,
     Decryption,
+    Devices,
     EmailChannel,
     Identities,
     IllegalTier,
@@ -164,6 +165,7 @@ def load_policy(path: Path) -> Policy:
             "unblocks",
             "notifications",
             "monitoring",
+            "devices",
         ],
     )
     if top is None:
@@ -181,6 +183,7 @@ def load_policy(path: Path) -> Policy:
     monitoring = _monitoring(
         ck, top.get("monitoring"), top.at("monitoring"), profiles, categories, unblocks
     )
+    devices = _devices(ck, top.get("devices"), top.at("devices"))
     _protect_illegal_tier(ck, illegal, profiles, decryption, categories)
     if ck.problems or school is None:
         raise PolicyError(ck.problems)
@@ -202,6 +205,7 @@ def load_policy(path: Path) -> Policy:
         unblocks=unblocks,
         notifications=notifications,
         monitoring=monitoring,
+        devices=devices,
         files=tuple(dict.fromkeys(ck.files)),
     )
 
@@ -870,4 +874,34 @@ def _monitoring(
         fold_minutes=whole("fold_minutes", 10, 0, 1440),
         safeguarding=safeguarding or unblocks.deciders,
         technical=technical or unblocks.it_provider,
+    )
+
+
+def _devices(ck: _Checker, raw: Any, where: Where) -> Devices:
+    """The `devices:` section: enrolment secret file, staleness and identity windows."""
+    keys = ["enrolment_secret_file", "stale_days", "identity_minutes"]
+    m = ck.mapping(raw, where, "devices", keys)
+    if m is None:
+        return Devices()
+
+    def whole(key: str, default: int, low: int, high: int) -> int:
+        value = m.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            ck.fail(m.at(key), f"{key} should be a whole number from {low} to {high}")
+            return default
+        return value
+
+    secret = None
+    if m.get("enrolment_secret_file") is not None:
+        # Not ck.path: that adds it to Policy.files, whose hashes go into the audit log.
+        at = m.at("enrolment_secret_file")
+        text = ck.text(m["enrolment_secret_file"], at, "enrolment_secret_file")
+        secret = (ck.base / text).resolve() if text else None
+        if secret is not None and not secret.is_file():
+            ck.fail(at, f"enrolment_secret_file '{text}' does not exist (looked for {secret})")
+            secret = None
+    return Devices(
+        enrolment_secret_file=secret,
+        stale_days=whole("stale_days", 7, 1, 365),
+        identity_minutes=whole("identity_minutes", 30, 1, 1440),
     )

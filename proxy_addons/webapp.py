@@ -619,6 +619,12 @@ def run_web(args: argparse.Namespace) -> int:
     store = Store.open(store_url(var, getattr(args, "dsn", None)))
     workflow = UnblockWorkflow(store, policy, notifier_from_policy(policy.current))
     app = create_app(workflow, store, secret_key=read_secret_key(var))
+    # The device API shares this process and its HTTPS server (see device_api.py).
+    from proxy_addons.device_api import create_device_api, mount
+
+    app.wsgi_app = mount(  # type: ignore[method-assign,assignment]
+        app.wsgi_app, create_device_api(store, policy).wsgi_app
+    )
     proxies = int(getattr(args, "trusted_proxies", 0) or 0)
     if proxies:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

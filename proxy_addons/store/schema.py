@@ -203,6 +203,27 @@ access_log = sa.Table(
     sa.Index("ix_access_log_ip_at", "ip", "at"),
 )
 
+devices = sa.Table(
+    "devices",
+    metadata,
+    # One row per enrolled device: its token (hashed) and its last accepted report.
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False),  # sha256 hex of the token
+    _when("enrolled_at", nullable=False),
+    sa.Column("hostname", sa.String(253), nullable=False),
+    sa.Column("os_name", sa.String(16), nullable=True),
+    sa.Column("os_version", sa.String(64), nullable=True),
+    sa.Column("serial", sa.String(128), nullable=True),
+    sa.Column("agent_version", sa.String(32), nullable=True),
+    sa.Column("last_user", sa.String(200), nullable=True),
+    sa.Column("last_ips", sa.JSON, nullable=False),  # list of str
+    sa.Column("last_macs", sa.JSON, nullable=False),  # list of str
+    _when("last_report_at"),  # when the gateway accepted it
+    _when("last_generated_at"),  # when the device made it: later reports must be newer
+    sa.Column("compliant", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("results", sa.JSON, nullable=False),  # list of check results
+)
+
 __all__ = [
     "GENESIS_HASH",
     "UTCDateTime",
@@ -211,6 +232,7 @@ __all__ = [
     "alert_outbox",
     "audit_head",
     "audit_log",
+    "devices",
     "metadata",
     "reports",
     "unblocks",

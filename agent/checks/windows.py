@@ -1,0 +1,266 @@
+"""Windows probes: PowerShell CIM/Defender/Update cmdlets printed as JSON, and `reg query`.
+
+JSON and registry values are the same in every Windows language; error text isn't, so
+anything that is not the JSON or value we asked for comes out unknown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.checks import (
+    Check,
+    Context,
+    clip,
+    describe,
+    fail,
+    judge_patches,
+    ok,
+    os_support,
+    unknown,
+)
+from agent.report import CheckResult
+
+BITLOCKER = (
+    "Get-CimInstance -Namespace root/cimv2/security/microsoftvolumeencryption "
+    "-ClassName Win32_EncryptableVolume | "
+    "Select-Object DriveLetter,VolumeType,ProtectionStatus,ConversionStatus | ConvertTo-Json"
+)
+DEFENDER = (
+    "Get-MpComputerStatus | Select-Object AMServiceEnabled,AntivirusEnabled,"
+    "RealTimeProtectionEnabled,AntivirusSignatureAge,AntivirusSignatureVersion | ConvertTo-Json"
+)
+FIREWALL = "Get-NetFirewallProfile | Select-Object Name,Enabled | ConvertTo-Json"
+OS_INFO = (
+    "Get-CimInstance Win32_OperatingSystem | Select-Object Caption,Version,BuildNumber | "
+    "ConvertTo-Json"
+)
+WINDOWS_UPDATE = (
+    "$s=(New-Object -ComObject Microsoft.Update.Session).CreateUpdateSearcher();"
+    "$u=$s.Search('IsInstalled=0 and IsHidden=0').Updates;"
+    "$a=(New-Object -ComObject Microsoft.Update.AutoUpdate);"
+    "[pscustomobject]@{Pending=@($u|ForEach-Object{[pscustomobject]@{Title=$_.Title;"
+    "Categories=@($_.Categories|ForEach-Object{$_.CategoryID})}});"
+    "LastSuccess=$a.Results.LastInstallationSuccessDate.ToUniversalTime().ToString('o');"
+    "RebootRequired=(Test-Path 'HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\"
+    "WindowsUpdate\\Auto Update\\RebootRequired');"
+    "NoAutoUpdate=(Get-ItemProperty 'HKLM:\\SOFTWARE\\Policies\\Microsoft\\Windows\\"
+    "WindowsUpdate\\AU' -ErrorAction SilentlyContinue).NoAutoUpdate} | ConvertTo-Json -Depth 4"
+)
+SECURITY_UPDATES = "0fa1201d-4330-4fa8-8ae9-b877473b6441"  # the same id in every language
+LOCK_POLICY = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System"
+USER_DESKTOP = r"HKCU\Control Panel\Desktop"
+
+
+def powershell(script: str) -> list[str]:
+    return ["powershell.exe", "-NoProfile", "-NonInteractive", "-Command", script]
+
+
+def _json(ctx: Context, script: str) -> tuple[Any, str]:
+    """Run a PowerShell snippet and decode its JSON; on trouble return (None, why)."""
+    res = ctx.runner.run(powershell(script), timeout=120)
+    if not res.ok:
+        return None, f"PowerShell failed ({describe(res)})"
+    try:
+        return json.loads(res.stdout.lstrip("\ufeff")), ""
+    except ValueError:
+        return None, f"PowerShell printed something that isn't JSON: {clip(res.stdout, 120)!r}"
+
+
+def _rows(data: Any) -> list[dict[str, Any]]:
+    """ConvertTo-Json prints one object bare and several as a list."""
+    rows = data if isinstance(data, list) else [data]
+    return [r for r in rows if isinstance(r, dict)]
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if value in (1, "1", "True", "true"):
+        return True
+    if value in (0, "0", "False", "false"):
+        return False
+    return None
+
+
+def disk_encryption(ctx: Context) -> CheckResult:
+    cid = "disk_encryption"
+    data, why = _json(ctx, BITLOCKER)
+    if data is None:
+        return unknown(cid, why)
+    volumes = _rows(data)
+    system = [v for v in volumes if v.get("VolumeType") == 0] or [
+        v for v in volumes if str(v.get("DriveLetter", "")).upper() == "C:"
+    ]
+    ev = {"volumes": volumes[:8]}
+    if not system:
+        return unknown(cid, "BitLocker reported no operating system volume.", **ev)
+    vol = system[0]
+    protection, conversion = vol.get("ProtectionStatus"), vol.get("ConversionStatus")
+    if protection not in (0, 1, 2) or conversion not in range(0, 6):
+        return unknown(cid, "BitLocker's status fields are missing or odd.", **ev)
+    if protection == 2:
+        return unknown(cid, "BitLocker can't tell the protection status (volume locked?).", **ev)
+    if protection == 1 and conversion == 1:
+        return ok(
+            cid, f"BitLocker protects {vol.get('DriveLetter')} and it is fully encrypted.", **ev
+        )
+    if protection == 0 and conversion == 1:
+        return fail(cid, "BitLocker protection is suspended on the system drive.", **ev)
+    return fail(
+        cid, f"The system drive isn't fully BitLocker-encrypted (conversion {conversion}).", **ev
+    )
+
+
+def _reg_values(ctx: Context, key: str) -> tuple[dict[str, str] | None, str]:
+    """`reg query` output as {name: value}; a missing key is {} (nothing set), garbage is None."""
+    res = ctx.runner.run(["reg", "query", key], timeout=20)
+    if res.returncode == 1 and not res.stdout.strip():
+        return {}, f"{key} not present"
+    if not res.ok:
+        return None, describe(res)
+    values = {
+        m.group(1): m.group(3)
+        for m in re.finditer(r"^\s{4}(\S.*?)\s{4}(REG_\w+)\s{4}(.*?)\s*$", res.stdout, re.M)
+    }
+    if not values and key.split("\\", 1)[1].upper() not in res.stdout.upper():
+        return None, f"reg printed something we don't recognise: {clip(res.stdout, 120)!r}"
+    return values, ""
+
+
+def _number(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value, 16) if value.lower().startswith("0x") else int(value)
+    except ValueError:
+        return None
+
+
+def screen_lock(ctx: Context) -> CheckResult:
+    """Machine inactivity limit (locks the session), else the user's secure screen saver."""
+    cid = "screen_lock"
+    t = ctx.thresholds
+    policy, why_p = _reg_values(ctx, LOCK_POLICY)
+    desktop, why_d = _reg_values(ctx, USER_DESKTOP)
+    if policy is None or desktop is None:
+        return unknown(
+            cid, f"Couldn't read the registry ({why_d if policy is not None else why_p})."
+        )
+    inactivity = _number(policy.get("InactivityTimeoutSecs"))
+    ev: dict[str, object] = {
+        "InactivityTimeoutSecs": inactivity,
+        **{
+            k: desktop.get(k)
+            for k in ("ScreenSaveActive", "ScreenSaverIsSecure", "ScreenSaveTimeOut")
+        },
+    }
+    if inactivity is not None and 0 < inactivity <= t.idle_lock_max_s:
+        return ok(cid, f"Windows locks after {inactivity} s of inactivity.", **ev)
+    saver_on = desktop.get("ScreenSaveActive") == "1" and desktop.get("ScreenSaverIsSecure") == "1"
+    saver_s = _number(desktop.get("ScreenSaveTimeOut"))
+    if saver_on and saver_s is not None and 0 < saver_s <= t.idle_lock_max_s:
+        return ok(cid, f"A locking screen saver starts after {saver_s} s.", **ev)
+    if saver_on and saver_s is None:
+        return unknown(cid, "The screen saver timeout is unreadable.", **ev)
+    return fail(cid, f"Nothing locks the screen within {t.idle_lock_max_s} s of inactivity.", **ev)
+
+
+def _when(value: Any) -> str | None:
+    """ISO text, or Windows PowerShell 5's "/Date(ms)/"."""
+    if not isinstance(value, str):
+        return None
+    m = re.fullmatch(r"/Date\((\d+)\)/", value)
+    if m:
+        return datetime.fromtimestamp(int(m.group(1)) / 1000, UTC).isoformat()
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
+
+
+def patches(ctx: Context) -> CheckResult:
+    cid = "patches"
+    data, why = _json(ctx, WINDOWS_UPDATE)
+    if not isinstance(data, dict) or not isinstance(data.get("Pending"), list):
+        return unknown(cid, why or "Windows Update gave an answer we don't recognise.")
+    pending = _rows(data["Pending"])
+    security = [p.get("Title") for p in pending if SECURITY_UPDATES in (p.get("Categories") or [])]
+    no_auto = data.get("NoAutoUpdate")
+    ev: dict[str, object] = {
+        "manager": "windows-update",
+        "pending": len(pending),
+        "security": len(security),
+        "security_updates": security[:10],
+        "auto_updates": no_auto in (None, 0),
+        "last_update": _when(data.get("LastSuccess")),
+        "reboot_required": _flag(data.get("RebootRequired")),
+    }
+    return judge_patches(cid, ev, ctx)
+
+
+def firewall(ctx: Context) -> CheckResult:
+    cid = "firewall"
+    data, why = _json(ctx, FIREWALL)
+    if data is None:
+        return unknown(cid, why)
+    profiles = {str(p.get("Name")): _flag(p.get("Enabled")) for p in _rows(data)}
+    ev = {"profiles": profiles}
+    if not profiles or None in profiles.values():
+        return unknown(cid, "Couldn't read every firewall profile.", **ev)
+    off = sorted(name for name, on in profiles.items() if not on)
+    if off:
+        return fail(cid, f"Windows Firewall is off for: {', '.join(off)}.", **ev)
+    return ok(cid, "Windows Firewall is on for every profile.", **ev)
+
+
+def antimalware(ctx: Context) -> CheckResult:
+    cid = "antimalware"
+    data, why = _json(ctx, DEFENDER)
+    if not isinstance(data, dict):
+        return unknown(cid, why or "Defender gave an answer we don't recognise.")
+    flags = {
+        k: _flag(data.get(k))
+        for k in ("AMServiceEnabled", "AntivirusEnabled", "RealTimeProtectionEnabled")
+    }
+    age = data.get("AntivirusSignatureAge")
+    ev: dict[str, object] = {
+        **flags,
+        "signature_age_days": age,
+        "signature_version": data.get("AntivirusSignatureVersion"),
+    }
+    if None in flags.values() or not isinstance(age, int):
+        return unknown(cid, "Defender's status fields are missing or odd.", **ev)
+    if not all(flags.values()):
+        off = ", ".join(k for k, v in flags.items() if not v)
+        return fail(cid, f"Microsoft Defender is not fully on ({off}).", **ev)
+    if age > ctx.thresholds.av_signature_max_days:
+        return fail(cid, f"Defender signatures are {age} days old.", **ev)
+    return ok(cid, f"Microsoft Defender is on with signatures {age} days old.", **ev)
+
+
+def os_supported(ctx: Context) -> CheckResult:
+    data, _why = _json(ctx, OS_INFO)
+    row = data if isinstance(data, dict) else {}
+    version = str(row.get("Version") or "")
+    return os_support(
+        "os_supported",
+        "windows" if version else "",
+        version,
+        ctx,
+        caption=str(row.get("Caption") or ""),
+    )
+
+
+CHECKS = (
+    Check("disk_encryption", "windows", disk_encryption),
+    Check("screen_lock", "windows", screen_lock, ("idle_lock_max_s",)),
+    Check("patches", "windows", patches, ("security_update_max_days",)),
+    Check("firewall", "windows", firewall),
+    Check("antimalware", "windows", antimalware, ("av_signature_max_days",)),
+    Check("os_supported", "windows", os_supported, ("min_os_versions", "eol")),
+)

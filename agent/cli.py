@@ -1,0 +1,106 @@
+"""`schoolgate-agent`: subcommands on one parser, so `enrol` and `run` can join `check`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from agent.checks import Context, run_checks
+from agent.checks.thresholds import Thresholds
+from agent.device_facts import current_platform, gather
+from agent.report import DeviceReport
+from agent.runner import FixtureRunner, Runner, SystemRunner
+
+
+def agent_version() -> str:
+    try:
+        return metadata.version("schoolgate")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_report(
+    runner: Runner,
+    platform: str,
+    thresholds: Thresholds | None = None,
+    device_id: str | None = None,
+    now: datetime | None = None,
+) -> DeviceReport:
+    """Run the platform's checks and wrap them with the device's facts."""
+    now = now or datetime.now(UTC)
+    ctx = Context(runner, thresholds or Thresholds(), now)
+    results = tuple(run_checks(platform, ctx))
+    facts = gather(runner, platform)
+    fallback = re.sub(r"[^A-Za-z0-9._:-]", "-", facts.hostname)[:64].lstrip("-._:") or "device"
+    return DeviceReport(
+        device_id=device_id or fallback,
+        hostname=facts.hostname,
+        os_name=platform,
+        os_version=facts.os_version,
+        agent_version=agent_version(),
+        generated_at=now,
+        results=results,
+        serial=facts.serial,
+        user=facts.user,
+        ips=facts.ips,
+        macs=facts.macs,
+        os_release=facts.os_release,
+    )
+
+
+def _table(report: DeviceReport) -> str:
+    lines = [
+        f"{report.hostname} ({report.os_release or report.os_name}) "
+        f"{'COMPLIANT' if report.compliant else 'NOT COMPLIANT'}"
+    ]
+    for r in report.results:
+        lines.append(f"  {r.status.upper():8} {r.id:16} {r.reason}")
+        for key, value in r.evidence.items():
+            lines.append(f"  {'':8} {'':16}   {key}: {json.dumps(value, ensure_ascii=False)[:200]}")
+    return "\n".join(lines)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    runner: Runner = SystemRunner(args.root)
+    platform, now = args.platform or current_platform(), None
+    if args.fixture:  # a recorded device: its platform and clock come with it
+        runner = FixtureRunner(args.fixture)
+        meta = json.loads((Path(args.fixture) / "meta.json").read_text())
+        platform, now = args.platform or meta["platform"], datetime.fromisoformat(meta["now"])
+    report = build_report(runner, platform, now=now)
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(_table(report))
+    return 0 if report.compliant else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="schoolgate-agent", description="Schoolgate device agent")
+    sub = p.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="run the compliance checks here and print them")
+    check.add_argument("--format", choices=("table", "json"), default="table")
+    check.add_argument("--root", default="/", help="filesystem root to read (e.g. a mounted image)")
+    check.add_argument("--platform", choices=("linux", "macos", "windows"), help=argparse.SUPPRESS)
+    check.add_argument("--fixture", help=argparse.SUPPRESS)  # a recorded device, for demos
+    check.set_defaults(func=cmd_check)
+    # enrol, send, run: talking to the gateway (agent/client_cli.py).
+    from agent.client_cli import add_parsers
+
+    add_parsers(sub, build=lambda: build_report(SystemRunner("/"), current_platform()).to_json())
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

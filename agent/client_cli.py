@@ -1,0 +1,148 @@
+"""The agent's `enrol`, `send` and `run` subcommands (added to agent/cli.py's parser).
+
+The enrolment secret is read from a file or standard input, never from the command line,
+where any local user could see it in the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.client import Client, ClientError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STATE = "/var/lib/schoolgate-agent"
+BuildReport = Callable[[], dict[str, Any]]  # the current report's JSON form (agent/cli.py)
+
+
+def cmd_enrol(args: argparse.Namespace) -> int:
+    source = sys.stdin if args.secret_file == "-" else open(args.secret_file)  # noqa: SIM115
+    with source:
+        secret = source.readline().strip()
+    if not secret:
+        print("agent: the enrolment secret is empty", file=sys.stderr)
+        return 1
+    client = Client(Path(args.state), args.gateway, Path(args.ca))
+    try:
+        device_id = client.enrol(secret, args.hostname or socket.gethostname())
+    except ClientError as exc:
+        print(f"agent: {exc}", file=sys.stderr)
+        return 1
+    print(f"enrolled as {device_id}")
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Send one report (a JSON file, or `-` for standard input), or just the spool."""
+    client = Client(Path(args.state))
+    try:
+        if args.report:
+            text = sys.stdin.read() if args.report == "-" else Path(args.report).read_text()
+            result = client.send(_as_this_device(client, json.loads(text)))
+        else:
+            result = client.flush()
+    except (ClientError, OSError, ValueError) as exc:
+        print(f"agent: {exc}", file=sys.stderr)
+        return 1
+    print(f"sent {result.sent}, refused {result.rejected}, waiting {result.waiting}")
+    return 0 if result.rejected == 0 else 2
+
+
+def _as_this_device(client: Client, report: dict[str, Any]) -> dict[str, Any]:
+    """The report under the device id the gateway gave at enrolment."""
+    if client.device_id is None:
+        raise ClientError("this device is not enrolled: run `enrol` first")
+    return {**report, "device_id": client.device_id}
+
+
+def _fingerprint(report: dict[str, Any]) -> str:
+    """What the report says, leaving out when it was made: a change means send now."""
+    body = {k: v for k, v in report.items() if k != "generated_at"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_loop(
+    client: Client,
+    build: BuildReport,
+    *,
+    check_every: float,
+    report_every: float,
+    rounds: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Check every `check_every` seconds; report on a change or after `report_every`."""
+    last_sent, last_print = 0.0, ""
+    done = 0
+    while rounds is None or done < rounds:
+        try:
+            report = _as_this_device(client, build())
+            print_ = _fingerprint(report)
+            if print_ != last_print or time.monotonic() - last_sent >= report_every:
+                result = client.send(report)
+                last_sent, last_print = time.monotonic(), print_
+                logger.info("report: sent %d, waiting %d", result.sent, result.waiting)
+            else:
+                client.flush()  # anything kept from earlier
+        except ClientError as exc:
+            logger.error("%s", exc)
+        done += 1
+        if rounds is None or done < rounds:
+            sleep(check_every)
+
+
+def add_parsers(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    build: BuildReport | None = None,
+) -> None:
+    """Add `enrol` and `send`, and `run` when given the function that builds a report."""
+    enrol = sub.add_parser("enrol", help="enrol this device with the school's gateway")
+    enrol.add_argument("--gateway", required=True, help="e.g. https://gateway.school.example:8081")
+    enrol.add_argument("--ca", required=True, help="the gateway's CA certificate (PEM): pinned")
+    enrol.add_argument("--secret-file", required=True, help="file with the secret, or - (stdin)")
+    enrol.add_argument("--hostname", help="default: this machine's name")
+    enrol.add_argument("--state", default=DEFAULT_STATE)
+    enrol.set_defaults(func=cmd_enrol)
+
+    send = sub.add_parser("send", help="send a report (file or -), then any kept ones")
+    send.add_argument("report", nargs="?", help="report JSON file, - for stdin; none: the spool")
+    send.add_argument("--state", default=DEFAULT_STATE)
+    send.set_defaults(func=cmd_send)
+
+    if build is None:
+        return
+    run = sub.add_parser("run", help="check and report on a schedule and on changes")
+    run.add_argument("--state", default=DEFAULT_STATE)
+    run.add_argument("--check-minutes", type=float, default=5.0)
+    run.add_argument("--report-minutes", type=float, default=15.0)
+
+    def cmd_run(args: argparse.Namespace) -> int:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        client = Client(Path(args.state))
+        if client.device_id is None:
+            print("agent: this device is not enrolled: run `enrol` first", file=sys.stderr)
+            return 1
+        try:
+            run_loop(
+                client,
+                build,
+                check_every=args.check_minutes * 60,
+                report_every=args.report_minutes * 60,
+            )
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    run.set_defaults(func=cmd_run)
+
+
+__all__ = ["add_parsers", "run_loop"]

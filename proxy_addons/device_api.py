@@ -1,0 +1,177 @@
+"""The device API the agents talk to: enrol once, then report.
+
+A Flask app of its own rather than routes in the admin app: it has no sessions and no CSRF
+(devices authenticate with a bearer token), and keeping it apart means no admin-page rule
+(sign-in redirects, HTML errors) ever applies to it. `mount` serves it from the admin web
+app's process under `/api/`, so `schoolgate web --cert ... --key ...` is the one HTTPS
+server on the gateway.
+
+Every answer is JSON. Bad input gets a 4xx with `{"error": ..., "field": ...}`; anything
+unexpected is logged and answered 400, never 500 (the agent keeps a 5xx report and retries
+it forever, which is right for an outage but not for a report that can't be stored).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from agent.report import MAX_REPORT_BYTES, ReportError, parse_report
+from proxy_addons import devices as dv
+from proxy_addons.policy import Policy
+from proxy_addons.store import Store
+from proxy_addons.webapp import LoginThrottle
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/api/"
+_NUL = re.compile(rb"\\u0000", re.IGNORECASE)
+MAX_ENROL_BYTES = 4096
+
+Clock = Callable[[], datetime]
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _answer(status: int, **body: Any) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _problem(status: int, message: str, field: str | None = None) -> Response:
+    return _answer(status, error=message, field=field)
+
+
+def _json_body(limit: int) -> Any:
+    """The request's JSON; raises ReportError("body", ...) on anything else."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _TooBig()
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise _TooBig()
+    # PostgreSQL refuses NUL in text and NaN in JSON: refused here, they are a 400, not a 503.
+    if _NUL.search(raw):
+        raise ReportError("body", "may not contain NUL characters")
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError("body", "is not valid JSON") from exc
+
+
+def _no_constant(name: str) -> Any:
+    raise ReportError("body", f"{name} is not a JSON number")
+
+
+class _TooBig(Exception):
+    pass
+
+
+def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock = _now) -> Flask:
+    """The device API app: POST /api/v1/enrol and POST /api/v1/report."""
+    app = Flask("schoolgate-devices")
+    app.config.update(MAX_CONTENT_LENGTH=MAX_REPORT_BYTES)
+    throttle = LoginThrottle()  # wrong enrolment secrets, per address
+
+    @app.post("/api/v1/enrol")
+    def enrol() -> Response:
+        try:
+            data = _json_body(MAX_ENROL_BYTES)
+        except _TooBig:
+            return _problem(413, "the enrolment request is too large")
+        except ReportError as exc:
+            return _problem(400, exc.message, exc.field)
+        if not isinstance(data, dict):
+            return _problem(400, "should be a JSON object", "body")
+        secret, hostname = data.get("secret"), data.get("hostname")
+        if not isinstance(secret, str) or not secret:
+            return _problem(400, "should be the school's enrolment secret", "secret")
+        if not isinstance(hostname, str):
+            return _problem(400, "should be the device's name", "hostname")
+        address = request.remote_addr or "?"
+        if throttle.blocked("enrol", address):
+            return _problem(429, "too many wrong enrolment secrets: wait and try again", "secret")
+        expected = dv.read_secret(policy().devices.enrolment_secret_file)
+        try:
+            device_id, token = dv.enrol(store, secret, expected, hostname, clock())
+        except dv.EnrolError as exc:
+            wrong_secret = expected is not None and "secret" in str(exc)
+            if wrong_secret:
+                throttle.failed("enrol", address)
+                logger.warning("enrolment with a wrong secret from %s", address)
+            status = 403 if expected is None or wrong_secret else 400
+            return _problem(status, str(exc), "secret" if wrong_secret else "hostname")
+        return _answer(201, device_id=device_id, token=token)
+
+    @app.post("/api/v1/report")
+    def report() -> Response:
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        device_id = dv.verify_token(store, token.strip()) if scheme.lower() == "bearer" else None
+        if device_id is None:
+            response = _problem(401, "a valid device token is needed (enrol first)")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="schoolgate"'
+            return response
+        try:
+            parsed = parse_report(_json_body(MAX_REPORT_BYTES))
+        except _TooBig:
+            return _problem(413, f"a report may be at most {MAX_REPORT_BYTES} bytes")
+        except ReportError as exc:
+            return _problem(400, exc.message, exc.field)
+        if parsed.device_id != device_id:
+            return _problem(403, "is not the device this token was issued to", "device_id")
+        try:
+            dv.record_report(store, parsed, clock())
+        except dv.ReportRejected as exc:
+            return _problem(409, str(exc), "generated_at")
+        logger.info("report from %s: compliant=%s", device_id, parsed.compliant)
+        return _answer(202, accepted=True, compliant=parsed.compliant)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        if exc.code == 413:
+            return _problem(413, f"a report may be at most {MAX_REPORT_BYTES} bytes")
+        return _problem(exc.code or 400, exc.description or exc.name)
+
+    @app.errorhandler(sa.exc.DBAPIError)
+    def store_down(exc: sa.exc.DBAPIError) -> Response:
+        # The store is unreachable: a 503 makes the agent keep the report and send it later.
+        logger.error("device API: store error on %s: %s", request.path, exc.orig)
+        return _problem(503, "the gateway can't store reports just now; try again later")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # Logged with its traceback for us; the device gets a 4xx, never a 500 (see above).
+        logger.exception("device API: unexpected error on %s", request.path)
+        return _problem(400, "the request could not be processed")
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return app
+
+
+def mount(outer: WSGIApp, api: WSGIApp) -> WSGIApp:
+    """A WSGI app sending `/api/...` to `api` and everything else to `outer`."""
+
+    def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        target = api if path.startswith(PREFIX) else outer
+        return target(environ, start_response)
+
+    return dispatch
+
+
+__all__ = ["create_device_api", "mount"]

@@ -1,0 +1,281 @@
+"""Enrolled devices in the store: enrolment, tokens, reports and the inventory.
+
+A device enrols once with the school's enrolment secret and gets a token of its own,
+`<device_id>.<32 random bytes>`. Only the token's SHA-256 is stored: the token is random,
+so a fast hash is as good as a slow one, and a stolen database holds no usable token.
+
+A report is accepted only if it is newer than the last one accepted for the device, and the
+check is part of the UPDATE itself, so two copies arriving at once are stored once.
+A device that has not reported for `stale_days` counts as non-compliant.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from agent.report import DeviceReport
+from proxy_addons.store import Store
+from proxy_addons.store.schema import devices
+
+logger = logging.getLogger(__name__)
+
+FUTURE_SLACK = timedelta(minutes=10)  # device clocks drift; more than this is refused
+MAX_HOSTNAME = 253
+
+
+class EnrolError(ValueError):
+    """Enrolment refused; the message is safe to show the device."""
+
+
+class ReportRejected(ValueError):
+    """A report that is well-formed but can't be accepted (replayed, too far ahead)."""
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    hostname: str
+    enrolled_at: datetime
+    os_name: str | None
+    os_version: str | None
+    serial: str | None
+    agent_version: str | None
+    last_user: str | None
+    last_ips: tuple[str, ...]
+    last_macs: tuple[str, ...]
+    last_report_at: datetime | None
+    last_generated_at: datetime | None
+    reported_compliant: bool  # what the last report said
+    results: tuple[dict[str, Any], ...]
+    stale: bool  # no report within stale_days (or never)
+
+    @property
+    def compliant(self) -> bool:
+        """Compliant only with a fresh report whose checks all passed."""
+        return self.reported_compliant and not self.stale
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def read_secret(path: Path | None) -> bytes | None:
+    """The enrolment secret from its file (read on each use, so it can be changed)."""
+    if path is None:
+        return None
+    try:
+        value = path.read_bytes().strip()
+    except OSError as exc:
+        logger.error("enrolment secret file %s can't be read: %s", path, exc.strerror)
+        return None
+    return value or None
+
+
+def enrol(
+    store: Store, given: str, expected: bytes | None, hostname: str, now: datetime
+) -> tuple[str, str]:
+    """Enrol a device: returns (device_id, token); the token is shown once and never stored."""
+    if expected is None:
+        raise EnrolError("enrolment is not set up on this gateway")
+    if not hmac.compare_digest(given.encode(), expected):
+        raise EnrolError("the enrolment secret is wrong")
+    hostname = hostname.strip()
+    if not hostname or len(hostname) > MAX_HOSTNAME:
+        raise EnrolError(f"hostname should be text of 1 to {MAX_HOSTNAME} characters")
+    device_id = f"dev-{secrets.token_hex(8)}"
+    token = f"{device_id}.{secrets.token_urlsafe(32)}"
+    with store.begin() as conn:
+        conn.execute(
+            devices.insert().values(
+                device_id=device_id,
+                token_hash=hash_token(token),
+                enrolled_at=now,
+                hostname=hostname,
+                last_ips=[],
+                last_macs=[],
+                compliant=False,
+                results=[],
+            )
+        )
+    logger.info("device %s (%s) enrolled", device_id, hostname)
+    return device_id, token
+
+
+def verify_token(store: Store, token: str) -> str | None:
+    """The device id the token belongs to, or None; the hash comparison is constant-time."""
+    device_id, dot, _ = token.partition(".")
+    if not dot or not device_id or len(token) > 200:
+        return None
+    with store.connect() as conn:
+        stored = conn.execute(
+            sa.select(devices.c.token_hash).where(devices.c.device_id == device_id)
+        ).scalar_one_or_none()
+    if stored is None:
+        hmac.compare_digest(hash_token(token), "0" * 64)  # same work either way
+        return None
+    return device_id if hmac.compare_digest(hash_token(token), stored) else None
+
+
+def record_report(store: Store, report: DeviceReport, now: datetime) -> None:
+    """Store a report as the device's latest; ReportRejected if it is replayed or from ahead."""
+    if report.generated_at > now + FUTURE_SLACK:
+        raise ReportRejected("generated_at is more than 10 minutes in the future")
+    newer = sa.or_(
+        devices.c.last_generated_at.is_(None), devices.c.last_generated_at < report.generated_at
+    )
+    with store.begin() as conn:
+        done = conn.execute(
+            devices.update()
+            .where(devices.c.device_id == report.device_id, newer)
+            .values(
+                hostname=report.hostname,
+                os_name=report.os_name,
+                os_version=report.os_version,
+                serial=report.serial,
+                agent_version=report.agent_version,
+                last_user=report.user,
+                last_ips=list(report.ips),
+                last_macs=list(report.macs),
+                last_report_at=now,
+                last_generated_at=report.generated_at,
+                compliant=report.compliant,
+                results=[
+                    {"id": r.id, "status": r.status, "reason": r.reason, "evidence": r.evidence}
+                    for r in report.results
+                ],
+            )
+        )
+    if done.rowcount != 1:
+        raise ReportRejected("a report at least as new as this one was already accepted")
+
+
+def _device(row: sa.Row[Any], now: datetime, stale_days: int) -> Device:
+    last = row.last_report_at
+    return Device(
+        device_id=row.device_id,
+        hostname=row.hostname,
+        enrolled_at=row.enrolled_at,
+        os_name=row.os_name,
+        os_version=row.os_version,
+        serial=row.serial,
+        agent_version=row.agent_version,
+        last_user=row.last_user,
+        last_ips=tuple(row.last_ips or ()),
+        last_macs=tuple(row.last_macs or ()),
+        last_report_at=last,
+        last_generated_at=row.last_generated_at,
+        reported_compliant=bool(row.compliant),
+        results=tuple(row.results or ()),
+        stale=last is None or now - last > timedelta(days=stale_days),
+    )
+
+
+def list_devices(store: Store, now: datetime, stale_days: int) -> list[Device]:
+    """Every enrolled device, by hostname."""
+    with store.connect() as conn:
+        rows = conn.execute(sa.select(devices).order_by(devices.c.hostname, devices.c.device_id))
+        return [_device(row, now, stale_days) for row in rows]
+
+
+def get_device(store: Store, device_id: str, now: datetime, stale_days: int) -> Device | None:
+    with store.connect() as conn:
+        row = conn.execute(sa.select(devices).where(devices.c.device_id == device_id)).first()
+    return None if row is None else _device(row, now, stale_days)
+
+
+def stale_devices(store: Store, now: datetime, stale_days: int) -> list[Device]:
+    """Devices with no report within `stale_days`: non-compliant until they report again."""
+    return [d for d in list_devices(store, now, stale_days) if d.stale]
+
+
+def user_at(store: Store, ip: str, now: datetime, minutes: int) -> str | None:
+    """Who a recent report says is signed in on the device at `ip` (for identity)."""
+    since = now - timedelta(minutes=minutes)
+    for device in list_devices(store, now, stale_days=365):
+        if (
+            ip in device.last_ips
+            and device.last_report_at is not None
+            and device.last_report_at >= since
+        ):
+            return device.last_user
+    return None
+
+
+CSV_FIELDS = (
+    "device_id",
+    "hostname",
+    "os_name",
+    "os_version",
+    "serial",
+    "agent_version",
+    "last_user",
+    "ips",
+    "macs",
+    "last_report_at",
+    "compliant",
+    "stale",
+    "failing",
+)
+
+
+def failing(device: Device) -> list[str]:
+    """The checks of the last report that did not pass."""
+    return [str(r.get("id")) for r in device.results if r.get("status") != "pass"]
+
+
+def to_csv(found: list[Device]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_FIELDS)
+    for d in found:
+        writer.writerow(
+            _cell(v)
+            for v in [
+                d.device_id,
+                d.hostname,
+                d.os_name or "",
+                d.os_version or "",
+                d.serial or "",
+                d.agent_version or "",
+                d.last_user or "",
+                " ".join(d.last_ips),
+                " ".join(d.last_macs),
+                d.last_report_at.isoformat() if d.last_report_at else "",
+                "yes" if d.compliant else "no",
+                "yes" if d.stale else "no",
+                " ".join(failing(d)),
+            ]
+        )
+    return out.getvalue()
+
+
+def _cell(value: str) -> str:
+    """A cell a spreadsheet won't run as a formula (hostnames and user names come from devices)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+__all__ = [
+    "Device",
+    "EnrolError",
+    "ReportRejected",
+    "enrol",
+    "get_device",
+    "list_devices",
+    "read_secret",
+    "record_report",
+    "stale_devices",
+    "to_csv",
+    "user_at",
+    "verify_token",
+]
