@@ -27,6 +27,7 @@ from proxy_addons import audit, blockpage
 from proxy_addons.canonical import HostError, canonical_host, canonical_url, split_authority
 from proxy_addons.channels import notifier_from_policy
 from proxy_addons.decision import Decision, Identity, Reason, Request, decide, resolve_profile
+from proxy_addons.device_identity import DeviceIdentities
 from proxy_addons.directory_groups import DirectoryGroups
 from proxy_addons.policy import Action, Policy, UntrustedClients
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
@@ -79,6 +80,7 @@ class Filter:
         self.store: Store | None = None
         self.workflow: UnblockWorkflow | None = None
         self.unblock_watch: UnblockWatch | None = None
+        self.device_identities: DeviceIdentities | None = None
         self._connect_user: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
@@ -151,6 +153,10 @@ class Filter:
         runtime.on_reload = self._policy_changed
         self.unblock_watch = UnblockWatch(self.workflow)
         self.unblock_watch.start()
+        if self.device_identities is not None:
+            self.device_identities.stop()
+        self.device_identities = DeviceIdentities(store, self._policy)
+        self.device_identities.start()
         loaded = runtime.current
         assert loaded is not None
         auth = loaded.policy.authentication
@@ -173,6 +179,8 @@ class Filter:
             self.runtime.stop_watching()
         if self.unblock_watch is not None:
             self.unblock_watch.stop()
+        if self.device_identities is not None:
+            self.device_identities.stop()
 
     def _policy(self) -> Policy:
         return self._loaded().policy
@@ -205,7 +213,7 @@ class Filter:
         try:
             host = canonical_host(flow.request.host)
             self._connect_host[flow.client_conn] = host.name
-            identity = Identity(user, self.groups_of(user), _ip(flow.client_conn))
+            identity = self._identity(user, _ip(flow.client_conn))
             decision = self._decide(identity, Request(host))
         except Exception as exc:  # never fall open
             decision = self._failure(flow.request.host, exc)
@@ -237,7 +245,7 @@ class Filter:
             name = sni or (server[0] if server else "")
             host = canonical_host(name)
             user = self._connect_user.get(client)
-            identity = Identity(user, self.groups_of(user), _ip(client))
+            identity = self._identity(user, _ip(client))
             decision = self._decide(identity, Request(host))
             connect_host = self._connect_host.get(client)
             if (
@@ -300,13 +308,19 @@ class Filter:
         except HostError:
             return self._invalid(raw_host, flow)
         query = f"?{url.query}" if url.query else ""
-        identity = Identity(user, self.groups_of(user), _ip(flow.client_conn))
+        identity = self._identity(user, _ip(flow.client_conn))
         decision = self._decide(identity, Request(url.host, url.path + query, url.scheme))
         sni = flow.client_conn.sni
         if not decision.blocked and sni and req.scheme == "https":
             if registrable_domain(canonical_host(sni).name) != registrable_domain(url.host.name):
                 decision = _fronting(decision, sni)
         return decision
+
+    def _identity(self, user: str | None, ip: str | None) -> Identity:
+        """Proxy sign-in first; otherwise the user a fresh device report puts at this IP."""
+        if not user and self.device_identities is not None:
+            user = self.device_identities.user_at(ip)
+        return Identity(user, self.groups_of(user), ip)
 
     def groups_of(self, user: str | None) -> tuple[str, ...]:
         """A signed-in user's directory groups, for `identities.groups` (LDAP sign-in only).
@@ -391,7 +405,7 @@ class Filter:
     def profile_for(self, user: str | None, ip: str | None) -> str:
         """The profile a user or device is in (for the portal's pages)."""
         loaded = self._loaded()
-        return resolve_profile(loaded.policy, Identity(user, self.groups_of(user), ip))[0].name
+        return resolve_profile(loaded.policy, self._identity(user, ip))[0].name
 
 
 def runtime_policy(runtime: PolicyRuntime) -> Policy:

@@ -1,0 +1,66 @@
+"""Who is at which IP address, from the device agents' fresh reports.
+
+In transparent mode there is no proxy sign-in: a recent report saying which
+user is signed in on the device at an address lets the filter and the access
+log attribute that address's traffic to the user (for `devices.identity_minutes`).
+Read from the store every few seconds off the request path; the request path
+only looks in a dict.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from proxy_addons.devices import list_devices
+from proxy_addons.policy import Policy
+from proxy_addons.store import Store
+
+logger = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 5.0
+
+
+def users_by_ip(store: Store, now: datetime, minutes: int) -> dict[str, str]:
+    """IP -> signed-in user, from reports newer than `minutes` (newest report wins)."""
+    since = now - timedelta(minutes=minutes)
+    # Freshness is when the device saw that user signed in, not when the report arrived
+    # (a report kept in the agent's spool may be old).
+    fresh = [
+        d
+        for d in list_devices(store, now, stale_days=365)
+        if d.last_user and d.last_generated_at is not None and d.last_generated_at >= since
+    ]
+    fresh.sort(key=lambda d: d.last_generated_at or since)
+    return {ip: d.last_user for d in fresh for ip in d.last_ips if d.last_user}
+
+
+class DeviceIdentities:
+    def __init__(self, store: Store, policy: Callable[[], Policy]) -> None:
+        self.store = store
+        self.policy = policy
+        self.by_ip: dict[str, str] = {}
+        self._stop = threading.Event()
+
+    def user_at(self, ip: str | None) -> str | None:
+        return self.by_ip.get(ip) if ip else None
+
+    def refresh(self) -> None:
+        minutes = self.policy().devices.identity_minutes
+        self.by_ip = users_by_ip(self.store, datetime.now(UTC), minutes)
+
+    def start(self) -> None:
+        self.refresh()
+        threading.Thread(target=self._run, name="device-identities", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(REFRESH_SECONDS):
+            try:
+                self.refresh()
+            except Exception as exc:  # keep the last map; it only ever names users
+                logger.error("Could not read device reports from the store: %s", exc)

@@ -1,0 +1,68 @@
+"""Transparent-mode identity: a fresh device report's signed-in user and IP
+change the filtering decision for traffic from that IP (no proxy sign-in)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from agent.report import CheckResult, DeviceReport
+from proxy_addons.device_identity import users_by_ip
+from proxy_addons.devices import enrol, record_report
+from proxy_addons.store import Store, store_url
+from tests.conftest import Upstream, copy_policy, start_mitmdump
+from tests.test_gateway_e2e import body_and_status
+
+
+def _report(device_id: str, user: str, ip: str, at: datetime) -> DeviceReport:
+    return DeviceReport(
+        device_id=device_id,
+        hostname="suite-pc-07",
+        os_name="linux",
+        os_version="12",
+        agent_version="0.1.0",
+        generated_at=at,
+        results=(CheckResult("disk_encryption", "pass", "root is on LUKS"),),
+        user=user,
+        ips=(ip,),
+    )
+
+
+def test_a_fresh_report_attributes_the_ip_to_its_user(tmp_path: Path, upstream: Upstream) -> None:
+    policy = copy_policy(tmp_path)
+    (policy.parent / "enrol.secret").write_text("s3cret-enrol")
+    policy.write_text(
+        policy.read_text()
+        + "\ndevices:\n  enrolment_secret_file: enrol.secret\n  identity_minutes: 30\n"
+    )
+    gw = start_mitmdump(policy, tmp_path / "var", upstream)
+    try:
+        # Unknown client: the default (early_years) blocks games.
+        assert body_and_status(gw.curl("http://games.test/"))[1] == 403
+        store = Store.open(store_url(tmp_path / "var"))
+        now = datetime.now(UTC)
+        device_id, _token = enrol(store, "s3cret-enrol", b"s3cret-enrol", "suite-pc-07", now)
+        record_report(store, _report(device_id, "teacher", "127.0.0.1", now), now)
+        # teacher is staff in the policy: games are allowed for staff.
+        deadline = time.monotonic() + 15
+        while body_and_status(gw.curl("http://games.test/"))[1] != 200:
+            assert time.monotonic() < deadline, "the device report was not used"
+            time.sleep(0.2)
+        assert body_and_status(gw.curl("http://adult.test/"))[1] == 403  # still staff rules
+        store.dispose()
+    finally:
+        gw.stop()
+
+
+def test_only_fresh_reports_count_and_the_newest_wins(tmp_path: Path) -> None:
+    store = Store.open(store_url(tmp_path))
+    now = datetime.now(UTC)
+    old_id, _ = enrol(store, "x", b"x", "old-laptop", now)
+    new_id, _ = enrol(store, "x", b"x", "new-laptop", now)
+    record_report(store, _report(old_id, "pupil", "10.10.0.5", now - timedelta(minutes=45)), now)
+    assert users_by_ip(store, now, 30) == {}  # older than identity_minutes
+    record_report(store, _report(old_id, "pupil", "10.10.0.5", now - timedelta(minutes=5)), now)
+    record_report(store, _report(new_id, "teacher", "10.10.0.5", now - timedelta(minutes=1)), now)
+    assert users_by_ip(store, now, 30) == {"10.10.0.5": "teacher"}
+    store.dispose()
