@@ -36,6 +36,9 @@ REPEATED_BLOCKS = "repeated_blocks"
 CIRCUMVENTION = "circumvention"
 POLICY_RELOAD_FAILED = "policy_reload_failed"
 OUTBOX_STUCK = "outbox_stuck"
+# Device inventory events (technical; built in device_watch.py).
+DEVICE_NONCOMPLIANT = "device_noncompliant"
+DEVICE_STALE = "device_stale"
 
 # Category names that mean "a way round the filter"; a domain-fronting block counts too.
 CIRCUMVENTION_CATEGORIES = frozenset({"circumvention"})
@@ -71,6 +74,10 @@ LABELS = {
     "channel": "Channel",
     "waiting": "Alerts waiting",
     "oldest": "Oldest since",
+    "hostname": "Hostname",
+    "device_id": "Device id",
+    "checks": "Failing checks",
+    "last_report": "Last report",
 }
 
 

@@ -332,3 +332,59 @@ def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:
     dexp.add_argument("--format", choices=["csv"], default="csv")
     common(dexp)
     dev.set_defaults(func=cmd_devices)
+
+    # --- netwatch: `devices unknown` and `netwatch` (proxy_addons/netwatch.py) ---
+    unk = devsub.add_parser("unknown", help="devices seen on the network that never enrolled")
+    unk.add_argument("--since-days", type=int, default=7, help="seen within N days (default 7)")
+    common(unk)
+    unk.set_defaults(func=cmd_devices_unknown)
+    watch = sub.add_parser("netwatch", help="record devices seen on the network (ARP, DHCP)")
+    watch.add_argument("--interface", required=True, help="the school network's interface")
+    common(watch)
+    watch.set_defaults(func=cmd_netwatch)
+
+
+def cmd_devices_unknown(args: argparse.Namespace) -> int:
+    """`devices unknown`: MACs seen recently that no enrolled device reported."""
+    from proxy_addons.netwatch import unknown_devices
+
+    try:
+        policy, store = _open(args)
+    except PolicyError as exc:
+        print(f"schoolgate: {exc}", file=sys.stderr)
+        return 1
+    found = unknown_devices(store, datetime.now(UTC), args.since_days)
+    for d in found:
+        print(
+            f"{d.mac}  {d.ip or '-':<15} {(d.hostname or '-')[:30]:<30} "
+            f"{d.last_seen.astimezone(policy.timezone):%Y-%m-%d %H:%M}  {d.vendor_hint or ''}"
+        )
+    print(f"{len(found)} unknown devices seen in the last {args.since_days} days")
+    return 0
+
+
+def cmd_netwatch(args: argparse.Namespace) -> int:
+    """`netwatch --interface IFACE`: sniff ARP and DHCP until interrupted."""
+    import logging
+
+    from proxy_addons.netwatch import NetWatch
+
+    logging.basicConfig(level=logging.INFO)
+    try:
+        _, store = _open(args)
+    except PolicyError as exc:
+        print(f"schoolgate: {exc}", file=sys.stderr)
+        return 1
+    watch = NetWatch(store, args.interface)
+    watch.start()
+    try:
+        watch.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watch.stop()
+        store.dispose()
+    return 0
+
+
+# --- end netwatch ---

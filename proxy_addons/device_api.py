@@ -26,6 +26,13 @@ from werkzeug.exceptions import HTTPException
 
 from agent.report import MAX_REPORT_BYTES, ReportError, parse_report
 from proxy_addons import devices as dv
+from proxy_addons.device_watch import (
+    load_eol,
+    noncompliant_event,
+    raise_technical,
+    turned_noncompliant,
+    with_eol,
+)
 from proxy_addons.policy import Policy
 from proxy_addons.store import Store
 from proxy_addons.webapp import LoginThrottle
@@ -129,10 +136,20 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
             return _problem(400, exc.message, exc.field)
         if parsed.device_id != device_id:
             return _problem(403, "is not the device this token was issued to", "device_id")
+        # -- device watch: the gateway's OS end-of-life verdict, and an alert on failing --
+        now, current = clock(), policy()
+        parsed = with_eol(parsed, load_eol(current.devices.eol_file), now.date())
+        before = dv.get_device(store, device_id, now, current.devices.stale_days)
         try:
-            dv.record_report(store, parsed, clock())
+            dv.record_report(store, parsed, now)
         except dv.ReportRejected as exc:
             return _problem(409, str(exc), "generated_at")
+        if turned_noncompliant(before, parsed):
+            try:  # the report is stored: a 5xx now would only make the agent resend it
+                raise_technical(store, current, noncompliant_event(parsed, current, now))
+            except Exception:
+                logger.exception("device API: alert for %s not raised", device_id)
+        # -- end device watch --
         logger.info("report from %s: compliant=%s", device_id, parsed.compliant)
         return _answer(202, accepted=True, compliant=parsed.compliant)
 

@@ -28,6 +28,7 @@ from proxy_addons.canonical import HostError, canonical_host, canonical_url, spl
 from proxy_addons.channels import notifier_from_policy
 from proxy_addons.decision import Decision, Identity, Reason, Request, decide, resolve_profile
 from proxy_addons.device_identity import DeviceIdentities
+from proxy_addons.device_watch import StaleSweep
 from proxy_addons.directory_groups import DirectoryGroups
 from proxy_addons.policy import Action, Policy, UntrustedClients
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
@@ -81,6 +82,7 @@ class Filter:
         self.workflow: UnblockWorkflow | None = None
         self.unblock_watch: UnblockWatch | None = None
         self.device_identities: DeviceIdentities | None = None
+        self.stale_sweep: StaleSweep | None = None  # device_watch: alerts on silent devices
         self._connect_user: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
@@ -157,6 +159,11 @@ class Filter:
             self.device_identities.stop()
         self.device_identities = DeviceIdentities(store, self._policy)
         self.device_identities.start()
+        # device_watch: here because the gateway runs under `make run` and in production.
+        if self.stale_sweep is not None:
+            self.stale_sweep.stop()
+        self.stale_sweep = StaleSweep(store, self._policy)
+        self.stale_sweep.start()
         loaded = runtime.current
         assert loaded is not None
         auth = loaded.policy.authentication
@@ -181,6 +188,8 @@ class Filter:
             self.unblock_watch.stop()
         if self.device_identities is not None:
             self.device_identities.stop()
+        if self.stale_sweep is not None:
+            self.stale_sweep.stop()
 
     def _policy(self) -> Policy:
         return self._loaded().policy

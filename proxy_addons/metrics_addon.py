@@ -26,7 +26,9 @@ from prometheus_client import start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from proxy_addons import devices as dv
 from proxy_addons import metrics
+from proxy_addons.device_watch import device_counts
 from proxy_addons.filtering import METADATA_KEY, Filter
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyRuntime
 from proxy_addons.refuse_layer import RefuseLayer
@@ -73,6 +75,7 @@ class GatewayCollector(Collector):
         tier = loaded.policy.illegal
         illegal.add_metric([], len(tier.exact) + len(tier.prefixes))
         yield illegal
+        yield from _device_families(gate, loaded.policy.devices.stale_days)
 
     @staticmethod
     def _families() -> tuple[
@@ -109,6 +112,37 @@ class GatewayCollector(Collector):
                 "Entries in the illegal tier (exact URLs and prefixes) in force.",
             ),
         )
+
+
+def _device_families(gate: Filter, stale_days: int) -> Iterable[Metric]:
+    """Enrolled devices by compliance and their checks by status (device_watch).
+
+    Counts only: no device, host or user label, so one series per state, not per pupil.
+    """
+    if gate.store is None:
+        return
+    try:
+        found = dv.list_devices(gate.store, datetime.now(UTC), stale_days)
+    except Exception as exc:  # the store is down: leave the gauges out, keep the rest
+        logger.warning("Metrics: cannot count devices: %s", exc)
+        return
+    compliance, checks = device_counts(found)
+    by_state = GaugeMetricFamily(
+        "schoolgate_devices",
+        "Enrolled devices: compliant, non_compliant (last report failed) or stale (silent).",
+        labels=["compliance"],
+    )
+    for state, count in sorted(compliance.items()):
+        by_state.add_metric([state], count)
+    yield by_state
+    by_check = GaugeMetricFamily(
+        "schoolgate_device_checks",
+        "Checks in devices' last reports, by check and status (pass, fail, unknown).",
+        labels=["check", "status"],
+    )
+    for (check, status), count in sorted(checks.items()):
+        by_check.add_metric([check, status], count)
+    yield by_check
 
 
 class Metrics:

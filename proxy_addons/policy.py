@@ -215,6 +215,8 @@ class Devices:
     enrolment_secret_file: Path | None = None
     stale_days: int = 7  # no report for this many days is itself non-compliant
     identity_minutes: int = 30  # a report's user and addresses are believed this long
+    # The OS end-of-life table (policies/os-eol.yaml); none leaves the devices' verdicts.
+    eol_file: Path | None = None
 
 
 @dataclass(frozen=True)

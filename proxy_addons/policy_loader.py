@@ -879,7 +879,7 @@ def _monitoring(
 
 def _devices(ck: _Checker, raw: Any, where: Where) -> Devices:
     """The `devices:` section: enrolment secret file, staleness and identity windows."""
-    keys = ["enrolment_secret_file", "stale_days", "identity_minutes"]
+    keys = ["enrolment_secret_file", "stale_days", "identity_minutes", "eol_file"]
     m = ck.mapping(raw, where, "devices", keys)
     if m is None:
         return Devices()
@@ -900,8 +900,18 @@ def _devices(ck: _Checker, raw: Any, where: Where) -> Devices:
         if secret is not None and not secret.is_file():
             ck.fail(at, f"enrolment_secret_file '{text}' does not exist (looked for {secret})")
             secret = None
+    eol = None
+    if m.get("eol_file") is not None:
+        # The OS end-of-life table; like the secret, read when used (a report arrives).
+        at = m.at("eol_file")
+        text = ck.text(m["eol_file"], at, "eol_file")
+        eol = (ck.base / text).resolve() if text else None
+        if eol is not None and not eol.is_file():
+            ck.fail(at, f"eol_file '{text}' does not exist (looked for {eol})")
+            eol = None
     return Devices(
         enrolment_secret_file=secret,
+        eol_file=eol,
         stale_days=whole("stale_days", 7, 1, 365),
         identity_minutes=whole("identity_minutes", 30, 1, 1440),
     )

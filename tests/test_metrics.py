@@ -42,6 +42,7 @@ USERS = {"teacher": "t-pass", "pupil": "p-pass"}
 HOSTS = ("plain.test", "chatter.test", "bank.test", "illegal.test", "lesson-site.test")
 PRIVATE = (*USERS, *USERS.values(), *HOSTS, "127.0.0.1", "localhost")
 ALLOWED_LABELS = {"profile", "category", "outcome", "reason", "stage", "channel", "le"}
+ALLOWED_LABELS |= {"compliance", "check", "status"}  # device gauges (device_watch)
 # Series Prometheus makes for each target itself, not the gateway.
 SCRAPE_SERIES = {"up"}
 

@@ -224,6 +224,18 @@ devices = sa.Table(
     sa.Column("results", sa.JSON, nullable=False),  # list of check results
 )
 
+seen_devices = sa.Table(
+    "seen_devices",
+    metadata,
+    # Every MAC the gateway has seen on the network (ARP, DHCP); see proxy_addons/netwatch.py.
+    sa.Column("mac", sa.String(17), primary_key=True),  # lower case, colon-separated
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("hostname", sa.String(253), nullable=True),  # DHCP option 12, when sent
+    sa.Column("vendor_hint", sa.String(100), nullable=True),
+    _when("first_seen", nullable=False),
+    _when("last_seen", nullable=False),
+)
+
 __all__ = [
     "GENESIS_HASH",
     "UTCDateTime",
@@ -235,5 +247,6 @@ __all__ = [
     "devices",
     "metadata",
     "reports",
+    "seen_devices",
     "unblocks",
 ]

@@ -1,0 +1,287 @@
+"""Watching enrolled devices from the gateway: OS end of life, alerts and device gauges.
+
+End-of-life dates live on the gateway (policies/os-eol.yaml), not on devices, so one edit
+there changes every device's verdict at its next report. Alerts about devices are technical
+events for the IT provider: they name the device (hostname and id) and the failing checks,
+never the signed-in user. They go through the durable outbox, whose workers in the gateway
+deliver them (rows written by another process are picked up on the workers' idle poll).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from agent.checks import version_tuple
+from agent.report import CheckResult, DeviceReport
+from proxy_addons import devices as dv
+from proxy_addons.alert_outbox import AlertOutbox
+from proxy_addons.alerts import DEVICE_NONCOMPLIANT, DEVICE_STALE, Audience, Event, routes
+from proxy_addons.policy import Policy
+from proxy_addons.store import Store
+
+logger = logging.getLogger(__name__)
+
+OS_CHECK = "os_supported"
+SWEEP_SECONDS = 300.0
+
+
+# -- end of life -----------------------------------------------------------------------------
+
+
+def load_eol(path: Path | None) -> dict[str, date]:
+    """The EOL table: "<os id> <version>" -> last day of support; empty without a file.
+
+    Read on each report (it is small), so an edit needs no restart; a broken file is logged
+    and treated as empty, which leaves the devices' own verdicts in place.
+    """
+    if path is None:
+        return {}
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        logger.error("OS end-of-life table %s can't be read: %s", path, exc)
+        return {}
+    table = raw.get("eol") if isinstance(raw, dict) else None
+    out: dict[str, date] = {}
+    for os_id, releases in (table or {}).items():
+        for version, until in (releases or {}).items():
+            try:
+                out[f"{str(os_id).lower()} {version}"] = (
+                    until if isinstance(until, date) else date.fromisoformat(str(until))
+                )
+            except ValueError:
+                logger.error("OS end-of-life table %s: %s %s is not a date", path, os_id, version)
+    return out
+
+
+def _os_id_and_version(report: DeviceReport) -> tuple[str, str]:
+    if report.os_release:
+        os_id, _, version = report.os_release.strip().partition(" ")
+        return os_id.lower(), version.strip() or report.os_version
+    if report.os_name in ("macos", "windows"):
+        return report.os_name, report.os_version
+    return "", report.os_version  # a Linux report without its distribution
+
+
+def os_verdict(eol: Mapping[str, date], report: DeviceReport, today: date) -> CheckResult:
+    """Whether the report's OS release is still supported, by the gateway's table.
+
+    The longest matching entry wins ("windows 10.0.19045" over "windows 10"); a release
+    the table doesn't know stays unknown, which never counts as compliant.
+    """
+    os_id, version = _os_id_and_version(report)
+    evidence: dict[str, Any] = {"os": os_id, "version": version, "source": "gateway"}
+    have = version_tuple(version)
+    if not os_id or have is None:
+        return CheckResult(
+            OS_CHECK, "unknown", "The OS name and version were not reported.", evidence
+        )
+    best: tuple[tuple[int, ...], str, date] | None = None
+    for key, until in eol.items():
+        name, _, eol_version = key.partition(" ")
+        want = version_tuple(eol_version)
+        if name != os_id or want is None or have[: len(want)] != want:
+            continue
+        if best is None or len(want) > len(best[0]):
+            best = (want, key, until)
+    if best is None:
+        reason = f"{os_id} {version} is not in the gateway's end-of-life table."
+        return CheckResult(OS_CHECK, "unknown", reason, evidence)
+    _, key, until = best
+    evidence.update(eol=until.isoformat(), entry=key)
+    if today > until:
+        reason = f"{os_id} {version} reached end of support on {until.isoformat()}."
+        return CheckResult(OS_CHECK, "fail", reason, evidence)
+    reason = f"{os_id} {version} is supported until {until.isoformat()}."
+    return CheckResult(OS_CHECK, "pass", reason, evidence)
+
+
+def with_eol(report: DeviceReport, eol: Mapping[str, date], today: date) -> DeviceReport:
+    """The report with the gateway's OS verdict in place of the device's, unless the device
+    already failed it (below the minimum version). Without a table, the report as sent."""
+    if not eol:
+        return report
+    verdict = os_verdict(eol, report, today)
+    results = [r for r in report.results if r.id != OS_CHECK]
+    sent = next((r for r in report.results if r.id == OS_CHECK), None)
+    results.append(sent if sent is not None and sent.status == "fail" else verdict)
+    return dataclasses.replace(report, results=tuple(results))
+
+
+# -- alerts ----------------------------------------------------------------------------------
+
+
+def _failing(report: DeviceReport) -> list[str]:
+    return sorted(r.id for r in report.results if r.status != "pass")
+
+
+def _local(tz: ZoneInfo, at: datetime) -> str:
+    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def noncompliant_event(report: DeviceReport, policy: Policy, at: datetime) -> Event:
+    """A device's report failed checks: which ones, and which device (never its user)."""
+    failing = _failing(report) or ["no checks reported"]
+    return Event(
+        kind=DEVICE_NONCOMPLIANT,
+        severity=3,
+        audience=Audience.TECHNICAL,
+        summary=f"Device {report.hostname} is not compliant",
+        fields={
+            "hostname": report.hostname,
+            "device_id": report.device_id,
+            "checks": ", ".join(failing),
+            "time": _local(policy.timezone, at),
+        },
+        fold_key=f"{DEVICE_NONCOMPLIANT}|{report.device_id}|{','.join(failing)}",
+        at=at,
+        timezone=policy.timezone.key,
+    )
+
+
+def stale_event(device: dv.Device, policy: Policy, at: datetime) -> Event:
+    """A device has stopped reporting: it counts as non-compliant until it reports again."""
+    last = _local(policy.timezone, device.last_report_at) if device.last_report_at else "never"
+    return Event(
+        kind=DEVICE_STALE,
+        severity=3,
+        audience=Audience.TECHNICAL,
+        summary=f"Device {device.hostname} has not reported for {policy.devices.stale_days} days",
+        fields={
+            "hostname": device.hostname,
+            "device_id": device.device_id,
+            "last_report": last,
+            "time": _local(policy.timezone, at),
+        },
+        fold_key=f"{DEVICE_STALE}|{device.device_id}|{last}",
+        at=at,
+        timezone=policy.timezone.key,
+    )
+
+
+def raise_technical(store: Store, policy: Policy, event: Event) -> int:
+    """Store `event` in the outbox for the technical channels; returns the rows written."""
+    # Here, not at the top: alerting imports filtering, which starts the sweep.
+    from proxy_addons.alerting import configured_channels
+
+    chosen = routes(event, policy, configured_channels(policy))
+    logger.info(
+        "Alert raised: %s for %s to %s",
+        event.kind,
+        event.fields.get("device_id", "?"),
+        ", ".join(r.channel for r in chosen) or "nobody (no channel configured)",
+    )
+    return len(AlertOutbox(store).enqueue(event, chosen, policy.monitoring.fold_minutes))
+
+
+def turned_noncompliant(before: dv.Device | None, report: DeviceReport) -> bool:
+    """Worth an alert: the report fails a check the device's previous report did not."""
+    if report.compliant:
+        return False
+    earlier = set(dv.failing(before)) if before and before.last_report_at else set()
+    now_failing = set(_failing(report)) or {""}
+    return not now_failing <= earlier
+
+
+class StaleSweep:
+    """Raises each stale device once, until it reports again (then it may go stale anew).
+
+    What was raised is kept in memory, keyed by the device's last report, so a restart can
+    raise a still-stale device once more (the outbox folds it if within the fold window).
+    A device that never reported is left alone for `stale_days` after enrolment.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        policy: Callable[[], Policy],
+        interval: float = SWEEP_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store, self.policy, self.interval, self.clock = store, policy, interval, clock
+        self._raised: set[tuple[str, datetime | None]] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self) -> int:
+        """One pass; returns how many devices were raised."""
+        policy, now = self.policy(), self.clock()
+        days = policy.devices.stale_days
+        stale = [
+            d
+            for d in dv.stale_devices(self.store, now, days)
+            if d.last_report_at is not None or now - d.enrolled_at > timedelta(days=days)
+        ]
+        keys = {(d.device_id, d.last_report_at) for d in stale}
+        self._raised &= keys  # a device that reported since may be raised again later
+        raised = 0
+        for device in stale:
+            key = (device.device_id, device.last_report_at)
+            if key in self._raised:
+                continue
+            raise_technical(self.store, policy, stale_event(device, policy, now))
+            self._raised.add(key)
+            raised += 1
+        return raised
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="device-stale", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sweep()
+            except Exception:
+                logger.exception("Stale-device sweep failed; trying again later")
+            self._stop.wait(self.interval)
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def device_counts(
+    found: Iterable[dv.Device],
+) -> tuple[Counter[str], Counter[tuple[str, str]]]:
+    """Devices by compliance (stale first, then the last report) and checks by status."""
+    compliance: Counter[str] = Counter({"compliant": 0, "non_compliant": 0, "stale": 0})
+    checks: Counter[tuple[str, str]] = Counter()
+    for device in found:
+        if device.stale:
+            compliance["stale"] += 1
+        else:
+            compliance["compliant" if device.compliant else "non_compliant"] += 1
+        for result in device.results:
+            checks[(str(result.get("id")), str(result.get("status")))] += 1
+    return compliance, checks
+
+
+__all__ = [
+    "StaleSweep",
+    "device_counts",
+    "load_eol",
+    "noncompliant_event",
+    "os_verdict",
+    "raise_technical",
+    "stale_event",
+    "turned_noncompliant",
+    "with_eol",
+]
