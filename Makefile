@@ -10,12 +10,18 @@ FIND_PYTHON = for c in python3.13 python3.12 python3 \
 	  if $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then \
 	    command -v $$c || echo $$c; exit 0; fi; done; exit 1
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-system lint bench clean
 run: $(STAMP)
 	$(VENV)/bin/schoolgate run
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Slow tests of the whole system, as root: deploy/install.sh in a clean Debian
+# root made by debootstrap (cached in var/system-test/), and others named
+# tests/test_system_*.py. `make test` skips them.
+test-system: $(STAMP)
+	SCHOOLGATE_SYSTEM_TESTS=1 $(PY) -m pytest -q -s -p no:cacheprovider $(wildcard tests/test_system_*.py)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check proxy_addons agent tests bench

@@ -93,6 +93,10 @@ def parser() -> argparse.ArgumentParser:
     from agent.client_cli import add_parsers
 
     add_parsers(sub, build=lambda: build_report(SystemRunner("/"), current_platform()).to_json())
+    # checks: the termly filtering check over this device's network path (agent/filter_checks.py).
+    from agent.filter_checks import add_parser as add_filter_checks
+
+    add_filter_checks(sub)
     return p
 
 

@@ -106,11 +106,23 @@ class Client:
 
     # -- enrolling -------------------------------------------------------------------------
 
-    def enrol(self, secret: str, hostname: str) -> str:
-        """Enrol with the school's secret; keep the token (0600) and return the device id."""
-        body = json.dumps({"secret": secret, "hostname": hostname}).encode()
+    def enrol(self, secret: str, hostname: str, device_id: str | None = None) -> str:
+        """Enrol with the school's secret; keep the token (0600) and return the device id.
+
+        With `device_id`, enrol again under that id (after the gateway revoked it, or to
+        change the token: the current one, if kept here, is sent to prove it is this device).
+        """
+        request: dict[str, Any] = {"secret": secret, "hostname": hostname}
+        current = None
+        if device_id is not None:
+            request["device_id"] = device_id
+            try:
+                current = self._token() if self.device_id == device_id else None
+            except ClientError:
+                current = None
+        body = json.dumps(request).encode()
         try:
-            status, answer = self._post("/api/v1/enrol", body)
+            status, answer = self._post("/api/v1/enrol", body, current)
         except (urllib.error.URLError, OSError) as exc:
             raise ClientError(f"can't reach the gateway {self.gateway}: {_reason(exc)}") from exc
         if status != 201:

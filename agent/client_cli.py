@@ -34,7 +34,9 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         return 1
     client = Client(Path(args.state), args.gateway, Path(args.ca))
     try:
-        device_id = client.enrol(secret, args.hostname or socket.gethostname())
+        device_id = client.enrol(
+            secret, args.hostname or socket.gethostname(), device_id=args.device_id
+        )
     except ClientError as exc:
         print(f"agent: {exc}", file=sys.stderr)
         return 1
@@ -110,6 +112,9 @@ def add_parsers(
     enrol.add_argument("--ca", required=True, help="the gateway's CA certificate (PEM): pinned")
     enrol.add_argument("--secret-file", required=True, help="file with the secret, or - (stdin)")
     enrol.add_argument("--hostname", help="default: this machine's name")
+    enrol.add_argument(
+        "--device-id", help="enrol again under this id (revoked, or to change the token)"
+    )
     enrol.add_argument("--state", default=DEFAULT_STATE)
     enrol.set_defaults(func=cmd_enrol)
 
@@ -124,6 +129,7 @@ def add_parsers(
     run.add_argument("--state", default=DEFAULT_STATE)
     run.add_argument("--check-minutes", type=float, default=5.0)
     run.add_argument("--report-minutes", type=float, default=15.0)
+    run.add_argument("--once", action="store_true", help="check and report once, then stop")
 
     def cmd_run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -137,6 +143,7 @@ def add_parsers(
                 build,
                 check_every=args.check_minutes * 60,
                 report_every=args.report_minutes * 60,
+                rounds=1 if args.once else None,
             )
         except KeyboardInterrupt:
             pass

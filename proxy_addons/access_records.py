@@ -62,6 +62,7 @@ _LIMITS = {
     "unblock_id": 20,
     "reference": 32,
     "stage": 10,
+    "enforced": 100,
 }
 
 
@@ -88,6 +89,7 @@ class AccessRecord:
     unblock_id: str | None
     reference: str | None  # the reference on the block page
     stage: str  # connect | tls | request
+    enforced: str | None = None  # safe search enforced on an allowed request (how)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form: the time in ISO 8601 UTC, every field present."""
@@ -163,6 +165,7 @@ def build(
         unblock_id=_clip(decision.get("unblock_id"), "unblock_id"),
         reference=_clip(decision.get("reference"), "reference"),
         stage=_clip(decision.get("stage"), "stage") or "request",
+        enforced=_clip(decision.get("enforced"), "enforced"),
     )
 
 

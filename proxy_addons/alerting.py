@@ -43,6 +43,7 @@ from proxy_addons.alerts import (
     routes,
 )
 from proxy_addons.channels import notifier_from_policy
+from proxy_addons.check_probes import PROBE_MARK
 from proxy_addons.filtering import METADATA_KEY, Filter
 from proxy_addons.notify import (
     IncomingWebhookSettings,
@@ -230,8 +231,10 @@ class Alerting:
         self, record: dict[str, Any], path: str | None, at: datetime, navigation: bool = True
     ) -> None:
         loaded = self._runtime.current if self._runtime else None
-        if loaded is None or self.pseudonym is None:
-            return
+        if loaded is None or self.pseudonym is None or record.get("identified_by") == "check":
+            return  # a termly check's canaries are no one's doing (check_identity.py)
+        if record.get(PROBE_MARK):
+            return  # nor a browser check's (check_marker.py)
         policy = loaded.policy
         term = None
         if path is not None and record.get("reason") != "illegal":
@@ -299,6 +302,8 @@ class Alerting:
             or record.get("stage") != "request"
             or record.get("action") != "allow"
             or record.get("reason") == "portal"
+            or record.get("identified_by") == "check"  # a termly check (check_identity.py)
+            or record.get(PROBE_MARK)  # a browser check's test URL (check_marker.py)
             or not 200 <= response.status_code < 300
             or response.raw_content is None
             or "text/html" not in response.headers.get("content-type", "").lower()

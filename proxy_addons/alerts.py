@@ -39,6 +39,7 @@ OUTBOX_STUCK = "outbox_stuck"
 # Device inventory events (technical; built in device_watch.py).
 DEVICE_NONCOMPLIANT = "device_noncompliant"
 DEVICE_STALE = "device_stale"
+DEVICE_UNKNOWN = "device_unknown"  # a MAC on the network no enrolled device reported
 
 # Category names that mean "a way round the filter"; a domain-fronting block counts too.
 CIRCUMVENTION_CATEGORIES = frozenset({"circumvention"})
@@ -49,7 +50,9 @@ SAFEGUARDING_CHANNELS: tuple[str, ...] = ("email", "webhook", "teams", "slack")
 TECHNICAL_CHANNELS: tuple[str, ...] = ("email", "webhook", "syslog")
 
 # Blocks that say something about what a person tried to do (not a broken URL or an outage).
-_MEANINGFUL_BLOCKS = frozenset({"illegal", "rule", "default", "bare_ip", "fronting"})
+_MEANINGFUL_BLOCKS = frozenset(
+    {"illegal", "rule", "default", "bare_ip", "fronting", "circumvention", "safe_search"}
+)
 
 LABELS = {
     "user": "User",
@@ -63,6 +66,7 @@ LABELS = {
     "category": "Category",
     "phrase": "Matched phrase",
     "matched": "Text matched",
+    "score": "Content score",  # content_filter.py: a page blocked for what it says
     "list": "List",
     "attempts": "Attempts",
     "sites": "Sites",
@@ -78,6 +82,10 @@ LABELS = {
     "device_id": "Device id",
     "checks": "Failing checks",
     "last_report": "Last report",
+    "mac": "MAC address",
+    "ip": "IP address",
+    "vendor": "Vendor hint",
+    "first_seen": "First seen",
 }
 
 
@@ -329,7 +337,9 @@ def events_for_decision(
                 audience=Audience.TECHNICAL,
                 summary=f"Circumvention attempt blocked: {how}",
                 fields=fields,
-                fold_key=f"{CIRCUMVENTION}|{device}|{category or reason}",
+                # Built-in checks name their kind (circumvention_addon.py): DoH, Tor, tunnel ...
+                fold_key=f"{CIRCUMVENTION}|{device}|"
+                f"{record.get('circumvention') or category or reason}",
                 at=at,
                 timezone=tz.key,
             )

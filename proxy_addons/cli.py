@@ -28,6 +28,18 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.workers != 1 and args.worker_index is None:
+        from proxy_addons.cli_workers import run_supervised
+
+        return run_supervised(args)
+    if args.worker_index is not None:
+        from proxy_addons.workers import enable_reuse_port
+
+        enable_reuse_port()
+    return _run_gateway(args)
+
+
+def _run_gateway(args: argparse.Namespace) -> int:
     from mitmproxy import exceptions, options
     from mitmproxy.tools.dump import DumpMaster
 
@@ -38,7 +50,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         return _fail(f"Schoolgate cannot start: {exc}")
     var = Path(args.var)
-    (var / "ca").mkdir(parents=True, exist_ok=True)
+    from proxy_addons import school_ca
+
+    if school_ca.ensure(var / "ca", policy.school):  # a CA named for the school, not "mitmproxy"
+        print(f"Created the school's CA in {var / 'ca'} (schoolgate ca show)", flush=True)
     settings: dict[str, object] = {
         "listen_host": args.listen_host,
         "listen_port": args.listen_port,
@@ -134,6 +149,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = json.loads(path.read_text())
     alive = _pid_alive(int(status.get("pid", 0)))
     print(f"gateway:   {'running' if alive else 'not running'} (pid {status.get('pid')})")
+    from proxy_addons.workers import read_state
+
+    workers = read_state(Path(args.var) / "run" / "workers.json")
+    if workers:
+        for w in workers["workers"]:
+            state = "running" if _pid_alive(int(w["pid"] or 0)) else "not running"
+            print(f"worker {w['index']}:  {state} (pid {w['pid']}, {w['restarts']} restarts)")
     print(f"school:    {status.get('school')}")
     print(f"policy:    {status.get('policy')} (in force since {status.get('loaded_at')})")
     profiles = ", ".join(status["profiles"])
@@ -172,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--listen-host", default="127.0.0.1")
     run.add_argument("--listen-port", type=int, default=8080)
     run.add_argument("--set", action="append", metavar="OPTION=VALUE", help="a mitmproxy option")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("SCHOOLGATE_WORKERS", "1")),
+        help="gateway processes sharing the listening port (one per core)",
+    )
+    run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
     policy = sub.add_parser("policy", help="check or explain a policy").add_subparsers(
@@ -196,11 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
     from proxy_addons.cli_workflow import add_parsers
 
     add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)
+    from proxy_addons import cli_backup, cli_ca
+
+    cli_ca.add_parsers(sub, DEFAULT_VAR)
+    cli_backup.add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)
+    from proxy_addons import cli_checks
+
+    cli_checks.add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)  # termly filtering checks
+    from proxy_addons import cli_doctor, cli_lists
+
+    cli_doctor.add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)  # doctor, store upgrade
+    cli_lists.add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)  # lists update
 
     web = sub.add_parser("web", help="run the admin web app (unblock approvals) and the device API")
     web.add_argument("--policy", default=DEFAULT_POLICY)
     web.add_argument("--var", default=DEFAULT_VAR)
-    web.add_argument("--dsn", default=None)
+    web.add_argument("--dsn", default=os.environ.get("SCHOOLGATE_DSN") or None)
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8081)
     web.add_argument("--cert", help="TLS certificate (PEM) to serve HTTPS directly")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -208,6 +210,17 @@ def cmd_devices(args: argparse.Namespace) -> int:
     def when(at: datetime | None) -> str:
         return f"{at.astimezone(tz):%Y-%m-%d %H:%M}" if at else "never"
 
+    if args.devices_command == "revoke":
+        try:
+            gone = dv.revoke(store, args.id, args.as_user, args.reason or "", now)
+        except KeyError:
+            print(f"schoolgate: no device {args.id}", file=sys.stderr)
+            return 1
+        except ValueError as exc:
+            print(f"schoolgate: {exc}", file=sys.stderr)
+            return 1
+        print(f"{gone.device_id} ({gone.hostname}) revoked: its token is refused from now on")
+        return 0
     if args.devices_command == "show":
         d = dv.get_device(store, args.id, now, days)
         if d is None:
@@ -220,8 +233,12 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print(f"  enrolled: {when(d.enrolled_at)}  last report: {when(d.last_report_at)}")
         stale = f" (no report for over {days} days)" if d.stale else ""
         print(f"  compliant: {'yes' if d.compliant else 'no'}{stale}")
+        if d.revoked:
+            print(f"  revoked: {when(d.revoked_at)} by {d.revoked_by}")
         for r in d.results:
             print(f"  - {r.get('id')}: {r.get('status')}: {r.get('reason')}")
+            for key, value in (r.get("evidence") or {}).items():
+                print(f"      {key}: {json.dumps(value, ensure_ascii=False)[:200]}")
         return 0
     found = dv.list_devices(store, now, days)
     if args.devices_command == "export":
@@ -229,6 +246,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
         return 0
     for d in found:
         state = "compliant" if d.compliant else "stale" if d.stale else "NON-COMPLIANT"
+        state = "revoked" if d.revoked else state
         print(
             f"{d.device_id:<20} {d.hostname[:30]:<30} {state:<13} "
             f"{d.last_user or '-':<20} {when(d.last_report_at)}"
@@ -241,7 +259,11 @@ def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--policy", default=policy)
         p.add_argument("--var", default=var)
-        p.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: SQLite under --var)")
+        p.add_argument(
+            "--dsn",
+            default=os.environ.get("SCHOOLGATE_DSN") or None,
+            help="PostgreSQL DSN (default: SCHOOLGATE_DSN, else SQLite under --var)",
+        )
 
     unblock = sub.add_parser("unblock", help="temporary educational unblocks")
     usub = unblock.add_subparsers(dest="unblock_command", required=True)
@@ -328,6 +350,11 @@ def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:
     show = devsub.add_parser("show", help="one device's last report")
     show.add_argument("id")
     common(show)
+    rev = devsub.add_parser("revoke", help="refuse a device's token until it enrols again")
+    rev.add_argument("id")
+    rev.add_argument("--as", dest="as_user", required=True, help="who revokes it (audited)")
+    rev.add_argument("--reason")
+    common(rev)
     dexp = devsub.add_parser("export", help="the inventory as CSV")
     dexp.add_argument("--format", choices=["csv"], default="csv")
     common(dexp)
@@ -338,8 +365,15 @@ def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:
     unk.add_argument("--since-days", type=int, default=7, help="seen within N days (default 7)")
     common(unk)
     unk.set_defaults(func=cmd_devices_unknown)
-    watch = sub.add_parser("netwatch", help="record devices seen on the network (ARP, DHCP)")
+    watch = sub.add_parser(
+        "netwatch", help="record devices seen on the network (ARP, DHCP) and circumvention"
+    )
     watch.add_argument("--interface", required=True, help="the school network's interface")
+    watch.add_argument(
+        "--no-circumvention",
+        action="store_true",
+        help="only ARP and DHCP: don't look for outside DNS, DoT, VPNs and QUIC",
+    )
     common(watch)
     watch.set_defaults(func=cmd_netwatch)
 
@@ -367,15 +401,19 @@ def cmd_netwatch(args: argparse.Namespace) -> int:
     """`netwatch --interface IFACE`: sniff ARP and DHCP until interrupted."""
     import logging
 
+    from proxy_addons.circumvention_watch import CircumventionWatch
     from proxy_addons.netwatch import NetWatch
+    from proxy_addons.webapp import PolicyFile
 
     logging.basicConfig(level=logging.INFO)
     try:
         _, store = _open(args)
+        policy = PolicyFile(Path(args.policy))  # re-read on edits (school_resolvers)
     except PolicyError as exc:
         print(f"schoolgate: {exc}", file=sys.stderr)
         return 1
-    watch = NetWatch(store, args.interface)
+    circumvention = None if args.no_circumvention else CircumventionWatch(store, policy)
+    watch = NetWatch(store, args.interface, circumvention)
     watch.start()
     try:
         watch.join()

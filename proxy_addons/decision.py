@@ -30,6 +30,8 @@ class Reason(enum.Enum):
     FRONTING = "fronting"  # TLS name and Host header name different sites
     INVALID = "invalid"  # a host no browser would accept
     UNAVAILABLE = "unavailable"  # no policy in force: fail closed
+    CIRCUMVENTION = "circumvention"  # a way round the filter (circumvention_addon.py)
+    SAFE_SEARCH = "safe_search"  # a search engine that cannot be made safe (safe_search.py)
 
 
 class IndexLookup(Protocol):
@@ -45,6 +47,7 @@ class Identity:
     user: str | None = None
     groups: tuple[str, ...] = ()
     ip: str | None = None
+    check_profile: str | None = None  # a termly check run from the gateway (check_identity.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,8 @@ class Decision:
 def resolve_profile(policy: Policy, identity: Identity) -> tuple[Profile, str]:
     """User mapping, then directory group, then network, then the stated default."""
     ids = policy.identities
+    if identity.check_profile in policy.profiles:
+        return policy.profiles[identity.check_profile], "check"
     if identity.user:
         name = ids.users.get(identity.user.lower())
         if name:

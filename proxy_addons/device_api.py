@@ -26,13 +26,8 @@ from werkzeug.exceptions import HTTPException
 
 from agent.report import MAX_REPORT_BYTES, ReportError, parse_report
 from proxy_addons import devices as dv
-from proxy_addons.device_watch import (
-    load_eol,
-    noncompliant_event,
-    raise_technical,
-    turned_noncompliant,
-    with_eol,
-)
+from proxy_addons.device_checks_api import checks_blueprint
+from proxy_addons.device_watch import alert_noncompliance, load_eol, with_eol
 from proxy_addons.policy import Policy
 from proxy_addons.store import Store
 from proxy_addons.webapp import LoginThrottle
@@ -84,6 +79,12 @@ class _TooBig(Exception):
     pass
 
 
+def _bearer() -> str | None:
+    """The bearer token of the request, if it has one."""
+    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock = _now) -> Flask:
     """The device API app: POST /api/v1/enrol and POST /api/v1/report."""
     app = Flask("schoolgate-devices")
@@ -101,16 +102,32 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
         if not isinstance(data, dict):
             return _problem(400, "should be a JSON object", "body")
         secret, hostname = data.get("secret"), data.get("hostname")
+        again = data.get("device_id")  # enrolling again under its old id: a new token
         if not isinstance(secret, str) or not secret:
             return _problem(400, "should be the school's enrolment secret", "secret")
         if not isinstance(hostname, str):
             return _problem(400, "should be the device's name", "hostname")
+        if again is not None and (not isinstance(again, str) or not 1 <= len(again) <= 64):
+            return _problem(400, "should be the id this device was enrolled with", "device_id")
+        current = _bearer() if again is not None else None
         address = request.remote_addr or "?"
         if throttle.blocked("enrol", address):
             return _problem(429, "too many wrong enrolment secrets: wait and try again", "secret")
         expected = dv.read_secret(policy().devices.enrolment_secret_file)
         try:
-            device_id, token = dv.enrol(store, secret, expected, hostname, clock())
+            device_id, token = dv.enrol(
+                store,
+                secret,
+                expected,
+                hostname,
+                clock(),
+                device_id=again,
+                current_token=current,
+                address=address,
+            )
+        except (dv.DeviceTaken, dv.NoSuchDevice) as exc:
+            taken = isinstance(exc, dv.DeviceTaken)
+            return _problem(409 if taken else 404, str(exc), "device_id")
         except dv.EnrolError as exc:
             wrong_secret = expected is not None and "secret" in str(exc)
             if wrong_secret:
@@ -122,10 +139,17 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
 
     @app.post("/api/v1/report")
     def report() -> Response:
-        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
-        device_id = dv.verify_token(store, token.strip()) if scheme.lower() == "bearer" else None
+        token = _bearer()
+        checked = dv.check_token(store, token) if token else dv.TokenCheck(None)
+        device_id = checked.device_id
         if device_id is None:
-            response = _problem(401, "a valid device token is needed (enrol first)")
+            message = "a valid device token is needed (enrol first)"
+            if checked.revoked_at is not None:
+                message = (
+                    f"this device's token was revoked on {checked.revoked_at:%Y-%m-%d %H:%M} "
+                    "UTC: enrol it again (schoolgate-agent enrol --device-id ...)"
+                )
+            response = _problem(401, message)
             response.headers["WWW-Authenticate"] = 'Bearer realm="schoolgate"'
             return response
         try:
@@ -139,16 +163,14 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
         # -- device watch: the gateway's OS end-of-life verdict, and an alert on failing --
         now, current = clock(), policy()
         parsed = with_eol(parsed, load_eol(current.devices.eol_file), now.date())
-        before = dv.get_device(store, device_id, now, current.devices.stale_days)
         try:
             dv.record_report(store, parsed, now)
         except dv.ReportRejected as exc:
             return _problem(409, str(exc), "generated_at")
-        if turned_noncompliant(before, parsed):
-            try:  # the report is stored: a 5xx now would only make the agent resend it
-                raise_technical(store, current, noncompliant_event(parsed, current, now))
-            except Exception:
-                logger.exception("device API: alert for %s not raised", device_id)
+        try:  # the report is stored: a 5xx now would only make the agent resend it
+            alert_noncompliance(store, current, parsed, now)
+        except Exception:  # not remembered as raised, so the next report tries again
+            logger.exception("device API: alert for %s not raised", device_id)
         # -- end device watch --
         logger.info("report from %s: compliant=%s", device_id, parsed.compliant)
         return _answer(202, accepted=True, compliant=parsed.compliant)
@@ -177,6 +199,8 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
+    # Termly filtering checks from the agent: GET /api/v1/checks, POST /api/v1/checks/runs.
+    app.register_blueprint(checks_blueprint(store, policy, clock))
     return app
 
 

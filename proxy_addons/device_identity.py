@@ -31,7 +31,10 @@ def users_by_ip(store: Store, now: datetime, minutes: int) -> dict[str, str]:
     fresh = [
         d
         for d in list_devices(store, now, stale_days=365)
-        if d.last_user and d.last_generated_at is not None and d.last_generated_at >= since
+        if d.last_user
+        and not d.revoked  # a revoked device's word is no longer taken
+        and d.last_generated_at is not None
+        and d.last_generated_at >= since
     ]
     fresh.sort(key=lambda d: d.last_generated_at or since)
     return {ip: d.last_user for d in fresh for ip in d.last_ips if d.last_user}

@@ -26,6 +26,15 @@ from agent.report import CheckResult, DeviceReport
 from proxy_addons import devices as dv
 from proxy_addons.alert_outbox import AlertOutbox
 from proxy_addons.alerts import DEVICE_NONCOMPLIANT, DEVICE_STALE, Audience, Event, routes
+from proxy_addons.device_alerts import (
+    UNKNOWN_GRACE,
+    alert_unknown_devices,
+    claim,
+    forget,
+    forget_all_but,
+    recalled,
+    remember,
+)
 from proxy_addons.policy import Policy
 from proxy_addons.store import Store
 
@@ -184,21 +193,34 @@ def raise_technical(store: Store, policy: Policy, event: Event) -> int:
     return len(AlertOutbox(store).enqueue(event, chosen, policy.monitoring.fold_minutes))
 
 
-def turned_noncompliant(before: dv.Device | None, report: DeviceReport) -> bool:
-    """Worth an alert: the report fails a check the device's previous report did not."""
+def alert_noncompliance(store: Store, policy: Policy, report: DeviceReport, at: datetime) -> bool:
+    """Raise an alert when the report fails a check the device's last report did not.
+
+    The failing checks last seen are kept in the store (device_alerts), not only in the
+    device's row, so an alert that could not be raised is tried again at the next report,
+    and a restart raises nothing twice. Returns whether an alert was raised.
+    """
     if report.compliant:
+        forget(store, DEVICE_NONCOMPLIANT, report.device_id)
         return False
-    earlier = set(dv.failing(before)) if before and before.last_report_at else set()
-    now_failing = set(_failing(report)) or {""}
-    return not now_failing <= earlier
+    failing = _failing(report) or ["-"]
+    earlier = recalled(store, DEVICE_NONCOMPLIANT, report.device_id)
+    state = ",".join(failing)
+    if earlier is not None and set(failing) <= set(earlier.split(",")):
+        remember(store, DEVICE_NONCOMPLIANT, report.device_id, state, at)  # fewer: noted
+        return False
+    raise_technical(store, policy, noncompliant_event(report, policy, at))
+    remember(store, DEVICE_NONCOMPLIANT, report.device_id, state, at)
+    return True
 
 
 class StaleSweep:
-    """Raises each stale device once, until it reports again (then it may go stale anew).
+    """Raises each stale device once, until it reports again (then it may go stale anew),
+    and each unknown MAC seen on the network once (proxy_addons/device_alerts.py).
 
-    What was raised is kept in memory, keyed by the device's last report, so a restart can
-    raise a still-stale device once more (the outbox folds it if within the fold window).
-    A device that never reported is left alone for `stale_days` after enrolment.
+    What was raised is kept in the store, keyed by the device's last report, so neither a
+    restart nor a second gateway raises a still-stale device again. A device that never
+    reported is left alone for `stale_days` after enrolment; a revoked one is left alone.
     """
 
     def __init__(
@@ -207,9 +229,10 @@ class StaleSweep:
         policy: Callable[[], Policy],
         interval: float = SWEEP_SECONDS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        unknown_grace: timedelta = UNKNOWN_GRACE,
     ) -> None:
         self.store, self.policy, self.interval, self.clock = store, policy, interval, clock
-        self._raised: set[tuple[str, datetime | None]] = set()
+        self.unknown_grace = unknown_grace
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -220,19 +243,34 @@ class StaleSweep:
         stale = [
             d
             for d in dv.stale_devices(self.store, now, days)
-            if d.last_report_at is not None or now - d.enrolled_at > timedelta(days=days)
+            if not d.revoked
+            and (d.last_report_at is not None or now - d.enrolled_at > timedelta(days=days))
         ]
-        keys = {(d.device_id, d.last_report_at) for d in stale}
-        self._raised &= keys  # a device that reported since may be raised again later
+        # A device that reported since may be raised again later.
+        forget_all_but(self.store, DEVICE_STALE, {d.device_id for d in stale})
         raised = 0
         for device in stale:
-            key = (device.device_id, device.last_report_at)
-            if key in self._raised:
+            last = device.last_report_at.isoformat() if device.last_report_at else "never"
+            if not claim(self.store, DEVICE_STALE, device.device_id, last, now):
                 continue
-            raise_technical(self.store, policy, stale_event(device, policy, now))
-            self._raised.add(key)
+            try:
+                raise_technical(self.store, policy, stale_event(device, policy, now))
+            except Exception:
+                forget(self.store, DEVICE_STALE, device.device_id)  # tried again next sweep
+                raise
             raised += 1
         return raised
+
+    def sweep_unknown(self) -> int:
+        """One pass over MACs seen on the network that no enrolled device reported."""
+        policy = self.policy()
+        return alert_unknown_devices(
+            self.store,
+            policy,
+            self.clock(),
+            lambda event: raise_technical(self.store, policy, event),
+            self.unknown_grace,
+        )
 
     def start(self) -> None:
         if self._thread is None:
@@ -250,8 +288,9 @@ class StaleSweep:
         while not self._stop.is_set():
             try:
                 self.sweep()
+                self.sweep_unknown()
             except Exception:
-                logger.exception("Stale-device sweep failed; trying again later")
+                logger.exception("Device sweep failed; trying again later")
             self._stop.wait(self.interval)
 
 
@@ -276,12 +315,12 @@ def device_counts(
 
 __all__ = [
     "StaleSweep",
+    "alert_noncompliance",
     "device_counts",
     "load_eol",
     "noncompliant_event",
     "os_verdict",
     "raise_technical",
     "stale_event",
-    "turned_noncompliant",
     "with_eol",
 ]

@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agent.report import DeviceReport
+from proxy_addons import audit
 from proxy_addons.store import Store
 from proxy_addons.store.schema import devices
 
@@ -36,6 +37,14 @@ MAX_HOSTNAME = 253
 
 class EnrolError(ValueError):
     """Enrolment refused; the message is safe to show the device."""
+
+
+class NoSuchDevice(EnrolError):
+    """Enrolling again under an id the gateway doesn't know."""
+
+
+class DeviceTaken(EnrolError):
+    """Enrolling again under the id of a device whose token still works."""
 
 
 class ReportRejected(ValueError):
@@ -59,11 +68,17 @@ class Device:
     reported_compliant: bool  # what the last report said
     results: tuple[dict[str, Any], ...]
     stale: bool  # no report within stale_days (or never)
+    revoked_at: datetime | None = None  # its token is refused until it enrols again
+    revoked_by: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
 
     @property
     def compliant(self) -> bool:
-        """Compliant only with a fresh report whose checks all passed."""
-        return self.reported_compliant and not self.stale
+        """Compliant only with a fresh report whose checks all passed, and not revoked."""
+        return self.reported_compliant and not self.stale and not self.revoked
 
 
 def hash_token(token: str) -> str:
@@ -83,9 +98,22 @@ def read_secret(path: Path | None) -> bytes | None:
 
 
 def enrol(
-    store: Store, given: str, expected: bytes | None, hostname: str, now: datetime
+    store: Store,
+    given: str,
+    expected: bytes | None,
+    hostname: str,
+    now: datetime,
+    *,
+    device_id: str | None = None,
+    current_token: str | None = None,
+    address: str | None = None,
 ) -> tuple[str, str]:
-    """Enrol a device: returns (device_id, token); the token is shown once and never stored."""
+    """Enrol a device: returns (device_id, token); the token is shown once and never stored.
+
+    With `device_id`, the device enrols again under its old id (kept history) and gets a new
+    token, the old one stops working. That is allowed for a revoked device, or with the
+    device's current token (a key change); never to take over a working device's id.
+    """
     if expected is None:
         raise EnrolError("enrolment is not set up on this gateway")
     if not hmac.compare_digest(given.encode(), expected):
@@ -93,6 +121,8 @@ def enrol(
     hostname = hostname.strip()
     if not hostname or len(hostname) > MAX_HOSTNAME:
         raise EnrolError(f"hostname should be text of 1 to {MAX_HOSTNAME} characters")
+    if device_id is not None:
+        return _reenrol(store, device_id, hostname, now, current_token, address)
     device_id = f"dev-{secrets.token_hex(8)}"
     token = f"{device_id}.{secrets.token_urlsafe(32)}"
     with store.begin() as conn:
@@ -108,23 +138,123 @@ def enrol(
                 results=[],
             )
         )
+        audit.append(
+            conn,
+            actor=f"device {device_id}",
+            action="device.enrolled",
+            subject=device_id,
+            detail={"hostname": hostname},
+            address=address,
+            at=now,
+        )
     logger.info("device %s (%s) enrolled", device_id, hostname)
     return device_id, token
 
 
-def verify_token(store: Store, token: str) -> str | None:
-    """The device id the token belongs to, or None; the hash comparison is constant-time."""
+def _reenrol(
+    store: Store,
+    device_id: str,
+    hostname: str,
+    now: datetime,
+    current_token: str | None,
+    address: str | None,
+) -> tuple[str, str]:
+    token = f"{device_id}.{secrets.token_urlsafe(32)}"
+    with store.begin() as conn:
+        row = conn.execute(
+            sa.select(devices.c.token_hash, devices.c.revoked_at)
+            .where(devices.c.device_id == device_id)
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise NoSuchDevice(f"there is no device {device_id[:64]} to enrol again")
+        holds_token = current_token is not None and hmac.compare_digest(
+            hash_token(current_token), row.token_hash
+        )
+        if row.revoked_at is None and not holds_token:
+            raise DeviceTaken(
+                f"device {device_id} is enrolled and its token works: revoke it first "
+                f"(schoolgate devices revoke {device_id}) or enrol as a new device"
+            )
+        conn.execute(
+            devices.update()
+            .where(devices.c.device_id == device_id)
+            .values(
+                token_hash=hash_token(token), hostname=hostname, revoked_at=None, revoked_by=None
+            )
+        )
+        audit.append(
+            conn,
+            actor=f"device {device_id}",
+            action="device.reenrolled",
+            subject=device_id,
+            detail={"hostname": hostname, "was_revoked": row.revoked_at is not None},
+            address=address,
+            at=now,
+        )
+    logger.info("device %s (%s) enrolled again with a new token", device_id, hostname)
+    return device_id, token
+
+
+def revoke(store: Store, device_id: str, by: str, reason: str, now: datetime) -> Device:
+    """Refuse the device's token from now on (until it enrols again); audited."""
+    with store.begin() as conn:
+        done = conn.execute(
+            devices.update()
+            .where(devices.c.device_id == device_id, devices.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_by=by)
+        ).rowcount
+        if done != 1:
+            exists = conn.execute(
+                sa.select(devices.c.revoked_at).where(devices.c.device_id == device_id)
+            ).first()
+            if exists is None:
+                raise KeyError(device_id)
+            raise ValueError(f"device {device_id} is already revoked")
+        audit.append(
+            conn,
+            actor=by,
+            action="device.revoked",
+            subject=device_id,
+            detail={"reason": reason},
+            at=now,
+        )
+    logger.info("device %s revoked by %s", device_id, by)
+    found = get_device(store, device_id, now, stale_days=365)
+    assert found is not None
+    return found
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    device_id: str | None  # the device the token belongs to, when it is valid
+    revoked_at: datetime | None = None  # set when it was that device's token, now revoked
+
+
+def check_token(store: Store, token: str) -> TokenCheck:
+    """Whose token this is, and whether it was revoked; constant-time hash comparison."""
     device_id, dot, _ = token.partition(".")
     if not dot or not device_id or len(token) > 200:
-        return None
+        return TokenCheck(None)
     with store.connect() as conn:
-        stored = conn.execute(
-            sa.select(devices.c.token_hash).where(devices.c.device_id == device_id)
-        ).scalar_one_or_none()
-    if stored is None:
+        row = conn.execute(
+            sa.select(devices.c.token_hash, devices.c.revoked_at).where(
+                devices.c.device_id == device_id
+            )
+        ).first()
+    if row is None:
         hmac.compare_digest(hash_token(token), "0" * 64)  # same work either way
-        return None
-    return device_id if hmac.compare_digest(hash_token(token), stored) else None
+        return TokenCheck(None)
+    if not hmac.compare_digest(hash_token(token), row.token_hash):
+        return TokenCheck(None)
+    if row.revoked_at is not None:
+        return TokenCheck(None, row.revoked_at)
+    return TokenCheck(device_id)
+
+
+def verify_token(store: Store, token: str) -> str | None:
+    """The device id the token belongs to, or None (unknown, wrong or revoked)."""
+    return check_token(store, token).device_id
 
 
 def record_report(store: Store, report: DeviceReport, now: datetime) -> None:
@@ -178,6 +308,8 @@ def _device(row: sa.Row[Any], now: datetime, stale_days: int) -> Device:
         reported_compliant=bool(row.compliant),
         results=tuple(row.results or ()),
         stale=last is None or now - last > timedelta(days=stale_days),
+        revoked_at=row.revoked_at,
+        revoked_by=row.revoked_by,
     )
 
 
@@ -226,6 +358,7 @@ CSV_FIELDS = (
     "compliant",
     "stale",
     "failing",
+    "revoked",
 )
 
 
@@ -255,6 +388,7 @@ def to_csv(found: list[Device]) -> str:
                 "yes" if d.compliant else "no",
                 "yes" if d.stale else "no",
                 " ".join(failing(d)),
+                d.revoked_at.isoformat() if d.revoked_at else "",
             ]
         )
     return out.getvalue()
@@ -267,13 +401,18 @@ def _cell(value: str) -> str:
 
 __all__ = [
     "Device",
+    "DeviceTaken",
     "EnrolError",
+    "NoSuchDevice",
     "ReportRejected",
+    "TokenCheck",
+    "check_token",
     "enrol",
     "get_device",
     "list_devices",
     "read_secret",
     "record_report",
+    "revoke",
     "stale_devices",
     "to_csv",
     "user_at",

@@ -26,6 +26,7 @@ from publicsuffix2 import get_sld
 from proxy_addons import audit, blockpage
 from proxy_addons.canonical import HostError, canonical_host, canonical_url, split_authority
 from proxy_addons.channels import notifier_from_policy
+from proxy_addons.check_identity import CHECK_HEADER, CheckIdentity
 from proxy_addons.decision import Decision, Identity, Reason, Request, decide, resolve_profile
 from proxy_addons.device_identity import DeviceIdentities
 from proxy_addons.device_watch import StaleSweep
@@ -48,6 +49,8 @@ PLAIN_REASONS = {
     Reason.FRONTING: "the page tried to hide where it really goes",
     Reason.INVALID: "the web address is not written correctly",
     Reason.UNAVAILABLE: "the school's filter is not ready; please try again in a minute",
+    Reason.CIRCUMVENTION: "it is a way round the school's filter",
+    Reason.SAFE_SEARCH: "this search engine cannot be kept to safe search, so it is blocked",
 }
 
 
@@ -90,6 +93,11 @@ class Filter:
             weakref.WeakKeyDictionary()
         )
         self._untrusted_until: dict[str, float] = {}
+        # Termly checks run from the gateway itself, as a profile (check_identity.py).
+        self.check_identity = CheckIdentity()
+        self._check_as: weakref.WeakKeyDictionary[connection.Client, str] = (
+            weakref.WeakKeyDictionary()
+        )
         self._directory: tuple[str, DirectoryGroups] | None = None  # (ldap spec, lookups)
         # TLS-stage decisions, for connections that never become an HTTP flow.
         self.connection_decisions: weakref.WeakKeyDictionary[connection.Client, dict[str, Any]] = (
@@ -164,6 +172,7 @@ class Filter:
             self.stale_sweep.stop()
         self.stale_sweep = StaleSweep(store, self._policy)
         self.stale_sweep.start()
+        self.check_identity.configure(Path(ctx.options.schoolgate_var))
         loaded = runtime.current
         assert loaded is not None
         auth = loaded.policy.authentication
@@ -219,10 +228,15 @@ class Filter:
         user = _proxyauth_user(flow)
         if user:
             self._connect_user[flow.client_conn] = user
+        check_as = self._check_header(flow)
+        if check_as:
+            self._check_as[flow.client_conn] = check_as
         try:
             host = canonical_host(flow.request.host)
             self._connect_host[flow.client_conn] = host.name
-            identity = self._identity(user, _ip(flow.client_conn))
+            identity = self._identity(
+                user, _ip(flow.client_conn), self._check_as.get(flow.client_conn)
+            )
             decision = self._decide(identity, Request(host))
         except Exception as exc:  # never fall open
             decision = self._failure(flow.request.host, exc)
@@ -241,7 +255,12 @@ class Filter:
         data = nextlayer.data_client()
         if not starts_like_tls_record(data):
             return
-        if any(isinstance(x, layers.ClientTLSLayer) for x in nextlayer.context.layers):
+        stack = nextlayer.context.layers
+        # mitmproxy's own NextLayer may have decided first (it does when the Filter is added
+        # after it, as `schoolgate run` does): the layers it proposed pushed themselves onto
+        # the stack. Judge the stack below them, and drop them if the Filter decides instead.
+        proposed = stack.index(nextlayer.layer) if nextlayer.layer in stack else len(stack)
+        if any(isinstance(x, layers.ClientTLSLayer) for x in stack[:proposed]):
             return  # TLS inside TLS: the outer hello was decided already
         client = nextlayer.context.client
         started = time.perf_counter()  # metrics: decision latency
@@ -254,7 +273,7 @@ class Filter:
             name = sni or (server[0] if server else "")
             host = canonical_host(name)
             user = self._connect_user.get(client)
-            identity = self._identity(user, _ip(client))
+            identity = self._identity(user, _ip(client), self._check_as.get(client))
             decision = self._decide(identity, Request(host))
             connect_host = self._connect_host.get(client)
             if (
@@ -270,6 +289,7 @@ class Filter:
         wants_decryption = decision.decrypt or decision.must_decrypt
         if wants_decryption and self._trusts_ca(client) and decision.reason is not Reason.FRONTING:
             return  # intercept: a blocked request gets the block page
+        del stack[proposed:]
         if (
             decision.blocked
             or decision.must_decrypt
@@ -283,6 +303,9 @@ class Filter:
         """Every plain or decrypted request, before its body is read."""
         if flow.response is not None:
             return
+        check_as = self._check_header(flow)
+        if check_as:
+            self._check_as[flow.client_conn] = check_as
         started = time.perf_counter()  # metrics: decision latency
         user = _proxyauth_user(flow)
         try:
@@ -317,7 +340,7 @@ class Filter:
         except HostError:
             return self._invalid(raw_host, flow)
         query = f"?{url.query}" if url.query else ""
-        identity = self._identity(user, _ip(flow.client_conn))
+        identity = self._identity(user, _ip(flow.client_conn), self._check_as.get(flow.client_conn))
         decision = self._decide(identity, Request(url.host, url.path + query, url.scheme))
         sni = flow.client_conn.sni
         if not decision.blocked and sni and req.scheme == "https":
@@ -325,11 +348,19 @@ class Filter:
                 decision = _fronting(decision, sni)
         return decision
 
-    def _identity(self, user: str | None, ip: str | None) -> Identity:
+    def _identity(self, user: str | None, ip: str | None, check_as: str | None = None) -> Identity:
         """Proxy sign-in first; otherwise the user a fresh device report puts at this IP."""
         if not user and self.device_identities is not None:
             user = self.device_identities.user_at(ip)
-        return Identity(user, self.groups_of(user), ip)
+        return Identity(user, self.groups_of(user), ip, check_as)
+
+    def _check_header(self, flow: http.HTTPFlow) -> str | None:
+        """A gateway check run's profile (check_identity.py); the header never goes upstream."""
+        if CHECK_HEADER not in flow.request.headers:
+            return None
+        profile = self.check_identity.profile_from(flow.request.headers, _ip(flow.client_conn))
+        del flow.request.headers[CHECK_HEADER]
+        return profile
 
     def groups_of(self, user: str | None) -> tuple[str, ...]:
         """A signed-in user's directory groups, for `identities.groups` (LDAP sign-in only).
@@ -410,6 +441,10 @@ class Filter:
                 "X-Schoolgate-Reference": reference,
             },
         )
+
+    def block_response(self, decision: Decision, reference: str) -> http.Response:
+        """The block page for `decision` (for the add-ons that block after the Filter)."""
+        return self._block_response(decision, reference)
 
     def profile_for(self, user: str | None, ip: str | None) -> str:
         """The profile a user or device is in (for the portal's pages)."""

@@ -7,14 +7,40 @@ from __future__ import annotations
 
 from proxy_addons.access_log import AccessLog
 from proxy_addons.alerting import Alerting
+from proxy_addons.autoconfig import AutoConfig
+from proxy_addons.check_marker import CheckMarker
+from proxy_addons.check_witness import CheckWitness
+from proxy_addons.checks_addon import TermlyChecks
+from proxy_addons.circumvention_addon import Circumvention
+from proxy_addons.client_access import ClientAccess
+from proxy_addons.content_filter import ContentFiltering
 from proxy_addons.filtering import Filter
 from proxy_addons.metrics_addon import Metrics
 from proxy_addons.portal import Portal
+from proxy_addons.safe_search_addon import SafeSearchEnforcer
+from proxy_addons.transparent_sign_in import TransparentSignIn
 
 
 def gateway_addons() -> list[object]:
     gate = Filter()
-    return [gate, AccessLog(gate), Alerting(gate), Portal(gate), Metrics(gate)]
+    witness = CheckWitness(gate)  # last: it only looks, at the answers as finally sent
+    access, alerting = AccessLog(gate), Alerting(gate)
+    return [
+        ClientAccess(gate),  # first: a connection from outside the client networks goes no further
+        TransparentSignIn(),  # transparent clients can't sign in to a proxy they don't know of
+        AutoConfig(gate),  # before the filter: PAC/WPAD are the gateway's own answers
+        gate,
+        Circumvention(gate),  # right after the Filter: their blocks replace its record
+        SafeSearchEnforcer(gate),
+        CheckMarker(gate, witness.book),  # browser-check canaries: no monitoring alerts
+        access,
+        alerting,
+        ContentFiltering(gate, access, alerting),  # after alerting's risk scan of the page
+        Portal(gate, witness.book),
+        Metrics(gate),
+        TermlyChecks(gate),  # reminders when a term's filtering check is due
+        witness,
+    ]
 
 
 addons = gateway_addons()

@@ -125,3 +125,35 @@ def set_alerts_queued(channel: str, n: int) -> None:
 def policy_reloaded(ok: bool) -> None:
     """One live reload of the policy finished, well (`ok`) or not."""
     POLICY_RELOADS.labels("success" if ok else "failure").inc()
+
+
+# -- safe search and circumvention (safe_search_addon.py, circumvention_addon.py) --
+CIRCUMVENTION_KINDS = ("doh", "private_relay", "tor", "tunnel", "vpn", "proxy", "listed")
+SAFE_SEARCH_ENGINES = ("google", "bing", "duckduckgo", "youtube", "other")
+SAFE_SEARCH_ACTIONS = ("rewritten", "steered", "refused", "blocked")
+CIRCUMVENTION_BLOCKED = Counter(
+    "schoolgate_circumvention_blocked",
+    "Ways round the filter stopped, by kind (built-in checks and the circumvention lists).",
+    ["kind"],
+    registry=REGISTRY,
+)
+SAFE_SEARCH = Counter(
+    "schoolgate_safe_search",
+    "Safe search enforced: requests rewritten, connections steered to an engine's enforced "
+    "endpoint, engine hosts refused (not steerable) and engines without safe search blocked.",
+    ["engine", "action"],
+    registry=REGISTRY,
+)
+for _kind in CIRCUMVENTION_KINDS:
+    CIRCUMVENTION_BLOCKED.labels(_kind)
+
+
+def circumvention_blocked(kind: str) -> None:
+    """One way round the filter stopped; `kind` is one of CIRCUMVENTION_KINDS."""
+    CIRCUMVENTION_BLOCKED.labels(kind if kind in CIRCUMVENTION_KINDS else "listed").inc()
+
+
+def safe_search_enforced(engine: str, action: str) -> None:
+    """Safe search enforced once on `engine` (or "other"), by `action`."""
+    engine = engine if engine in SAFE_SEARCH_ENGINES else "other"
+    SAFE_SEARCH.labels(engine, action if action in SAFE_SEARCH_ACTIONS else "blocked").inc()

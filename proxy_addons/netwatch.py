@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -30,6 +30,9 @@ from scapy.utils import PcapReader
 from proxy_addons.devices import list_devices
 from proxy_addons.store import Store
 from proxy_addons.store.schema import seen_devices
+
+if TYPE_CHECKING:
+    from proxy_addons.circumvention_watch import CircumventionWatch
 
 logger = logging.getLogger(__name__)
 
@@ -219,29 +222,41 @@ def unknown_devices(store: Store, now: datetime, since_days: int) -> list[SeenDe
     return sorted(found, key=lambda d: d.last_seen, reverse=True)
 
 
-def _kernel_filter() -> str | None:
-    """BPF_FILTER if libpcap can compile it; else None, and `observations` does the filtering."""
+def _kernel_filter(wanted: str = BPF_FILTER) -> str | None:
+    """`wanted` if libpcap can compile it; else None, and Python does the filtering."""
     from scapy.arch.common import compile_filter
     from scapy.error import Scapy_Exception
 
     try:
-        compile_filter(BPF_FILTER)
+        compile_filter(wanted)
     except (ImportError, OSError, Scapy_Exception) as exc:
         logger.warning("netwatch: no kernel filter (%s); filtering every packet in Python", exc)
         return None
-    return BPF_FILTER
+    return wanted
 
 
 class NetWatch:
-    """Sniffs one interface for ARP and DHCP (needs root or CAP_NET_RAW) into the store."""
+    """Sniffs one interface for ARP and DHCP (needs root or CAP_NET_RAW) into the store.
 
-    def __init__(self, store: Store, interface: str) -> None:
+    With `circumvention` (proxy_addons/circumvention_watch.py), the same capture also looks
+    for DNS, DNS over TLS, VPN handshakes and QUIC that never pass the proxy.
+    """
+
+    def __init__(
+        self, store: Store, interface: str, circumvention: CircumventionWatch | None = None
+    ) -> None:
         self.store = store
         self.interface = interface
+        self.circumvention = circumvention
         self._sniffer: AsyncSniffer | None = None
         self._lock = threading.Lock()
 
     def _on_packet(self, packet: Packet) -> None:
+        if self.circumvention is not None:
+            try:
+                self.circumvention.on_packet(packet)
+            except Exception:  # never stop sniffing for one packet
+                logger.exception("netwatch: circumvention check failed")
         found = observations(packet)
         if not found:
             return
@@ -252,11 +267,17 @@ class NetWatch:
             logger.error("netwatch: could not record %s: %s", found[0].mac, exc)
 
     def start(self) -> None:
+        wanted = BPF_FILTER
+        if self.circumvention is not None:
+            from proxy_addons.circumvention_watch import BPF_FILTER as CIRCUMVENTION_FILTER
+
+            wanted = f"({BPF_FILTER}) or ({CIRCUMVENTION_FILTER})"
         self._sniffer = AsyncSniffer(
-            iface=self.interface, filter=_kernel_filter(), prn=self._on_packet, store=False
+            iface=self.interface, filter=_kernel_filter(wanted), prn=self._on_packet, store=False
         )
         self._sniffer.start()
-        logger.info("netwatch: watching %s for ARP and DHCP", self.interface)
+        what = "ARP, DHCP and circumvention" if self.circumvention else "ARP and DHCP"
+        logger.info("netwatch: watching %s for %s", self.interface, what)
 
     def stop(self) -> None:
         if self._sniffer is not None:

@@ -35,6 +35,14 @@ class Decrypt(enum.Enum):
     HOST_ONLY = "host_only"
 
 
+class SafeSearch(enum.Enum):
+    """How hard search engines are held to their safe modes (docs/policy.md, safe_search)."""
+
+    STRICT = "strict"
+    MODERATE = "moderate"
+    OFF = "off"
+
+
 class UntrustedClients(enum.Enum):
     """What to do for devices that don't trust the school's CA."""
 
@@ -93,6 +101,20 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class ContentFilter:
+    """A profile's real-time content filtering (docs/content-filtering.md).
+
+    A page is blocked when one of `categories` (empty: every weighted-list category) scores
+    more than `threshold` (None: pages are not scored), or, on a site in one of the `scan`
+    site categories (e.g. generative_ai), more than that category's own threshold.
+    """
+
+    threshold: int | None = None
+    categories: frozenset[str] = frozenset()
+    scan: tuple[tuple[str, int], ...] = ()  # (site category, threshold), always scanned
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     label: str
@@ -103,6 +125,12 @@ class Profile:
     may_request_unblock: bool
     extends: str | None
     where: Where
+    # Safe search on Google, Bing, DuckDuckGo and YouTube (proxy_addons/safe_search.py).
+    safe_search: SafeSearch = SafeSearch.STRICT
+    # Ways round the filter this profile may use (circumvention.KINDS); never for learners.
+    allow_circumvention: frozenset[str] = frozenset()
+    # Real-time content filtering of decrypted pages (proxy_addons/content_filter.py).
+    content_filter: ContentFilter = field(default_factory=ContentFilter)
 
 
 @dataclass(frozen=True)
@@ -217,6 +245,36 @@ class Devices:
     identity_minutes: int = 30  # a report's user and addresses are believed this long
     # The OS end-of-life table (policies/os-eol.yaml); none leaves the devices' verdicts.
     eol_file: Path | None = None
+    # The school's own DNS resolvers: DNS to any other address is a circumvention event
+    # (proxy_addons/circumvention_watch.py). Empty: outside DNS is not judged.
+    school_resolvers: frozenset[str] = frozenset()
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Until a school names its own networks: private addresses, never the internet
+# (the gateway's own loopback is always served).
+PRIVATE_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fe80::/10")
+)
+
+
+@dataclass(frozen=True)
+class Network:
+    """Who the gateway serves (`network:`): it is never an open proxy (docs/network.md)."""
+
+    client_networks: tuple[IPNetwork, ...] = PRIVATE_NETWORKS  # may use the proxy
+    management_networks: tuple[IPNetwork, ...] = PRIVATE_NETWORKS  # may use the admin app
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Termly effectiveness checks (`checks:`, docs/checks.md): the suite and its reminders."""
+
+    suite: Path | None = None  # the test suite (policies/checks/termly.yaml)
+    remind: frozenset[str] = frozenset()  # user names reminded when a term's check is due
+    due_after_days: int = 14  # a term's check is due this many days after the term starts
+    profiles: frozenset[str] = frozenset()  # profiles each term's check must cover; empty: all
 
 
 @dataclass(frozen=True)
@@ -238,6 +296,12 @@ class Policy:
     notifications: Notifications
     monitoring: Monitoring
     devices: Devices = field(default_factory=Devices)
+    # content_filter.lists: the weighted phrase lists pages are scored with
+    content_lists: tuple[Path, ...] = ()
+    network: Network = field(default_factory=Network)  # client/management networks
+    checks: Checks = field(default_factory=Checks)  # termly effectiveness checks
+    # school.proxy_address, "host:port" that devices use (PAC/WPAD); None: the address asked
+    proxy_address: str | None = None
     files: tuple[Path, ...] = field(default=())  # every file the policy was built from
     # Per-policy memo for the decision path (network -> profile, schedules this minute).
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from proxy_addons.canonical import HostError, canonical_host, canonical_url_entry
+from proxy_addons.content_policy import content_lists, profile_content_filter
 from proxy_addons.listindex import CategorySources
 from proxy_addons.listsources import ListSource
 from proxy_addons.policy import (
@@ -32,10 +33,12 @@ from proxy_addons.policy import (
     Identities,
     IllegalTier,
     Monitoring,
+    Network,
     Notifications,
     Policy,
     Profile,
     Rule,
+    SafeSearch,
     Schedule,
     SyslogChannel,
     Term,
@@ -44,6 +47,7 @@ from proxy_addons.policy import (
     UntrustedClients,
     WebhookChannel,
 )
+from proxy_addons.policy_checks import load_checks
 from proxy_addons.policy_yaml import LList, LMap, PolicySyntaxError, Where, load_located
 
 RESERVED_CATEGORY = "illegal"
@@ -166,6 +170,9 @@ def load_policy(path: Path) -> Policy:
             "notifications",
             "monitoring",
             "devices",
+            "network",
+            "checks",
+            "content_filter",
         ],
     )
     if top is None:
@@ -184,6 +191,10 @@ def load_policy(path: Path) -> Policy:
         ck, top.get("monitoring"), top.at("monitoring"), profiles, categories, unblocks
     )
     devices = _devices(ck, top.get("devices"), top.at("devices"))
+    lists = content_lists(ck, top.get("content_filter"), top.at("content_filter"), profiles)
+    network = _network(ck, top.get("network"), top.at("network"))
+    checks = load_checks(ck, top.get("checks"), top.at("checks"), profiles)
+    proxy_address = _proxy_address(ck, top.get("school"))
     _protect_illegal_tier(ck, illegal, profiles, decryption, categories)
     if ck.problems or school is None:
         raise PolicyError(ck.problems)
@@ -206,8 +217,25 @@ def load_policy(path: Path) -> Policy:
         notifications=notifications,
         monitoring=monitoring,
         devices=devices,
+        content_lists=lists,
+        network=network,
+        checks=checks,
+        proxy_address=proxy_address,
         files=tuple(dict.fromkeys(ck.files)),
     )
+
+
+def _proxy_address(ck: _Checker, raw: Any) -> str | None:
+    """`school.proxy_address`: the gateway as devices name it in PAC/WPAD, "host:port"."""
+    if not isinstance(raw, LMap) or raw.get("proxy_address") is None:
+        return None
+    from proxy_addons.pac import ProxyAddressError, parse_proxy_address
+
+    try:
+        return parse_proxy_address(str(raw["proxy_address"]))
+    except ProxyAddressError as exc:
+        ck.fail(raw.at("proxy_address"), str(exc))
+        return None
 
 
 def _school(
@@ -216,7 +244,8 @@ def _school(
     if raw is None:
         ck.fail(where, "the policy needs a 'school:' section with at least the school's name")
         return None
-    m = ck.mapping(raw, where, "school", ["name", "timezone", "portal_host", "terms", "closures"])
+    keys = ["name", "timezone", "portal_host", "proxy_address", "terms", "closures"]
+    m = ck.mapping(raw, where, "school", keys)
     if m is None:
         return None
     name = ck.text(m.get("name"), m.at("name"), "the school's name")
@@ -411,6 +440,8 @@ def _profiles(
         ck.fail(where, "the policy needs a 'profiles:' section with at least one profile")
         return {}
     keys = ["label", "audience", "extends", "default", "bare_ip", "may_request_unblock", "rules"]
+    keys += ["safe_search", "allow_circumvention"]  # docs/policy.md, docs/circumvention.md
+    keys += ["content_filter"]  # docs/content-filtering.md
     own: dict[str, tuple[LMap, tuple[Rule, ...]]] = {}
     for name, value in raw.items():
         pm = ck.mapping(value, raw.at(name), f"profile '{name}'", keys + ["illegal"])
@@ -463,6 +494,9 @@ def _profiles(
             may_request_unblock=may,
             extends=parent_name,
             where=pm.where,
+            safe_search=_safe_search(ck, pm, audience, parent),
+            allow_circumvention=_allow_circumvention(ck, pm, audience, parent),
+            content_filter=profile_content_filter(ck, pm, parent, categories),
         )
         out[name] = profile
         return profile
@@ -470,6 +504,46 @@ def _profiles(
     for name in own:
         build(name, ())
     return out
+
+
+def _safe_search(ck: _Checker, pm: LMap, audience: Audience, parent: Profile | None) -> SafeSearch:
+    """Own setting, else the parent's within one audience, else strict (moderate for staff)."""
+    if parent is not None and parent.audience is audience:
+        default = parent.safe_search
+    else:
+        default = SafeSearch.MODERATE if audience is Audience.STAFF else SafeSearch.STRICT
+    if "safe_search" not in pm:
+        return default
+    value = pm["safe_search"]
+    if isinstance(value, bool):  # YAML reads a bare `off` as false (and `on` as true)
+        return SafeSearch.STRICT if value else SafeSearch.OFF
+    try:
+        return SafeSearch(str(value).strip().lower())
+    except ValueError:
+        ck.fail(
+            pm.at("safe_search"),
+            f"safe_search should be strict, moderate or off, not '{pm['safe_search']}'",
+        )
+        return default
+
+
+def _allow_circumvention(
+    ck: _Checker, pm: LMap, audience: Audience, parent: Profile | None
+) -> frozenset[str]:
+    """Ways round the filter a staff or guest profile may use; learners may use none."""
+    from proxy_addons.circumvention import KINDS
+
+    inherited = parent.allow_circumvention if parent and parent.audience is audience else None
+    if "allow_circumvention" not in pm:
+        return frozenset() if audience is Audience.LEARNER else inherited or frozenset()
+    at = pm.at("allow_circumvention")
+    kinds = _names(ck, pm["allow_circumvention"], at, "allow_circumvention")
+    for kind in sorted(kinds - KINDS):
+        ck.fail(at, f"'{kind}' is not a kind of circumvention; use {', '.join(sorted(KINDS))}")
+    if kinds and audience is Audience.LEARNER:
+        ck.fail(at, "learner profiles always block ways round the filter: remove this setting")
+        return frozenset()
+    return kinds & KINDS
 
 
 def _enum[E: (Action, Audience, Decrypt, UntrustedClients)](
@@ -880,6 +954,7 @@ def _monitoring(
 def _devices(ck: _Checker, raw: Any, where: Where) -> Devices:
     """The `devices:` section: enrolment secret file, staleness and identity windows."""
     keys = ["enrolment_secret_file", "stale_days", "identity_minutes", "eol_file"]
+    keys.append("school_resolvers")
     m = ck.mapping(raw, where, "devices", keys)
     if m is None:
         return Devices()
@@ -909,9 +984,51 @@ def _devices(ck: _Checker, raw: Any, where: Where) -> Devices:
         if eol is not None and not eol.is_file():
             ck.fail(at, f"eol_file '{text}' does not exist (looked for {eol})")
             eol = None
+    resolvers: set[str] = set()
+    listed = m.get("school_resolvers", [])
+    if not isinstance(listed, list):
+        ck.fail(m.at("school_resolvers"), "school_resolvers should be a list of IP addresses")
+        listed = []
+    for i, address in enumerate(listed):
+        try:
+            resolvers.add(str(ipaddress.ip_address(str(address).strip())))
+        except ValueError:
+            at = listed.at(i) if isinstance(listed, LList) else m.at("school_resolvers")
+            ck.fail(at, f"school_resolvers: '{address}' is not an IP address")
     return Devices(
+        school_resolvers=frozenset(resolvers),
         enrolment_secret_file=secret,
         eol_file=eol,
         stale_days=whole("stale_days", 7, 1, 365),
         identity_minutes=whole("identity_minutes", 30, 1, 1440),
+    )
+
+
+def _network(ck: _Checker, raw: Any, where: Where) -> Network:
+    """The `network:` section: who may use the proxy, and the admin app (docs/network.md)."""
+    m = ck.mapping(raw, where, "network", ["client_networks", "management_networks"])
+    if m is None:
+        return Network()
+
+    def networks(key: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+        if key not in m:
+            return None  # the default: private addresses
+        items = ck.listing(m[key], m.at(key), key)
+        if items is None:
+            return None
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(ipaddress.ip_network(str(item).strip(), strict=False))
+            except ValueError:
+                ck.fail(items.at(i), f"'{item}' in {key} is not a network, e.g. 10.20.0.0/16")
+        if not items:
+            ck.fail(m.at(key), f"{key} names no network: the gateway would serve nobody")
+        return tuple(out)
+
+    clients, managers = networks("client_networks"), networks("management_networks")
+    default = Network()
+    return Network(
+        client_networks=clients or default.client_networks,
+        management_networks=managers or default.management_networks,
     )

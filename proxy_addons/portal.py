@@ -18,7 +18,8 @@ from flask.typing import ResponseReturnValue
 from mitmproxy import ctx, http
 from mitmproxy.addons import asgiapp
 
-from proxy_addons import blockpage
+from proxy_addons import blockpage, ca_pages, check_page
+from proxy_addons.check_probes import ProbeBook
 from proxy_addons.filtering import Filter
 from proxy_addons.store.schema import reports
 from proxy_addons.unblock_workflow import Actor, WorkflowError
@@ -118,6 +119,8 @@ def create_app(gateway: Filter, portal: Portal) -> Flask:
             "report_thanks.html", school=school(), kind="access_request", unblock_id=unblock.id
         )
 
+    check_page.wire(app, gateway, portal.probes, who, school)  # /checks: the browser check
+    ca_pages.wire(app, ca_path, school)  # /ca (how to install it) and /ca.cer
     return app
 
 
@@ -126,8 +129,9 @@ class Portal(asgiapp.WSGIApp):
 
     name = "schoolgate_portal"
 
-    def __init__(self, gateway: Filter) -> None:
+    def __init__(self, gateway: Filter, probes: ProbeBook | None = None) -> None:
         self.gateway = gateway
+        self.probes = probes or ProbeBook()  # fed by check_witness.CheckWitness
         super().__init__(create_app(gateway, self), "schoolgate.local", None)  # http and https
 
     def configure(self, updated: set[str]) -> None:

@@ -411,6 +411,13 @@ def create_app(
     def too_big(exc: Exception) -> ResponseReturnValue:
         return problem("That form was far too long.", 413)
 
+    # The IT provider's device inventory (read-only pages; proxy_addons/device_pages.py).
+    from proxy_addons import device_pages
+
+    device_pages.register(
+        app, store, policy, workflow.is_it_provider, staff_only, problem, workflow.clock
+    )
+
     # After load_account, so a page refusing a form still knows who is signed in.
     CSRFProtect(app)
     return app
@@ -624,6 +631,12 @@ def run_web(args: argparse.Namespace) -> int:
 
     app.wsgi_app = mount(  # type: ignore[method-assign,assignment]
         app.wsgi_app, create_device_api(store, policy).wsgi_app
+    )
+    # Admin pages only for the policy's management networks (network_access.py).
+    from proxy_addons.network_access import management_only
+
+    app.wsgi_app = management_only(  # type: ignore[method-assign,assignment]
+        app.wsgi_app, lambda: policy().network.management_networks
     )
     proxies = int(getattr(args, "trusted_proxies", 0) or 0)
     if proxies:

@@ -104,6 +104,7 @@ def test_a_record_holds_the_listed_fields_and_nothing_else() -> None:
         "unblock_id",
         "reference",
         "stage",
+        "enforced",  # safe search enforced (issue 7)
     }
     assert as_json["time"] == "2026-03-10T10:00:00.000+00:00"
     assert as_json["user"] == "pupil"  # user names compare in lower case, as in the policy

@@ -268,6 +268,9 @@ ALL_PAGES = {
     "illegal": lambda: render_block_page(_context(illegal=True)),
     "report_thanks": lambda: render_page("report_thanks.html", school="S", reference="R"),
     "portal_index": lambda: render_page("portal_index.html", school="S"),
+    "ca_install": lambda: render_page(
+        "ca_install.html", school="S", subject="CN=S CA", fingerprint="AB:CD", not_after="2036"
+    ),
 }
 
 
@@ -294,11 +297,12 @@ def test_page_is_accessible_and_self_contained(name: str) -> None:
 
 def test_every_template_is_covered() -> None:
     # web_*.html belong to the admin web app (tests/test_webapp.py), report_term.html to
-    # the governors' report (tests/test_term_report.py).
+    # the governors' report (tests/test_term_report.py), check_*.html to the termly checks
+    # (tests/test_check_page.py, tests/test_check_page_chromium.py, tests/test_check_schedule.py).
     names = {
         path.name
         for path in TEMPLATES.glob("*.html")
-        if not path.name.startswith("web_") and path.name != "report_term.html"
+        if not path.name.startswith(("web_", "check_")) and path.name != "report_term.html"
     }
     assert names == {
         "base.html",
@@ -306,6 +310,7 @@ def test_every_template_is_covered() -> None:
         "denied.html",
         "report_thanks.html",
         "portal_index.html",
+        "ca_install.html",
     }
 
 

@@ -35,7 +35,7 @@ def edited(tmp_path: Path, *changes: tuple[str, str]) -> Path:
 
 def example_copy(tmp_path: Path, *changes: tuple[str, str]) -> Path:
     """The example policy beside links to its real lists and phrases, with `changes` applied."""
-    for folder in ("lists", "phrases"):
+    for folder in ("lists", "phrases", "checks"):
         (tmp_path / folder).symlink_to(ROOT / "policies" / folder, target_is_directory=True)
     (tmp_path / "os-eol.yaml").symlink_to(ROOT / "policies" / "os-eol.yaml")
     path = tmp_path / "school.yaml"

@@ -136,3 +136,43 @@ def test_console_script_is_installed() -> None:
         [sys.executable, "-m", "proxy_addons.cli", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "policy" in result.stdout
+
+
+def test_run_passes_host_only_sites_through_with_their_own_certificate(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """`schoolgate run` adds the Filter after mitmproxy's own NextLayer, which then decides
+    first; the Filter's TLS decision must still win, so a host-only site is not decrypted."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    policy = tmp_path / "policies" / "school.yaml"
+    settings = yaml.safe_load(policy.read_text())
+    settings["decryption"]["host_only"]["domains"] = ["localhost"]
+    policy.write_text(yaml.safe_dump(settings, sort_keys=False))
+    port = free_port()
+    log = tmp_path / "run.log"
+    cmd = [SCHOOLGATE, "run", "--policy", str(policy), "--var", str(tmp_path / "var"),
+           "--listen-port", str(port), "--set", "schoolgate_metrics_port=0"]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc, log)
+        curl = ["curl", "-sSv", "-k", "--max-time", "10", "-x", f"http://127.0.0.1:{port}"]
+        passed = subprocess.run(
+            [*curl, f"https://localhost:{upstream.https_port}/account"],
+            capture_output=True,
+            text=True,
+        )
+        assert passed.returncode == 0, passed.stderr
+        assert json.loads(passed.stdout)["path"] == "/account"
+        assert "issuer: CN=local upstream" in passed.stderr  # the site's own certificate
+        # Not host-only: the same kind of request is decrypted by the school's CA.
+        decrypted = subprocess.run([*curl, "https://127.0.0.1:1/"], capture_output=True, text=True)
+        assert "issuer: CN=local upstream" not in decrypted.stderr
+        assert "403" in decrypted.stdout or "blocked" in decrypted.stdout.lower()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -198,6 +198,8 @@ access_log = sa.Table(
     sa.Column("unblock_id", sa.String(20), nullable=True),
     sa.Column("reference", sa.String(32), nullable=True),  # shown on the block page
     sa.Column("stage", sa.String(10), nullable=False),  # connect | tls | request
+    # What was enforced on an allowed request (safe search rewritten or steered); 0008.
+    sa.Column("enforced", sa.String(100), nullable=True),
     sa.Index("ix_access_log_at", "at"),
     sa.Index("ix_access_log_username_at", "username", "at"),
     sa.Index("ix_access_log_ip_at", "ip", "at"),
@@ -222,6 +224,9 @@ devices = sa.Table(
     _when("last_generated_at"),  # when the device made it: later reports must be newer
     sa.Column("compliant", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     sa.Column("results", sa.JSON, nullable=False),  # list of check results
+    # Revoked (schoolgate devices revoke): its token is refused until it enrols again.
+    _when("revoked_at"),
+    sa.Column("revoked_by", sa.String(200), nullable=True),
 )
 
 seen_devices = sa.Table(
@@ -236,6 +241,79 @@ seen_devices = sa.Table(
     _when("last_seen", nullable=False),
 )
 
+device_alerts = sa.Table(
+    "device_alerts",
+    metadata,
+    # Which device alerts were raised (stale, non-compliant, unknown MAC), so a restart or a
+    # second gateway doesn't raise them again; see proxy_addons/device_alerts.py.
+    sa.Column("kind", sa.String(40), primary_key=True),
+    sa.Column("subject", sa.String(64), primary_key=True),  # device id or MAC
+    sa.Column("state", sa.Text, nullable=False),  # what was raised (e.g. the last report time)
+    _when("raised_at", nullable=False),
+)
+
+# -- termly effectiveness checks (proxy_addons/check_records.py) --
+check_runs = sa.Table(
+    "check_runs",
+    metadata,
+    # One row per run of a check suite: from the gateway, an agent or a browser.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    _when("started_at", nullable=False),
+    _when("finished_at", nullable=False),
+    sa.Column("started_by", sa.String(200), nullable=False),  # the named member of staff
+    sa.Column("source", sa.String(10), nullable=False),  # gateway | agent | browser
+    sa.Column("device_id", sa.String(64), nullable=True),
+    sa.Column("device_type", sa.String(40), nullable=True),  # gateway, laptop, ipad, ...
+    sa.Column("os", sa.String(100), nullable=True),
+    sa.Column("browser", sa.String(200), nullable=True),
+    sa.Column("profile", sa.String(100), nullable=False),
+    sa.Column("term", sa.String(100), nullable=True),  # the policy's term it fell in
+    sa.Column("suite", sa.String(200), nullable=False),
+    sa.Column("passed", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("errors", sa.Integer, nullable=False),
+    sa.Index("ix_check_runs_started_at", "started_at"),
+    sa.Index("ix_check_runs_term", "term"),
+)
+
+check_results = sa.Table(
+    "check_results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("check_runs.id"), nullable=False),
+    sa.Column("case_id", sa.String(64), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("category", sa.String(100), nullable=False),
+    sa.Column("expected", sa.String(20), nullable=False),  # blocked | allowed | safe_search
+    sa.Column("outcome", sa.String(10), nullable=False),  # pass | fail | error
+    sa.Column("status", sa.Integer, nullable=True),  # HTTP status seen
+    sa.Column("block_reference", sa.String(32), nullable=True),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Index("ix_check_results_run_id", "run_id"),
+)
+
+check_actions = sa.Table(
+    "check_actions",
+    metadata,
+    # What the DSL or IT provider did about a run (or one of its cases) afterwards.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("check_runs.id"), nullable=False),
+    sa.Column("case_id", sa.String(64), nullable=True),  # none: the run as a whole
+    _when("at", nullable=False),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Index("ix_check_actions_run_id", "run_id"),
+)
+
+check_reminders = sa.Table(
+    "check_reminders",
+    metadata,
+    # The last day a term's "check due" reminder went out: at most one a day, across gateways.
+    sa.Column("term", sa.String(100), primary_key=True),
+    sa.Column("last_day", sa.Date, nullable=False),
+    _when("sent_at", nullable=False),
+)
+
 __all__ = [
     "GENESIS_HASH",
     "UTCDateTime",
@@ -244,6 +322,11 @@ __all__ = [
     "alert_outbox",
     "audit_head",
     "audit_log",
+    "check_actions",
+    "check_reminders",
+    "check_results",
+    "check_runs",
+    "device_alerts",
     "devices",
     "metadata",
     "reports",

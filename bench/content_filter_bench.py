@@ -1,0 +1,246 @@
+"""What real-time content filtering adds to a 100 KB page's time through the gateway.
+
+Two real mitmdump gateways with the same add-ons and the same policy (tests/data/policy plus
+the shipped weighted lists), except that one scores pages (ks2 `content_filter: {threshold:
+100}`) and the other doesn't, in front of one local upstream (tests/support/page_server.py)
+serving a realistic 100 KB HTML page: styles, scripts, navigation and about half the bytes
+visible English text, with nothing on it over the threshold (20 such pages, different
+text, taken in turn, so the matcher's per-word memory works as on a school day, not on one
+page learnt by heart). An httpx client that trusts the
+gateways' CA fetches the page through each, alternating in rounds so that both see the same
+load on this shared machine, over HTTPS (decrypted) and plain HTTP. Figures only; nothing
+here asserts. Target: scanning adds at most 20%.
+
+Wall-clock times on a machine shared with other work are noisy, so beside the medians it
+prints the gateway processes' own CPU time per page (psutil), which other load doesn't
+inflate, and the fastest quarter of the requests.
+
+    .venv/bin/python bench/content_filter_bench.py [--requests 200] [--kb 100]
+
+The test rig's upstream redirection (tests/support/local_upstream.py) makes mitmproxy open a
+new upstream connection (and, for HTTPS, a TLS handshake) for every request, in both gateways
+alike; the "direct" line is the page fetched from the upstream without a gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
+from proxy_addons.content_scoring import load_weighted_lists, score_body  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    Gateway,
+    Upstream,
+    _self_signed,
+    copy_policy,
+    start_mitmdump,
+)
+from tests.support.page_server import Page, PageServer  # noqa: E402
+
+WORDS = (
+    "the of and to a in is you that it he was for on are as with his they i at be this have "
+    "from or one had by word but not what all were we when your can said there use an each "
+    "which she do how their if will up other about out many then them these so some her would "
+    "make like him into time has look two more write go see number no way could people my than "
+    "first water been call who oil its now find long down day did get come made may part school "
+    "class teacher pupils lesson homework science history river volcano plant animal energy "
+    "ocean climate map music football maths reading writing story poem light sound earth space "
+    "government parliament election century empire revolution industry railway factory coal "
+    "photosynthesis chlorophyll molecule electricity magnet gravity orbit planet telescope"
+).split()
+
+
+def sentence(rng: random.Random) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(8, 20))]
+    return " ".join(words).capitalize() + rng.choice([".", ".", ".", "?", "!"])
+
+
+def page(kb: int, seed: int = 7) -> bytes:
+    """A news-or-encyclopedia-like page of `kb` KB, about half of it visible text."""
+    rng = random.Random(seed)
+    css = "".join(
+        f".c{n} {{ margin: {n % 9}px; color: #{n * 7919 % 0xFFFFFF:06x}; display: block }}\n"
+        for n in range(300)
+    )
+    js = "".join(
+        f"function f{n}(a, b) {{ return a * {n} + b; }} window.f{n} = f{n};\n" for n in range(250)
+    )
+    nav = "".join(
+        f'<li class="c{n % 300}"><a href="/section/{n}/item-{n * 3}">{rng.choice(WORDS)} '
+        f"{rng.choice(WORDS)}</a></li>\n"
+        for n in range(150)
+    )
+    head = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>An article</title>'
+        f"<style>{css}</style><script>{js}</script></head><body><nav><ul>{nav}</ul></nav>"
+        '<main><article class="c1">'
+    )
+    tail = "</article></main><footer><p>Copyright and contact details.</p></footer></body></html>"
+    out = [head]
+    size = len(head) + len(tail)
+    while size < kb * 1000:
+        para = f'<p class="c{rng.randrange(300)}">' + " ".join(sentence(rng) for _ in range(5))
+        para += "</p>\n"
+        out.append(para)
+        size += len(para)
+    body = ("".join(out)[: kb * 1000 - len(tail)] + tail).encode()
+    return body
+
+
+def policy(tmp: Path, scanning: bool) -> Path:
+    path = copy_policy(tmp)
+    import shutil
+
+    shutil.copytree(ROOT / "policies" / "phrases" / "weighted", path.parent / "weighted")
+    text = path.read_text()
+    if scanning:
+        text = text.replace(
+            "  ks2:\n    label: KS2\n    audience: learner\n",
+            "  ks2:\n    label: KS2\n    audience: learner\n    content_filter: {threshold: 100}\n",
+            1,
+        )
+    text += "content_filter:\n  lists: [weighted/en.yaml, weighted/pl.yaml]\n"
+    path.write_text(text)
+    return path
+
+
+def _cpu(proc: psutil.Process) -> float:
+    """CPU seconds the gateway process has used (all its threads), whatever else runs."""
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+def _quartile(times: list[float]) -> float:
+    """The first quartile: what a request costs when the shared machine lets it run."""
+    return statistics.quantiles(times, n=4)[0]
+
+
+def fetch(client: httpx.Client, url: str, size: int) -> float:
+    start = time.perf_counter()
+    r = client.get(url)
+    took = time.perf_counter() - start
+    if r.status_code != 200 or len(r.content) != size:
+        raise SystemExit(f"unexpected answer: {r.status_code}, {len(r.content)} bytes")
+    return took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="per gateway and scheme")
+    parser.add_argument("--kb", type=int, default=100)
+    parser.add_argument("--pages", type=int, default=20, help="different pages, taken in turn")
+    args = parser.parse_args()
+
+    bodies = [page(args.kb, seed) for seed in range(args.pages)]
+    body = bodies[0]
+    paths = [ROOT / "policies" / "phrases" / "weighted" / f for f in ("en.yaml", "pl.yaml")]
+    lists = load_weighted_lists(paths)
+    start = time.thread_time()
+    score = score_body(lists, body, "text/html")
+    first = time.thread_time() - start
+    for other in bodies[1:-1]:
+        score_body(lists, other, "text/html")
+    start = time.thread_time()
+    score_body(lists, bodies[-1], "text/html")
+    new_page = time.thread_time() - start
+    best = float("inf")
+    for _ in range(20):
+        start = time.thread_time()
+        score_body(lists, body, "text/html")
+        best = min(best, time.thread_time() - start)
+    print(f"page: {len(body):,} bytes of HTML; its scores: {score.totals if score else None}")
+    print("scoring in-process, CPU time:")
+    print(f"  first page, every word new to the matcher:   {first * 1000:6.2f} ms")
+    print(f"  a new page after {len(bodies) - 2} others:                {new_page * 1000:6.2f} ms")
+    print(f"  a page seen before (best of 20):             {best * 1000:6.2f} ms")
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        cert, key = _self_signed(tmp)
+        server = PageServer({f"/article/{n}": Page(b) for n, b in enumerate(bodies)}, cert, key)
+        upstream = Upstream(server.http_port, server.https_port)
+        gateways: dict[str, Gateway] = {}
+        try:
+            for name, scanning in (("off", False), ("on", True)):
+                folder = tmp / name
+                folder.mkdir()
+                gateways[name] = start_mitmdump(
+                    policy(folder, scanning), folder / "var", upstream, extra=["--quiet"]
+                )
+            for scheme in ("https", "http"):
+                urls = [f"{scheme}://news.test/article/{n}" for n in range(len(bodies))]
+                times: dict[str, list[float]] = {"off": [], "on": []}
+                clients = {
+                    name: httpx.Client(proxy=gw.proxy, verify=str(gw.ca), timeout=30)
+                    for name, gw in gateways.items()
+                }
+                try:
+                    for c in clients.values():  # warm up: CA, tunnels, caches
+                        for n in range(10):
+                            fetch(c, urls[n % len(urls)], len(body))
+                    rounds = max(1, args.requests // 10)
+                    procs = {n: psutil.Process(gw.process.pid) for n, gw in gateways.items()}
+                    cpu = {n: 0.0 for n in gateways}
+                    for r in range(rounds):
+                        for name, c in clients.items():
+                            before = _cpu(procs[name])
+                            times[name] += [
+                                fetch(c, urls[(r * 10 + k) % len(urls)], len(body))
+                                for k in range(10)
+                            ]
+                            cpu[name] += _cpu(procs[name]) - before
+                finally:
+                    for c in clients.values():
+                        c.close()
+                direct_port = server.https_port if scheme == "https" else server.http_port
+                with httpx.Client(verify=False, timeout=30) as c:
+                    direct = [
+                        fetch(c, f"{scheme}://127.0.0.1:{direct_port}/article/0", len(body))
+                        for _ in range(50)
+                    ]
+                off, on = statistics.median(times["off"]), statistics.median(times["on"])
+                print(f"\n{scheme.upper()} ({len(times['on'])} requests per gateway, median):")
+                print(
+                    f"  direct from the upstream:       {statistics.median(direct) * 1000:6.2f} ms"
+                )
+                print(f"  through the gateway, scan off:  {off * 1000:6.2f} ms")
+                print(f"  through the gateway, scan on:   {on * 1000:6.2f} ms")
+                print(
+                    f"  overhead of scanning:           {(on - off) * 1000:6.2f} ms "
+                    f"({(on / off - 1) * 100:+.1f}%; target at most +20%)"
+                )
+                n = len(times["on"])
+                cpu_off, cpu_on = cpu["off"] / n, cpu["on"] / n
+                print(
+                    f"  gateway CPU per page:           off {cpu_off * 1000:.2f} ms, "
+                    f"on {cpu_on * 1000:.2f} ms ({(cpu_on / cpu_off - 1) * 100:+.1f}%)"
+                )
+                q_off, q_on = _quartile(times["off"]), _quartile(times["on"])
+                print(
+                    f"  fastest quarter (less noise):   off {q_off * 1000:.2f} ms, "
+                    f"on {q_on * 1000:.2f} ms ({(q_on / q_off - 1) * 100:+.1f}%)"
+                )
+                mean_off, mean_on = statistics.fmean(times["off"]), statistics.fmean(times["on"])
+                print(
+                    f"  (means: off {mean_off * 1000:.2f} ms, on {mean_on * 1000:.2f} ms, "
+                    f"{(mean_on / mean_off - 1) * 100:+.1f}%)"
+                )
+        finally:
+            for gw in gateways.values():
+                gw.stop()
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

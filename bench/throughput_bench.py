@@ -1,0 +1,278 @@
+"""Throughput through the proxy: bare mitmdump, the gateway, and 1, 2 and N workers.
+
+    .venv/bin/python bench/throughput_bench.py [--seconds 10] [--concurrency 50] [--workers-max N]
+
+Runs `hey` (Debian package `hey`) against a fast local upstream on loopback, through:
+  - plain mitmdump (no add-ons), the baseline;
+  - the gateway (`schoolgate run`, example policy, store and access log) with 1 worker;
+  - the gateway with 2 ... N workers sharing the port (`--workers`);
+for plain HTTP (every request decided and logged) and for host-name-only HTTPS
+(CONNECT decided on the host name, then passed through), all in one run. Prints
+requests/s, p50 and p99 latency and the ratios against the targets: the add-ons cost
+at most 10% of bare mitmdump's throughput; workers scale nearly linearly. Checks
+nothing: the figures depend on the machine and on `hey` sharing its cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BODY = b"<html><body>" + b"lesson " * 120 + b"</body></html>"  # about 1 KB
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- a fast upstream: asyncio, keep-alive, one fixed page ------------------------------------
+
+
+async def _serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: "
+        + str(len(BODY)).encode()
+        + b"\r\n\r\n"
+    )
+    try:
+        while True:
+            request = await reader.readuntil(b"\r\n\r\n")
+            if not request:
+                break
+            writer.write(head + BODY)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.close()
+
+
+def _self_signed(folder: Path) -> ssl.SSLContext:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = time.time()
+    import datetime as dt
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime.fromtimestamp(now - 3600, dt.UTC))
+        .not_valid_after(dt.datetime.fromtimestamp(now + 86400, dt.UTC))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "up.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "up.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "up.pem", folder / "up.key")
+    return context
+
+
+def start_upstream(folder: Path) -> tuple[int, int]:
+    """Plain and TLS upstream ports, served from a thread of their own process."""
+    http_port, https_port = free_port(), free_port()
+    tls = _self_signed(folder)
+    ready = threading.Event()
+
+    async def main() -> None:
+        await asyncio.start_server(_serve_client, "127.0.0.1", http_port, backlog=1024)
+        await asyncio.start_server(_serve_client, "127.0.0.1", https_port, ssl=tls, backlog=1024)
+        ready.set()
+        await asyncio.Event().wait()
+
+    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
+    ready.wait(10)
+    return http_port, https_port
+
+
+# -- the proxies under test ----------------------------------------------------------------
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"proxy exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def bench_policy(folder: Path) -> Path:
+    """The example policy, with the bench's HTTPS host decided on its name only."""
+    target = folder / "policies"
+    shutil.copytree(ROOT / "policies", target)
+    path = target / "school.yaml"
+    policy = yaml.safe_load(path.read_text())
+    policy["decryption"]["host_only"]["domains"] = ["localhost"]
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return path
+
+
+def start_plain(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    cmd = [str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "--listen-port", str(port),
+           "-q", "--set", f"confdir={folder / 'plain-ca'}", "--set", "ssl_insecure=true",
+           "--set", "connection_strategy=lazy", "--ignore-hosts", r"^localhost:"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_listening(port, proc)
+    return proc, port
+
+
+def start_gateway(folder: Path, policy: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    var = folder / f"var-{workers}"
+    cmd = [str(BIN / "schoolgate"), "run", "--policy", str(policy), "--var", str(var),
+           "--listen-port", str(port), "--workers", str(workers),
+           "--set", f"schoolgate_metrics_port={free_port() if workers == 1 else 0}",
+           "--set", "ssl_insecure=true", "--set", "termlog_verbosity=error"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    wait_listening(port, proc)
+    time.sleep(2.0 + workers)  # every worker up, not only the first to bind
+    return proc, port
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+# -- measuring -----------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def hey(proxy_port: int, url: str, seconds: int, concurrency: int) -> Result:
+    subprocess.run(  # warm up: connections, certificates, caches
+        ["hey", "-z", "1s", "-c", str(concurrency), "-x", f"http://127.0.0.1:{proxy_port}", url],
+        capture_output=True,
+        check=False,
+    )
+    out = subprocess.run(
+        [
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            str(concurrency),
+            "-t",
+            "20",
+            "-x",
+            f"http://127.0.0.1:{proxy_port}",
+            url,
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def latency(pct: str) -> float:
+        m = re.search(rf"{pct}% in ([\d.]+) secs", out)
+        return float(m.group(1)) * 1000 if m else float("nan")
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    ok = int(codes.get("200", 0))
+    total = sum(int(v) for v in codes.values())
+    errors = total - ok + sum(int(n) for n in re.findall(r"\[(\d+)\]\s+Get", out))
+    return Result(rps, latency("50"), latency("99"), errors)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--workers-max", type=int, default=os.cpu_count() or 2)
+    opts = parser.parse_args()
+    if shutil.which("hey") is None:
+        print("bench needs `hey`: apt-get install hey")
+        return 2
+    print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()}")
+    print(f"hey: {opts.concurrency} connections, {opts.seconds} s per run, ~1 KB page\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        http_port, https_port = start_upstream(folder)
+        policy = bench_policy(folder)
+        urls = {
+            "HTTP": f"http://localhost:{http_port}/lesson",
+            "HTTPS host-only": f"https://localhost:{https_port}/lesson",
+        }
+        runs: dict[tuple[str, str], Result] = {}
+        setups: list[tuple[str, int]] = [("mitmdump (bare)", 0), ("gateway, 1 worker", 1)]
+        setups += [(f"gateway, {n} workers", n) for n in range(2, max(2, opts.workers_max) + 1)]
+        for name, workers in setups:
+            if workers == 0:
+                proc, port = start_plain(folder)
+            else:
+                proc, port = start_gateway(folder, policy, workers)
+            try:
+                for kind, url in urls.items():
+                    runs[(name, kind)] = r = hey(port, url, opts.seconds, opts.concurrency)
+                    print(
+                        f"{name:<22} {kind:<16} {r.rps:>9.0f} req/s  p50 {r.p50_ms:7.1f} ms  "
+                        f"p99 {r.p99_ms:7.1f} ms  errors {r.errors}",
+                        flush=True,
+                    )
+            finally:
+                stop(proc)
+        print()
+        for kind in urls:
+            bare, one = runs[("mitmdump (bare)", kind)], runs[("gateway, 1 worker", kind)]
+            print(
+                f"{kind}: gateway / bare mitmdump = {one.rps / bare.rps:.2f} "
+                f"(add-ons cost {100 * (1 - one.rps / bare.rps):.0f}%; target <= 10%)"
+            )
+            for name, workers in setups[2:]:
+                ratio = runs[(name, kind)].rps / one.rps
+                print(f"{kind}: {workers} workers / 1 worker = {ratio:.2f} (linear: {workers})")
+    print(f"\nload average at end: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

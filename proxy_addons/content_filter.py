@@ -1,0 +1,497 @@
+"""The content-filter add-on: scores what decrypted pages say, and blocks those over a threshold.
+
+Thin on purpose: the scoring is `content_scoring.py` (pure); this module decides which
+responses are read, how, and what happens to them. It runs after the Filter allowed a request
+and after the alerting add-on's risk-phrase scan (which must see the original page).
+
+Which responses: allowed requests of a profile with `content_filter.threshold`, or on a site in
+one of the profile's `content_filter.scan` categories (e.g. generative_ai: allowed, but every
+answer scored, against that lower threshold). Only HTML, plain text, JSON and server-sent
+events are read (`content_scoring.kind_of`); images, video, scripts, fonts and files pass
+untouched. Compressed bodies (gzip, deflate, br, zstd) are decoded for reading; the client
+still gets the bytes the site sent.
+
+How, decided in `responseheaders` from the Content-Length:
+- known and within `schoolgate_content_max_bytes`: mitmproxy buffers the body as usual, it is
+  scored in `response`, and a page over the threshold is
+  replaced by the block page (403). Nothing of it reached the client before the decision.
+- known and larger than the cap: streamed through unscanned, and the access log says so.
+- unknown (chunked, streamed answers such as generative-AI server-sent events): the headers go
+  on at once (mitmproxy's streaming), but every body byte is held back and scored as it arrives,
+  with a carry-over window so phrases split across chunks are found. At the end the held body
+  is released unchanged, or replaced by a block notice in the same format (the block page for
+  HTML, an event for event streams, a JSON error, plain text), encoded as the headers said.
+  The status already sent (usually 200) can't become 403: that is the honest limit of a
+  streamed response. If the held body outgrows the cap, it is released (unless it is already
+  over the threshold) and the rest streams unscanned, logged as such. A streamed answer
+  therefore reaches the person when complete, not word by word.
+
+A block is logged (access log record, stage "response", reason "content") and raised as a
+safeguarding alert through the outbox, as the Filter's blocks are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mitmproxy import ctx, http
+from mitmproxy.addonmanager import Loader
+from mitmproxy.net import encoding
+
+from proxy_addons import blockpage
+from proxy_addons.access_log import AccessLog
+from proxy_addons.access_records import build
+from proxy_addons.alerting import Alerting
+from proxy_addons.alerts import Audience, Event
+from proxy_addons.content_scoring import (
+    ContentScanner,
+    Decoder,
+    Kind,
+    Score,
+    WeightedLists,
+    charset_of,
+    kind_of,
+    load_weighted_lists,
+)
+from proxy_addons.filtering import METADATA_KEY, Filter
+from proxy_addons.policy import Policy, Profile
+from proxy_addons.policy_runtime import LoadedPolicy
+
+logger = logging.getLogger(__name__)
+
+CONTENT_KEY = "schoolgate_content"  # flow.metadata: what content filtering did (plain data)
+CONTENT_BLOCK = "content_block"  # alert kind
+_NO_BODY = frozenset({204, 304})
+
+
+@dataclass
+class Plan:
+    """What to do with one response's content, decided from its headers."""
+
+    threshold: int
+    categories: frozenset[str]  # counted; empty: all
+    scope: str  # "profile" or "scan:<site category>"
+    kind: str
+    charset: str
+    content_encoding: str
+    record: dict[str, Any]
+    outcome: str = "pending"  # scanned | blocked | unscanned
+    score: Score | None = field(default=None, repr=False)
+
+
+def plan_for(profile: Profile, site_categories: set[str]) -> tuple[int, frozenset[str], str] | None:
+    """The threshold, counted categories and scope for a profile on a site; None: not scored.
+
+    A `scan` site category applies its own threshold, or the profile's if that is lower.
+    """
+    cf = profile.content_filter
+    best: tuple[int, frozenset[str], str] | None = None
+    if cf.threshold is not None:
+        best = (cf.threshold, cf.categories, "profile")
+    for site, limit in cf.scan:
+        if site in site_categories and (best is None or limit < best[0]):
+            best = (limit, cf.categories, f"scan:{site}")
+    return best
+
+
+class ContentFiltering:
+    """Scores decrypted HTML, text, JSON and event streams; blocks what is over a threshold."""
+
+    def __init__(self, gate: Filter, access: AccessLog, alerting: Alerting) -> None:
+        self.gate = gate
+        self.access = access
+        self.alerting = alerting
+        self.lists: WeightedLists | None = None
+        self._lists_for: LoadedPolicy | None = None  # the policy load the lists were read for
+        # Buffered responses waiting for `response`, by flow id (flow.metadata holds only
+        # plain data: it is saved with flows).
+        self._waiting: dict[str, Plan] = {}
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "schoolgate_content_max_bytes",
+            int,
+            2_000_000,
+            "Largest response body (decoded bytes) scored by content filtering; larger ones "
+            "stream through unscanned, and the access log says so.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        loaded = self.gate.runtime.current if self.gate.runtime else None
+        if loaded is not None:
+            self._policy_loaded(loaded)
+
+    # -- lists -------------------------------------------------------------------------------
+
+    def _current(self) -> LoadedPolicy | None:
+        runtime = self.gate.runtime
+        loaded = runtime.current if runtime else None
+        if loaded is not None and loaded is not self._lists_for:
+            self._policy_loaded(loaded)
+        return loaded
+
+    def _policy_loaded(self, loaded: LoadedPolicy) -> None:
+        """Read the lists again at each policy load: an edited list file is a reload too."""
+        if loaded is self._lists_for:
+            return
+        self._lists_for = loaded
+        paths = loaded.policy.content_lists
+        try:
+            self.lists = load_weighted_lists(paths) if paths else None
+        except Exception as exc:  # checked by the loader already; keep the ones we had
+            logger.error("Weighted phrase lists not loaded; keeping the previous ones: %s", exc)
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        plan = self._plan(flow)
+        if plan is None:
+            return
+        response = flow.response
+        assert response is not None
+        cap = ctx.options.schoolgate_content_max_bytes
+        flow.metadata[CONTENT_KEY] = {"outcome": "pending", "threshold": plan.threshold}
+        if plan.content_encoding not in Decoder.SUPPORTED:
+            self.unscanned(flow, plan, f"content encoding {plan.content_encoding} not read")
+            response.stream = True
+            return
+        length = response.headers.get("content-length", "")
+        if length.isdigit():
+            if int(length) > cap:
+                response.stream = True
+                self.unscanned(flow, plan, f"body of {int(length)} bytes over the {cap} cap")
+            self._waiting[flow.id] = plan
+            return  # buffered by mitmproxy; scored in `response`
+        response.stream = HeldBody(self, flow, plan, cap)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        plan = self._waiting.pop(flow.id, None)
+        response = flow.response
+        if plan is None or plan.outcome != "pending" or response is None:
+            return
+        lists = self.lists
+        body = response.raw_content
+        if lists is None or body is None:
+            return
+        cap = ctx.options.schoolgate_content_max_bytes
+        try:
+            # On the event loop: a 100 KB page costs a few milliseconds of CPU, and a thread
+            # would only add GIL hand-overs (measured slower in bench/content_filter_bench.py).
+            score = _score_raw(lists, plan, body, cap)
+        except Exception as exc:  # an undecodable body: pass it, say so
+            self.unscanned(flow, plan, f"body could not be read: {exc}")
+            return
+        if score is None:  # decoded size over the cap
+            self.unscanned(flow, plan, f"decoded body over the {cap} cap")
+            return
+        self.decide(flow, plan, score)
+        if plan.outcome == "blocked":
+            flow.response = self._block_response(flow, plan)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._waiting.pop(flow.id, None)  # the body never came
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def _plan(self, flow: http.HTTPFlow) -> Plan | None:
+        record = flow.metadata.get(METADATA_KEY)
+        response = flow.response
+        if (
+            not record
+            or response is None
+            or record.get("stage") != "request"
+            or record.get("action") != "allow"
+            or record.get("reason") == "portal"
+            or flow.request.method == "HEAD"
+            or response.status_code < 200
+            or response.status_code in _NO_BODY
+        ):
+            return None
+        kind = kind_of(response.headers.get("content-type", ""))
+        if kind is None:
+            return None  # binary and other types: never read
+        loaded = self._current()
+        if loaded is None or self.lists is None:
+            return None
+        policy = loaded.policy
+        profile = policy.profiles.get(str(record.get("profile")))
+        if profile is None:
+            return None
+        cf = profile.content_filter
+        sites: set[str] = set()
+        if cf.scan:
+            host = str(record.get("host") or "")
+            sites = {m.category for m in loaded.index.match_host(host)}
+        chosen = plan_for(profile, sites)
+        if chosen is None:
+            return None
+        threshold, categories, scope = chosen
+        content_type = response.headers.get("content-type", "")
+        return Plan(
+            threshold=threshold,
+            categories=categories,
+            scope=scope,
+            kind=kind,
+            charset=charset_of(content_type),
+            content_encoding=response.headers.get("content-encoding", "").strip().lower(),
+            record=dict(record),
+        )
+
+    def decide(self, flow: http.HTTPFlow, plan: Plan, score: Score) -> None:
+        plan.score = score
+        category = score.over(plan.threshold, plan.categories)
+        if category is None:
+            plan.outcome = "scanned"
+            flow.metadata[CONTENT_KEY] = {"outcome": "scanned", "scores": dict(score.totals)}
+            return
+        plan.outcome = "blocked"
+        total = score.totals[category]
+        phrases = score.top(category)
+        flow.metadata[CONTENT_KEY] = {
+            "outcome": "blocked",
+            "category": category,
+            "score": total,
+            "threshold": plan.threshold,
+        }
+        record = dict(plan.record)
+        record.update(
+            action="block",
+            reason="content",
+            category=category,
+            category_label=category.replace("_", " ").capitalize(),
+            rule=f"content score {total} over {plan.threshold} ({record.get('profile')} "
+            f"{plan.scope.replace('scan:', 'scan of ')})",
+            list_source=", ".join(p.name for p in (self.lists.sources if self.lists else ())),
+            entry=", ".join(phrases),
+            stage="response",
+            reference=blockpage.new_reference(datetime.now(UTC)),
+            content_score=total,
+        )
+        plan.record = record
+        logger.info(
+            "Content blocked: %s scored %d for %s (threshold %d, %s)",
+            record.get("host"),
+            total,
+            category,
+            plan.threshold,
+            plan.scope,
+        )
+        self._log(flow, record)
+        self.alerting.raise_event(content_event(record, self._policy(), phrases, total, plan))
+
+    def unscanned(self, flow: http.HTTPFlow, plan: Plan, why: str) -> None:
+        plan.outcome = "unscanned"
+        flow.metadata[CONTENT_KEY] = {"outcome": "unscanned", "why": why}
+        record = dict(plan.record)
+        record.update(reason="unscanned", rule=f"content not scanned: {why}", stage="response")
+        self._log(flow, record)
+
+    def _log(self, flow: http.HTTPFlow, record: dict[str, Any]) -> None:
+        writer = self.access.writer
+        if writer is None:
+            return
+        auth = flow.metadata.get("proxyauth")
+        peer = flow.client_conn.peername
+        writer.submit(
+            build(
+                record,
+                datetime.now(UTC),
+                method=flow.request.method,
+                user=str(auth[0]) if auth else None,
+                ip=str(peer[0]) if peer else None,
+                url=flow.request.pretty_url,
+            )
+        )
+
+    def _policy(self) -> Policy:
+        loaded = self.gate.runtime.current if self.gate.runtime else None
+        assert loaded is not None
+        return loaded.policy
+
+    # -- the block page ----------------------------------------------------------------------
+
+    def block_html(self, flow: http.HTTPFlow, plan: Plan) -> str:
+        policy = self._policy()
+        record = plan.record
+        profile = policy.profiles.get(str(record.get("profile")))
+        staff = bool(profile and profile.may_request_unblock)
+        score = record.get("content_score")
+        label = str(record.get("category_label"))
+        reason = (
+            f"its content scored {score} for {label.lower()}, over the limit of {plan.threshold}"
+        )
+        if staff and record.get("entry"):
+            # Staff may ask for it to be unblocked, so they see why; pupils are not shown
+            # the harmful words again.
+            reason += f" (it contains: {record['entry']})"
+        scheme = "https" if flow.request.scheme == "https" else "http"
+        audiences = (("me", "Only me (to check it first)"),) + tuple(
+            (f"profile:{p.name}", p.label) for p in policy.profiles.values()
+        )
+        return blockpage.render_block_page(
+            blockpage.BlockPageContext(
+                school=policy.school,
+                reference=str(record["reference"]),
+                host=str(record.get("host") or flow.request.pretty_host),
+                url=str(record.get("url") or flow.request.pretty_url),
+                reason=reason,
+                category_label=label,
+                at=datetime.now(UTC),
+                portal=f"{scheme}://{policy.portal_host}",
+                staff=staff,
+                audiences=audiences,
+            )
+        )
+
+    def _block_response(self, flow: http.HTTPFlow, plan: Plan) -> http.Response:
+        return http.Response.make(
+            403,
+            self.block_html(flow, plan),
+            {
+                "Content-Type": "text/html; charset=utf-8",
+                "Cache-Control": "no-store",
+                "X-Schoolgate-Reference": str(plan.record["reference"]),
+            },
+        )
+
+    def block_notice(self, flow: http.HTTPFlow, plan: Plan) -> bytes:
+        """The replacement for a held body, in its own format (its headers have left)."""
+        ref = str(plan.record["reference"])
+        message = (
+            f"Blocked by the school's web filter: the content was not suitable (reference {ref})."
+        )
+        if plan.kind == Kind.HTML:
+            text = self.block_html(flow, plan)
+        elif plan.kind == Kind.EVENTS:
+            payload = json.dumps({"error": message, "schoolgate_reference": ref})
+            text = f"event: error\ndata: {payload}\n\n"
+        elif plan.kind == Kind.JSON:
+            text = json.dumps({"error": message, "schoolgate_reference": ref})
+        else:
+            text = message + "\n"
+        data = text.encode(plan.charset if plan.kind == Kind.HTML else "utf-8", "replace")
+        if plan.content_encoding in ("", "identity"):
+            return data
+        return encoding.encode(data, plan.content_encoding)
+
+
+def _score_raw(lists: WeightedLists, plan: Plan, body: bytes, cap: int) -> Score | None:
+    """Decode and score a whole buffered body; None if it decodes to more than the cap."""
+    decoder = Decoder(plan.content_encoding)
+    scanner = ContentScanner(lists, plan.kind, plan.charset)
+    # Compressed input a slice at a time, so a zip bomb stops at the cap.
+    step = (len(body) or 1) if plan.content_encoding in ("", "identity") else 1 << 16
+    for start in range(0, len(body), step):
+        scanner.feed(decoder.decompress(body[start : start + step]))
+        if scanner.scanned_bytes > cap:
+            return None
+    return scanner.finish()
+
+
+class HeldBody:
+    """mitmproxy's stream callable for a body of unknown length: hold, score, then release.
+
+    Called with each chunk as it arrives and with b"" at the end (mitmproxy's contract); what
+    it returns is sent. While holding it returns an empty list, never b"": mitmproxy would
+    send an empty chunk, which in HTTP/1.1 chunked encoding ends the body.
+    """
+
+    def __init__(self, addon: ContentFiltering, flow: http.HTTPFlow, plan: Plan, cap: int) -> None:
+        self.addon = addon
+        self.flow = flow
+        self.plan = plan
+        self.cap = cap
+        self.held: list[bytes] = []
+        self.decoder = Decoder(plan.content_encoding)
+        lists = addon.lists
+        assert lists is not None
+        self.scanner = ContentScanner(lists, plan.kind, plan.charset)
+        self.mode = "hold"  # hold | pass | drop
+        self.decoded = 0
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        try:
+            return self._step(chunk)
+        except Exception as exc:  # never break the connection over a scan
+            logger.exception("Content scan of a streamed body failed")
+            if self.mode == "hold":
+                self.mode = "pass"
+                self.addon.unscanned(self.flow, self.plan, f"body could not be read: {exc}")
+                return _some(self._release(chunk))
+            return [] if self.mode == "drop" else _some(chunk)
+
+    def _step(self, chunk: bytes) -> list[bytes]:
+        if self.mode == "pass":
+            return _some(chunk)
+        if self.mode == "drop":
+            return []
+        if chunk:
+            self.held.append(chunk)
+            data = self.decoder.decompress(chunk)
+            self.decoded += len(data)
+            self.scanner.feed(data)
+            if self.decoded <= self.cap:
+                return []
+            # Over the cap: decide on what was read; the rest passes unscanned.
+            score = self.scanner.finish()
+            self.addon.decide(self.flow, self.plan, score)
+            if self.plan.outcome == "blocked":
+                self.mode = "drop"
+                return [self.addon.block_notice(self.flow, self.plan)]
+            self.mode = "pass"
+            self.addon.unscanned(
+                self.flow, self.plan, f"streamed body over the {self.cap} cap: the rest unscanned"
+            )
+            return _some(self._release(b""))
+        # The end of the body: decide, then release or replace.
+        self.addon.decide(self.flow, self.plan, self.scanner.finish())
+        if self.plan.outcome == "blocked":
+            self.mode = "drop"
+            return [self.addon.block_notice(self.flow, self.plan)]
+        self.mode = "pass"
+        return _some(self._release(b""))
+
+    def _release(self, chunk: bytes) -> bytes:
+        out = b"".join(self.held) + chunk
+        self.held.clear()
+        return out
+
+
+def _some(data: bytes) -> list[bytes]:
+    return [data] if data else []
+
+
+def content_event(
+    record: dict[str, Any], policy: Policy, phrases: list[str], total: int, plan: Plan
+) -> Event:
+    """A safeguarding alert for a page blocked for its content: who, where, why."""
+    at = datetime.now(UTC)
+    category = str(record.get("category") or "")
+    fields = {"user": str(record.get("user") or "not signed in")}
+    if record.get("ip"):
+        fields["device"] = str(record["ip"])
+    fields["profile"] = str(record.get("profile") or "unknown")
+    fields["site"] = str(record.get("host") or "")
+    page = str(record.get("url") or "").split("?", 1)[0].split("#", 1)[0]
+    if page:
+        fields["page"] = page
+    fields["category"] = category.replace("_", " ")
+    fields["phrase"] = ", ".join(phrases)
+    fields["score"] = f"{total} (limit {plan.threshold})"
+    fields["reference"] = str(record.get("reference") or "")
+    fields["time"] = at.astimezone(policy.timezone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    who = record.get("user") or record.get("ip") or "unknown"
+    return Event(
+        kind=CONTENT_BLOCK,
+        severity=4 if total > 2 * plan.threshold else 3,
+        audience=Audience.SAFEGUARDING,
+        summary=f"Page blocked for its content: {category.replace('_', ' ')}",
+        fields=fields,
+        fold_key=f"{CONTENT_BLOCK}|{who}|{category}",
+        at=at,
+        timezone=policy.timezone.key,
+    )
