@@ -10,7 +10,6 @@ last reminder is kept in `check_reminders` and claimed in the same transaction.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +20,7 @@ from proxy_addons.alert_outbox import AlertOutbox
 from proxy_addons.alerts import Audience, Event, Route
 from proxy_addons.check_alerts import send_now
 from proxy_addons.check_records import profiles_covered
+from proxy_addons.periodic import Periodic
 from proxy_addons.policy import Policy, Term
 from proxy_addons.store import Store
 from proxy_addons.store.schema import check_reminders
@@ -146,8 +146,11 @@ def remind_if_due(
     return due
 
 
-class CheckReminders:
+class CheckReminders(Periodic):
     """Calls `remind_if_due` every hour in a thread of the gateway."""
+
+    thread_name = "check-reminders"
+    failure = "Check reminder failed; trying again later"
 
     def __init__(
         self,
@@ -156,29 +159,11 @@ class CheckReminders:
         interval: float = SWEEP_SECONDS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__()
         self.store, self.policy, self.interval, self.clock = store, policy, interval, clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="check-reminders", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                remind_if_due(self.store, self.policy(), self.clock())
-            except Exception:
-                logger.exception("Check reminder failed; trying again later")
-            self._stop.wait(self.interval)
+    def tick(self) -> None:
+        remind_if_due(self.store, self.policy(), self.clock())
 
 
 __all__ = [

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from proxy_addons import backup
+from proxy_addons.cli_args import add_store_arguments
 
 
 def _where(args: argparse.Namespace) -> backup.Where:
@@ -67,13 +68,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--policy", default=policy)
-        p.add_argument("--var", default=var)
-        p.add_argument(
-            "--dsn",
-            default=os.environ.get("SCHOOLGATE_DSN") or None,
-            help="PostgreSQL DSN (default: $SCHOOLGATE_DSN, else SQLite under --var)",
-        )
+        add_store_arguments(p, policy, var)
         p.add_argument("--ca-dir", help="the CA folder, if not VAR/ca")
 
     make = sub.add_parser("backup", help="back up the store, configuration, CA and audit trail")

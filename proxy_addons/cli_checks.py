@@ -20,6 +20,7 @@ from proxy_addons.check_records import (
     term_at,
 )
 from proxy_addons.check_suite import CheckCase, Suite, SuiteError, load_suite
+from proxy_addons.cli_args import add_store_arguments
 from proxy_addons.policy import Policy
 from proxy_addons.policy_loader import PolicyError, load_policy
 from proxy_addons.store import Store, store_url
@@ -217,13 +218,7 @@ def cmd_checks_report(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--policy", default=policy)
-        p.add_argument("--var", default=var)
-        p.add_argument(
-            "--dsn",
-            default=os.environ.get("SCHOOLGATE_DSN") or None,
-            help="PostgreSQL DSN (default: $SCHOOLGATE_DSN, else SQLite under --var)",
-        )
+        add_store_arguments(p, policy, var)
 
     checks = sub.add_parser("checks", help="termly filtering checks (docs/checks.md)")
     csub = checks.add_subparsers(dest="checks_command", required=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from proxy_addons import audit
 from proxy_addons.channels import notifier_from_policy
+from proxy_addons.cli_args import add_store_arguments
 from proxy_addons.policy import Policy
 from proxy_addons.policy_loader import PolicyError, load_policy
 from proxy_addons.store import Store, store_url
@@ -257,13 +257,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--policy", default=policy)
-        p.add_argument("--var", default=var)
-        p.add_argument(
-            "--dsn",
-            default=os.environ.get("SCHOOLGATE_DSN") or None,
-            help="PostgreSQL DSN (default: SCHOOLGATE_DSN, else SQLite under --var)",
-        )
+        add_store_arguments(p, policy, var)
 
     unblock = sub.add_parser("unblock", help="temporary educational unblocks")
     usub = unblock.add_subparsers(dest="unblock_command", required=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -35,6 +34,7 @@ from proxy_addons.device_alerts import (
     recalled,
     remember,
 )
+from proxy_addons.periodic import Periodic
 from proxy_addons.policy import Policy
 from proxy_addons.store import Store
 
@@ -214,7 +214,7 @@ def alert_noncompliance(store: Store, policy: Policy, report: DeviceReport, at: 
     return True
 
 
-class StaleSweep:
+class StaleSweep(Periodic):
     """Raises each stale device once, until it reports again (then it may go stale anew),
     and each unknown MAC seen on the network once (proxy_addons/device_alerts.py).
 
@@ -231,10 +231,9 @@ class StaleSweep:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         unknown_grace: timedelta = UNKNOWN_GRACE,
     ) -> None:
+        super().__init__()
         self.store, self.policy, self.interval, self.clock = store, policy, interval, clock
         self.unknown_grace = unknown_grace
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def sweep(self) -> int:
         """One pass; returns how many devices were raised."""
@@ -272,26 +271,12 @@ class StaleSweep:
             self.unknown_grace,
         )
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="device-stale", daemon=True)
-            self._thread.start()
+    thread_name = "device-stale"
+    failure = "Device sweep failed; trying again later"
 
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sweep()
-                self.sweep_unknown()
-            except Exception:
-                logger.exception("Device sweep failed; trying again later")
-            self._stop.wait(self.interval)
+    def tick(self) -> None:
+        self.sweep()
+        self.sweep_unknown()
 
 
 # -- metrics ---------------------------------------------------------------------------------
