@@ -7,6 +7,11 @@ intercepts transparently), judges what it saw with the shared `check_suite` func
 the table and posts the run back with its evidence. The gateway judges the run again itself
 and records it (source "agent", this device's id and OS).
 
+Before the first test URL the agent opens a check window on the gateway
+(`POST /api/v1/checks/windows`): for a few minutes the suite's URLs from this device's address
+raise no monitoring alerts (a canary is nobody's doing); posting the run closes it. Without a
+window (an older gateway, an error) the run goes ahead and says its requests may alert.
+
 The device API is reached directly with the pinned CA (like every agent call), never through
 the proxy: the test URLs are what goes the browser's way, not the agent's own reporting.
 """
@@ -17,6 +22,7 @@ import argparse
 import json
 import ssl
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -31,6 +37,7 @@ from proxy_addons.check_suite import CheckCase, Expect, Observation, Outcome, cl
 
 SUITE_PATH = "/api/v1/checks"
 RUNS_PATH = "/api/v1/checks/runs"
+WINDOWS_PATH = "/api/v1/checks/windows"
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,30 @@ def fetch_suite(client: Client) -> tuple[str, str, list[CheckCase]]:
         return str(answer["name"]), str(answer["profile"]), cases
     except (KeyError, TypeError, ValueError) as exc:
         raise ClientError("the gateway's suite was not understood") from exc
+
+
+def open_window(client: Client, cases: int, timeout: float) -> str | None:
+    """Announce the run and wait until the gateway applies it; None if the window is open,
+    else why not (the run goes ahead)."""
+    seconds = int(cases * timeout) + 60  # every case timing out, and some; the gateway caps it
+    try:
+        status, answer = _call(client, "POST", WINDOWS_PATH, {"seconds": seconds})
+    except ClientError as exc:
+        return str(exc)
+    if status != 201:
+        return f"{status}: {answer.get('error')}"
+    starts_in = answer.get("starts_in")
+    if isinstance(starts_in, int | float) and 0 < starts_in <= 30:
+        time.sleep(starts_in)  # the gateways read open windows every few seconds
+    return None
+
+
+def close_window(client: Client) -> None:
+    """A run given up: end its window now rather than at its expiry (best effort)."""
+    try:
+        _call(client, "DELETE", WINDOWS_PATH)
+    except ClientError:
+        pass
 
 
 def run_cases(
@@ -167,8 +198,19 @@ def cmd_checks(args: argparse.Namespace) -> int:
     except (ClientError, OSError, ssl.SSLError) as exc:
         print(f"agent: {exc}", file=sys.stderr)
         return 3
+    not_open = open_window(client, len(cases), args.timeout)
+    if not_open:
+        print(
+            f"agent: no check window on the gateway ({not_open}): "
+            "the test URLs may raise monitoring alerts",
+            file=sys.stderr,
+        )
     started = datetime.now(UTC)
-    tried = run_cases(cases, finder, context, args.timeout)
+    try:
+        tried = run_cases(cases, finder, context, args.timeout)
+    except BaseException:  # e.g. Ctrl-C: the run won't be posted, so its window is closed here
+        close_window(client)
+        raise
     finished = datetime.now(UTC)
     body = run_body(suite, profile, by, started, finished, finder, tried, args.device_type)
     if args.format == "json":
@@ -179,6 +221,7 @@ def cmd_checks(args: argparse.Namespace) -> int:
         status, answer = _call(client, "POST", RUNS_PATH, body)
     except ClientError as exc:
         print(f"agent: the run was not recorded: {exc}", file=sys.stderr)
+        close_window(client)
         return 3
     if status != 201:
         where = answer.get("field")
@@ -215,4 +258,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=cmd_checks)
 
 
-__all__ = ["add_parser", "cmd_checks", "fetch_suite", "run_body", "run_cases"]
+__all__ = [
+    "add_parser",
+    "cmd_checks",
+    "close_window",
+    "fetch_suite",
+    "open_window",
+    "run_body",
+    "run_cases",
+]

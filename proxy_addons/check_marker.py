@@ -7,6 +7,10 @@ add-on sits right after the ones that decide and before the access log and alert
 request an armed probe is watching (`check_probes.ProbeBook`: this client, this host, for at
 most 30 seconds) it adds `check_probe: true` to the decision record, which alerting skips.
 The access log still records the request: it happened.
+
+An agent's check run is marked the same way while its window is open (check_windows.py:
+this address, the suite's URLs, a few minutes), read from the store by a `WindowBook`
+thread, never on the request path.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from mitmproxy import connection, http
 from mitmproxy.proxy import layer
 
 from proxy_addons.check_probes import PROBE_MARK, ProbeBook
+from proxy_addons.check_windows import WINDOW_MARK, WindowBook
 from proxy_addons.filtering import METADATA_KEY, Filter
 
 
@@ -26,6 +31,13 @@ class CheckMarker:
     def __init__(self, gate: Filter, book: ProbeBook) -> None:
         self.gate = gate
         self.book = book
+        self.windows = WindowBook(lambda: gate.store)
+
+    def running(self) -> None:
+        self.windows.start()
+
+    def done(self) -> None:
+        self.windows.stop()
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         self._mark(flow.metadata.get(METADATA_KEY), flow.client_conn)
@@ -41,5 +53,11 @@ class CheckMarker:
         if not record or PROBE_MARK in record:
             return
         peer = client.peername
-        if self.book.watching(str(peer[0]) if peer else None, record.get("host")):
+        ip = str(peer[0]) if peer else None
+        if self.book.watching(ip, record.get("host")):
             record[PROBE_MARK] = True
+            return
+        window = self.windows.covering(ip, record)
+        if window is not None:  # an agent's check run (check_windows.py)
+            record[PROBE_MARK] = True
+            record[WINDOW_MARK] = window.id

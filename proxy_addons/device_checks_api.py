@@ -7,6 +7,12 @@ the device's own network path, and posts what it saw (`schoolgate-agent checks`)
   error, evidence) is validated field by field, and the gateway judges it itself with the
   shared `check_suite.classify` (the agent's own verdict is only for its screen). Recorded
   with source "agent", the device's id and OS from the inventory, and failures alert.
+  Posting a run closes the device's check window.
+- `POST /api/v1/checks/windows`: announces a run about to start (check_windows.py): for a few
+  minutes the suite's URLs for this device's profile, from the address the device API sees it
+  at, raise no monitoring alerts. `{"seconds": N}` is optional (clamped to 60..900). The
+  answer's `starts_in` is how long the gateways take to see it (they read windows every few
+  seconds). `DELETE` closes the device's window (a run given up).
 
 Answers are JSON; bad input is a 4xx naming the field, never a 500 (as device_api.py).
 """
@@ -26,6 +32,12 @@ from proxy_addons import devices as dv
 from proxy_addons.check_alerts import record_and_alert
 from proxy_addons.check_records import CheckRecordError, CheckRun, result_for, term_at
 from proxy_addons.check_suite import Observation, Suite, SuiteError, load_suite
+from proxy_addons.check_windows import (
+    DEFAULT_SECONDS,
+    REFRESH_SECONDS,
+    close_windows,
+    open_window,
+)
 from proxy_addons.decision import Identity, resolve_profile
 from proxy_addons.policy import Policy
 from proxy_addons.store import Store
@@ -191,11 +203,60 @@ def checks_blueprint(
         profile = device_profile(store, current, request.remote_addr, clock())
         return _answer(200, profile=profile, device_id=device_id, **suite.to_json(profile))
 
+    @bp.post("/api/v1/checks/windows")
+    def open_check_window() -> Response:
+        # The address is the one this request comes from, as for the suite's profile: where
+        # the gateway sees the device now, not an address the device says it has (a device
+        # could name another pupil's and silence that pupil's alerts).
+        device_id = _bearer_device(store)
+        if device_id is None:
+            return _unauthorised()
+        ip = request.remote_addr
+        if not ip:
+            return _answer(400, error="the device's address is not known", field=None)
+        raw = request.get_data(cache=False)
+        if len(raw) > 1024:
+            return _answer(413, error="a window request may be at most 1024 bytes", field=None)
+        try:
+            data = json.loads(raw or b"{}", parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError):
+            return _answer(400, error="is not valid JSON", field="body")
+        if not isinstance(data, dict) or set(data) - {"seconds"}:
+            return _answer(400, error="should be {seconds}", field="body")
+        seconds = data.get("seconds", DEFAULT_SECONDS)
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+            return _answer(400, error="should be a whole number of seconds", field="seconds")
+        found = suite_now()
+        if isinstance(found, Response):
+            return found
+        current, suite = found
+        now = clock()
+        profile = device_profile(store, current, ip, now)
+        urls = [c.url for c in suite.cases_for(profile)]
+        window_id, expires, count = open_window(store, device_id, ip, urls, now, seconds)
+        logger.info("check window %d for device %s (%d URLs)", window_id, device_id, count)
+        return _answer(
+            201,
+            window_id=window_id,
+            profile=profile,
+            urls=count,
+            expires_at=expires.isoformat(),
+            starts_in=REFRESH_SECONDS + 1,
+        )
+
+    @bp.delete("/api/v1/checks/windows")
+    def close_check_window() -> Response:
+        device_id = _bearer_device(store)
+        if device_id is None:
+            return _unauthorised()
+        return _answer(200, closed=close_windows(store, device_id, clock()))
+
     @bp.post("/api/v1/checks/runs")
     def post_run() -> Response:
         device_id = _bearer_device(store)
         if device_id is None:
             return _unauthorised()
+        close_windows(store, device_id, clock())  # the run is over, whatever becomes of it
         if (request.content_length or 0) > MAX_RUN_BYTES:
             return _answer(413, error=f"a run may be at most {MAX_RUN_BYTES} bytes", field=None)
         raw = request.get_data(cache=False)

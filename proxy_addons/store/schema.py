@@ -314,6 +314,21 @@ check_reminders = sa.Table(
     _when("sent_at", nullable=False),
 )
 
+check_windows = sa.Table(
+    "check_windows",
+    metadata,
+    # An agent's check run in progress: its test URLs, from its address, raise no monitoring
+    # alerts until the window closes or expires (check_windows.py).
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("device_id", sa.String(64), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=False),
+    sa.Column("urls", sa.Text, nullable=False),  # JSON list of canonical URLs
+    _when("opened_at", nullable=False),
+    _when("expires_at", nullable=False),
+    _when("closed_at", nullable=True),
+    sa.Index("ix_check_windows_expires_at", "expires_at"),
+)
+
 __all__ = [
     "GENESIS_HASH",
     "UTCDateTime",
@@ -326,6 +341,7 @@ __all__ = [
     "check_reminders",
     "check_results",
     "check_runs",
+    "check_windows",
     "device_alerts",
     "devices",
     "metadata",
