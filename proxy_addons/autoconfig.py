@@ -26,6 +26,18 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _sign_in_prompt(flow: http.HTTPFlow) -> bool:
+    """mitmproxy's proxyauth (which runs first) asked for a sign-in. Devices fetch the PAC
+    file before they know of any proxy, so it is served without one: it holds no secret."""
+    response = flow.response
+    return (
+        response is not None
+        and response.status_code in (401, 407)
+        and ("Proxy-Authenticate" in response.headers or "WWW-Authenticate" in response.headers)
+        and "proxyauth" not in flow.metadata
+    )
+
+
 class AutoConfig:
     """PAC and WPAD for explicit-proxy devices (docs/network.md)."""
 
@@ -49,7 +61,7 @@ class AutoConfig:
         return bool(sock) and host in (str(sock[0]), "localhost") and request.port == sock[1]
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None:
+        if flow.response is not None and not _sign_in_prompt(flow):
             return
         loaded = self.gateway.runtime.current if self.gateway.runtime else None
         if loaded is None:

@@ -455,7 +455,7 @@ def test_the_gateways_own_traffic_is_neither_redirected_nor_filtered(lab: Lab) -
     assert "from-gateway" not in lab.gateway_log
     # Only the clients' web traffic was redirected (the counter on the redirect rule).
     chain = lab.nft("list", "chain", "inet", "schoolgate", "prerouting")
-    packets = re.search(r"counter packets (\d+)", chain)
+    packets = re.search(rf"counter packets (\d+) bytes \d+ redirect to :{TRANSPARENT_PORT}", chain)
     assert packets and int(packets.group(1)) > 0
 
 
@@ -529,3 +529,11 @@ def _logged(lab: Lab, **match: object) -> list[dict[str, object]]:
     lines = path.read_text().splitlines() if path.exists() else []
     records = [json.loads(line) for line in lines if line.strip()]
     return [r for r in records if all(r.get(k) == v for k, v in match.items())]
+
+
+def test_dns_wpad_on_port_80_of_the_gateway_gets_the_pac_file(lab: Lab) -> None:
+    """Clients that find WPAD by DNS fetch http://wpad.<domain>/wpad.dat on port 80 of the
+    gateway's own address: the firewall sends that to the proxy port, which serves it."""
+    code, status, body = lab.curl(f"http://{GATEWAY_LAN}/wpad.dat", "-H", "Host: wpad.school.lan")
+    assert (code, status) == (0, 200), body
+    assert "function FindProxyForURL" in body and "PROXY " in body
