@@ -15,7 +15,12 @@ Wall-clock times on a machine shared with other work are noisy, so beside the me
 prints the gateway processes' own CPU time per page (psutil), which other load doesn't
 inflate, and the fastest quarter of the requests.
 
-    .venv/bin/python bench/content_filter_bench.py [--requests 200] [--kb 100]
+    .venv/bin/python bench/content_filter_bench.py [--requests 200] [--kb 100] [--new-words 0.03]
+
+By default every word of the pages comes from a vocabulary of ~190 words, which the matcher
+has learnt after the first pages: its best case. `--new-words 0.03` makes 3% of the words
+made-up names and rare words, new on each page, as on real pages; each new word costs the
+matcher some microseconds the first time it is seen.
 
 The test rig's upstream redirection (tests/support/local_upstream.py) makes mitmproxy open a
 new upstream connection (and, for HTTPS, a TLS handshake) for every request, in both gateways
@@ -61,13 +66,28 @@ WORDS = (
 ).split()
 
 
-def sentence(rng: random.Random) -> str:
-    words = [rng.choice(WORDS) for _ in range(rng.randint(8, 20))]
+SYLLABLES = "ka ro mi na te so lu vi de pa zo ri fe ga bo ne tu la xi mo an el ok ur is".split()
+
+
+def new_word(rng: random.Random) -> str:
+    """A made-up word (a name, a rare word): most are new to the matcher on every page."""
+    word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
+    return word.capitalize() if rng.random() < 0.3 else word
+
+
+def sentence(rng: random.Random, new_words: float = 0.0) -> str:
+    words = [
+        new_word(rng) if new_words and rng.random() < new_words else rng.choice(WORDS)
+        for _ in range(rng.randint(8, 20))
+    ]
     return " ".join(words).capitalize() + rng.choice([".", ".", ".", "?", "!"])
 
 
-def page(kb: int, seed: int = 7) -> bytes:
-    """A news-or-encyclopedia-like page of `kb` KB, about half of it visible text."""
+def page(kb: int, seed: int = 7, new_words: float = 0.0) -> bytes:
+    """A news-or-encyclopedia-like page of `kb` KB, about half of it visible text.
+
+    `new_words`: the share of its words made up, so never seen on an earlier page.
+    """
     rng = random.Random(seed)
     css = "".join(
         f".c{n} {{ margin: {n % 9}px; color: #{n * 7919 % 0xFFFFFF:06x}; display: block }}\n"
@@ -90,7 +110,9 @@ def page(kb: int, seed: int = 7) -> bytes:
     out = [head]
     size = len(head) + len(tail)
     while size < kb * 1000:
-        para = f'<p class="c{rng.randrange(300)}">' + " ".join(sentence(rng) for _ in range(5))
+        para = f'<p class="c{rng.randrange(300)}">' + " ".join(
+            sentence(rng, new_words) for _ in range(5)
+        )
         para += "</p>\n"
         out.append(para)
         size += len(para)
@@ -140,9 +162,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="per gateway and scheme")
     parser.add_argument("--kb", type=int, default=100)
     parser.add_argument("--pages", type=int, default=20, help="different pages, taken in turn")
+    parser.add_argument(
+        "--new-words",
+        type=float,
+        default=0.0,
+        help="share of made-up words per page, new to the matcher (real pages bring names "
+        "and rare words; default 0: all from a small vocabulary, learnt after a few pages)",
+    )
     args = parser.parse_args()
 
-    bodies = [page(args.kb, seed) for seed in range(args.pages)]
+    bodies = [page(args.kb, seed, args.new_words) for seed in range(args.pages)]
     body = bodies[0]
     paths = [ROOT / "policies" / "phrases" / "weighted" / f for f in ("en.yaml", "pl.yaml")]
     lists = load_weighted_lists(paths)

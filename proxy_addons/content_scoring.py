@@ -366,10 +366,16 @@ class Decoder:
 
 
 _HIDDEN_OPEN = re.compile(r"<(script|style|noscript|template|svg)\b|<!--", re.I)
-_HIDDEN = re.compile(r"<(script|style|noscript|template|svg)\b.*?</\1\s*>|<!--.*?-->", re.I | re.S)
+# A hidden element's contents up to its first closing tag, as `.*?</\1\s*>` would find it,
+# but run through in C: possessive runs of anything but "<", and a "<" only where no closing
+# tag starts (a lazy `.*?` steps a character at a time over a whole script or style sheet).
+_HIDDEN_BODY = r"\b[^<]*+(?:<(?!/\1\s*>)[^<]*+)*+</\1\s*>"
+_HIDDEN = re.compile(
+    rf"<(script|style|noscript|template|svg){_HIDDEN_BODY}|<!--.*?-->", re.I | re.S
+)
 # What a person never sees, in one pass: hidden elements with their contents, comments, tags.
 _UNSEEN = re.compile(
-    r"<(?:(script|style|noscript|template|svg)\b.*?</\1\s*>|!--.*?-->|[^>]*>)", re.I | re.S
+    rf"<(?:(script|style|noscript|template|svg){_HIDDEN_BODY}|!--.*?-->|[^>]*>)", re.I | re.S
 )
 _JSON_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|[nrtbf\"\\/])")
 _ESCAPES = {"n": " ", "r": " ", "t": " ", "b": " ", "f": " ", '"': '"', "\\": "\\", "/": "/"}
@@ -414,6 +420,10 @@ class TextExtractor:
 
     def close(self) -> str:
         return self._text(self._decode.decode(b"", final=True), final=True)
+
+    def whole(self, data: bytes) -> str:
+        """All of the content at once (a buffered body): nothing held back for a next chunk."""
+        return self._text(self._decode.decode(data, final=True), final=True)
 
     def _text(self, new: str, *, final: bool) -> str:
         text = self._pending + new
@@ -490,6 +500,13 @@ class ContentScanner:
         self.scanned_bytes += len(data)
         self._add(self._extractor.feed(data))
 
+    def read(self, data: bytes) -> Score:
+        """The whole (decoded) body at once: `feed` and `finish` in one, a little faster."""
+        assert self._extractor is not None
+        self.scanned_bytes += len(data)
+        self._add(self._extractor.whole(data))
+        return self.finish()
+
     def finish(self) -> Score:
         assert self._extractor is not None
         self._add(self._extractor.close())
@@ -521,6 +538,4 @@ def score_body(lists: WeightedLists, body: bytes, content_type: str) -> Score | 
     kind = kind_of(content_type)
     if kind is None:
         return None
-    scanner = ContentScanner(lists, kind, charset_of(content_type))
-    scanner.feed(body)
-    return scanner.finish()
+    return ContentScanner(lists, kind, charset_of(content_type)).read(body)

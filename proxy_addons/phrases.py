@@ -16,6 +16,7 @@ import bisect
 import functools
 import itertools
 import logging
+import operator
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
@@ -451,8 +452,7 @@ class PhraseMatcher:
         self._cold_words: set[str] = set()
         self._letters_follow: dict[str, frozenset[str]] = {}  # word -> letters walks go on by
         self._dead_pairs: set[str] = set()  # "word next": two words no phrase starts
-        self._hot_pieces: set[str] = set()  # pieces of text with a hot word
-        self._cold_pieces: set[str] = set()
+        self._hot_piece: dict[str, bool] = {}  # piece of text -> has it a hot word?
         self._dead_piece_pairs: set[str] = set()  # "piece next": two pieces leading nowhere
 
     def __len__(self) -> int:
@@ -603,23 +603,25 @@ class PhraseMatcher:
         list: a piece is hot if one of its words is, and two pieces in a row from which
         every walk died having found nothing are remembered as leading nowhere.
         """
-        words_of = self._chunk_words
-        hot_pieces, cold_pieces = self._hot_pieces, self._cold_pieces
-        if len(cold_pieces) + len(hot_pieces) >= _CHUNK_CACHE:
-            cold_pieces.clear()
-            hot_pieces.clear()
-        for piece in pieces.difference(hot_pieces, cold_pieces):
-            hot_piece = any([self._is_hot(w) for w in words_of[piece]])
-            (hot_pieces if hot_piece else cold_pieces).add(piece)
-        hot = pieces & hot_pieces
-        if not hot:
+        words_of, hot_piece = self._chunk_words, self._hot_piece
+        if len(hot_piece) >= _CHUNK_CACHE:
+            hot_piece.clear()
+        for piece in pieces.difference(hot_piece):
+            hot_piece[piece] = any([self._is_hot(w) for w in words_of[piece]])
+        # One C-level look-up per piece (itemgetter of them all), not a call per piece.
+        flags = (
+            operator.itemgetter(*chunks)(hot_piece)
+            if len(chunks) > 1
+            else [*map(hot_piece.get, chunks)]
+        )
+        if not any(flags):
             return set()
         found: list[_Hit] = []
         dead = self._dead_piece_pairs
         if len(dead) >= _START_CACHE:
             dead.clear()
         last = len(chunks) - 1
-        for c in itertools.compress(range(len(chunks)), map(hot.__contains__, chunks)):
+        for c in itertools.compress(range(len(chunks)), flags):
             pair = f"{chunks[c]} {chunks[c + 1]}" if c < last else ""
             if pair not in dead and self._walk_piece(chunks, c, found) and pair:
                 dead.add(pair)
