@@ -21,7 +21,6 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -42,6 +41,7 @@ from proxy_addons.alerts import (
     reload_failed_event,
     routes,
 )
+from proxy_addons.background import Worker
 from proxy_addons.channels import notifier_from_policy
 from proxy_addons.check_probes import PROBE_MARK
 from proxy_addons.filtering import METADATA_KEY, Filter
@@ -78,8 +78,8 @@ class Alerting:
         self._runtime: PolicyRuntime | None = None
         self._store: Store | None = None
         self._running = False
-        self._intake = ThreadPoolExecutor(1, thread_name_prefix="alerts-intake")
-        self._scanner = ThreadPoolExecutor(1, thread_name_prefix="alerts-scan")
+        self._intake = Worker("alerts-intake")
+        self._scanner = Worker("alerts-scan")
         self._scan_backlog = 0
         self._scan_lock = threading.Lock()
         # Decrypted connections the Filter blocked at TLS: alerted on if the device then
@@ -148,8 +148,8 @@ class Alerting:
 
     def done(self) -> None:
         self._running = False
-        self._scanner.shutdown(wait=False, cancel_futures=True)
-        self._intake.shutdown(wait=True)  # events already raised reach the store
+        self._scanner.close(wait=False, drop_pending=True)
+        self._intake.close(wait=True)  # events already raised reach the store
         if self.outbox is not None:
             self.outbox.stop()
 
@@ -215,10 +215,7 @@ class Alerting:
             outbox.enqueue(event, chosen, policy.monitoring.fold_minutes)
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            self._intake.submit(self._guarded, fn, *args)
-        except RuntimeError:  # shutting down
-            pass
+        self._intake.submit(self._guarded, fn, *args)  # refused once shutting down
 
     @staticmethod
     def _guarded(fn: Callable[..., None], *args: Any) -> None:
@@ -286,10 +283,13 @@ class Alerting:
         if not record or record.get("stage") != "request":
             return
         self._pending_tls.pop(flow.client_conn, None)
+        path = flow.request.path
+        if record.get("action") != "block" and not search_terms.extract(
+            str(record.get("host") or ""), path
+        ):
+            return  # an allowed request raises nothing unless it is a search (_on_decision)
         navigation = _is_navigation(flow.request)
-        self._submit(
-            self._on_decision, dict(record), flow.request.path, datetime.now(UTC), navigation
-        )
+        self._submit(self._on_decision, dict(record), path, datetime.now(UTC), navigation)
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Scan readable HTML for risk phrases, for the profiles the policy names."""
@@ -323,10 +323,8 @@ class Alerting:
             self._scan_backlog += 1
         page = str(record.get("url") or "").split("?", 1)[0].split("#", 1)[0]
         cap = ctx.options.schoolgate_alerts_scan_max_bytes
-        try:
-            self._scanner.submit(self._scan, dict(record), page, response.copy(), cap)
-        except RuntimeError:
-            with self._scan_lock:
+        if not self._scanner.submit(self._scan, dict(record), page, response.copy(), cap):
+            with self._scan_lock:  # shutting down
                 self._scan_backlog -= 1
 
     def _scan(self, record: dict[str, Any], page: str, response: http.Response, cap: int) -> None:

@@ -43,6 +43,7 @@ def _run_gateway(args: argparse.Namespace) -> int:
     from mitmproxy import exceptions, options
     from mitmproxy.tools.dump import DumpMaster
 
+    from proxy_addons import hook_dispatch
     from proxy_addons.gateway import gateway_addons
 
     try:
@@ -71,6 +72,7 @@ def _run_gateway(args: argparse.Namespace) -> int:
             logging.getLogger(noisy).setLevel(logging.WARNING)
         master = DumpMaster(options.Options(), with_termlog=True, with_dumper=False)
         master.addons.add(*gateway_addons())
+        hook_dispatch.install(master.addons)  # skip add-ons without the hook (hook_dispatch.py)
         try:
             master.options.update(**settings)
             master.options.set(*(args.set or []))  # "name=value", parsed by the option's type
