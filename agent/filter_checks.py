@@ -23,14 +23,12 @@ import json
 import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.client import TIMEOUT, Client, ClientError
+from agent.client import Client, ClientError
 from agent.client_cli import DEFAULT_STATE
 from agent.net_path import ProxyFinder, fetch
 from proxy_addons.check_suite import CheckCase, Expect, Observation, Outcome, classify
@@ -48,36 +46,6 @@ class Tried:
     route: str
 
 
-def _call(client: Client, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-    """A device API call: bearer token, pinned CA, no proxy."""
-    context = client._context()  # the CA pinned at enrolment, and https:// only
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
-    )
-    headers = {"Authorization": f"Bearer {client._token()}", "Accept": "application/json"}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(client.gateway + path, data, headers, method=method)
-    try:
-        with opener.open(req, timeout=TIMEOUT) as answer:
-            return answer.status, _json(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, _json(exc.read())
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise ClientError(f"can't reach the gateway {client.gateway}: {reason}") from exc
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _case(data: dict[str, Any]) -> CheckCase:
     return CheckCase(
         id=str(data["id"]),
@@ -91,7 +59,7 @@ def _case(data: dict[str, Any]) -> CheckCase:
 
 def fetch_suite(client: Client) -> tuple[str, str, list[CheckCase]]:
     """The suite's name, this device's profile and its cases, from the gateway."""
-    status, answer = _call(client, "GET", SUITE_PATH)
+    status, answer = client.call("GET", SUITE_PATH)
     if status != 200:
         raise ClientError(f"the gateway did not give the suite ({status}): {answer.get('error')}")
     try:
@@ -106,7 +74,7 @@ def open_window(client: Client, cases: int, timeout: float) -> str | None:
     else why not (the run goes ahead)."""
     seconds = int(cases * timeout) + 60  # every case timing out, and some; the gateway caps it
     try:
-        status, answer = _call(client, "POST", WINDOWS_PATH, {"seconds": seconds})
+        status, answer = client.call("POST", WINDOWS_PATH, {"seconds": seconds})
     except ClientError as exc:
         return str(exc)
     if status != 201:
@@ -120,7 +88,7 @@ def open_window(client: Client, cases: int, timeout: float) -> str | None:
 def close_window(client: Client) -> None:
     """A run given up: end its window now rather than at its expiry (best effort)."""
     try:
-        _call(client, "DELETE", WINDOWS_PATH)
+        client.call("DELETE", WINDOWS_PATH)
     except ClientError:
         pass
 
@@ -218,7 +186,7 @@ def cmd_checks(args: argparse.Namespace) -> int:
     else:
         print(_table(profile, finder.source, tried))
     try:
-        status, answer = _call(client, "POST", RUNS_PATH, body)
+        status, answer = client.call("POST", RUNS_PATH, body)
     except ClientError as exc:
         print(f"agent: the run was not recorded: {exc}", file=sys.stderr)
         close_window(client)

@@ -175,7 +175,8 @@ class Route:
 # -- building events -------------------------------------------------------------------------
 
 
-def _local(policy_tz: ZoneInfo, at: datetime) -> str:
+def local_time(policy_tz: ZoneInfo, at: datetime) -> str:
+    """How every alert writes a time: in the school's time zone, with its name."""
     return at.astimezone(policy_tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
@@ -238,7 +239,7 @@ def phrase_event(
         fields["matched"] = top.matched
     if record.get("reference"):
         fields["reference"] = str(record["reference"])
-    fields["time"] = _local(policy.timezone, at)
+    fields["time"] = local_time(policy.timezone, at)
     where = "search" if search_term is not None else "page"
     severity = max(1, min(5, int(top.severity)))
     return Event(
@@ -283,7 +284,7 @@ def events_for_decision(
         fields["site"] = "illegal-tier list entry"
         fields["list"] = Path(str(record.get("list_source") or "")).name or "illegal tier"
         fields["reference"] = reference
-        fields["time"] = _local(tz, at)
+        fields["time"] = local_time(tz, at)
         return [
             Event(
                 kind=ILLEGAL_TIER,
@@ -309,7 +310,7 @@ def events_for_decision(
             fields["search"] = search_term
         fields["category"] = _category(record)
         fields["reference"] = reference
-        fields["time"] = _local(tz, at)
+        fields["time"] = local_time(tz, at)
         events.append(
             Event(
                 kind=HIGH_RISK_BLOCK,
@@ -328,7 +329,7 @@ def events_for_decision(
         fields["site"] = str(record.get("host") or "")
         fields["category"] = how
         fields["reference"] = reference
-        fields["time"] = _local(tz, at)
+        fields["time"] = local_time(tz, at)
         device = fields.get("device_ref") or fields.get("user_ref") or "unknown"
         events.append(
             Event(
@@ -352,7 +353,7 @@ def reload_failed_event(policy: Policy | None, message: str, at: datetime | None
     at = at or datetime.now(UTC)
     tz = policy.timezone if policy else ZoneInfo("UTC")
     fields = {"policy": str(policy.path) if policy else "", "error": message.strip()[:2000]}
-    fields["time"] = _local(tz, at)
+    fields["time"] = local_time(tz, at)
     return Event(
         kind=POLICY_RELOAD_FAILED,
         severity=4,
@@ -379,9 +380,9 @@ def outbox_stuck_event(
         fields={
             "channel": channel,
             "waiting": str(waiting),
-            "oldest": _local(tz, oldest),
+            "oldest": local_time(tz, oldest),
             "error": error[:500],
-            "time": _local(tz, at),
+            "time": local_time(tz, at),
         },
         fold_key=f"{OUTBOX_STUCK}|{channel}",
         at=at,
@@ -453,7 +454,7 @@ class RepeatTracker:
         fields["sites"] = ", ".join(sites[:5]) + (" …" if len(sites) > 5 else "")
         if categories:
             fields["categories"] = ", ".join(categories)
-        fields["time"] = _local(policy.timezone, at)
+        fields["time"] = local_time(policy.timezone, at)
         return Event(
             kind=REPEATED_BLOCKS,
             severity=3,
@@ -514,7 +515,7 @@ def notification_for(
         subject += f" (x{occurrences})"
     facts = [(LABELS.get(k, k), v) for k, v in event.fields.items() if v]
     if occurrences > 1:
-        span = f"{_local(tz, first_at)} to {_local(tz, last_at)}"
+        span = f"{local_time(tz, first_at)} to {local_time(tz, last_at)}"
         facts.append(("Occurrences", f"{occurrences}, {span}"))
     lines = [event.summary, ""] + [f"{label}: {value}" for label, value in facts]
     if event.kind == ILLEGAL_TIER:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
 
 from proxy_addons.alert_outbox import AlertOutbox
-from proxy_addons.alerts import Audience, Event, routes
+from proxy_addons.alerts import Audience, Event, local_time, routes
 from proxy_addons.check_records import CheckRun, record_run
 from proxy_addons.check_suite import Expect
 from proxy_addons.policy import Policy
@@ -26,10 +25,6 @@ logger = logging.getLogger(__name__)
 
 CHECK_FAILED = "check_failed"
 ILLEGAL_CATEGORIES = frozenset({"child_sexual_abuse", "terrorism", "illegal"})
-
-
-def _local(policy: Policy, at: datetime) -> str:
-    return at.astimezone(policy.timezone).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _severity(run: CheckRun) -> int:
@@ -63,7 +58,7 @@ def failure_events(run_id: int, run: CheckRun, policy: Policy) -> list[Event]:
         "checks": "; ".join(described),
         "categories": ", ".join(sorted({r.category for r in failures})),
         "reference": f"check run {run_id} (schoolgate checks show {run_id})",
-        "time": _local(policy, run.finished_at),
+        "time": local_time(policy.timezone, run.finished_at),
     }
     summary = (
         f"Filtering check failed: {len(failures)} of {len(run.results)} cases "

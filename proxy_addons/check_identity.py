@@ -18,13 +18,14 @@ monitoring does not alert on a test canary as if a person had tried it.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from proxy_addons.network_access import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +68,8 @@ def header_value(profile: str, token: str) -> str:
 
 
 def is_loopback(ip: str | None) -> bool:
-    if not ip:
-        return False
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return False
-    if addr.version == 6 and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
+    addr = client_address(ip)
+    return addr is not None and addr.is_loopback
 
 
 class CheckIdentity:

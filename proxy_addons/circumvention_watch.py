@@ -42,7 +42,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 from scapy.utils import PcapReader
 
-from proxy_addons.alerts import CIRCUMVENTION, Audience, Event
+from proxy_addons.alerts import CIRCUMVENTION, Audience, Event, local_time
 from proxy_addons.policy import Policy
 from proxy_addons.store import Store
 
@@ -258,7 +258,7 @@ def events(finding: Finding, who: Who, policy: Policy, at: datetime) -> list[Eve
     """The IT provider's alert (the device, never the user), and the DSL's for a tunnel
     started by someone the gateway can name."""
     tz = policy.timezone
-    when = at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    when = local_time(tz, at)
     label = LABELS[finding.kind]
     where = f"{finding.dst} port {finding.port}/{finding.transport}"
     if finding.transport == "esp":

@@ -46,7 +46,7 @@ from proxy_addons import blockpage
 from proxy_addons.access_log import AccessLog
 from proxy_addons.access_records import build
 from proxy_addons.alerting import Alerting
-from proxy_addons.alerts import Audience, Event
+from proxy_addons.alerts import Audience, Event, local_time
 from proxy_addons.check_probes import PROBE_MARK
 from proxy_addons.content_scoring import (
     ContentScanner,
@@ -488,7 +488,7 @@ def content_event(
     fields["phrase"] = ", ".join(phrases)
     fields["score"] = f"{total} (limit {plan.threshold})"
     fields["reference"] = str(record.get("reference") or "")
-    fields["time"] = at.astimezone(policy.timezone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    fields["time"] = local_time(policy.timezone, at)
     who = record.get("user") or record.get("ip") or "unknown"
     return Event(
         kind=CONTENT_BLOCK,

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from proxy_addons.alerts import DEVICE_UNKNOWN, Audience, Event
+from proxy_addons.alerts import DEVICE_UNKNOWN, Audience, Event, local_time
 from proxy_addons.devices import list_devices
 from proxy_addons.policy import Policy
 from proxy_addons.store import Store
@@ -108,8 +108,8 @@ def unknown_event(found: Any, policy: Policy, at: datetime) -> Event:
     fields = {"mac": found.mac, "ip": found.ip or "unknown"}
     if found.vendor_hint:
         fields["vendor"] = found.vendor_hint
-    fields["first_seen"] = found.first_seen.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
-    fields["time"] = at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    fields["first_seen"] = local_time(tz, found.first_seen)
+    fields["time"] = local_time(tz, at)
     return Event(
         kind=DEVICE_UNKNOWN,
         severity=3,

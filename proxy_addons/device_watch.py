@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -24,7 +23,14 @@ from agent.checks import version_tuple
 from agent.report import CheckResult, DeviceReport
 from proxy_addons import devices as dv
 from proxy_addons.alert_outbox import AlertOutbox
-from proxy_addons.alerts import DEVICE_NONCOMPLIANT, DEVICE_STALE, Audience, Event, routes
+from proxy_addons.alerts import (
+    DEVICE_NONCOMPLIANT,
+    DEVICE_STALE,
+    Audience,
+    Event,
+    local_time,
+    routes,
+)
 from proxy_addons.device_alerts import (
     UNKNOWN_GRACE,
     alert_unknown_devices,
@@ -134,10 +140,6 @@ def _failing(report: DeviceReport) -> list[str]:
     return sorted(r.id for r in report.results if r.status != "pass")
 
 
-def _local(tz: ZoneInfo, at: datetime) -> str:
-    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
 def noncompliant_event(report: DeviceReport, policy: Policy, at: datetime) -> Event:
     """A device's report failed checks: which ones, and which device (never its user)."""
     failing = _failing(report) or ["no checks reported"]
@@ -150,7 +152,7 @@ def noncompliant_event(report: DeviceReport, policy: Policy, at: datetime) -> Ev
             "hostname": report.hostname,
             "device_id": report.device_id,
             "checks": ", ".join(failing),
-            "time": _local(policy.timezone, at),
+            "time": local_time(policy.timezone, at),
         },
         fold_key=f"{DEVICE_NONCOMPLIANT}|{report.device_id}|{','.join(failing)}",
         at=at,
@@ -160,7 +162,7 @@ def noncompliant_event(report: DeviceReport, policy: Policy, at: datetime) -> Ev
 
 def stale_event(device: dv.Device, policy: Policy, at: datetime) -> Event:
     """A device has stopped reporting: it counts as non-compliant until it reports again."""
-    last = _local(policy.timezone, device.last_report_at) if device.last_report_at else "never"
+    last = local_time(policy.timezone, device.last_report_at) if device.last_report_at else "never"
     return Event(
         kind=DEVICE_STALE,
         severity=3,
@@ -170,7 +172,7 @@ def stale_event(device: dv.Device, policy: Policy, at: datetime) -> Event:
             "hostname": device.hostname,
             "device_id": device.device_id,
             "last_report": last,
-            "time": _local(policy.timezone, at),
+            "time": local_time(policy.timezone, at),
         },
         fold_key=f"{DEVICE_STALE}|{device.device_id}|{last}",
         at=at,

@@ -18,19 +18,28 @@ DEVICE_API_PREFIX = "/api/"
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+def client_address(ip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A peer's address as the socket gave it (zone index and IPv4-mapped form undone);
+    None when missing or unparseable."""
+    if not ip:
+        return None
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return None
+    if addr.version == 6 and addr.ipv4_mapped:  # a dual-stack socket's view of IPv4
+        return addr.ipv4_mapped
+    return addr
+
+
 def address_in(networks: Iterable[IPNetwork], ip: str | None) -> bool:
     """Whether `ip` is in one of `networks`; the gateway's own loopback always is.
 
     Unparseable or missing addresses are not (the gateway never falls open).
     """
-    if not ip:
+    addr = client_address(ip)
+    if addr is None:
         return False
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return False
-    if addr.version == 6 and addr.ipv4_mapped:  # a dual-stack socket's view of IPv4
-        addr = addr.ipv4_mapped
     if addr.is_loopback:
         return True
     return any(addr in net for net in networks)

@@ -130,9 +130,10 @@ def wait_for_ks2(gateway: Gateway) -> None:
     raise AssertionError("the gateway never attributed 127.0.0.1 to the pupil")
 
 
-def agent(setup: Setup, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def agent(state: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`schoolgate-agent checks` with its state folder, with no proxy but what `env` sets."""
     clean = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    cmd = [sys.executable, "-m", "agent.cli", "checks", "--state", str(setup.state), *args]
+    cmd = [sys.executable, "-m", "agent.cli", "checks", "--state", str(state), *args]
     return subprocess.run(
         cmd, capture_output=True, text=True, env={**clean, **env}, cwd=ROOT, timeout=120
     )
@@ -146,14 +147,16 @@ def test_agent_runs_the_suite_through_the_gateway_and_the_runs_are_recorded(
     trust = {"SSL_CERT_FILE": str(setup.gateway.ca)}  # the school CA, as the device has it
 
     by_env = agent(
-        setup, "--by", "Mr Okafor", env={"HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, **trust}
+        setup.state, "--by", "Mr Okafor", env={"HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, **trust}
     )
     assert by_env.returncode == 1, by_env.stderr  # a case failed
     assert "profile ks2; network path: proxy settings" in by_env.stdout
     assert "recorded as check run 1: 6 passed, 1 failed, 1 could not be judged" in by_env.stdout
 
     pac_url = f"http://127.0.0.1:{setup.gateway.port}/proxy.pac"  # the gateway's own PAC
-    by_pac = agent(setup, "--by", "Mr Okafor", "--pac", pac_url, "--format", "json", env=trust)
+    by_pac = agent(
+        setup.state, "--by", "Mr Okafor", "--pac", pac_url, "--format", "json", env=trust
+    )
     assert by_pac.returncode == 1, by_pac.stderr
     posted = json.loads(by_pac.stdout[: by_pac.stdout.rindex("}") + 1])
     assert posted["network_path"] == f"PAC {pac_url}"
@@ -187,7 +190,9 @@ def test_agent_runs_the_suite_through_the_gateway_and_the_runs_are_recorded(
                 assert r.block_reference in references, (r.case_id, r.evidence)
 
     # Without the school CA the decrypted HTTPS cases can't be judged: errors, not results.
-    untrusted = agent(setup, "--by", "Mr Okafor", env={"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy})
+    untrusted = agent(
+        setup.state, "--by", "Mr Okafor", env={"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy}
+    )
     assert untrusted.returncode == 1, untrusted.stderr
     [third] = load_runs(setup.store, run_ids=[3])
     got = {r.case_id: r for r in third.run.results}

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,8 +44,9 @@ from proxy_addons.device_api import create_device_api
 from proxy_addons.policy_loader import load_policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alert_outbox, check_windows
-from tests.conftest import ROOT, Gateway, Upstream, copy_policy, free_port, start_mitmdump
+from tests.conftest import Gateway, Upstream, copy_policy, free_port, start_mitmdump
 from tests.pg import db_url  # noqa: F401  (a fixture)
+from tests.test_agent_filter_checks import agent, wait_for_ks2
 from tests.test_device_api import SECRET, HttpsServer, make_pki, report
 
 SUITE = """\
@@ -123,16 +121,6 @@ def setup(tmp_path: Path, upstream: Upstream, db_url: str) -> Iterator[Setup]:  
         gateway.stop()
 
 
-def wait_for_ks2(gateway: Gateway) -> None:
-    """Until the gateway has read the report: games are blocked for early years, not KS2."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if gateway.curl("http://games.test/").stdout.endswith("\n200"):
-            return
-        time.sleep(0.5)
-    raise AssertionError("the gateway never attributed 127.0.0.1 to the pupil")
-
-
 def fetch(gateway: Gateway, url: str, *args: str) -> str:
     """The block page reference the gateway gave this request (it must be blocked)."""
     done = gateway.curl(url, "-D", "-", *args)
@@ -163,19 +151,11 @@ def alerted_references(store: Store, wanted: set[str], timeout: float = 30) -> s
         time.sleep(0.3)
 
 
-def agent(setup: Setup, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    cmd = [sys.executable, "-m", "agent.cli", "checks", "--state", str(setup.state), *args]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, env={**clean, **env}, cwd=ROOT, timeout=120
-    )
-
-
 def test_an_agent_check_run_alerts_nobody_but_the_device_otherwise_does(setup: Setup) -> None:
     gateway, store = setup.gateway, setup.store
     wait_for_ks2(gateway)
     env = {"HTTP_PROXY": gateway.proxy, "HTTPS_PROXY": gateway.proxy}
-    run = agent(setup, "--by", "Mr Okafor", env={**env, "SSL_CERT_FILE": str(gateway.ca)})
+    run = agent(setup.state, "--by", "Mr Okafor", env={**env, "SSL_CERT_FILE": str(gateway.ca)})
     assert run.returncode == 0, (run.stdout, run.stderr)
     assert "no check window" not in run.stderr
     assert "recorded as check run 1: 5 passed, 0 failed" in run.stdout
