@@ -22,7 +22,6 @@ import threading
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from proxy_addons.alerts import (
 from proxy_addons.background import Worker
 from proxy_addons.channels import notifier_from_policy
 from proxy_addons.check_probes import PROBE_MARK
+from proxy_addons.content_scoring import html_text
 from proxy_addons.filtering import METADATA_KEY, Filter
 from proxy_addons.notify import (
     IncomingWebhookSettings,
@@ -63,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 KEY_FILE = Path("alerts") / "pseudonym.key"  # under schoolgate_var
 MAX_SCAN_BACKLOG = 16  # pages waiting to be scanned; beyond this, pages go unscanned
-_SKIPPED_ELEMENTS = frozenset({"script", "style", "noscript", "template", "svg"})
 
 
 class Alerting:
@@ -335,7 +334,10 @@ class Alerting:
             content = response.get_content(strict=False) or b""
             if len(content) > cap:
                 return
-            hits = matcher.match(visible_text(response.get_text(strict=False) or ""))
+            text = visible_text(response.get_text(strict=False) or "")
+            if not matcher.categories_in(text):  # most pages: no phrase, found in a fraction
+                return  # of the time `match` takes to say so
+            hits = matcher.match(text)
             event = phrase_event(record, loaded.policy, hits, page=page)
             if event is not None:
                 self._submit(self.raise_event, event)
@@ -421,29 +423,6 @@ def _pseudonym_key(var: Path) -> bytes:
 # -- page text -----------------------------------------------------------------------------------
 
 
-class _TextExtractor(HTMLParser):
-    """The words a person sees: text outside scripts, styles and templates."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED_ELEMENTS:
-            self._skip += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED_ELEMENTS and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
 def visible_text(html: str) -> str:
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    return " ".join(" ".join(parser.parts).split())
+    """The page's visible words, one space apart (content_scoring's one-pass extraction)."""
+    return " ".join(html_text(html).split())

@@ -453,7 +453,7 @@ class PhraseMatcher:
         self._letters_follow: dict[str, frozenset[str]] = {}  # word -> letters walks go on by
         self._dead_pairs: set[str] = set()  # "word next": two words no phrase starts
         self._hot_piece: dict[str, bool] = {}  # piece of text -> has it a hot word?
-        self._dead_piece_pairs: set[str] = set()  # "piece next": two pieces leading nowhere
+        self._dead_piece_pairs: set[tuple[str, str]] = set()  # two pieces leading nowhere
 
     def __len__(self) -> int:
         return sum(sum(lib.values()) for lib in self.sizes.values())
@@ -518,14 +518,18 @@ class PhraseMatcher:
         having found nothing are remembered and skipped next time ("to the", "on a").
         """
         chunks = text.split()
+        found_any = self._categories_by_piece(chunks)
+        if not found_any or not self._innocent.children:
+            # Innocent phrases only take hits away: a text where the piece walks find no
+            # phrase (most pages) is done without the word-by-word pass below.
+            return found_any
         words_of = self._chunk_words
         if len(words_of) >= _CHUNK_CACHE:
             words_of.clear()
+            self._hot_piece.clear()  # its pieces' words are looked up in words_of
         pieces = set(chunks)
         for chunk in pieces.difference(words_of):
             words_of[chunk] = tuple(_TOKEN.findall(_prepare(chunk)))
-        if not self._innocent.children:
-            return self._categories_by_piece(chunks, pieces)
         words = list(itertools.chain.from_iterable(map(words_of.__getitem__, chunks)))
         distinct = set(itertools.chain.from_iterable(map(words_of.__getitem__, pieces)))
         hot_words, cold_words = self._hot_words, self._cold_words
@@ -596,36 +600,54 @@ class PhraseMatcher:
         (self._cold_words if start is _NOWHERE else self._hot_words).add(word)
         return start is not _NOWHERE
 
-    def _categories_by_piece(self, chunks: list[str], pieces: set[str]) -> set[str]:
+    def _categories_by_piece(self, chunks: list[str]) -> set[str]:
         """`categories_in` for matchers without innocent phrases (content_scoring's lists).
 
         Works on the whitespace-separated pieces themselves, never building the text's word
         list: a piece is hot if one of its words is, and two pieces in a row from which
-        every walk died having found nothing are remembered as leading nowhere.
+        every walk died having found nothing are remembered as leading nowhere. On a page
+        of pieces seen before (most of them, on a school day) every step below runs in C:
+        one look-up per piece, then the hot ones paired with their next piece and checked
+        against the dead pairs; Python-level work is left for the pairs still alive.
         """
-        words_of, hot_piece = self._chunk_words, self._hot_piece
-        if len(hot_piece) >= _CHUNK_CACHE:
-            hot_piece.clear()
-        for piece in pieces.difference(hot_piece):
-            hot_piece[piece] = any([self._is_hot(w) for w in words_of[piece]])
-        # One C-level look-up per piece (itemgetter of them all), not a call per piece.
-        flags = (
-            operator.itemgetter(*chunks)(hot_piece)
-            if len(chunks) > 1
-            else [*map(hot_piece.get, chunks)]
-        )
-        if not any(flags):
+        if not chunks:
             return set()
-        found: list[_Hit] = []
+        hot_piece = self._hot_piece
+        look_up = operator.itemgetter(*chunks) if len(chunks) > 1 else None
+        try:
+            flags = look_up(hot_piece) if look_up else (hot_piece[chunks[0]],)
+        except KeyError:  # pieces never seen: tokenise them and note whether they are hot
+            self._learn_pieces(chunks)
+            flags = look_up(hot_piece) if look_up else (hot_piece[chunks[0]],)
+        hot = list(itertools.compress(range(len(chunks)), flags))
+        if not hot:
+            return set()
         dead = self._dead_piece_pairs
         if len(dead) >= _START_CACHE:
             dead.clear()
+        # (piece, next piece) for every hot piece; the last piece pairs with "", never dead.
+        padded = chunks + [""]
+        nexts = map(padded.__getitem__, map((1).__add__, hot))
+        pairs = zip(map(chunks.__getitem__, hot), nexts, strict=True)
+        alive = itertools.compress(hot, map(operator.not_, map(dead.__contains__, pairs)))
+        found: list[_Hit] = []
         last = len(chunks) - 1
-        for c in itertools.compress(range(len(chunks)), flags):
-            pair = f"{chunks[c]} {chunks[c + 1]}" if c < last else ""
-            if pair not in dead and self._walk_piece(chunks, c, found) and pair:
-                dead.add(pair)
+        for c in alive:
+            if self._walk_piece(chunks, c, found) and c < last:
+                dead.add((chunks[c], chunks[c + 1]))
         return {entry.category for _, _, entry in found}
+
+    def _learn_pieces(self, chunks: list[str]) -> None:
+        """Tokenise the pieces not seen before, and note which have a hot word."""
+        words_of, hot_piece = self._chunk_words, self._hot_piece
+        if len(hot_piece) >= _CHUNK_CACHE or len(words_of) >= _CHUNK_CACHE:
+            hot_piece.clear()
+            words_of.clear()
+        for piece in set(chunks).difference(hot_piece):
+            words = words_of.get(piece)
+            if words is None:
+                words = words_of[piece] = tuple(_TOKEN.findall(_prepare(piece)))
+            hot_piece[piece] = any([self._is_hot(w) for w in words])
 
     def _walk_piece(self, chunks: list[str], c: int, found: list[_Hit]) -> bool:
         """Run every walk from the hot words of piece c; True if all died by the next piece
