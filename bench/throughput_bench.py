@@ -1,9 +1,11 @@
 """Throughput through the proxy: bare mitmdump, the gateway, and 1, 2 and N workers.
 
-    .venv/bin/python bench/throughput_bench.py [--seconds 10] [--concurrency 50] [--workers-max N]
+    .venv/bin/python bench/throughput_bench.py [--seconds 8] [--rounds 3] [--workers-max N]
 
 Runs `hey` (Debian package `hey`) against a fast local upstream on loopback, through:
-  - plain mitmdump (no add-ons), the baseline;
+  - plain mitmdump (no add-ons), the baseline the target names;
+  - plain mitmdump with the gateway's hook dispatch (bench/lean_dispatch.py): mitmproxy
+    made faster the way `schoolgate run` makes it, so the gateway's add-ons' own cost shows;
   - the gateway (`schoolgate run`, example policy, store and access log) with 1 worker;
   - the gateway with 2 ... N workers sharing the port (`--workers`);
 for plain HTTP (every request decided and logged) and for host-name-only HTTPS
@@ -23,6 +25,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,11 +146,14 @@ def bench_policy(folder: Path) -> Path:
     return path
 
 
-def start_plain(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_plain(folder: Path, *, lean: bool = False) -> tuple[subprocess.Popen[bytes], int]:
+    """Bare mitmdump; `lean`: with the gateway's hook dispatch (bench/lean_dispatch.py)."""
     port = free_port()
     cmd = [str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "--listen-port", str(port),
            "-q", "--set", f"confdir={folder / 'plain-ca'}", "--set", "ssl_insecure=true",
            "--set", "connection_strategy=lazy", "--ignore-hosts", r"^localhost:"]  # fmt: skip
+    if lean:
+        cmd += ["-s", str(ROOT / "bench" / "lean_dispatch.py")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_listening(port, proc)
     return proc, port
@@ -155,7 +161,7 @@ def start_plain(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 def start_gateway(folder: Path, policy: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    var = folder / f"var-{workers}"
+    var = folder / f"var-{workers}"  # one gateway per worker count at a time
     cmd = [str(BIN / "schoolgate"), "run", "--policy", str(policy), "--var", str(var),
            "--listen-port", str(port), "--workers", str(workers),
            "--set", f"schoolgate_metrics_port={free_port() if workers == 1 else 0}",
@@ -226,7 +232,8 @@ def hey(proxy_port: int, url: str, seconds: int, concurrency: int, extra: list[s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every setup, alternating")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--workers-max", type=int, default=os.cpu_count() or 2)
     opts = parser.parse_args()
@@ -234,7 +241,10 @@ def main() -> int:
         print("bench needs `hey`: apt-get install hey")
         return 2
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()}")
-    print(f"hey: {opts.concurrency} connections, {opts.seconds} s per run, ~1 KB page\n")
+    print(
+        f"hey: {opts.concurrency} connections, {opts.seconds} s per run, ~1 KB page; "
+        f"{opts.rounds} rounds, every setup in turn; medians\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         http_port, https_port = start_upstream(folder)
@@ -246,36 +256,70 @@ def main() -> int:
             "HTTP": (f"http://localhost:{http_port}/lesson", []),
             "HTTPS host-only": (f"https://localhost:{https_port}/lesson", ["-disable-keepalive"]),
         }
-        runs: dict[tuple[str, str], Result] = {}
-        setups: list[tuple[str, int]] = [("mitmdump (bare)", 0), ("gateway, 1 worker", 1)]
+        bare, lean, one = "mitmdump (bare)", "mitmdump (lean dispatch)", "gateway, 1 worker"
+        setups: list[tuple[str, int]] = [(bare, 0), (lean, -1), (one, 1)]
         setups += [(f"gateway, {n} workers", n) for n in range(2, max(2, opts.workers_max) + 1)]
-        for name, workers in setups:
-            if workers == 0:
-                proc, port = start_plain(folder)
-            else:
-                proc, port = start_gateway(folder, policy, workers)
-            try:
-                for kind, (url, extra) in urls.items():
-                    runs[(name, kind)] = r = hey(port, url, opts.seconds, opts.concurrency, extra)
-                    print(
-                        f"{name:<22} {kind:<16} {r.rps:>9.0f} req/s  p50 {r.p50_ms:7.1f} ms  "
-                        f"p99 {r.p99_ms:7.1f} ms  errors {r.errors}",
-                        flush=True,
-                    )
-            finally:
+        runs: dict[tuple[str, str], list[Result]] = {}
+        # All proxies up at once (idle ones cost nothing), then taken in turn, round after
+        # round, so that a noisy moment on a shared machine doesn't land on one setup only.
+        procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        try:
+            for name, workers in setups:
+                sub = folder / f"setup-{workers}"
+                sub.mkdir()
+                procs[name] = (
+                    start_plain(sub, lean=workers < 0)
+                    if workers <= 0
+                    else start_gateway(sub, policy, workers)
+                )
+            for round_no in range(1, opts.rounds + 1):
+                for name, _ in setups:
+                    for kind, (url, extra) in urls.items():
+                        r = hey(procs[name][1], url, opts.seconds, opts.concurrency, extra)
+                        runs.setdefault((name, kind), []).append(r)
+                        print(
+                            f"round {round_no}  {name:<24} {kind:<16} {r.rps:>6.0f} req/s  "
+                            f"p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:6.1f} ms  errors {r.errors}",
+                            flush=True,
+                        )
+        finally:
+            for proc, _ in procs.values():
                 stop(proc)
+        med = {key: _median(results) for key, results in runs.items()}
+        print("\nmedians:")
+        for name, _ in setups:
+            for kind in urls:
+                r = med[(name, kind)]
+                print(
+                    f"  {name:<24} {kind:<16} {r.rps:>6.0f} req/s  p50 {r.p50_ms:6.1f} ms  "
+                    f"p99 {r.p99_ms:6.1f} ms  errors {sum(x.errors for x in runs[(name, kind)])}"
+                )
         print()
         for kind in urls:
-            bare, one = runs[("mitmdump (bare)", kind)], runs[("gateway, 1 worker", kind)]
-            print(
-                f"{kind}: gateway / bare mitmdump = {one.rps / bare.rps:.2f} "
-                f"(add-ons cost {100 * (1 - one.rps / bare.rps):.0f}%; target <= 10%)"
-            )
-            for name, workers in setups[2:]:
-                ratio = runs[(name, kind)].rps / one.rps
+            gw = med[(one, kind)].rps
+            for base in (bare, lean):
+                ratio = gw / med[(base, kind)].rps
+                print(
+                    f"{kind}: gateway / {base} = {ratio:.2f} "
+                    f"(add-ons cost {100 * (1 - ratio):.0f}%; target <= 10%)"
+                )
+            for name, workers in setups[3:]:
+                ratio = med[(name, kind)].rps / gw
                 print(f"{kind}: {workers} workers / 1 worker = {ratio:.2f} (linear: {workers})")
     print(f"\nload average at end: {os.getloadavg()}")
     return 0
+
+
+def _median(results: list[Result]) -> Result:
+    def mid(values: list[float]) -> float:
+        return statistics.median(values)
+
+    return Result(
+        mid([r.rps for r in results]),
+        mid([r.p50_ms for r in results]),
+        mid([r.p99_ms for r in results]),
+        sum(r.errors for r in results),
+    )
 
 
 if __name__ == "__main__":

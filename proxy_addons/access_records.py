@@ -384,6 +384,7 @@ class AccessWriter:
         max_bytes: int = 50_000_000,
         backups: int = 20,
         flush_seconds: float = 2.0,
+        pace_seconds: float = 0.05,
         batch_size: int = 500,
         purge_seconds: float = PURGE_SECONDS,
         queue_size: int = 100_000,
@@ -395,6 +396,9 @@ class AccessWriter:
         self.max_bytes = max_bytes
         self.backups = backups
         self.flush_seconds = flush_seconds
+        # Rest between runs of records: the thread wakes a few times a second, not once per
+        # request, so the proxy's thread isn't made to hand it the GIL for every page.
+        self.pace_seconds = pace_seconds
         self.batch_size = batch_size
         self.purge_seconds = purge_seconds
         self.clock = clock
@@ -444,6 +448,8 @@ class AccessWriter:
             if now >= next_purge and not stopping:
                 self._purge()
                 next_purge = now + self.purge_seconds
+            if self.pace_seconds and not stopping:
+                time.sleep(self.pace_seconds)
         if self._file is not None:
             self._file.close()
 

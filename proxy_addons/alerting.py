@@ -27,6 +27,8 @@ from typing import Any
 
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.addonmanager import Loader
+from mitmproxy.net import encoding
+from mitmproxy.net.http.headers import infer_content_encoding
 from mitmproxy.proxy import layer
 
 from proxy_addons import search_terms
@@ -62,7 +64,8 @@ from proxy_addons.store import Store
 logger = logging.getLogger(__name__)
 
 KEY_FILE = Path("alerts") / "pseudonym.key"  # under schoolgate_var
-MAX_SCAN_BACKLOG = 16  # pages waiting to be scanned; beyond this, pages go unscanned
+MAX_SCAN_BACKLOG = 32_000_000  # bytes of pages waiting to be scanned; beyond, pages go unscanned
+SCAN_PACE = 0.05  # seconds the scan and intake threads rest between runs of work (background.py)
 
 
 class Alerting:
@@ -77,9 +80,9 @@ class Alerting:
         self._runtime: PolicyRuntime | None = None
         self._store: Store | None = None
         self._running = False
-        self._intake = Worker("alerts-intake")
-        self._scanner = Worker("alerts-scan")
-        self._scan_backlog = 0
+        self._intake = Worker("alerts-intake", pace=SCAN_PACE)
+        self._scanner = Worker("alerts-scan", pace=SCAN_PACE)
+        self._scan_backlog = 0  # bytes
         self._scan_lock = threading.Lock()
         # Decrypted connections the Filter blocked at TLS: alerted on if the device then
         # rejects the school's certificate (no request, so no block page, follows).
@@ -316,25 +319,30 @@ class Alerting:
         if search_terms.extract(str(record.get("host") or ""), flow.request.path):
             return  # a results page: the search itself was checked
         with self._scan_lock:
-            if self._scan_backlog >= MAX_SCAN_BACKLOG:
-                logger.debug("Page scan skipped: %d pages waiting", self._scan_backlog)
+            if self._scan_backlog + len(response.raw_content) > MAX_SCAN_BACKLOG:
+                logger.warning("Page scan skipped: %d bytes of pages waiting", self._scan_backlog)
                 return
-            self._scan_backlog += 1
+            self._scan_backlog += len(response.raw_content)
         page = str(record.get("url") or "").split("?", 1)[0].split("#", 1)[0]
         cap = ctx.options.schoolgate_alerts_scan_max_bytes
-        if not self._scanner.submit(self._scan, dict(record), page, response.copy(), cap):
+        # The headers and the (immutable) body, not `response.copy()`: a copy of the whole
+        # message costs the event loop more than the scan of a small page does.
+        args = (dict(record), page, response.headers.copy(), response.raw_content, cap)
+        if not self._scanner.submit(self._scan, *args):
             with self._scan_lock:  # shutting down
-                self._scan_backlog -= 1
+                self._scan_backlog -= len(response.raw_content)
 
-    def _scan(self, record: dict[str, Any], page: str, response: http.Response, cap: int) -> None:
+    def _scan(
+        self, record: dict[str, Any], page: str, headers: http.Headers, raw: bytes, cap: int
+    ) -> None:
         try:
             matcher, loaded = self.matcher, self._runtime.current if self._runtime else None
             if matcher is None or loaded is None:
                 return
-            content = response.get_content(strict=False) or b""
+            content = _decoded(raw, headers.get("content-encoding", ""))
             if len(content) > cap:
                 return
-            text = visible_text(response.get_text(strict=False) or "")
+            text = visible_text(_as_text(content, headers.get("content-type", "")))
             if not matcher.categories_in(text):  # most pages: no phrase, found in a fraction
                 return  # of the time `match` takes to say so
             hits = matcher.match(text)
@@ -345,7 +353,28 @@ class Alerting:
             logger.exception("Page scan failed")
         finally:
             with self._scan_lock:
-                self._scan_backlog -= 1
+                self._scan_backlog -= len(raw)
+
+
+def _decoded(raw: bytes, content_encoding: str) -> bytes:
+    """The body without its Content-Encoding; as sent if that can't be undone (as
+    mitmproxy's `get_content(strict=False)`)."""
+    if not content_encoding:
+        return raw
+    try:
+        content = encoding.decode(raw, content_encoding)
+    except ValueError:
+        return raw
+    return content if isinstance(content, bytes) else raw
+
+
+def _as_text(content: bytes, content_type: str) -> str:
+    """The body as text, in the charset mitmproxy infers (`get_text(strict=False)`)."""
+    charset = infer_content_encoding(content_type, content)
+    try:
+        return str(encoding.decode(content, charset))
+    except ValueError:
+        return content.decode("utf8", "surrogateescape")
 
 
 def _is_navigation(request: http.Request) -> bool:

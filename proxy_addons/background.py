@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,8 +23,12 @@ _STOP = object()
 class Worker:
     """Runs submitted calls in order on one daemon thread, started on first use."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, pace: float = 0.0) -> None:
         self.name = name
+        # After a run of work, rest this long (seconds) before taking more: work handed off
+        # per request then wakes the thread a few times a second, not once per request, and
+        # the proxy's thread isn't made to give up the GIL to it hundreds of times a second.
+        self.pace = pace
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -60,12 +65,18 @@ class Worker:
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            if item is _STOP:
-                return
-            if self._drop:
-                continue
-            fn, args = item
-            try:
-                fn(*args)
-            except Exception:
-                logger.exception("%s: background task failed", self.name)
+            while True:  # everything queued, then rest
+                if item is _STOP:
+                    return
+                if not self._drop:
+                    fn, args = item
+                    try:
+                        fn(*args)
+                    except Exception:
+                        logger.exception("%s: background task failed", self.name)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if self.pace and not self._closed:
+                time.sleep(self.pace)

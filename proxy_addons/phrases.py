@@ -358,6 +358,18 @@ _NOWHERE: _Start = ([], [], [])  # shared by the many words that start no phrase
 _CHUNK_CACHE = 100_000  # text pieces remembered by categories_in
 
 
+_POSITIONS: list[int] = []
+
+
+def _positions(n: int) -> list[int]:
+    """0 .. n-1 and perhaps more, made once: `compress` over it picks positions without
+    making an int object for every piece of a page."""
+    global _POSITIONS
+    if len(_POSITIONS) < n:
+        _POSITIONS = list(range(max(n, 2 * len(_POSITIONS), 1 << 14)))
+    return _POSITIONS
+
+
 def _word_token(word: str) -> _Tok:
     return _token(word) if len(word) <= _LONGEST_WORD else _NOT_A_WORD
 
@@ -619,16 +631,16 @@ class PhraseMatcher:
         except KeyError:  # pieces never seen: tokenise them and note whether they are hot
             self._learn_pieces(chunks)
             flags = look_up(hot_piece) if look_up else (hot_piece[chunks[0]],)
-        hot = list(itertools.compress(range(len(chunks)), flags))
-        if not hot:
+        if not any(flags):
             return set()
+        hot = list(itertools.compress(_positions(len(chunks)), flags))
         dead = self._dead_piece_pairs
         if len(dead) >= _START_CACHE:
             dead.clear()
         # (piece, next piece) for every hot piece; the last piece pairs with "", never dead.
-        padded = chunks + [""]
-        nexts = map(padded.__getitem__, map((1).__add__, hot))
-        pairs = zip(map(chunks.__getitem__, hot), nexts, strict=True)
+        nexts = chunks[1:]
+        nexts.append("")
+        pairs = zip(map(chunks.__getitem__, hot), map(nexts.__getitem__, hot), strict=True)
         alive = itertools.compress(hot, map(operator.not_, map(dead.__contains__, pairs)))
         found: list[_Hit] = []
         last = len(chunks) - 1

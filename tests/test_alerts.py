@@ -619,3 +619,30 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_scanned_page_is_read_as_mitmproxy_reads_it() -> None:
+    # alerting hands the scan thread the headers and raw body, not a copy of the response:
+    # the body must still be decoded and its charset found as `get_text` would.
+    import gzip
+
+    from mitmproxy import http
+
+    from proxy_addons.alerting import _as_text, _decoded
+
+    page = "<html><body><p>Chcę się zabić</p></body></html>"
+    for content_encoding, charset, raw in [
+        ("gzip", "utf-8", gzip.compress(page.encode())),
+        ("", "iso-8859-2", page.encode("iso-8859-2")),
+        ("", "", page.encode()),
+        ("gzip", "utf-8", b"not gzip at all"),  # undecodable: read as sent, as mitmproxy does
+    ]:
+        headers = {"content-type": f"text/html; charset={charset}" if charset else "text/html"}
+        if content_encoding:
+            headers["content-encoding"] = content_encoding
+        response = http.Response.make(200, b"", headers)
+        response.raw_content = raw
+        text = _as_text(_decoded(raw, content_encoding), headers["content-type"])
+        assert text == response.get_text(strict=False)
+        if raw != b"not gzip at all":
+            assert visible_text(text) == "Chcę się zabić"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -63,3 +64,25 @@ def test_close_before_any_work_starts_no_thread() -> None:
     worker.close(wait=True)
     assert worker._thread is None
     assert worker.submit(lambda: None) is False
+
+
+def test_a_paced_worker_takes_what_queued_while_it_rested_in_one_run() -> None:
+    # The point of `pace`: a thread woken once per run of work, not once per request. What
+    # is queued while it rests waits for the rest to end, then runs all together.
+    worker = Worker("test-paced", pace=0.5)
+    ran: list[tuple[int, float]] = []
+    first = threading.Event()
+
+    def note(n: int) -> None:
+        ran.append((n, time.monotonic()))
+        first.set()
+
+    worker.submit(note, 0)
+    assert first.wait(5)
+    time.sleep(0.1)  # the thread has found the queue empty and is resting
+    for n in range(1, 50):
+        worker.submit(note, n)
+    worker.close(wait=True)  # work queued before the close is still done
+    assert [n for n, _ in ran] == list(range(50))
+    started = ran[0][1]
+    assert all(at - started >= 0.45 for _, at in ran[1:])  # none ran during the rest
