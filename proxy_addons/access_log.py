@@ -129,7 +129,7 @@ class AccessLog:
                 method=req.method,
                 user=_user(flow),
                 ip=_ip(client),
-                url=req.pretty_url,
+                url=None if decision.get("url") else req.pretty_url,  # only when it lacks one
             )
         )
 

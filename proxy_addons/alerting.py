@@ -47,6 +47,7 @@ from proxy_addons.channels import notifier_from_policy
 from proxy_addons.check_probes import PROBE_MARK
 from proxy_addons.content_scoring import html_text
 from proxy_addons.filtering import METADATA_KEY, Filter
+from proxy_addons.header_get import header
 from proxy_addons.notify import (
     IncomingWebhookSettings,
     Notifier,
@@ -83,6 +84,7 @@ class Alerting:
         self._intake = Worker("alerts-intake", pace=SCAN_PACE)
         self._scanner = Worker("alerts-scan", pace=SCAN_PACE)
         self._scan_backlog = 0  # bytes
+        self._scan_max_bytes = 1_000_000  # schoolgate_alerts_scan_max_bytes
         self._scan_lock = threading.Lock()
         # Decrypted connections the Filter blocked at TLS: alerted on if the device then
         # rejects the school's certificate (no request, so no block page, follows).
@@ -121,6 +123,8 @@ class Alerting:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "schoolgate_alerts_scan_max_bytes" in updated:
+            self._scan_max_bytes = ctx.options.schoolgate_alerts_scan_max_bytes
         runtime, store = self.gate.runtime, self.gate.store
         if runtime is None or store is None or runtime.current is None:
             return
@@ -308,13 +312,14 @@ class Alerting:
             or record.get(PROBE_MARK)  # a browser check's test URL (check_marker.py)
             or not 200 <= response.status_code < 300
             or response.raw_content is None
-            or "text/html" not in response.headers.get("content-type", "").lower()
+            or "text/html" not in header(response.headers, b"content-type").lower()
         ):
             return
         loaded = self._runtime.current if self._runtime else None
         if loaded is None or record.get("profile") not in loaded.policy.monitoring.scan_page_text:
             return
-        if len(response.raw_content) > ctx.options.schoolgate_alerts_scan_max_bytes:
+        cap = self._scan_max_bytes
+        if len(response.raw_content) > cap:
             return
         if search_terms.extract(str(record.get("host") or ""), flow.request.path):
             return  # a results page: the search itself was checked
@@ -324,25 +329,32 @@ class Alerting:
                 return
             self._scan_backlog += len(response.raw_content)
         page = str(record.get("url") or "").split("?", 1)[0].split("#", 1)[0]
-        cap = ctx.options.schoolgate_alerts_scan_max_bytes
-        # The headers and the (immutable) body, not `response.copy()`: a copy of the whole
-        # message costs the event loop more than the scan of a small page does.
-        args = (dict(record), page, response.headers.copy(), response.raw_content, cap)
+        # The two headers it needs and the (immutable) body, not `response.copy()`: a copy of
+        # the message costs the event loop more than the scan of a small page does.
+        encoding_name = header(response.headers, b"content-encoding")
+        content_type = header(response.headers, b"content-type")
+        args = (dict(record), page, encoding_name, content_type, response.raw_content, cap)
         if not self._scanner.submit(self._scan, *args):
             with self._scan_lock:  # shutting down
                 self._scan_backlog -= len(response.raw_content)
 
     def _scan(
-        self, record: dict[str, Any], page: str, headers: http.Headers, raw: bytes, cap: int
+        self,
+        record: dict[str, Any],
+        page: str,
+        content_encoding: str,
+        content_type: str,
+        raw: bytes,
+        cap: int,
     ) -> None:
         try:
             matcher, loaded = self.matcher, self._runtime.current if self._runtime else None
             if matcher is None or loaded is None:
                 return
-            content = _decoded(raw, headers.get("content-encoding", ""))
+            content = _decoded(raw, content_encoding)
             if len(content) > cap:
                 return
-            text = visible_text(_as_text(content, headers.get("content-type", "")))
+            text = visible_text(_as_text(content, content_type))
             if not matcher.categories_in(text):  # most pages: no phrase, found in a fraction
                 return  # of the time `match` takes to say so
             hits = matcher.match(text)
@@ -382,7 +394,7 @@ def _is_navigation(request: http.Request) -> bool:
 
     Browsers say so in Sec-Fetch-Dest; without it (older browsers, apps, curl) assume yes.
     """
-    dest = request.headers.get("sec-fetch-dest", "").lower()
+    dest = header(request.headers, b"sec-fetch-dest").lower()
     return dest in ("", "document", "iframe", "frame")
 
 

@@ -115,6 +115,11 @@ class ProbeBook:
             self._probes[key] = probe
             return probe
 
+    @property
+    def armed(self) -> bool:
+        """Is any probe armed? (Before working out a flow's host for `watching`.)"""
+        return bool(self._probes)
+
     def watching(self, ip: str | None, host: str | None) -> Probe | None:
         """The armed probe for this client and host, if any (cheap: called on every flow)."""
         if not self._probes or not ip or not host:

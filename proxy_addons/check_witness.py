@@ -110,6 +110,8 @@ class CheckWitness:
     # -- helpers -------------------------------------------------------------
 
     def _probe(self, flow: http.HTTPFlow) -> Probe | None:
+        if not self.book.armed:  # no browser check running: most of the time, and cheap
+            return None
         return self.book.watching(_ip(flow.client_conn), _host(flow.request.pretty_host))
 
 

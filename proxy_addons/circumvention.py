@@ -157,10 +157,12 @@ def _covered(host: str, names: frozenset[str]) -> str | None:
 
 def host_finding(host: str) -> Finding | None:
     """A finding for a canonical host name or IP literal, or None."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        address = None
+    address = None
+    if host[:1].isdigit() or ":" in host:  # could be an IP literal ([v6] or v4)
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            pass
     if address is not None:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped

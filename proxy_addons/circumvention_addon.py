@@ -25,6 +25,7 @@ from proxy_addons import circumvention as cv
 from proxy_addons import metrics
 from proxy_addons.decision import Decision, Identity, Reason, resolve_profile
 from proxy_addons.filtering import METADATA_KEY, Filter
+from proxy_addons.header_get import header
 from proxy_addons.overrides import block_decision, may_override, record_of
 from proxy_addons.refuse_layer import RefuseLayer
 
@@ -108,7 +109,7 @@ class Circumvention:
         started = time.perf_counter()
         req = flow.request
         found = cv.host_finding(str(record.get("host") or "")) or cv.request_finding(
-            req.path, req.headers.get("content-type", ""), req.headers.get("accept", "")
+            req.path, header(req.headers, b"content-type"), header(req.headers, b"accept")
         )
         finding = self._finding(record, found)
         if finding is not None:

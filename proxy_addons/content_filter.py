@@ -59,6 +59,7 @@ from proxy_addons.content_scoring import (
     load_weighted_lists,
 )
 from proxy_addons.filtering import METADATA_KEY, Filter
+from proxy_addons.header_get import header
 from proxy_addons.policy import Policy, Profile
 from proxy_addons.policy_runtime import LoadedPolicy
 
@@ -111,6 +112,7 @@ class ContentFiltering:
         # Buffered responses waiting for `response`, by flow id (flow.metadata holds only
         # plain data: it is saved with flows).
         self._waiting: dict[str, Plan] = {}
+        self._cap = 2_000_000  # schoolgate_content_max_bytes, read once per change
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -122,6 +124,8 @@ class ContentFiltering:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "schoolgate_content_max_bytes" in updated:
+            self._cap = ctx.options.schoolgate_content_max_bytes
         loaded = self.gate.runtime.current if self.gate.runtime else None
         if loaded is not None:
             self._policy_loaded(loaded)
@@ -154,13 +158,13 @@ class ContentFiltering:
             return
         response = flow.response
         assert response is not None
-        cap = ctx.options.schoolgate_content_max_bytes
+        cap = self._cap
         flow.metadata[CONTENT_KEY] = {"outcome": "pending", "threshold": plan.threshold}
         if plan.content_encoding not in Decoder.SUPPORTED:
             self.unscanned(flow, plan, f"content encoding {plan.content_encoding} not read")
             response.stream = True
             return
-        length = response.headers.get("content-length", "")
+        length = header(response.headers, b"content-length")
         if length.isdigit():
             if int(length) > cap:
                 response.stream = True
@@ -178,7 +182,7 @@ class ContentFiltering:
         body = response.raw_content
         if lists is None or body is None:
             return
-        cap = ctx.options.schoolgate_content_max_bytes
+        cap = self._cap
         try:
             # On the event loop: a 100 KB page costs a few milliseconds of CPU, and a thread
             # would only add GIL hand-overs (measured slower in bench/content_filter_bench.py).
@@ -212,7 +216,8 @@ class ContentFiltering:
             or response.status_code in _NO_BODY
         ):
             return None
-        kind = kind_of(response.headers.get("content-type", ""))
+        content_type = header(response.headers, b"content-type")
+        kind = kind_of(content_type)
         if kind is None:
             return None  # binary and other types: never read
         loaded = self._current()
@@ -231,14 +236,13 @@ class ContentFiltering:
         if chosen is None:
             return None
         threshold, categories, scope = chosen
-        content_type = response.headers.get("content-type", "")
         return Plan(
             threshold=threshold,
             categories=categories,
             scope=scope,
             kind=kind,
             charset=charset_of(content_type),
-            content_encoding=response.headers.get("content-encoding", "").strip().lower(),
+            content_encoding=header(response.headers, b"content-encoding").strip().lower(),
             record=dict(record),
         )
 

@@ -31,6 +31,7 @@ from proxy_addons.decision import Decision, Identity, Reason, Request, decide, r
 from proxy_addons.device_identity import DeviceIdentities
 from proxy_addons.device_watch import StaleSweep
 from proxy_addons.directory_groups import DirectoryGroups
+from proxy_addons.header_get import has_header
 from proxy_addons.policy import Action, Policy, UntrustedClients
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
 from proxy_addons.refuse_layer import RefuseLayer
@@ -38,6 +39,7 @@ from proxy_addons.store import Store, store_url
 from proxy_addons.unblock_watch import UnblockWatch
 from proxy_addons.unblock_workflow import UnblockWorkflow
 
+_CHECK_HEADER_NAME = CHECK_HEADER.lower().encode()
 logger = logging.getLogger(__name__)
 
 METADATA_KEY = "schoolgate"
@@ -356,7 +358,7 @@ class Filter:
 
     def _check_header(self, flow: http.HTTPFlow) -> str | None:
         """A gateway check run's profile (check_identity.py); the header never goes upstream."""
-        if CHECK_HEADER not in flow.request.headers:
+        if not has_header(flow.request.headers, _CHECK_HEADER_NAME):
             return None
         profile = self.check_identity.profile_from(flow.request.headers, _ip(flow.client_conn))
         del flow.request.headers[CHECK_HEADER]

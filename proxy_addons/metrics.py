@@ -91,20 +91,34 @@ def observe_decision(record: Mapping[str, Any], seconds: float | None = None) ->
     Only the record's profile, category, action, reason and stage become labels.
     """
     stage = str(record.get("stage") or "unknown")
-    DECISIONS.labels(
-        profile=str(record.get("profile") or "unknown"),
-        category=str(record.get("category") or NO_CATEGORY),
-        outcome=str(record.get("action") or "block"),
-        reason=str(record.get("reason") or "unknown"),
-        stage=stage,
-    ).inc()
+    key = (
+        str(record.get("profile") or "unknown"),
+        str(record.get("category") or NO_CATEGORY),
+        str(record.get("action") or "block"),
+        str(record.get("reason") or "unknown"),
+        stage,
+    )
+    counter = _DECISION_COUNTERS.get(key)
+    if counter is None:
+        counter = _DECISION_COUNTERS[key] = DECISIONS.labels(*key)
+    counter.inc()
     if seconds is not None:
         observe_decision_seconds(stage, seconds)
 
 
+# Each label set's child, found once: `labels()` checks and locks on every call, and these
+# two are called for every request. The label values come from bounded sets (profiles,
+# categories, outcomes, reasons, stages), so neither cache grows without end.
+_DECISION_COUNTERS: dict[tuple[str, ...], Any] = {}
+_DECISION_TIMERS: dict[str, Any] = {}
+
+
 def observe_decision_seconds(stage: str, seconds: float) -> None:
     """Time one decision without counting it (a later stage decides the same traffic again)."""
-    DECISION_SECONDS.labels(stage).observe(seconds)
+    timer = _DECISION_TIMERS.get(stage)
+    if timer is None:
+        timer = _DECISION_TIMERS[stage] = DECISION_SECONDS.labels(stage)
+    timer.observe(seconds)
 
 
 def alert_sent(channel: str) -> None:

@@ -95,7 +95,7 @@ def test_entries_without_the_hook_are_skipped() -> None:
         master.addons.add(*_chain([]))
         index = hook_dispatch.install(master.addons)
         assert index is not None  # this mitmproxy has the internals it needs
-        return [a.name for a in index.entries("request")]
+        return [a.name for a, _ in index.entries("request")]
 
     assert asyncio.run(main()) == ["a", "b", "p", "c"]
 
@@ -141,3 +141,18 @@ def test_changes_to_the_chain_and_to_children_are_seen() -> None:
         return seen
 
     assert asyncio.run(main()) == [["a"], ["a", "late"], ["a", "child", "late"], ["child", "late"]]
+
+
+def test_an_options_error_goes_up_as_with_mitmproxy() -> None:
+    class Refusing:
+        name = "refusing"
+
+        def request(self, flow: http.HTTPFlow) -> None:
+            raise exceptions.OptionsError("bad option")
+
+    def build(calls: list[str]) -> list[Any]:
+        return [Recorder("a", calls), Refusing(), Recorder("c", calls)]
+
+    for fast in (False, True):
+        with pytest.raises(exceptions.OptionsError):
+            asyncio.run(_run(fast, build))
