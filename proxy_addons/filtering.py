@@ -31,7 +31,7 @@ from proxy_addons.decision import Decision, Identity, Reason, Request, decide, r
 from proxy_addons.device_identity import DeviceIdentities
 from proxy_addons.device_watch import StaleSweep
 from proxy_addons.directory_groups import DirectoryGroups
-from proxy_addons.header_get import has_header
+from proxy_addons.header_get import has_header, host_header
 from proxy_addons.policy import Action, Policy, UntrustedClients
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
 from proxy_addons.refuse_layer import RefuseLayer
@@ -336,7 +336,7 @@ class Filter:
 
     def _decide_request(self, flow: http.HTTPFlow, user: str | None) -> Decision:
         req = flow.request
-        raw_host, _ = split_authority(req.host_header or req.host)
+        raw_host, _ = split_authority(host_header(req) or req.host)
         try:
             url = canonical_url(f"{req.scheme}://{raw_host}{req.path}")
         except HostError:

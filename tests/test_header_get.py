@@ -19,3 +19,20 @@ def test_same_as_mitmproxy(fields: list[tuple[bytes, bytes]]) -> None:
         assert header(headers, name) == headers.get(name.decode(), "")
         assert header(headers, name, "none") == headers.get(name.decode(), "none")
         assert has_header(headers, name) == (name.decode() in headers)
+
+
+@given(
+    st.sampled_from([b"HTTP/1.1", b"HTTP/2.0"]),
+    st.sampled_from([b"", b"example.test", b"EXAMPLE.test:8080"]),
+    st.sampled_from(["", "school.test", "other.test:443"]),
+)
+def test_host_header_as_mitmproxy(version: bytes, host: bytes, authority: str) -> None:
+    from mitmproxy.test import tutils
+
+    from proxy_addons.header_get import host_header
+
+    request = tutils.treq(http_version=version, authority=authority.encode())
+    request.headers.pop("host", None)
+    if host:
+        request.headers["Host"] = host.decode()
+    assert host_header(request) == request.host_header
