@@ -11,8 +11,12 @@ Runs `hey` (Debian package `hey`) against a fast local upstream on loopback, thr
 for plain HTTP (every request decided and logged) and for host-name-only HTTPS
 (CONNECT decided on the host name, then passed through), all in one run. Prints
 requests/s, p50 and p99 latency and the ratios against the targets: the add-ons cost
-at most 10% of bare mitmdump's throughput; workers scale nearly linearly. Checks
-nothing: the figures depend on the machine and on `hey` sharing its cores.
+at most 10% of bare mitmdump's throughput; workers scale nearly linearly. Also the
+proxy's own CPU time per request (all its processes, psutil): where `hey` takes cores
+the workers could use (a 2-core machine), requests per second can't show linear scaling,
+but equal CPU per request for 1 and N workers says each worker costs what one alone does,
+so throughput grows with the cores there are. Checks nothing: the figures depend on the
+machine and on `hey` sharing its cores.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -191,14 +196,35 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_ms: float = float("nan")  # the proxy's CPU time (all its processes) per request
 
 
-def hey(proxy_port: int, url: str, seconds: int, concurrency: int, extra: list[str]) -> Result:
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and its children (a gateway's workers)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def hey(
+    proxy_port: int, url: str, seconds: int, concurrency: int, extra: list[str], pid: int
+) -> Result:
     subprocess.run(  # warm up: connections, certificates, caches
         ["hey", "-z", "1s", "-c", str(concurrency), "-x", f"http://127.0.0.1:{proxy_port}", url],
         capture_output=True,
         check=False,
     )
+    cpu_before = _cpu_seconds(pid)
     out = subprocess.run(
         [
             "hey",
@@ -217,6 +243,7 @@ def hey(proxy_port: int, url: str, seconds: int, concurrency: int, extra: list[s
         text=True,
         check=True,
     ).stdout
+    cpu = _cpu_seconds(pid) - cpu_before
 
     def latency(pct: str) -> float:
         m = re.search(rf"{pct}% in ([\d.]+) secs", out)
@@ -227,7 +254,8 @@ def hey(proxy_port: int, url: str, seconds: int, concurrency: int, extra: list[s
     ok = int(codes.get("200", 0))
     total = sum(int(v) for v in codes.values())
     errors = total - ok + sum(int(n) for n in re.findall(r"\[(\d+)\]\s+Get", out))
-    return Result(rps, latency("50"), latency("99"), errors)
+    done = total or 1
+    return Result(rps, latency("50"), latency("99"), errors, 1000 * cpu / done)
 
 
 def main() -> int:
@@ -275,11 +303,13 @@ def main() -> int:
             for round_no in range(1, opts.rounds + 1):
                 for name, _ in setups:
                     for kind, (url, extra) in urls.items():
-                        r = hey(procs[name][1], url, opts.seconds, opts.concurrency, extra)
+                        proc, port = procs[name]
+                        r = hey(port, url, opts.seconds, opts.concurrency, extra, proc.pid)
                         runs.setdefault((name, kind), []).append(r)
                         print(
                             f"round {round_no}  {name:<24} {kind:<16} {r.rps:>6.0f} req/s  "
-                            f"p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:6.1f} ms  errors {r.errors}",
+                            f"p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:6.1f} ms  "
+                            f"CPU {r.cpu_ms:5.2f} ms/req  errors {r.errors}",
                             flush=True,
                         )
         finally:
@@ -292,7 +322,8 @@ def main() -> int:
                 r = med[(name, kind)]
                 print(
                     f"  {name:<24} {kind:<16} {r.rps:>6.0f} req/s  p50 {r.p50_ms:6.1f} ms  "
-                    f"p99 {r.p99_ms:6.1f} ms  errors {sum(x.errors for x in runs[(name, kind)])}"
+                    f"p99 {r.p99_ms:6.1f} ms  CPU {r.cpu_ms:5.2f} ms/req  "
+                    f"errors {sum(x.errors for x in runs[(name, kind)])}"
                 )
         print()
         for kind in urls:
@@ -303,9 +334,15 @@ def main() -> int:
                     f"{kind}: gateway / {base} = {ratio:.2f} "
                     f"(add-ons cost {100 * (1 - ratio):.0f}%; target <= 10%)"
                 )
+            one_cpu = med[(one, kind)].cpu_ms
             for name, workers in setups[3:]:
                 ratio = med[(name, kind)].rps / gw
-                print(f"{kind}: {workers} workers / 1 worker = {ratio:.2f} (linear: {workers})")
+                cpu_ratio = med[(name, kind)].cpu_ms / one_cpu
+                print(
+                    f"{kind}: {workers} workers / 1 worker = {ratio:.2f} (linear: {workers}); "
+                    f"CPU per request {cpu_ratio:.2f}x one worker's (1.00: each worker as "
+                    "cheap as one alone, so throughput grows with the free cores)"
+                )
     print(f"\nload average at end: {os.getloadavg()}")
     return 0
 
@@ -319,6 +356,7 @@ def _median(results: list[Result]) -> Result:
         mid([r.p50_ms for r in results]),
         mid([r.p99_ms for r in results]),
         sum(r.errors for r in results),
+        mid([r.cpu_ms for r in results]),
     )
 
 
