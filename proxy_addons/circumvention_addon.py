@@ -23,10 +23,10 @@ from mitmproxy.proxy import commands, events, layer
 
 from proxy_addons import circumvention as cv
 from proxy_addons import metrics
-from proxy_addons.decision import Decision, Identity, Reason, resolve_profile
+from proxy_addons.decision import Decision, Identity, resolve_profile
 from proxy_addons.filtering import METADATA_KEY, Filter
 from proxy_addons.header_get import header
-from proxy_addons.overrides import block_decision, may_override, record_of
+from proxy_addons.overrides import circumvention_block, circumvention_decision, record_of
 from proxy_addons.refuse_layer import RefuseLayer
 
 logger = logging.getLogger(__name__)
@@ -153,15 +153,19 @@ class Circumvention:
 
     def _finding(self, record: dict[str, Any], found: cv.Finding | None) -> cv.Finding | None:
         """`found`, if it should block here: the Filter let it by, the profile may not."""
-        if found is None or not may_override(record) or self._may_use(record, found.kind):
+        if found is None or circumvention_block(record, found, self._allowed(record)) is None:
             return None
         return found
 
     def _may_use(self, record: dict[str, Any], kind: str) -> bool:
+        return kind in self._allowed(record)
+
+    def _allowed(self, record: dict[str, Any]) -> tuple[str, ...]:
+        """The kinds of circumvention the record's profile may use (none if unknown)."""
         runtime = self.gate.runtime
         loaded = runtime.current if runtime else None
         profile = loaded.policy.profiles.get(str(record.get("profile"))) if loaded else None
-        return profile is not None and kind in profile.allow_circumvention
+        return tuple(profile.allow_circumvention) if profile is not None else ()
 
     @staticmethod
     def _block(
@@ -186,14 +190,7 @@ class Circumvention:
 
 
 def _decision(record: dict[str, Any], finding: cv.Finding) -> Decision:
-    return block_decision(
-        record,
-        Reason.CIRCUMVENTION,
-        category=cv.CATEGORY,
-        label=finding.label,
-        entry=finding.entry,
-        source=finding.source,
-    )
+    return circumvention_decision(record, finding)
 
 
 def _record(

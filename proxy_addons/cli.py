@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from proxy_addons.canonical import HostError, canonical_url
-from proxy_addons.decision import Identity, Request, decide
+from proxy_addons.decision import Identity, Request, decide, resolve_profile
 from proxy_addons.listsources import ListSourceError, iter_domains, iter_urls
+from proxy_addons.overrides import after_filter
 from proxy_addons.policy_loader import PolicyError, load_policy
 from proxy_addons.policy_runtime import PolicyLoadError, load_all
 
@@ -132,15 +133,18 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     except HostError as exc:
         return _fail(str(exc))
     path = url.path + (f"?{url.query}" if url.query else "")
+    identity = Identity(args.user, tuple(args.group or ()), args.ip)
+    request_path = None if args.host_only else path
     decision = decide(
-        loaded.policy,
-        loaded.index,
-        Identity(args.user, tuple(args.group or ()), args.ip),
-        Request(url.host, None if args.host_only else path, url.scheme),
-        when,
+        loaded.policy, loaded.index, identity, Request(url.host, request_path, url.scheme), when
     )
+    # Then what the gateway's later add-ons do with it: circumvention and safe search.
+    profile, _ = resolve_profile(loaded.policy, identity)
+    decision, enforced = after_filter(decision, profile, request_path)
     print(f"at:        {when.isoformat()}")
     print(decision.explain())
+    if enforced:
+        print(f"enforced:  {enforced}")
     return 0 if not decision.blocked else 3
 
 

@@ -27,17 +27,13 @@ from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
 from proxy_addons import metrics
 from proxy_addons import safe_search as ss
-from proxy_addons.decision import Decision, Reason
+from proxy_addons.decision import Decision
 from proxy_addons.filtering import METADATA_KEY, Filter
-from proxy_addons.overrides import allowed_by_own_rule, block_decision, record_of
+from proxy_addons.overrides import record_of, safe_search_block
 from proxy_addons.policy import SafeSearch
 from proxy_addons.refuse_layer import RefuseLayer
 
 logger = logging.getLogger(__name__)
-
-CATEGORY = "safe_search"  # the category its blocks are recorded under
-UNSAFE_LABEL = "Search engine without safe search"
-UNSTEERABLE_LABEL = "Search engine that can only be kept safe when decrypted"
 
 
 class SafeSearchEnforcer:
@@ -133,23 +129,10 @@ class SafeSearchEnforcer:
         started: float | None = None,
     ) -> tuple[Decision, dict[str, Any]] | None:
         """A block for an engine with no safe mode, or (host-only) one that can't be steered."""
-        engine = ss.engine_for_host(host)
-        if stage == "tls" and engine is not None and ss.refuse_host_only(host, mode):
-            label, entry, name, action = UNSTEERABLE_LABEL, host, engine.value, "refused"
-        elif engine is None and (unsafe := ss.unsafe_engine(host)):
-            if allowed_by_own_rule(record):
-                return None
-            label, entry, name, action = UNSAFE_LABEL, unsafe, "other", "blocked"
-        else:
+        blocked = safe_search_block(record, host, mode, host_only=stage == "tls")
+        if blocked is None:
             return None
-        decision = block_decision(
-            record,
-            Reason.SAFE_SEARCH,
-            category=CATEGORY,
-            label=label,
-            entry=entry,
-            source="built-in: safe search",
-        )
+        decision, name, action = blocked
         new = record_of(decision, stage, started)
         new["enforced"] = f"safe_search={mode.value}"
         metrics.safe_search_enforced(name, action)

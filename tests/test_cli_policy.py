@@ -167,3 +167,36 @@ def test_explain_rejects_a_url_no_browser_would_open(
     assert main(explain(tmp_path / "var", "https://exa mple.test/", policy=policy)) == 1
     _, err = capsys.readouterr()
     assert "would not accept" in err
+
+
+# What the gateway's add-ons after the Filter do (circumvention, safe search) shows too.
+
+
+def test_explain_shows_a_doh_request_blocked_as_circumvention(
+    var: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "https://www.bbc.co.uk/dns-query?dns=AAABAAAB"  # an allowed site, a DoH request
+    assert main(explain(var, url, "--ip", "10.10.3.7")) == 3
+    out = capsys.readouterr().out
+    assert "decision:  BLOCK (circumvention)" in out
+    assert "built-in: DoH path" in out
+
+
+def test_explain_shows_an_engine_without_safe_search_blocked(
+    var: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(explain(var, "https://yandex.ru/search?text=x", "--ip", "10.10.3.7")) == 3
+    out = capsys.readouterr().out
+    assert "decision:  BLOCK (safe_search)" in out
+    assert "Search engine without safe search" in out
+
+
+def test_explain_shows_what_safe_search_does_to_an_allowed_search(
+    var: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "https://www.google.com/search?q=volcano&safe=off"
+    assert main(explain(var, url, "--ip", "10.10.3.7")) == 0
+    out = capsys.readouterr().out
+    assert "enforced:  safe search strict (google): query becomes ?q=volcano&safe=active" in out
+    assert main(explain(var, "www.bing.com", "--host-only", "--ip", "10.10.3.7")) == 0
+    assert "connected to strict.bing.com" in capsys.readouterr().out
