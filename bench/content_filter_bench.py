@@ -16,6 +16,7 @@ prints the gateway processes' own CPU time per page (psutil), which other load d
 inflate, and the fastest quarter of the requests.
 
     .venv/bin/python bench/content_filter_bench.py [--requests 200] [--kb 100] [--new-words 0.03]
+        [--upstream-ms 20]
 
 By default every word of the pages comes from a vocabulary of ~190 words, which the matcher
 has learnt after the first pages: its best case. `--new-words 0.03` makes 3% of the words
@@ -25,6 +26,11 @@ matcher some microseconds the first time it is seen.
 The test rig's upstream redirection (tests/support/local_upstream.py) makes mitmproxy open a
 new upstream connection (and, for HTTPS, a TLS handshake) for every request, in both gateways
 alike; the "direct" line is the page fetched from the upstream without a gateway.
+
+With the upstream on loopback answering at once, a page's time through the gateway is the
+gateway's own CPU and nothing else: the worst case for the ratio. `--upstream-ms 20` makes
+the upstream wait before answering, as a real site does (its server's time and the
+school's round trip to it), to show the ratio a pupil would see.
 """
 
 from __future__ import annotations
@@ -169,6 +175,13 @@ def main() -> None:
         help="share of made-up words per page, new to the matcher (real pages bring names "
         "and rare words; default 0: all from a small vocabulary, learnt after a few pages)",
     )
+    parser.add_argument(
+        "--upstream-ms",
+        type=float,
+        default=0.0,
+        help="the upstream waits this long before answering, as a real site's server and "
+        "network do (default 0: loopback, no wait, the worst case for the ratio)",
+    )
     args = parser.parse_args()
 
     bodies = [page(args.kb, seed, args.new_words) for seed in range(args.pages)]
@@ -197,7 +210,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         cert, key = _self_signed(tmp)
-        server = PageServer({f"/article/{n}": Page(b) for n, b in enumerate(bodies)}, cert, key)
+        delay = args.upstream_ms / 1000
+        pages = {f"/article/{n}": Page(b, delay=delay) for n, b in enumerate(bodies)}
+        server = PageServer(pages, cert, key)
         upstream = Upstream(server.http_port, server.https_port)
         gateways: dict[str, Gateway] = {}
         try:
@@ -239,7 +254,10 @@ def main() -> None:
                         for _ in range(50)
                     ]
                 off, on = statistics.median(times["off"]), statistics.median(times["on"])
-                print(f"\n{scheme.upper()} ({len(times['on'])} requests per gateway, median):")
+                waits = f", upstream answers after {args.upstream_ms:g} ms" if delay else ""
+                print(
+                    f"\n{scheme.upper()} ({len(times['on'])} requests per gateway, median{waits}):"
+                )
                 print(
                     f"  direct from the upstream:       {statistics.median(direct) * 1000:6.2f} ms"
                 )

@@ -25,6 +25,7 @@ class Page:
     chunks: tuple[bytes, ...] = ()  # sent one by one (chunked transfer), instead of `body`
     chunk_delay: float = 0.0  # seconds between chunks
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering: a server and network further away
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -40,6 +41,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         self.close_connection = True
+        if page.delay:
+            time.sleep(page.delay)
         self.send_response(200)
         self.send_header("Connection", "close")
         self.send_header("Content-Type", page.content_type)
