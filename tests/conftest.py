@@ -13,9 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -222,6 +223,30 @@ def _wait_for_ca(gateway: Gateway) -> None:
     deadline = time.monotonic() + 10
     while not gateway.ca.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def logged_references(var: Path, wanted: set[str], timeout: float = 10.0) -> set[str]:
+    """The block references in the gateway's access log, once `wanted` are all there (or
+    the timeout): the writer is asynchronous and writes a few times a second."""
+    return {
+        str(r["reference"])
+        for r in access_log(var, lambda recs: wanted <= {r.get("reference") for r in recs}, timeout)
+        if r.get("reference")
+    }
+
+
+def access_log(
+    var: Path, ready: Callable[[list[dict[str, Any]]], bool] = bool, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """The access log's JSON records, waiting (up to `timeout`) until `ready(records)`."""
+    path = var / "log" / "access.jsonl"
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        records = [json.loads(line) for line in lines if line.strip()]
+        if ready(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
 
 
 def copy_policy(tmp: Path) -> Path:

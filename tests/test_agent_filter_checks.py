@@ -32,7 +32,15 @@ from proxy_addons.device_api import create_device_api
 from proxy_addons.policy_loader import load_policy
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import check_results, check_runs
-from tests.conftest import ROOT, Gateway, Upstream, copy_policy, free_port, start_mitmdump
+from tests.conftest import (
+    ROOT,
+    Gateway,
+    Upstream,
+    copy_policy,
+    free_port,
+    logged_references,
+    start_mitmdump,
+)
 from tests.pg import db_url  # noqa: F401  (a fixture)
 from tests.test_device_api import SECRET, HttpsServer, Pki, make_pki, report
 
@@ -182,12 +190,16 @@ def test_agent_runs_the_suite_through_the_gateway_and_the_runs_are_recorded(
     assert runs[0].run.browser is not None and runs[0].run.browser.endswith(f"(PAC {pac_url})")
 
     # Each blocked case names the reference the gateway gave that very request.
-    log = setup.gateway.var / "log" / "access.jsonl"
-    references = {json.loads(x).get("reference") for x in log.open()} - {None}
-    for stored in runs:
-        for r in stored.run.results:
-            if r.case_id in ("adult-http", "social-https", "bank-host-only", "iwf-test-entry"):
-                assert r.block_reference in references, (r.case_id, r.evidence)
+    blocked = [
+        r
+        for stored in runs
+        for r in stored.run.results
+        if r.case_id in ("adult-http", "social-https", "bank-host-only", "iwf-test-entry")
+    ]
+    wanted = {str(r.block_reference) for r in blocked}
+    references = logged_references(setup.gateway.var, wanted)
+    for r in blocked:
+        assert r.block_reference in references, (r.case_id, r.evidence)
 
     # Without the school CA the decrypted HTTPS cases can't be judged: errors, not results.
     untrusted = agent(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
-import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,7 +32,15 @@ from proxy_addons.decision import Identity, resolve_profile
 from proxy_addons.policy_loader import load_policy
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import alert_outbox
-from tests.conftest import Gateway, Upstream, _Echo, copy_policy, free_port, start_mitmdump
+from tests.conftest import (
+    Gateway,
+    Upstream,
+    _Echo,
+    copy_policy,
+    free_port,
+    logged_references,
+    start_mitmdump,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
@@ -220,9 +227,10 @@ def test_check_page_in_chromium_records_what_the_gateway_did(
     assert (stored.passed, stored.failed, stored.errors) == (6, 2, 2)
 
     # Every blocked case carries the reference the gateway gave that very request.
-    logged = [json.loads(line) for line in (gateway.var / "log" / "access.jsonl").open()]
-    references = {r.get("reference") for r in logged if r.get("reference")}
-    for case_id in ("adult-http", "social-https", "bank-host-only", "iwf-test-entry"):
+    blocked = ("adult-http", "social-https", "bank-host-only", "iwf-test-entry")
+    wanted = {str(results[case_id].block_reference) for case_id in blocked}
+    references = logged_references(gateway.var, wanted)
+    for case_id in blocked:
         ref = results[case_id].block_reference
         assert ref and ref in references, (case_id, ref, results[case_id].evidence)
     assert results["social-https"].status == 403 and results["adult-http"].status == 403

@@ -44,7 +44,14 @@ from proxy_addons.device_api import create_device_api
 from proxy_addons.policy_loader import load_policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alert_outbox, check_windows
-from tests.conftest import Gateway, Upstream, copy_policy, free_port, start_mitmdump
+from tests.conftest import (
+    Gateway,
+    Upstream,
+    copy_policy,
+    free_port,
+    logged_references,
+    start_mitmdump,
+)
 from tests.pg import db_url  # noqa: F401  (a fixture)
 from tests.test_agent_filter_checks import agent, wait_for_ks2
 from tests.test_device_api import SECRET, HttpsServer, make_pki, report
@@ -200,9 +207,8 @@ def test_an_agent_check_run_alerts_nobody_but_the_device_otherwise_does(setup: S
     assert named.get(other_url) == "pupil" and named.get(after) == "pupil"
 
     # The access log still has every one of them: they happened.
-    log = gateway.var / "log" / "access.jsonl"
-    logged = {json.loads(x).get("reference") for x in log.open()}
-    assert run_refs | {in_window} | wanted <= logged
+    expected = run_refs | {in_window} | wanted
+    assert expected <= logged_references(gateway.var, expected)
 
 
 # -- the pieces on their own ---------------------------------------------------------------
