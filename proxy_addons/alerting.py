@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -85,6 +86,8 @@ class Alerting:
         self._scanner = Worker("alerts-scan", pace=SCAN_PACE)
         self._scan_backlog = 0  # bytes
         self._scan_max_bytes = 1_000_000  # schoolgate_alerts_scan_max_bytes
+        self._skipped_scans = 0  # pages not scanned because the backlog was full
+        self._skip_warned_at = -60.0
         self._scan_lock = threading.Lock()
         # Decrypted connections the Filter blocked at TLS: alerted on if the device then
         # rejects the school's certificate (no request, so no block page, follows).
@@ -325,7 +328,15 @@ class Alerting:
             return  # a results page: the search itself was checked
         with self._scan_lock:
             if self._scan_backlog + len(response.raw_content) > MAX_SCAN_BACKLOG:
-                logger.warning("Page scan skipped: %d bytes of pages waiting", self._scan_backlog)
+                self._skipped_scans += 1
+                now = time.monotonic()
+                if now >= self._skip_warned_at + 60:  # at most a line a minute, with a count
+                    self._skip_warned_at = now
+                    logger.warning(
+                        "Page scans skipped: %d pages so far (%d bytes of pages waiting)",
+                        self._skipped_scans,
+                        self._scan_backlog,
+                    )
                 return
             self._scan_backlog += len(response.raw_content)
         page = str(record.get("url") or "").split("?", 1)[0].split("#", 1)[0]
