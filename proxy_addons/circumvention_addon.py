@@ -26,7 +26,7 @@ from proxy_addons import metrics
 from proxy_addons.decision import Decision, Identity, resolve_profile
 from proxy_addons.filtering import METADATA_KEY, Filter
 from proxy_addons.header_get import header
-from proxy_addons.overrides import circumvention_block, circumvention_decision, record_of
+from proxy_addons.overrides import circumvention_applies, circumvention_decision, record_of
 from proxy_addons.refuse_layer import RefuseLayer
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Circumvention:
         )
         finding = self._finding(record, found)
         if finding is not None:
-            decision = _decision(record, finding)
+            decision = circumvention_decision(record, finding)
             record = _record(decision, finding, "request", started)
             flow.metadata[METADATA_KEY] = record
             flow.response = self.gate.block_response(decision, str(record["reference"]))
@@ -135,7 +135,7 @@ class Circumvention:
             return
         client = nextlayer.context.client
         base = record or self._connect.get(client) or self._fresh(nextlayer)
-        if self._may_use(base, cv.TUNNEL):
+        if cv.TUNNEL in self._allowed(base):
             return
         finding = cv.Finding(cv.TUNNEL, kind, "built-in: first bytes of the connection")
         blocked = self._block(base, finding, "tunnel", None)
@@ -153,25 +153,22 @@ class Circumvention:
 
     def _finding(self, record: dict[str, Any], found: cv.Finding | None) -> cv.Finding | None:
         """`found`, if it should block here: the Filter let it by, the profile may not."""
-        if found is None or circumvention_block(record, found, self._allowed(record)) is None:
+        if found is None or not circumvention_applies(record, found, self._allowed(record)):
             return None
         return found
 
-    def _may_use(self, record: dict[str, Any], kind: str) -> bool:
-        return kind in self._allowed(record)
-
-    def _allowed(self, record: dict[str, Any]) -> tuple[str, ...]:
+    def _allowed(self, record: dict[str, Any]) -> frozenset[str]:
         """The kinds of circumvention the record's profile may use (none if unknown)."""
         runtime = self.gate.runtime
         loaded = runtime.current if runtime else None
         profile = loaded.policy.profiles.get(str(record.get("profile"))) if loaded else None
-        return tuple(profile.allow_circumvention) if profile is not None else ()
+        return profile.allow_circumvention if profile is not None else frozenset()
 
     @staticmethod
     def _block(
         record: dict[str, Any], finding: cv.Finding, stage: str, started: float | None
     ) -> dict[str, Any]:
-        return _record(_decision(record, finding), finding, stage, started)
+        return _record(circumvention_decision(record, finding), finding, stage, started)
 
     def _fresh(self, nextlayer: layer.NextLayer) -> dict[str, Any]:
         """Who is behind a connection no earlier stage decided (transparent mode)."""
@@ -187,10 +184,6 @@ class Circumvention:
         user = identities.user_at(ip) if identities is not None else None
         profile, via = resolve_profile(loaded.policy, Identity(user, self.gate.groups_of(user), ip))
         return out | {"profile": profile.name, "identified_by": via, "user": user}
-
-
-def _decision(record: dict[str, Any], finding: cv.Finding) -> Decision:
-    return circumvention_decision(record, finding)
 
 
 def _record(

@@ -8,7 +8,7 @@ metrics that follow read one kind of record whoever decided.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,14 +81,12 @@ def record_of(decision: Decision, stage: str, started: float | None = None) -> d
     return record
 
 
-def circumvention_block(
-    record: Mapping[str, Any], found: cv.Finding | None, allowed: frozenset[str] | tuple[str, ...]
-) -> Decision | None:
-    """The block for a way round the filter, if the Filter let it by and the profile (which
-    may use the kinds in `allowed`) may not use it."""
-    if found is None or not may_override(record) or found.kind in allowed:
-        return None
-    return circumvention_decision(record, found)
+def circumvention_applies(
+    record: Mapping[str, Any], found: cv.Finding, allowed: Collection[str]
+) -> bool:
+    """Does `found` block what `record` decided? The Filter let it by (or blocked it only
+    generically), and the profile, which may use the kinds in `allowed`, may not use it."""
+    return may_override(record) and found.kind not in allowed
 
 
 def circumvention_decision(record: Mapping[str, Any], found: cv.Finding) -> Decision:
@@ -140,9 +138,8 @@ def after_filter(
     record = decision.record()
     host = decision.host
     found = cv.host_finding(host) or (cv.request_finding(path, "", "") if path else None)
-    blocked = circumvention_block(record, found, profile.allow_circumvention)
-    if blocked is not None:
-        return blocked, None
+    if found is not None and circumvention_applies(record, found, profile.allow_circumvention):
+        return circumvention_decision(record, found), None
     mode = profile.safe_search
     engine_block = safe_search_block(record, host, mode, host_only=path is None)
     if engine_block is not None:

@@ -16,7 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Gateway, Upstream, _self_signed, copy_policy, start_mitmdump
+from tests.conftest import (
+    ROOT,
+    Gateway,
+    Upstream,
+    _self_signed,
+    access_log,
+    copy_policy,
+    start_mitmdump,
+)
 from tests.support.page_server import Page, PageServer
 
 CAP = 200_000  # schoolgate_content_max_bytes for this gateway
@@ -143,18 +151,11 @@ def client(gateway: Gateway) -> Iterator[httpx.Client]:
 
 def access_records(gateway: Gateway, path: str, stage: str = "response") -> list[dict[str, Any]]:
     """The access log's records for `path` at `stage`, waiting briefly for the writer."""
-    log = gateway.var / "log" / "access.jsonl"
-    deadline = time.monotonic() + 5
-    while True:
-        found = []
-        if log.exists():
-            for line in log.read_text().splitlines():
-                rec = json.loads(line)
-                if rec["stage"] == stage and (rec["url"] or "").endswith(path):
-                    found.append(rec)
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
+
+    def for_path(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in records if r["stage"] == stage and (r["url"] or "").endswith(path)]
+
+    return for_path(access_log(gateway.var, lambda recs: bool(for_path(recs)), timeout=5))
 
 
 def test_page_over_the_threshold_is_replaced_by_the_block_page(

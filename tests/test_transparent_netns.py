@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
@@ -33,7 +34,7 @@ from cryptography.x509.oid import NameOID
 from agent.report import CheckResult, DeviceReport
 from proxy_addons.devices import enrol, record_report
 from proxy_addons.store import Store, store_url
-from tests.conftest import MITMDUMP, ROOT, copy_policy
+from tests.conftest import MITMDUMP, ROOT, access_log, copy_policy
 
 NFT_DIR = ROOT / "deploy" / "nftables"
 UPSTREAM_SCRIPT = ROOT / "tests" / "support" / "netns_upstream.py"
@@ -516,18 +517,15 @@ def test_identity_comes_from_the_device_agents_report(lab: Lab) -> None:
         time.sleep(0.3)
     assert lab.curl("http://games.test/")[1] == 200  # ks2 allows games
     # The access log names the user the report put at the address, and their profile.
-    deadline = time.monotonic() + 5
-    while not (blocked := _logged(lab, host="bank.test", user="pupil", decision="block")):
-        assert time.monotonic() < deadline, "no access record for the pupil"
-        time.sleep(0.2)
+    pupil = {"host": "bank.test", "user": "pupil", "decision": "block"}
+    records = access_log(lab.var, lambda recs: bool(_matching(recs, **pupil)), timeout=5)
+    blocked = _matching(records, **pupil)
+    assert blocked, "no access record for the pupil"
     assert {(r["ip"], r["profile"]) for r in blocked} == {(CLIENT, "ks2")}
-    assert {r["profile"] for r in _logged(lab, host="games.test", user=None)} == {"staff"}
+    assert {r["profile"] for r in _matching(records, host="games.test", user=None)} == {"staff"}
 
 
-def _logged(lab: Lab, **match: object) -> list[dict[str, object]]:
-    path = lab.var / "log" / "access.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    records = [json.loads(line) for line in lines if line.strip()]
+def _matching(records: list[dict[str, Any]], **match: object) -> list[dict[str, Any]]:
     return [r for r in records if all(r.get(k) == v for k, v in match.items())]
 
 
