@@ -38,10 +38,11 @@ $(PY):
 	echo "Using $$py ($$($$py --version))"; \
 	$$py -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml
+# The install also builds the C part (proxy_addons/_piece_memo.c) in place.
+$(STAMP): $(PY) pyproject.toml proxy_addons/_piece_memo.c
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) var/index var/run
+	rm -rf $(VENV) var/index var/run proxy_addons/*.so build

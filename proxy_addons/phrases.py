@@ -16,7 +16,6 @@ import bisect
 import functools
 import itertools
 import logging
-import operator
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, overload
 
+from proxy_addons.piece_memo import PieceMemo
 from proxy_addons.policy_yaml import LList, LMap, PolicySyntaxError, Where, load_located
 
 log = logging.getLogger(__name__)
@@ -358,18 +358,6 @@ _NOWHERE: _Start = ([], [], [])  # shared by the many words that start no phrase
 _CHUNK_CACHE = 100_000  # text pieces remembered by categories_in
 
 
-_POSITIONS: list[int] = []
-
-
-def _positions(n: int) -> list[int]:
-    """0 .. n-1 and perhaps more, made once: `compress` over it picks positions without
-    making an int object for every piece of a page."""
-    global _POSITIONS
-    if len(_POSITIONS) < n:
-        _POSITIONS = list(range(max(n, 2 * len(_POSITIONS), 1 << 14)))
-    return _POSITIONS
-
-
 def _word_token(word: str) -> _Tok:
     return _token(word) if len(word) <= _LONGEST_WORD else _NOT_A_WORD
 
@@ -464,8 +452,7 @@ class PhraseMatcher:
         self._cold_words: set[str] = set()
         self._letters_follow: dict[str, frozenset[str]] = {}  # word -> letters walks go on by
         self._dead_pairs: set[str] = set()  # "word next": two words no phrase starts
-        self._hot_piece: dict[str, bool] = {}  # piece of text -> has it a hot word?
-        self._dead_piece_pairs: set[tuple[str, str]] = set()  # two pieces leading nowhere
+        self._pieces = PieceMemo()  # pieces of text hot or cold; pairs of them leading nowhere
 
     def __len__(self) -> int:
         return sum(sum(lib.values()) for lib in self.sizes.values())
@@ -529,16 +516,16 @@ class PhraseMatcher:
         Two words (or, without innocent phrases, two pieces) after which every walk died
         having found nothing are remembered and skipped next time ("to the", "on a").
         """
-        chunks = text.split()
-        found_any = self._categories_by_piece(chunks)
+        found_any = self._categories_by_piece(text)
         if not found_any or not self._innocent.children:
             # Innocent phrases only take hits away: a text where the piece walks find no
             # phrase (most pages) is done without the word-by-word pass below.
             return found_any
+        chunks = text.split()
         words_of = self._chunk_words
         if len(words_of) >= _CHUNK_CACHE:
             words_of.clear()
-            self._hot_piece.clear()  # its pieces' words are looked up in words_of
+            self._pieces.clear()  # its pieces' words are looked up in words_of
         pieces = set(chunks)
         for chunk in pieces.difference(words_of):
             words_of[chunk] = tuple(_TOKEN.findall(_prepare(chunk)))
@@ -612,56 +599,51 @@ class PhraseMatcher:
         (self._cold_words if start is _NOWHERE else self._hot_words).add(word)
         return start is not _NOWHERE
 
-    def _categories_by_piece(self, chunks: list[str]) -> set[str]:
+    def _categories_by_piece(self, text: str) -> set[str]:
         """`categories_in` for matchers without innocent phrases (content_scoring's lists).
 
         Works on the whitespace-separated pieces themselves, never building the text's word
         list: a piece is hot if one of its words is, and two pieces in a row from which
-        every walk died having found nothing are remembered as leading nowhere. On a page
-        of pieces seen before (most of them, on a school day) every step below runs in C:
-        one look-up per piece, then the hot ones paired with their next piece and checked
-        against the dead pairs; Python-level work is left for the pairs still alive.
+        every walk died having found nothing are remembered as leading nowhere. The piece
+        memo (piece_memo.py, in C where built) looks every piece up where it lies in the
+        text; on a page of pieces seen before (most of them, on a school day) Python-level
+        work is left only for the pieces never seen and the hot pairs still alive.
         """
-        if not chunks:
+        memo = self._pieces
+        unknown, alive, chunks = memo.scan(text)
+        first = True
+        while unknown:  # pieces never seen: tokenise them and note whether they are hot
+            self._learn_pieces(unknown, may_forget=first)
+            unknown, alive, chunks = memo.scan(text)
+            first = False
+        if not alive:
             return set()
-        hot_piece = self._hot_piece
-        look_up = operator.itemgetter(*chunks) if len(chunks) > 1 else None
-        try:
-            flags = look_up(hot_piece) if look_up else (hot_piece[chunks[0]],)
-        except KeyError:  # pieces never seen: tokenise them and note whether they are hot
-            self._learn_pieces(chunks)
-            flags = look_up(hot_piece) if look_up else (hot_piece[chunks[0]],)
-        if not any(flags):
-            return set()
-        hot = list(itertools.compress(_positions(len(chunks)), flags))
-        dead = self._dead_piece_pairs
-        if len(dead) >= _START_CACHE:
-            dead.clear()
-        # (piece, next piece) for every hot piece; the last piece pairs with "", never dead.
-        nexts = chunks[1:]
-        nexts.append("")
-        pairs = zip(map(chunks.__getitem__, hot), map(nexts.__getitem__, hot), strict=True)
-        alive = itertools.compress(hot, map(operator.not_, map(dead.__contains__, pairs)))
+        if memo.pairs >= _START_CACHE:
+            memo.clear_dead()
         found: list[_Hit] = []
         last = len(chunks) - 1
         for c in alive:
             if self._walk_piece(chunks, c, found) and c < last:
-                dead.add((chunks[c], chunks[c + 1]))
+                memo.bury(chunks[c], chunks[c + 1])
         return {entry.category for _, _, entry in found}
 
-    def _learn_pieces(self, chunks: list[str]) -> None:
-        """Tokenise the pieces not seen before, and note which have a hot word."""
-        words_of, hot_piece = self._chunk_words, self._hot_piece
-        if len(hot_piece) >= _CHUNK_CACHE or len(words_of) >= _CHUNK_CACHE:
-            hot_piece.clear()
+    def _learn_pieces(self, pieces: list[str], *, may_forget: bool) -> None:
+        """Tokenise the pieces not seen before, and note which have a hot word.
+
+        The memory is emptied when full, but only before a page's first pieces are learnt:
+        a page with more distinct pieces than it holds must still be learnt whole.
+        """
+        words_of, memo = self._chunk_words, self._pieces
+        if may_forget and (memo.pieces >= _CHUNK_CACHE or len(words_of) >= _CHUNK_CACHE):
+            memo.clear()
             words_of.clear()
-        for piece in set(chunks).difference(hot_piece):
+        for piece in pieces:
             words = words_of.get(piece)
             if words is None:
                 words = words_of[piece] = tuple(_TOKEN.findall(_prepare(piece)))
-            hot_piece[piece] = any([self._is_hot(w) for w in words])
+            memo.learn(piece, any([self._is_hot(w) for w in words]))
 
-    def _walk_piece(self, chunks: list[str], c: int, found: list[_Hit]) -> bool:
+    def _walk_piece(self, chunks: Sequence[str], c: int, found: list[_Hit]) -> bool:
         """Run every walk from the hot words of piece c; True if all died by the next piece
         having found nothing (so the pair can be remembered)."""
         words_of, starts, follow = self._chunk_words, self._starts, self._letters_follow

@@ -317,21 +317,31 @@ PIECE_VOCAB = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def piece_matcher():  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=["native", "python"])
+def piece_matcher(request):  # type: ignore[no-untyped-def]
+    """Once with the C piece memo, once with the Python one: both find what match finds."""
     from proxy_addons.phrases import compile_phrases
+    from proxy_addons.piece_memo import PyPieceMemo, native
     from proxy_addons.policy_yaml import Where
 
+    if request.param == "native" and not native():
+        pytest.skip("the C piece memo is not built")
     where = Where("test", 1)
-    return compile_phrases(
+    matcher = compile_phrases(
         [(f"k{n}", text, where, "test") for n, text in enumerate(PIECE_PHRASES)], "test"
     )
+    if request.param == "python":
+        matcher._pieces = PyPieceMemo()
+    return matcher
 
 
 @settings(max_examples=400, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.sampled_from(PIECE_VOCAB), st.sampled_from([" ", "", "  ", "\n", " - "])),
+        st.tuples(
+            st.sampled_from(PIECE_VOCAB),
+            st.sampled_from([" ", "", "  ", "\n", " - ", "\u00a0", "\t", "\u3000"]),
+        ),
         max_size=40,
     )
 )

@@ -1,0 +1,534 @@
+/* The content scan's memory of text pieces, in C: see proxy_addons/piece_memo.py.
+ *
+ * A page is split at whitespace into pieces, as str.split() does. The matcher (phrases.py)
+ * decides, once per distinct piece, whether it holds a word that starts a phrase ("hot") or
+ * not ("cold"), and remembers pairs of pieces after which every walk died having found
+ * nothing ("dead"). Looking a page's ten thousand pieces up in Python costs a string object
+ * and a dictionary look-up each; here they are hashed and compared where they lie in the
+ * text, and no object is made except for the few pieces Python must still look at.
+ *
+ * This file holds no matching rules: only which pieces and pairs the matcher has told it
+ * about. piece_memo.py has the same thing in Python, used when this is not compiled, and the
+ * tests hold the two to the same answers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    uint64_t hash; /* 0: an empty slot */
+    Py_UCS4 *chars;
+    Py_ssize_t len;
+    unsigned char hot;
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    size_t mask; /* capacity - 1; capacity a power of two */
+    size_t used;
+} Table;
+
+typedef struct {
+    PyObject_HEAD
+    Table pieces; /* piece -> hot or cold */
+    Table dead;   /* "piece next" -> present */
+    uint64_t seed; /* keys the hash: a page can't be made of colliding pieces */
+} MemoObject;
+
+/* A text's code points, read whatever its storage width. */
+typedef struct {
+    int kind;
+    const void *data;
+} Text;
+
+static inline uint64_t
+mix(uint64_t h, Py_UCS4 ch)
+{
+    h ^= ch;
+    h *= 0x100000001b3ULL;
+    h ^= h >> 29;
+    return h;
+}
+
+static inline uint64_t
+finish(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h ? h : 1;
+}
+
+static uint64_t
+hash_run(uint64_t h, Text t, Py_ssize_t start, Py_ssize_t end)
+{
+    for (Py_ssize_t i = start; i < end; i++)
+        h = mix(h, PyUnicode_READ(t.kind, t.data, i));
+    return h;
+}
+
+static int
+table_init(Table *t, size_t capacity)
+{
+    t->slots = PyMem_Calloc(capacity, sizeof(Slot));
+    if (t->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->mask = capacity - 1;
+    t->used = 0;
+    return 0;
+}
+
+static void
+table_free(Table *t)
+{
+    if (t->slots == NULL)
+        return;
+    for (size_t i = 0; i <= t->mask; i++)
+        PyMem_Free(t->slots[i].chars);
+    PyMem_Free(t->slots);
+    t->slots = NULL;
+}
+
+static int
+table_clear(Table *t)
+{
+    table_free(t);
+    return table_init(t, 1024);
+}
+
+/* The slot holding the key made of `parts` runs of `t` (joined by a space), or NULL. */
+static Slot *
+table_find(Table *tab, uint64_t hash, Text t, const Py_ssize_t *runs, int parts)
+{
+    Py_ssize_t len = parts - 1;
+    for (int p = 0; p < parts; p++)
+        len += runs[2 * p + 1] - runs[2 * p];
+    for (size_t i = hash & tab->mask;; i = (i + 1) & tab->mask) {
+        Slot *s = &tab->slots[i];
+        if (s->hash == 0)
+            return NULL;
+        if (s->hash != hash || s->len != len)
+            continue;
+        Py_ssize_t k = 0;
+        int same = 1;
+        for (int p = 0; p < parts && same; p++) {
+            if (p && s->chars[k++] != ' ') {
+                same = 0;
+                break;
+            }
+            for (Py_ssize_t j = runs[2 * p]; j < runs[2 * p + 1]; j++) {
+                if (s->chars[k++] != PyUnicode_READ(t.kind, t.data, j)) {
+                    same = 0;
+                    break;
+                }
+            }
+        }
+        if (same)
+            return s;
+    }
+}
+
+static int
+table_grow(Table *tab)
+{
+    size_t capacity = 2 * (tab->mask + 1);
+    Slot *slots = PyMem_Calloc(capacity, sizeof(Slot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i <= tab->mask; i++) {
+        Slot s = tab->slots[i];
+        if (s.hash == 0)
+            continue;
+        size_t j = s.hash & (capacity - 1);
+        while (slots[j].hash != 0)
+            j = (j + 1) & (capacity - 1);
+        slots[j] = s;
+    }
+    PyMem_Free(tab->slots);
+    tab->slots = slots;
+    tab->mask = capacity - 1;
+    return 0;
+}
+
+/* Remember the key made of `parts` runs of `t`; `hot` is stored (or updated) with it. */
+static int
+table_put(Table *tab, uint64_t hash, Text t, const Py_ssize_t *runs, int parts, int hot)
+{
+    Slot *found = table_find(tab, hash, t, runs, parts);
+    if (found != NULL) {
+        found->hot = (unsigned char)hot;
+        return 0;
+    }
+    if (2 * (tab->used + 1) > tab->mask + 1 && table_grow(tab) < 0)
+        return -1;
+    Py_ssize_t len = parts - 1;
+    for (int p = 0; p < parts; p++)
+        len += runs[2 * p + 1] - runs[2 * p];
+    Py_UCS4 *chars = PyMem_Malloc(sizeof(Py_UCS4) * (size_t)(len ? len : 1));
+    if (chars == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t k = 0;
+    for (int p = 0; p < parts; p++) {
+        if (p)
+            chars[k++] = ' ';
+        for (Py_ssize_t j = runs[2 * p]; j < runs[2 * p + 1]; j++)
+            chars[k++] = PyUnicode_READ(t.kind, t.data, j);
+    }
+    size_t i = hash & tab->mask;
+    while (tab->slots[i].hash != 0)
+        i = (i + 1) & tab->mask;
+    tab->slots[i] = (Slot){hash, chars, len, (unsigned char)hot};
+    tab->used++;
+    return 0;
+}
+
+static Text
+text_of(PyObject *s)
+{
+    return (Text){PyUnicode_KIND(s), PyUnicode_DATA(s)};
+}
+
+/* A piece is a whole string with no whitespace in it, as str.split() makes. */
+static int
+check_piece(PyObject *s, const char *what)
+{
+    if (!PyUnicode_Check(s)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a str", what);
+        return -1;
+    }
+    Text t = text_of(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (n == 0) {
+        PyErr_Format(PyExc_ValueError, "%s is empty", what);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (Py_UNICODE_ISSPACE(PyUnicode_READ(t.kind, t.data, i))) {
+            PyErr_Format(PyExc_ValueError, "%s has whitespace in it", what);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+memo_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "", kwlist))
+        return NULL;
+    MemoObject *self = (MemoObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    /* The hash key: str's own per-process random hash of a fixed string. */
+    PyObject *probe = PyUnicode_FromString("schoolgate piece memo");
+    if (probe == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->seed = (uint64_t)PyObject_Hash(probe) ^ 0xcbf29ce484222325ULL;
+    Py_DECREF(probe);
+    if (table_init(&self->pieces, 1024) < 0 || table_init(&self->dead, 1024) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+memo_dealloc(MemoObject *self)
+{
+    table_free(&self->pieces);
+    table_free(&self->dead);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(text) -> (unknown, alive, bounds)\n\n"
+"Split `text` at whitespace as str.split() does and look each piece up.\n"
+"unknown: the distinct pieces not learnt yet (then alive is empty: learn them, scan again).\n"
+"alive: the indices of hot pieces whose pair with the next piece is not dead (the last\n"
+"piece pairs with nothing, never dead).\n"
+"bounds: bytes of native ints, the start and end of every piece in turn.");
+
+static PyObject *
+memo_scan(MemoObject *self, PyObject *text)
+{
+    if (!PyUnicode_Check(text))
+        return PyErr_Format(PyExc_TypeError, "scan() takes a str");
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n > INT_MAX)
+        return PyErr_Format(PyExc_ValueError, "text too long to scan");
+    Text t = text_of(text);
+    size_t cap = 256, count = 0;
+    int *bounds = PyMem_Malloc(cap * 2 * sizeof(int));
+    unsigned char *state = PyMem_Malloc(cap);   /* 0 cold, 1 hot, 2 unknown */
+    uint64_t *hashes = PyMem_Malloc(cap * sizeof(uint64_t));
+    PyObject *unknown = PySet_New(NULL);
+    PyObject *alive = PyList_New(0);
+    PyObject *result = NULL;
+    if (bounds == NULL || state == NULL || hashes == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (unknown == NULL || alive == NULL)
+        goto done;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        while (i < n && Py_UNICODE_ISSPACE(PyUnicode_READ(t.kind, t.data, i)))
+            i++;
+        if (i == n)
+            break;
+        Py_ssize_t start = i;
+        uint64_t h = self->seed;
+        while (i < n) {
+            Py_UCS4 ch = PyUnicode_READ(t.kind, t.data, i);
+            if (Py_UNICODE_ISSPACE(ch))
+                break;
+            h = mix(h, ch);
+            i++;
+        }
+        if (count == cap) {
+            cap *= 2;
+            int *b = PyMem_Realloc(bounds, cap * 2 * sizeof(int));
+            if (b == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            bounds = b;
+            unsigned char *st = PyMem_Realloc(state, cap);
+            if (st == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            state = st;
+            uint64_t *hs = PyMem_Realloc(hashes, cap * sizeof(uint64_t));
+            if (hs == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            hashes = hs;
+        }
+        Py_ssize_t run[2] = {start, i};
+        uint64_t key = finish(h);
+        Slot *s = table_find(&self->pieces, key, t, run, 1);
+        bounds[2 * count] = (int)start;
+        bounds[2 * count + 1] = (int)i;
+        hashes[count] = h; /* unfinished: a pair's hash goes on from it */
+        if (s == NULL) {
+            state[count] = 2;
+            PyObject *piece = PyUnicode_Substring(text, start, i);
+            if (piece == NULL || PySet_Add(unknown, piece) < 0) {
+                Py_XDECREF(piece);
+                goto done;
+            }
+            Py_DECREF(piece);
+        }
+        else {
+            state[count] = s->hot;
+        }
+        count++;
+    }
+    if (PySet_GET_SIZE(unknown) == 0) {
+        for (size_t c = 0; c < count; c++) {
+            if (!state[c])
+                continue;
+            int is_dead = 0;
+            if (c + 1 < count) {
+                Py_ssize_t runs[4] = {bounds[2 * c], bounds[2 * c + 1], bounds[2 * c + 2],
+                                      bounds[2 * c + 3]};
+                uint64_t h = hash_run(mix(hashes[c], ' '), t, runs[2], runs[3]);
+                is_dead = table_find(&self->dead, finish(h), t, runs, 2) != NULL;
+            }
+            if (!is_dead) {
+                PyObject *k = PyLong_FromSize_t(c);
+                if (k == NULL || PyList_Append(alive, k) < 0) {
+                    Py_XDECREF(k);
+                    goto done;
+                }
+                Py_DECREF(k);
+            }
+        }
+    }
+    PyObject *unknown_list = PySequence_List(unknown);
+    if (unknown_list == NULL)
+        goto done;
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)bounds,
+                                                (Py_ssize_t)(count * 2 * sizeof(int)));
+    if (bytes == NULL) {
+        Py_DECREF(unknown_list);
+        goto done;
+    }
+    result = PyTuple_Pack(3, unknown_list, alive, bytes);
+    Py_DECREF(unknown_list);
+    Py_DECREF(bytes);
+done:
+    PyMem_Free(bounds);
+    PyMem_Free(state);
+    PyMem_Free(hashes);
+    Py_XDECREF(unknown);
+    Py_XDECREF(alive);
+    return result;
+}
+
+static uint64_t
+key_hash(MemoObject *self, PyObject *a, PyObject *b, Py_ssize_t *runs, Text *ta, Text *tb)
+{
+    *ta = text_of(a);
+    runs[0] = 0;
+    runs[1] = PyUnicode_GET_LENGTH(a);
+    uint64_t h = hash_run(self->seed, *ta, 0, runs[1]);
+    if (b != NULL) {
+        *tb = text_of(b);
+        runs[2] = 0;
+        runs[3] = PyUnicode_GET_LENGTH(b);
+        h = hash_run(mix(h, ' '), *tb, 0, runs[3]);
+    }
+    return finish(h);
+}
+
+PyDoc_STRVAR(learn_doc, "learn(piece, hot): remember whether a piece holds a hot word.");
+
+static PyObject *
+memo_learn(MemoObject *self, PyObject *args)
+{
+    PyObject *piece;
+    int hot;
+    if (!PyArg_ParseTuple(args, "Up:learn", &piece, &hot) || check_piece(piece, "piece") < 0)
+        return NULL;
+    Py_ssize_t runs[2];
+    Text t;
+    uint64_t h = key_hash(self, piece, NULL, runs, &t, NULL);
+    if (table_put(&self->pieces, h, t, runs, 1, hot) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(bury_doc, "bury(piece, next): remember that walks from piece, before next, die.");
+
+/* A pair's key is its two pieces' code points with a space between, one text: the two
+ * pieces are copied into one string first so that table_find reads a single text. */
+static PyObject *
+memo_bury(MemoObject *self, PyObject *args)
+{
+    PyObject *a, *b;
+    if (!PyArg_ParseTuple(args, "UU:bury", &a, &b) || check_piece(a, "piece") < 0 ||
+        check_piece(b, "next") < 0)
+        return NULL;
+    PyObject *joined = PyUnicode_FromFormat("%U %U", a, b);
+    if (joined == NULL)
+        return NULL;
+    Py_ssize_t la = PyUnicode_GET_LENGTH(a), n = PyUnicode_GET_LENGTH(joined);
+    Py_ssize_t runs[4] = {0, la, la + 1, n};
+    Text t = text_of(joined);
+    uint64_t h = finish(hash_run(mix(hash_run(self->seed, t, 0, la), ' '), t, la + 1, n));
+    int rc = table_put(&self->dead, h, t, runs, 2, 1);
+    Py_DECREF(joined);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(knows_doc, "knows(piece) -> True (hot), False (cold) or None (not learnt).");
+
+static PyObject *
+memo_knows(MemoObject *self, PyObject *piece)
+{
+    if (check_piece(piece, "piece") < 0)
+        return NULL;
+    Py_ssize_t runs[2];
+    Text t;
+    uint64_t h = key_hash(self, piece, NULL, runs, &t, NULL);
+    Slot *s = table_find(&self->pieces, h, t, runs, 1);
+    if (s == NULL)
+        Py_RETURN_NONE;
+    return PyBool_FromLong(s->hot);
+}
+
+PyDoc_STRVAR(clear_doc, "clear(): forget every piece and pair.");
+
+static PyObject *
+memo_clear(MemoObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (table_clear(&self->pieces) < 0 || table_clear(&self->dead) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(clear_dead_doc, "clear_dead(): forget every dead pair.");
+
+static PyObject *
+memo_clear_dead(MemoObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (table_clear(&self->dead) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+memo_get_pieces(MemoObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSize_t(self->pieces.used);
+}
+
+static PyObject *
+memo_get_pairs(MemoObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSize_t(self->dead.used);
+}
+
+static PyMethodDef memo_methods[] = {
+    {"scan", (PyCFunction)memo_scan, METH_O, scan_doc},
+    {"learn", (PyCFunction)memo_learn, METH_VARARGS, learn_doc},
+    {"bury", (PyCFunction)memo_bury, METH_VARARGS, bury_doc},
+    {"knows", (PyCFunction)memo_knows, METH_O, knows_doc},
+    {"clear", (PyCFunction)memo_clear, METH_NOARGS, clear_doc},
+    {"clear_dead", (PyCFunction)memo_clear_dead, METH_NOARGS, clear_dead_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef memo_getset[] = {
+    {"pieces", (getter)memo_get_pieces, NULL, "pieces learnt", NULL},
+    {"pairs", (getter)memo_get_pairs, NULL, "dead pairs remembered", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject MemoType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "proxy_addons._piece_memo.PieceMemo",
+    .tp_doc = PyDoc_STR("Text pieces known hot or cold, and pairs of pieces known dead."),
+    .tp_basicsize = sizeof(MemoObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = memo_new,
+    .tp_dealloc = (destructor)memo_dealloc,
+    .tp_methods = memo_methods,
+    .tp_getset = memo_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "proxy_addons._piece_memo",
+    .m_doc = PyDoc_STR("The content scan's memory of text pieces, in C (see piece_memo.py)."),
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__piece_memo(void)
+{
+    if (PyType_Ready(&MemoType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "PieceMemo", (PyObject *)&MemoType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
