@@ -16,12 +16,25 @@
 #include <stdint.h>
 #include <string.h>
 
+#define SMALL 16 /* keys this long, all Latin-1, are kept in the slot itself */
+
 typedef struct {
     uint64_t hash; /* 0: an empty slot */
-    Py_UCS4 *chars;
-    Py_ssize_t len;
+    int32_t len;
     unsigned char hot;
-} Slot;
+    unsigned char small; /* the key is in key.latin1, not key.chars */
+    union {
+        Py_UCS4 *chars;
+        unsigned char latin1[SMALL];
+    } key;
+} Slot; /* 32 bytes: a look-up that finds its key reads one cache line */
+_Static_assert(sizeof(Slot) == 32, "a slot is half a cache line");
+
+static inline Py_UCS4
+key_char(const Slot *s, Py_ssize_t k)
+{
+    return s->small ? s->key.latin1[k] : s->key.chars[k];
+}
 
 typedef struct {
     Slot *slots;
@@ -42,14 +55,16 @@ typedef struct {
     const void *data;
 } Text;
 
+/* FNV-1a per code point, from a per-process seed; `finish` mixes the bits before use. A
+ * page of colliding pieces would only cost time: keys are always compared whole. */
 static inline uint64_t
 mix(uint64_t h, Py_UCS4 ch)
 {
-    h ^= ch;
-    h *= 0x100000001b3ULL;
-    h ^= h >> 29;
-    return h;
+    return (h ^ ch) * 0x100000001b3ULL;
 }
+
+/* Latin-1 code points str.split() splits at (Py_UNICODE_ISSPACE), looked up by table. */
+static unsigned char latin1_space[256];
 
 static inline uint64_t
 finish(uint64_t h)
@@ -87,7 +102,8 @@ table_free(Table *t)
     if (t->slots == NULL)
         return;
     for (size_t i = 0; i <= t->mask; i++)
-        PyMem_Free(t->slots[i].chars);
+        if (t->slots[i].hash != 0 && !t->slots[i].small)
+            PyMem_Free(t->slots[i].key.chars);
     PyMem_Free(t->slots);
     t->slots = NULL;
 }
@@ -112,15 +128,20 @@ table_find(Table *tab, uint64_t hash, Text t, const Py_ssize_t *runs, int parts)
             return NULL;
         if (s->hash != hash || s->len != len)
             continue;
+        if (parts == 1 && s->small && t.kind == PyUnicode_1BYTE_KIND) {
+            if (memcmp(s->key.latin1, (const Py_UCS1 *)t.data + runs[0], (size_t)len) == 0)
+                return s;
+            continue;
+        }
         Py_ssize_t k = 0;
         int same = 1;
         for (int p = 0; p < parts && same; p++) {
-            if (p && s->chars[k++] != ' ') {
+            if (p && key_char(s, k++) != ' ') {
                 same = 0;
                 break;
             }
             for (Py_ssize_t j = runs[2 * p]; j < runs[2 * p + 1]; j++) {
-                if (s->chars[k++] != PyUnicode_READ(t.kind, t.data, j)) {
+                if (key_char(s, k++) != PyUnicode_READ(t.kind, t.data, j)) {
                     same = 0;
                     break;
                 }
@@ -169,22 +190,45 @@ table_put(Table *tab, uint64_t hash, Text t, const Py_ssize_t *runs, int parts, 
     Py_ssize_t len = parts - 1;
     for (int p = 0; p < parts; p++)
         len += runs[2 * p + 1] - runs[2 * p];
-    Py_UCS4 *chars = PyMem_Malloc(sizeof(Py_UCS4) * (size_t)(len ? len : 1));
-    if (chars == NULL) {
-        PyErr_NoMemory();
+    if (len > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "piece too long to remember");
         return -1;
+    }
+    Slot slot = {.hash = hash, .len = (int32_t)len, .hot = (unsigned char)hot, .small = 0};
+    Py_UCS4 *chars = NULL;
+    if (len <= SMALL) {
+        slot.small = 1;
+        for (int p = 0; p < parts && slot.small; p++)
+            for (Py_ssize_t j = runs[2 * p]; j < runs[2 * p + 1]; j++)
+                if (PyUnicode_READ(t.kind, t.data, j) > 0xff) {
+                    slot.small = 0;
+                    break;
+                }
+    }
+    if (!slot.small) {
+        chars = PyMem_Malloc(sizeof(Py_UCS4) * (size_t)(len ? len : 1));
+        if (chars == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        slot.key.chars = chars;
     }
     Py_ssize_t k = 0;
     for (int p = 0; p < parts; p++) {
-        if (p)
-            chars[k++] = ' ';
-        for (Py_ssize_t j = runs[2 * p]; j < runs[2 * p + 1]; j++)
-            chars[k++] = PyUnicode_READ(t.kind, t.data, j);
+        if (p) {
+            if (chars) chars[k++] = ' ';
+            else slot.key.latin1[k++] = ' ';
+        }
+        for (Py_ssize_t j = runs[2 * p]; j < runs[2 * p + 1]; j++) {
+            Py_UCS4 ch = PyUnicode_READ(t.kind, t.data, j);
+            if (chars) chars[k++] = ch;
+            else slot.key.latin1[k++] = (unsigned char)ch;
+        }
     }
     size_t i = hash & tab->mask;
     while (tab->slots[i].hash != 0)
         i = (i + 1) & tab->mask;
-    tab->slots[i] = (Slot){hash, chars, len, (unsigned char)hot};
+    tab->slots[i] = slot;
     tab->used++;
     return 0;
 }
@@ -250,6 +294,29 @@ memo_dealloc(MemoObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+static int
+grow(size_t *cap, int **bounds, unsigned char **state, uint64_t **hashes)
+{
+    size_t more = 2 * *cap;
+    int *b = PyMem_Realloc(*bounds, more * 2 * sizeof(int));
+    if (b == NULL)
+        goto fail;
+    *bounds = b;
+    unsigned char *st = PyMem_Realloc(*state, more);
+    if (st == NULL)
+        goto fail;
+    *state = st;
+    uint64_t *hs = PyMem_Realloc(*hashes, more * sizeof(uint64_t));
+    if (hs == NULL)
+        goto fail;
+    *hashes = hs;
+    *cap = more;
+    return 0;
+fail:
+    PyErr_NoMemory();
+    return -1;
+}
+
 PyDoc_STRVAR(scan_doc,
 "scan(text) -> (unknown, alive, bounds)\n\n"
 "Split `text` at whitespace as str.split() does and look each piece up.\n"
@@ -280,72 +347,68 @@ memo_scan(MemoObject *self, PyObject *text)
     }
     if (unknown == NULL || alive == NULL)
         goto done;
-    Py_ssize_t i = 0;
-    while (i < n) {
-        while (i < n && Py_UNICODE_ISSPACE(PyUnicode_READ(t.kind, t.data, i)))
-            i++;
-        if (i == n)
-            break;
-        Py_ssize_t start = i;
-        uint64_t h = self->seed;
-        while (i < n) {
-            Py_UCS4 ch = PyUnicode_READ(t.kind, t.data, i);
-            if (Py_UNICODE_ISSPACE(ch))
-                break;
-            h = mix(h, ch);
-            i++;
+    /* First the pieces' bounds and hashes, in a loop made for the text's storage width. */
+#define FIND_PIECES(TYPE, IS_SPACE)                                                       \
+    do {                                                                                \
+        const TYPE *p = (const TYPE *)t.data;                                           \
+        Py_ssize_t i = 0;                                                               \
+        while (i < n) {                                                                 \
+            while (i < n && IS_SPACE(p[i]))                                             \
+                i++;                                                                    \
+            if (i == n)                                                                 \
+                break;                                                                  \
+            Py_ssize_t start = i;                                                       \
+            uint64_t h = self->seed;                                                    \
+            while (i < n && !IS_SPACE(p[i]))                                            \
+                h = mix(h, p[i++]);                                                     \
+            if (count == cap && grow(&cap, &bounds, &state, &hashes) < 0)               \
+                goto done;                                                              \
+            bounds[2 * count] = (int)start;                                             \
+            bounds[2 * count + 1] = (int)i;                                             \
+            hashes[count++] = h; /* unfinished: a pair's hash goes on from it */        \
+        }                                                                               \
+    } while (0)
+#define LATIN1_SPACE(ch) latin1_space[(ch)]
+    if (t.kind == PyUnicode_1BYTE_KIND)
+        FIND_PIECES(Py_UCS1, LATIN1_SPACE);
+    else if (t.kind == PyUnicode_2BYTE_KIND)
+        FIND_PIECES(Py_UCS2, Py_UNICODE_ISSPACE);
+    else
+        FIND_PIECES(Py_UCS4, Py_UNICODE_ISSPACE);
+#undef FIND_PIECES
+#undef LATIN1_SPACE
+    /* Then each piece looked up: hot, cold, or new (handed back to be learnt). */
+    for (size_t c = 0; c < count; c++) {
+        Py_ssize_t run[2] = {bounds[2 * c], bounds[2 * c + 1]};
+        Slot *s = table_find(&self->pieces, finish(hashes[c]), t, run, 1);
+        if (s != NULL) {
+            state[c] = s->hot;
+            continue;
         }
-        if (count == cap) {
-            cap *= 2;
-            int *b = PyMem_Realloc(bounds, cap * 2 * sizeof(int));
-            if (b == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            bounds = b;
-            unsigned char *st = PyMem_Realloc(state, cap);
-            if (st == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            state = st;
-            uint64_t *hs = PyMem_Realloc(hashes, cap * sizeof(uint64_t));
-            if (hs == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            hashes = hs;
+        state[c] = 2;
+        PyObject *piece = PyUnicode_Substring(text, run[0], run[1]);
+        if (piece == NULL || PySet_Add(unknown, piece) < 0) {
+            Py_XDECREF(piece);
+            goto done;
         }
-        Py_ssize_t run[2] = {start, i};
-        uint64_t key = finish(h);
-        Slot *s = table_find(&self->pieces, key, t, run, 1);
-        bounds[2 * count] = (int)start;
-        bounds[2 * count + 1] = (int)i;
-        hashes[count] = h; /* unfinished: a pair's hash goes on from it */
-        if (s == NULL) {
-            state[count] = 2;
-            PyObject *piece = PyUnicode_Substring(text, start, i);
-            if (piece == NULL || PySet_Add(unknown, piece) < 0) {
-                Py_XDECREF(piece);
-                goto done;
-            }
-            Py_DECREF(piece);
-        }
-        else {
-            state[count] = s->hot;
-        }
-        count++;
+        Py_DECREF(piece);
     }
     if (PySet_GET_SIZE(unknown) == 0) {
         for (size_t c = 0; c < count; c++) {
             if (!state[c])
                 continue;
+            /* Dead as a pair with the next piece, or as a run of three. */
             int is_dead = 0;
             if (c + 1 < count) {
-                Py_ssize_t runs[4] = {bounds[2 * c], bounds[2 * c + 1], bounds[2 * c + 2],
-                                      bounds[2 * c + 3]};
+                Py_ssize_t runs[6];
+                for (int k = 0; k < 6; k++)
+                    runs[k] = c + 2 < count || k < 4 ? bounds[2 * c + k] : 0;
                 uint64_t h = hash_run(mix(hashes[c], ' '), t, runs[2], runs[3]);
                 is_dead = table_find(&self->dead, finish(h), t, runs, 2) != NULL;
+                if (!is_dead && c + 2 < count) {
+                    h = hash_run(mix(h, ' '), t, runs[4], runs[5]);
+                    is_dead = table_find(&self->dead, finish(h), t, runs, 3) != NULL;
+                }
             }
             if (!is_dead) {
                 PyObject *k = PyLong_FromSize_t(c);
@@ -411,25 +474,33 @@ memo_learn(MemoObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(bury_doc, "bury(piece, next): remember that walks from piece, before next, die.");
+PyDoc_STRVAR(bury_doc,
+"bury(piece, next[, third]): remember that every walk from piece dies by the last one.");
 
-/* A pair's key is its two pieces' code points with a space between, one text: the two
- * pieces are copied into one string first so that table_find reads a single text. */
+/* A dead run's key is its pieces' code points with a space between each, one text: the
+ * pieces are joined into one string first so that table_find reads a single text. */
 static PyObject *
 memo_bury(MemoObject *self, PyObject *args)
 {
-    PyObject *a, *b;
-    if (!PyArg_ParseTuple(args, "UU:bury", &a, &b) || check_piece(a, "piece") < 0 ||
-        check_piece(b, "next") < 0)
+    PyObject *a, *b, *c = NULL;
+    if (!PyArg_ParseTuple(args, "UU|U:bury", &a, &b, &c) || check_piece(a, "piece") < 0 ||
+        check_piece(b, "next") < 0 || (c != NULL && check_piece(c, "third") < 0))
         return NULL;
-    PyObject *joined = PyUnicode_FromFormat("%U %U", a, b);
+    PyObject *joined = c == NULL ? PyUnicode_FromFormat("%U %U", a, b)
+                                 : PyUnicode_FromFormat("%U %U %U", a, b, c);
     if (joined == NULL)
         return NULL;
-    Py_ssize_t la = PyUnicode_GET_LENGTH(a), n = PyUnicode_GET_LENGTH(joined);
-    Py_ssize_t runs[4] = {0, la, la + 1, n};
+    Py_ssize_t la = PyUnicode_GET_LENGTH(a), lb = PyUnicode_GET_LENGTH(b);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(joined);
+    Py_ssize_t runs[6] = {0, la, la + 1, la + 1 + lb, la + lb + 2, n};
+    int parts = c == NULL ? 2 : 3;
+    if (c == NULL)
+        runs[3] = n;
     Text t = text_of(joined);
-    uint64_t h = finish(hash_run(mix(hash_run(self->seed, t, 0, la), ' '), t, la + 1, n));
-    int rc = table_put(&self->dead, h, t, runs, 2, 1);
+    uint64_t h = hash_run(self->seed, t, runs[0], runs[1]);
+    for (int p = 1; p < parts; p++)
+        h = hash_run(mix(h, ' '), t, runs[2 * p], runs[2 * p + 1]);
+    int rc = table_put(&self->dead, finish(h), t, runs, parts, 1);
     Py_DECREF(joined);
     if (rc < 0)
         return NULL;
@@ -521,6 +592,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__piece_memo(void)
 {
+    for (int ch = 0; ch < 256; ch++)
+        latin1_space[ch] = (unsigned char)Py_UNICODE_ISSPACE((Py_UCS4)ch);
     if (PyType_Ready(&MemoType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

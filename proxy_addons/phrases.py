@@ -603,8 +603,8 @@ class PhraseMatcher:
         """`categories_in` for matchers without innocent phrases (content_scoring's lists).
 
         Works on the whitespace-separated pieces themselves, never building the text's word
-        list: a piece is hot if one of its words is, and two pieces in a row from which
-        every walk died having found nothing are remembered as leading nowhere. The piece
+        list: a piece is hot if one of its words is, and two (or three) pieces in a row from
+        which every walk died having found nothing are remembered as leading nowhere. The piece
         memo (piece_memo.py, in C where built) looks every piece up where it lies in the
         text; on a page of pieces seen before (most of them, on a school day) Python-level
         work is left only for the pieces never seen and the hot pairs still alive.
@@ -621,10 +621,10 @@ class PhraseMatcher:
         if memo.pairs >= _START_CACHE:
             memo.clear_dead()
         found: list[_Hit] = []
-        last = len(chunks) - 1
         for c in alive:
-            if self._walk_piece(chunks, c, found) and c < last:
-                memo.bury(chunks[c], chunks[c + 1])
+            covered = self._walk_piece(chunks, c, found)
+            if covered and c + covered <= len(chunks):
+                memo.bury(*chunks[c : c + covered])
         return {entry.category for _, _, entry in found}
 
     def _learn_pieces(self, pieces: list[str], *, may_forget: bool) -> None:
@@ -643,19 +643,21 @@ class PhraseMatcher:
                 words = words_of[piece] = tuple(_TOKEN.findall(_prepare(piece)))
             memo.learn(piece, any([self._is_hot(w) for w in words]))
 
-    def _walk_piece(self, chunks: Sequence[str], c: int, found: list[_Hit]) -> bool:
-        """Run every walk from the hot words of piece c; True if all died by the next piece
-        having found nothing (so the pair can be remembered)."""
+    def _walk_piece(self, chunks: Sequence[str], c: int, found: list[_Hit]) -> int:
+        """Run every walk from the hot words of piece c. Returns how many pieces from c on
+        decided that all died having found nothing (2 or 3: remembered as leading nowhere),
+        or 0 if that can't be remembered."""
         words_of, starts, follow = self._chunk_words, self._starts, self._letters_follow
+        n = len(chunks)
         first = len(words_of[chunks[c]])
-        pair_words = first + (len(words_of[chunks[c + 1]]) if c + 1 < len(chunks) else 0)
+        pair_words = first + (len(words_of[chunks[c + 1]]) if c + 1 < n else 0)
         before_words = words_of[chunks[c - 1]] if c else ()
         prev = _word_token(before_words[-1]) if before_words else None
-        width = 8
+        width = 3  # most walks die within three pieces; more are taken when one doesn't
         while True:
-            end = min(len(chunks), c + width)
+            end = min(n, c + width)
             local = list(itertools.chain.from_iterable(map(words_of.__getitem__, chunks[c:end])))
-            complete = end == len(chunks)
+            complete = end == n
             toks = _Lazy(local)
             before, ended, skipped, overflow = len(found), -1, False, False
             for k in range(first):
@@ -688,7 +690,13 @@ class PhraseMatcher:
                 del found[before:]  # a walk went past the pieces taken: take more
                 width *= 4
                 continue
-            return not skipped and ended < pair_words and len(found) == before
+            if skipped or len(found) != before:
+                return 0
+            if ended < pair_words:
+                return 2
+            if c + 2 < n and ended < pair_words + len(words_of[chunks[c + 2]]):
+                return 3  # a letter walk went into the third piece ("be he a" for "behead")
+            return 0
 
     def _start(self, tok: _Tok) -> _Start:
         """Where a word leads from the roots of the three indexes; remembered per spelling."""

@@ -1,8 +1,8 @@
-"""The content scan's memory of text pieces: which are hot or cold, which pairs lead nowhere.
+"""The content scan's memory of text pieces: which are hot or cold, which runs lead nowhere.
 
 `PhraseMatcher.categories_in` splits a page at whitespace into pieces and decides once per
-distinct piece whether it holds a word that starts a phrase (hot), and once per pair of
-pieces whether every walk from the first died before the second ended having found nothing
+distinct piece whether it holds a word that starts a phrase (hot), and once per pair (or run
+of three) of pieces whether every walk from the first died by the last having found nothing
 (dead). On a school day most of a page's pieces and pairs have been seen before, so a page's
 scan is mostly looking them up. Doing that in Python costs a string object and a dictionary
 look-up per piece, about as much as the rest of the gateway's work on the page; the C
@@ -32,7 +32,7 @@ class Memo(Protocol):
     def pairs(self) -> int: ...
     def scan(self, text: str) -> tuple[list[str], list[int], Sequence[str]]: ...
     def learn(self, piece: str, hot: bool) -> None: ...
-    def bury(self, piece: str, next_piece: str) -> None: ...
+    def bury(self, piece: str, next_piece: str, third: str = ..., /) -> None: ...
     def knows(self, piece: str) -> bool | None: ...
     def clear(self) -> None: ...
     def clear_dead(self) -> None: ...
@@ -110,7 +110,7 @@ class PyPieceMemo:
 
     def __init__(self) -> None:
         self._hot: dict[str, bool] = {}
-        self._dead: set[tuple[str, str]] = set()
+        self._dead: set[tuple[str, ...]] = set()
 
     @property
     def pieces(self) -> int:
@@ -140,14 +140,16 @@ class PyPieceMemo:
         nexts = chunks[1:]
         nexts.append("")  # the last piece pairs with "", never dead
         pairs = zip(map(chunks.__getitem__, hot), map(nexts.__getitem__, hot), strict=True)
-        alive = itertools.compress(hot, map(operator.not_, map(self._dead.__contains__, pairs)))
-        return [], list(alive), chunks
+        dead = self._dead
+        alive = itertools.compress(hot, map(operator.not_, map(dead.__contains__, pairs)))
+        last = len(chunks) - 2  # and then as a run of three
+        return [], [c for c in alive if c >= last or tuple(chunks[c : c + 3]) not in dead], chunks
 
     def learn(self, piece: str, hot: bool) -> None:
         self._hot[piece] = hot
 
-    def bury(self, piece: str, next_piece: str) -> None:
-        self._dead.add((piece, next_piece))
+    def bury(self, piece: str, next_piece: str, third: str | None = None, /) -> None:
+        self._dead.add((piece, next_piece) if third is None else (piece, next_piece, third))
 
     def knows(self, piece: str) -> bool | None:
         return self._hot.get(piece)

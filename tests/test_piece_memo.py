@@ -30,7 +30,11 @@ texts = st.lists(st.tuples(st.sampled_from(PIECES), st.sampled_from(SPACES)), ma
 lessons = st.lists(
     st.one_of(
         st.tuples(st.just("learn"), st.sampled_from(PIECES), st.booleans()),
-        st.tuples(st.just("bury"), st.sampled_from(PIECES), st.sampled_from(PIECES)),
+        st.tuples(
+            st.just("bury"),
+            st.sampled_from(PIECES),
+            st.lists(st.sampled_from(PIECES), min_size=1, max_size=2),
+        ),
     ),
     max_size=40,
 )
@@ -41,7 +45,7 @@ def teach(memo: NativeMemo | PyPieceMemo, steps: list[tuple[str, str, object]]) 
         if step == "learn":
             memo.learn(a, bool(b))
         else:
-            memo.bury(a, str(b))
+            memo.bury(a, *b)  # type: ignore[misc]
 
 
 @settings(max_examples=300, deadline=None)
@@ -70,9 +74,16 @@ def test_a_scan_names_new_pieces_then_the_live_hot_ones() -> None:
     memo.bury("to", "the")  # every walk from "to" died at "the", finding nothing
     assert memo.scan("to the river to the sea")[:2] == ([], [])
     assert memo.scan("to the river to")[:2] == ([], [3])  # the last piece pairs with nothing
+    memo.learn("the", True)
+    assert memo.scan("to the river")[:2] == ([], [1])
+    memo.bury("the", "river", "to")  # walks from "the" went on into "to" before dying
+    assert memo.scan("to the river to")[:2] == ([], [3])
+    assert memo.scan("to the river sea")[:2] == ([], [1])  # a different third piece
+    memo.learn("the", False)
     assert memo.scan("to thee")[:2] == (["thee"], [])
     memo.learn("the", True)  # learnt again: the newer answer holds
     assert memo.knows("the") is True and memo.pieces == 4
+    assert memo.pairs == 2
     memo.clear_dead()
     assert memo.pairs == 0 and memo.scan("to the")[:2] == ([], [0, 1])
     memo.clear()
@@ -112,5 +123,7 @@ def test_a_piece_with_whitespace_or_nothing_is_refused(bad: str) -> None:
         memo.learn(bad, True)
     with pytest.raises(ValueError, match="next"):
         memo.bury("ok", bad)
+    with pytest.raises(ValueError, match="third"):
+        memo.bury("ok", "ok", bad)
     with pytest.raises(TypeError):
         memo.scan(b"bytes")
