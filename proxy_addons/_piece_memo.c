@@ -14,6 +14,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #define SMALL 16 /* keys this long, all Latin-1, are kept in the slot itself */
@@ -47,6 +48,18 @@ typedef struct {
     Table pieces; /* piece -> hot or cold */
     Table dead;   /* "piece next" -> present */
     uint64_t seed; /* keys the hash: a page can't be made of colliding pieces */
+    /* What the matcher's indexes start with (index()), to judge plain words without it. */
+    int indexed;
+    Py_ssize_t fuzzy_min;
+    Table paths;   /* every path from the letter trie's root, i and l as "|" */
+    Table starts;  /* first words of phrases and innocent phrases */
+    Table near;    /* first words that may be misspelt, and each with a letter left out */
+    Table special; /* text-speak: read as other words, so left to the matcher */
+    Table firsts;  /* first words of phrases (not innocent ones) */
+    Table ends;    /* first words that are a whole phrase themselves */
+    Table second;  /* "first second": the second words of phrases after each first word */
+    Table second_near; /* "first second" for second words that may be misspelt, and each with
+                        * a letter left out */
 } MemoObject;
 
 /* A text's code points, read whatever its storage width. */
@@ -279,7 +292,11 @@ memo_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->seed = (uint64_t)PyObject_Hash(probe) ^ 0xcbf29ce484222325ULL;
     Py_DECREF(probe);
-    if (table_init(&self->pieces, 1024) < 0 || table_init(&self->dead, 1024) < 0) {
+    if (table_init(&self->pieces, 1024) < 0 || table_init(&self->dead, 1024) < 0 ||
+        table_init(&self->paths, 64) < 0 || table_init(&self->starts, 64) < 0 ||
+        table_init(&self->near, 64) < 0 || table_init(&self->special, 64) < 0 ||
+        table_init(&self->firsts, 64) < 0 || table_init(&self->ends, 64) < 0 ||
+        table_init(&self->second, 64) < 0 || table_init(&self->second_near, 64) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -291,7 +308,226 @@ memo_dealloc(MemoObject *self)
 {
     table_free(&self->pieces);
     table_free(&self->dead);
+    table_free(&self->paths);
+    table_free(&self->starts);
+    table_free(&self->near);
+    table_free(&self->special);
+    table_free(&self->firsts);
+    table_free(&self->ends);
+    table_free(&self->second);
+    table_free(&self->second_near);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* ------------------------------------------------------------------ plain words
+ * A plain piece is ASCII with no digits, no leet symbols (@ $ | !) and no apostrophes or
+ * backticks: phrases.py then reads its words as its runs of letters, lower-cased, and a
+ * word's spellings are its letters with repeats collapsed (its skeleton) and that with i
+ * and l made one letter (merged). Anything else is left to the matcher. */
+
+#define LONGEST_WORD 64 /* phrases.py's _LONGEST_WORD: longer runs are no word */
+
+enum { COLD = 0, LETTERS = 1, OTHER = 2 };
+
+static int
+is_plain(Text t, Py_ssize_t start, Py_ssize_t end)
+{
+    for (Py_ssize_t i = start; i < end; i++) {
+        Py_UCS4 ch = PyUnicode_READ(t.kind, t.data, i);
+        if (ch >= 128 || (ch >= '0' && ch <= '9') || ch == '@' || ch == '$' || ch == '|' ||
+            ch == '!' || ch == '\'' || ch == '`')
+            return 0;
+    }
+    return 1;
+}
+
+static inline int
+is_letter(Py_UCS4 ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
+/* The next run of letters at or after *i, before end; 0 if none. */
+static int
+next_word(Text t, Py_ssize_t *i, Py_ssize_t end, Py_ssize_t *ws, Py_ssize_t *we)
+{
+    Py_ssize_t k = *i;
+    while (k < end && !is_letter(PyUnicode_READ(t.kind, t.data, k)))
+        k++;
+    if (k == end)
+        return 0;
+    *ws = k;
+    while (k < end && is_letter(PyUnicode_READ(t.kind, t.data, k)))
+        k++;
+    *we = k;
+    *i = k;
+    return 1;
+}
+
+static int
+has(MemoObject *self, Table *tab, const unsigned char *chars, Py_ssize_t n)
+{
+    Text t = {PyUnicode_1BYTE_KIND, chars};
+    Py_ssize_t run[2] = {0, n};
+    return table_find(tab, finish(hash_run(self->seed, t, 0, n)), t, run, 1) != NULL;
+}
+
+/* Is the skeleton a first word that may be misspelt, or one letter off one? A word within
+ * one letter (wrong, missing, extra or swapped) of a key is, or has a letter whose removal
+ * makes it, a key or a key with a letter left out. */
+static int
+near_start(MemoObject *self, const unsigned char *skel, Py_ssize_t n)
+{
+    if (has(self, &self->near, skel, n))
+        return 1;
+    unsigned char less[LONGEST_WORD];
+    for (Py_ssize_t p = 0; p < n; p++) {
+        memcpy(less, skel, (size_t)p);
+        memcpy(less + p, skel + p + 1, (size_t)(n - p - 1));
+        if (has(self, &self->near, less, n - 1))
+            return 1;
+    }
+    return 0;
+}
+
+/* A plain word's skeleton and merged spelling (as phrases.py's _token makes them); 0 if it
+ * is text-speak, read as other words too, or too long to be a word. */
+static int
+spell(MemoObject *self, Text t, Py_ssize_t start, Py_ssize_t end, unsigned char *skel,
+      Py_ssize_t *skel_len, unsigned char *merged, Py_ssize_t *merged_len)
+{
+    Py_ssize_t n = end - start;
+    if (n <= 0 || n > LONGEST_WORD)
+        return 0;
+    unsigned char low[LONGEST_WORD];
+    for (Py_ssize_t k = 0; k < n; k++)
+        low[k] = (unsigned char)(PyUnicode_READ(t.kind, t.data, start + k) | 0x20);
+    if (has(self, &self->special, low, n))
+        return 0;
+    Py_ssize_t sn = 0, mn = 0;
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (sn == 0 || skel[sn - 1] != low[k])
+            skel[sn++] = low[k];
+    for (Py_ssize_t k = 0; k < sn; k++) {
+        unsigned char ch = skel[k] == 'i' || skel[k] == 'l' ? '|' : skel[k];
+        if (mn == 0 || merged[mn - 1] != ch)
+            merged[mn++] = ch;
+    }
+    *skel_len = sn;
+    *merged_len = mn;
+    return 1;
+}
+
+/* What a plain word may start: COLD (nothing), LETTERS (only letter-trie walks; `merged` is
+ * then its merged spelling) or OTHER (maybe a phrase's first word: the matcher's call). */
+static int
+word_kind(MemoObject *self, Text t, Py_ssize_t start, Py_ssize_t end, unsigned char *merged,
+          Py_ssize_t *merged_len)
+{
+    if (end - start > LONGEST_WORD)
+        return COLD; /* no word: phrases.py's _NOT_A_WORD */
+    unsigned char skel[LONGEST_WORD];
+    Py_ssize_t sn;
+    if (!spell(self, t, start, end, skel, &sn, merged, merged_len))
+        return OTHER;
+    if (has(self, &self->starts, skel, sn) ||
+        (sn >= self->fuzzy_min && near_start(self, skel, sn)))
+        return OTHER;
+    return has(self, &self->paths, merged, *merged_len) ? LETTERS : COLD;
+}
+
+/* A piece never learnt: cold if plain and every word of it starts nothing. */
+static int
+plain_and_cold(MemoObject *self, Text t, Py_ssize_t start, Py_ssize_t end)
+{
+    if (!self->indexed || !is_plain(t, start, end))
+        return 0;
+    unsigned char merged[LONGEST_WORD];
+    Py_ssize_t mn, ws, we, i = start;
+    while (next_word(t, &i, end, &ws, &we))
+        if (word_kind(self, t, ws, we, merged, &mn) != COLD)
+            return 0;
+    return 1;
+}
+
+/* Is "first second" a first word and a second word of a phrase, the second maybe one
+ * letter off (as near_start)? `buf` holds the first word and a space; the second goes on. */
+static int
+second_word(MemoObject *self, unsigned char *buf, Py_ssize_t at, const unsigned char *word,
+            Py_ssize_t n)
+{
+    memcpy(buf + at, word, (size_t)n);
+    if (has(self, &self->second, buf, at + n))
+        return 1;
+    if (n < self->fuzzy_min)
+        return 0;
+    if (has(self, &self->second_near, buf, at + n))
+        return 1;
+    for (Py_ssize_t p = 0; p < n; p++) {
+        memcpy(buf + at, word, (size_t)p);
+        memcpy(buf + at + p, word + p + 1, (size_t)(n - p - 1));
+        if (has(self, &self->second_near, buf, at + n - 1))
+            return 1;
+    }
+    return 0;
+}
+
+/* A hot piece of one plain word, before a plain piece: do all the walks from that word die
+ * at the next piece's first word, having found nothing? Word walks go on if the next word
+ * is a second word after it, or after a first word it may be a misspelling of (or one
+ * letter off one); letter walks if the letters of both (the first of the next skipped when
+ * it repeats the last) are a path of the trie. Words that are, or may be a misspelling of,
+ * a phrase by themselves are the matcher's. */
+static int
+dies_at_next(MemoObject *self, Text t, const int *bounds, size_t c, size_t count)
+{
+    if (!self->indexed || c + 1 >= count)
+        return 0;
+    Py_ssize_t start = bounds[2 * c], end = bounds[2 * c + 1];
+    Py_ssize_t nstart = bounds[2 * c + 2], nend = bounds[2 * c + 3];
+    if (!is_plain(t, start, end) || !is_plain(t, nstart, nend))
+        return 0;
+    Py_ssize_t ws, we, xs, xe, i = start, j = nstart;
+    if (!next_word(t, &i, end, &ws, &we) || next_word(t, &i, end, &xs, &xe))
+        return 0; /* not one word */
+    if (!next_word(t, &j, nend, &xs, &xe))
+        return 0; /* the next piece has no word: the walks reach further */
+    unsigned char wskel[LONGEST_WORD], xskel[LONGEST_WORD], next[LONGEST_WORD];
+    unsigned char path[2 * LONGEST_WORD + 1];
+    Py_ssize_t wsn, pn, xsn, xn;
+    if (!spell(self, t, ws, we, wskel, &wsn, path, &pn) ||
+        !spell(self, t, xs, xe, xskel, &xsn, next, &xn))
+        return 0; /* text-speak or no word */
+    unsigned char buf[2 * LONGEST_WORD + 8];
+    if (has(self, &self->firsts, wskel, wsn)) {
+        if (has(self, &self->ends, wskel, wsn))
+            return 0;
+        memcpy(buf, wskel, (size_t)wsn);
+        buf[wsn] = ' ';
+        if (second_word(self, buf, wsn + 1, xskel, xsn))
+            return 0;
+    }
+    if (wsn >= self->fuzzy_min && near_start(self, wskel, wsn)) {
+        /* Maybe a misspelt first word: it keeps its first letter and is one letter longer,
+         * shorter or as long. The matcher tags such words' phrases by both ("o6*"). */
+        for (Py_ssize_t len = wsn - 1; len <= wsn + 1; len++) {
+            int at = snprintf((char *)buf, 16, "%c%zd*", wskel[0], len);
+            if (has(self, &self->ends, buf, at))
+                return 0;
+            buf[at] = ' ';
+            if (second_word(self, buf, at + 1, xskel, xsn))
+                return 0;
+        }
+    }
+    if (has(self, &self->paths, path, pn)) {
+        Py_ssize_t from = next[0] == path[pn - 1] ? 1 : 0;
+        if (from == xn)
+            return 0; /* the next word only repeats the last letter: the walks go on */
+        memcpy(path + pn, next + from, (size_t)(xn - from));
+        if (has(self, &self->paths, path, pn + xn - from))
+            return 0;
+    }
+    return 1;
 }
 
 static int
@@ -385,6 +621,12 @@ memo_scan(MemoObject *self, PyObject *text)
             state[c] = s->hot;
             continue;
         }
+        if (plain_and_cold(self, t, run[0], run[1])) {
+            state[c] = 0; /* remembered: next time one look-up */
+            if (table_put(&self->pieces, finish(hashes[c]), t, run, 1, 0) < 0)
+                goto done;
+            continue;
+        }
         state[c] = 2;
         PyObject *piece = PyUnicode_Substring(text, run[0], run[1]);
         if (piece == NULL || PySet_Add(unknown, piece) < 0) {
@@ -397,17 +639,23 @@ memo_scan(MemoObject *self, PyObject *text)
         for (size_t c = 0; c < count; c++) {
             if (!state[c])
                 continue;
-            /* Dead as a pair with the next piece, or as a run of three. */
+            /* Dead as a pair with the next piece, or as a run of three; or found dead here
+             * (then remembered as a pair: next time one look-up). */
             int is_dead = 0;
             if (c + 1 < count) {
                 Py_ssize_t runs[6];
                 for (int k = 0; k < 6; k++)
                     runs[k] = c + 2 < count || k < 4 ? bounds[2 * c + k] : 0;
-                uint64_t h = hash_run(mix(hashes[c], ' '), t, runs[2], runs[3]);
-                is_dead = table_find(&self->dead, finish(h), t, runs, 2) != NULL;
+                uint64_t pair = hash_run(mix(hashes[c], ' '), t, runs[2], runs[3]);
+                is_dead = table_find(&self->dead, finish(pair), t, runs, 2) != NULL;
                 if (!is_dead && c + 2 < count) {
-                    h = hash_run(mix(h, ' '), t, runs[4], runs[5]);
+                    uint64_t h = hash_run(mix(pair, ' '), t, runs[4], runs[5]);
                     is_dead = table_find(&self->dead, finish(h), t, runs, 3) != NULL;
+                }
+                if (!is_dead && dies_at_next(self, t, bounds, c, count)) {
+                    is_dead = 1;
+                    if (table_put(&self->dead, finish(pair), t, runs, 2, 1) < 0)
+                        goto done;
                 }
             }
             if (!is_dead) {
@@ -455,6 +703,72 @@ key_hash(MemoObject *self, PyObject *a, PyObject *b, Py_ssize_t *runs, Text *ta,
         h = hash_run(mix(h, ' '), *tb, 0, runs[3]);
     }
     return finish(h);
+}
+
+static int
+fill(MemoObject *self, Table *tab, PyObject *items, const char *what)
+{
+    if (table_clear(tab) < 0)
+        return -1;
+    PyObject *it = PyObject_GetIter(items), *item;
+    if (it == NULL)
+        return -1;
+    while ((item = PyIter_Next(it)) != NULL) {
+        if (!PyUnicode_Check(item) || PyUnicode_GET_LENGTH(item) == 0) {
+            PyErr_Format(PyExc_ValueError, "index: %s holds %R, not a word", what, item);
+            Py_DECREF(item);
+            Py_DECREF(it);
+            return -1;
+        }
+        Py_ssize_t runs[2];
+        Text t;
+        uint64_t h = key_hash(self, item, NULL, runs, &t, NULL);
+        int rc = table_put(tab, h, t, runs, 1, 1);
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_DECREF(it);
+            return -1;
+        }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+PyDoc_STRVAR(index_doc,
+"index(*, paths, starts, near, special, firsts, ends, second, second_near, fuzzy_min):\n"
+"what the matcher's indexes start with. With it, a plain piece (ASCII, no digits, leet\n"
+"symbols or apostrophes) whose words start nothing is judged cold here, and a plain\n"
+"one-word piece whose walks all die at the next piece's first word is not handed back.\n"
+"Every piece and pair learnt is forgotten. paths: every path from the letter trie's root\n"
+"(i and l as |); starts: first words of phrases and innocent phrases; near: first words\n"
+"that may be misspelt, and each with a letter left out; special: text-speak words;\n"
+"firsts: first words of phrases; ends: those that are a phrase themselves; second:\n"
+"'first second' for each phrase's first two words; second_near: the same for second words\n"
+"that may be misspelt, and each with a letter left out; fuzzy_min: the shortest word\n"
+"read as misspelt.");
+
+static PyObject *
+memo_index(MemoObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"paths", "starts", "near", "special", "firsts", "ends",
+                             "second", "second_near", "fuzzy_min", NULL};
+    PyObject *items[8];
+    Table *tables[8] = {&self->paths, &self->starts, &self->near, &self->special,
+                        &self->firsts, &self->ends, &self->second, &self->second_near};
+    Py_ssize_t fuzzy_min;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOOOOOOOn:index", kwlist, &items[0],
+                                     &items[1], &items[2], &items[3], &items[4], &items[5],
+                                     &items[6], &items[7], &fuzzy_min))
+        return NULL;
+    self->indexed = 0;
+    for (int k = 0; k < 8; k++)
+        if (fill(self, tables[k], items[k], kwlist[k]) < 0)
+            return NULL;
+    if (table_clear(&self->pieces) < 0 || table_clear(&self->dead) < 0)
+        return NULL;
+    self->fuzzy_min = fuzzy_min;
+    self->indexed = 1;
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(learn_doc, "learn(piece, hot): remember whether a piece holds a hot word.");
@@ -558,6 +872,7 @@ memo_get_pairs(MemoObject *self, void *Py_UNUSED(closure))
 static PyMethodDef memo_methods[] = {
     {"scan", (PyCFunction)memo_scan, METH_O, scan_doc},
     {"learn", (PyCFunction)memo_learn, METH_VARARGS, learn_doc},
+    {"index", (PyCFunction)(void (*)(void))memo_index, METH_VARARGS | METH_KEYWORDS, index_doc},
     {"bury", (PyCFunction)memo_bury, METH_VARARGS, bury_doc},
     {"knows", (PyCFunction)memo_knows, METH_O, knows_doc},
     {"clear", (PyCFunction)memo_clear, METH_NOARGS, clear_doc},

@@ -1,5 +1,7 @@
 """Types of the C piece memo (_piece_memo.c); piece_memo.py explains it."""
 
+from collections.abc import Iterable
+
 class PieceMemo:
     @property
     def pieces(self) -> int: ...
@@ -9,5 +11,18 @@ class PieceMemo:
     def learn(self, piece: str, hot: bool, /) -> None: ...
     def bury(self, piece: str, next_piece: str, third: str = ..., /) -> None: ...
     def knows(self, piece: str, /) -> bool | None: ...
+    def index(
+        self,
+        *,
+        paths: Iterable[str],
+        starts: Iterable[str],
+        near: Iterable[str],
+        special: Iterable[str],
+        firsts: Iterable[str],
+        ends: Iterable[str],
+        second: Iterable[str],
+        second_near: Iterable[str],
+        fuzzy_min: int,
+    ) -> None: ...
     def clear(self) -> None: ...
     def clear_dead(self) -> None: ...

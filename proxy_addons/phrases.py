@@ -326,6 +326,11 @@ class _CNode:
         node.long = node.long or long
 
 
+def _one_left_out(word: str) -> list[str]:
+    """The word, and the word with each of its letters left out in turn."""
+    return [word] + [word[:k] + word[k + 1 :] for k in range(len(word)) if len(word) > 1]
+
+
 def _misspelt(word: str, typed: str) -> bool:
     """`typed` is `word` with one letter wrong, missing, extra or swapped with the next.
 
@@ -453,9 +458,51 @@ class PhraseMatcher:
         self._letters_follow: dict[str, frozenset[str]] = {}  # word -> letters walks go on by
         self._dead_pairs: set[str] = set()  # "word next": two words no phrase starts
         self._pieces = PieceMemo()  # pieces of text hot or cold; pairs of them leading nowhere
+        self._pieces.index(**self._piece_index(), fuzzy_min=FUZZY_MIN)
 
     def __len__(self) -> int:
         return sum(sum(lib.values()) for lib in self.sizes.values())
+
+    def _piece_index(self) -> dict[str, list[str]]:
+        """What the indexes start with, for the piece memo to judge plain words by itself
+        (piece_memo.py, `index`): a word one letter off a key is, or has a letter whose
+        removal makes, the key or the key with a letter left out, so misspellings are
+        looked up rather than walked."""
+        paths: list[str] = []
+        todo = [("", self._letters)]
+        while todo:
+            path, letter = todo.pop()
+            for ch, child in letter.children.items():
+                paths.append(path + ch)
+                todo.append((path + ch, child))
+        root = self._words
+        ends = {w for w, node in root.children.items() if node.entries}
+        second = {f"{w} {k}" for w, node in root.children.items() for k in node.children}
+        second_near = {
+            f"{w} {k}"
+            for w, node in root.children.items()
+            for key in node.tolerant
+            for k in _one_left_out(key)
+        }
+        # A text word may be a misspelling of a first word that may be misspelt: one with
+        # the same first letter and a length one off at most. Such words' phrases are also
+        # filed under the first letter and length ("o6*" for "online").
+        for w in root.tolerant:
+            first, tag = root.children[w], f"{w[0]}{len(w)}*"
+            if first.entries:
+                ends.add(tag)
+            second.update(f"{tag} {k}" for k in first.children)
+            second_near.update(f"{tag} {k}" for key in first.tolerant for k in _one_left_out(key))
+        return {
+            "paths": paths,
+            "starts": [*root.children, *self._innocent.children],
+            "near": sorted({k for key in root.tolerant for k in _one_left_out(key)}),
+            "special": list(_TEXT_SPEAK),
+            "firsts": list(root.children),
+            "ends": sorted(ends),
+            "second": sorted(second),
+            "second_near": sorted(second_near),
+        }
 
     @staticmethod
     def normalise(text: str) -> str:
@@ -525,7 +572,6 @@ class PhraseMatcher:
         words_of = self._chunk_words
         if len(words_of) >= _CHUNK_CACHE:
             words_of.clear()
-            self._pieces.clear()  # its pieces' words are looked up in words_of
         pieces = set(chunks)
         for chunk in pieces.difference(words_of):
             words_of[chunk] = tuple(_TOKEN.findall(_prepare(chunk)))
@@ -627,36 +673,42 @@ class PhraseMatcher:
                 memo.bury(*chunks[c : c + covered])
         return {entry.category for _, _, entry in found}
 
+    def _piece_words(self, piece: str) -> tuple[str, ...]:
+        """A piece's words, remembered (the memo judges plain cold pieces without them)."""
+        cache = self._chunk_words
+        words = cache.get(piece)
+        if words is None:
+            if len(cache) >= _CHUNK_CACHE:
+                cache.clear()
+            words = cache[piece] = tuple(_TOKEN.findall(_prepare(piece)))
+        return words
+
     def _learn_pieces(self, pieces: list[str], *, may_forget: bool) -> None:
         """Tokenise the pieces not seen before, and note which have a hot word.
 
         The memory is emptied when full, but only before a page's first pieces are learnt:
         a page with more distinct pieces than it holds must still be learnt whole.
         """
-        words_of, memo = self._chunk_words, self._pieces
-        if may_forget and (memo.pieces >= _CHUNK_CACHE or len(words_of) >= _CHUNK_CACHE):
+        memo = self._pieces
+        if may_forget and memo.pieces >= _CHUNK_CACHE:
             memo.clear()
-            words_of.clear()
         for piece in pieces:
-            words = words_of.get(piece)
-            if words is None:
-                words = words_of[piece] = tuple(_TOKEN.findall(_prepare(piece)))
-            memo.learn(piece, any([self._is_hot(w) for w in words]))
+            memo.learn(piece, any([self._is_hot(w) for w in self._piece_words(piece)]))
 
     def _walk_piece(self, chunks: Sequence[str], c: int, found: list[_Hit]) -> int:
         """Run every walk from the hot words of piece c. Returns how many pieces from c on
         decided that all died having found nothing (2 or 3: remembered as leading nowhere),
         or 0 if that can't be remembered."""
-        words_of, starts, follow = self._chunk_words, self._starts, self._letters_follow
+        starts, follow, words_of = self._starts, self._letters_follow, self._piece_words
         n = len(chunks)
-        first = len(words_of[chunks[c]])
-        pair_words = first + (len(words_of[chunks[c + 1]]) if c + 1 < n else 0)
-        before_words = words_of[chunks[c - 1]] if c else ()
+        first = len(words_of(chunks[c]))
+        pair_words = first + (len(words_of(chunks[c + 1])) if c + 1 < n else 0)
+        before_words = words_of(chunks[c - 1]) if c else ()
         prev = _word_token(before_words[-1]) if before_words else None
         width = 3  # most walks die within three pieces; more are taken when one doesn't
         while True:
             end = min(n, c + width)
-            local = list(itertools.chain.from_iterable(map(words_of.__getitem__, chunks[c:end])))
+            local = list(itertools.chain.from_iterable(map(words_of, chunks[c:end])))
             complete = end == n
             toks = _Lazy(local)
             before, ended, skipped, overflow = len(found), -1, False, False
@@ -694,7 +746,7 @@ class PhraseMatcher:
                 return 0
             if ended < pair_words:
                 return 2
-            if c + 2 < n and ended < pair_words + len(words_of[chunks[c + 2]]):
+            if c + 2 < n and ended < pair_words + len(words_of(chunks[c + 2])):
                 return 3  # a letter walk went into the third piece ("be he a" for "behead")
             return 0
 

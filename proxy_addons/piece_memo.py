@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol, overload
 
 if TYPE_CHECKING:
@@ -34,6 +34,19 @@ class Memo(Protocol):
     def learn(self, piece: str, hot: bool) -> None: ...
     def bury(self, piece: str, next_piece: str, third: str = ..., /) -> None: ...
     def knows(self, piece: str) -> bool | None: ...
+    def index(
+        self,
+        *,
+        paths: Iterable[str],
+        starts: Iterable[str],
+        near: Iterable[str],
+        special: Iterable[str],
+        firsts: Iterable[str],
+        ends: Iterable[str],
+        second: Iterable[str],
+        second_near: Iterable[str],
+        fuzzy_min: int,
+    ) -> None: ...
     def clear(self) -> None: ...
     def clear_dead(self) -> None: ...
 
@@ -68,10 +81,11 @@ class Pieces(Sequence[str]):
 class NativeMemo:
     """The C memo, with its scan's bounds made a `Pieces`."""
 
-    __slots__ = ("_memo", "bury", "clear", "clear_dead", "knows", "learn")
+    __slots__ = ("_memo", "bury", "clear", "clear_dead", "index", "knows", "learn")
 
     def __init__(self, memo: _piece_memo.PieceMemo) -> None:
         self._memo = memo
+        self.index = memo.index
         self.learn = memo.learn
         self.bury = memo.bury
         self.knows = memo.knows
@@ -153,6 +167,23 @@ class PyPieceMemo:
 
     def knows(self, piece: str) -> bool | None:
         return self._hot.get(piece)
+
+    def index(
+        self,
+        *,
+        paths: Iterable[str],
+        starts: Iterable[str],
+        near: Iterable[str],
+        special: Iterable[str],
+        firsts: Iterable[str],
+        ends: Iterable[str],
+        second: Iterable[str],
+        second_near: Iterable[str],
+        fuzzy_min: int,
+    ) -> None:
+        """Not used here: every piece never seen goes to the matcher, which is slower, not
+        different. Forgets what was learnt, as the C one does."""
+        self.clear()
 
     def clear(self) -> None:
         self._hot.clear()

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy_addons.content_scoring import load_weighted_lists
+from proxy_addons.phrases import (
+    COMPOUND_MIN,
+    FUZZY_MIN,
+    PhraseMatcher,
+    load_libraries,
+    normalise,
+)
 from proxy_addons.piece_memo import Pieces, PyPieceMemo, native
 
 if not native():  # pragma: no cover - the C part is built by `make` (pip install -e .)
@@ -127,3 +137,189 @@ def test_a_piece_with_whitespace_or_nothing_is_refused(bad: str) -> None:
         memo.bury("ok", "ok", bad)
     with pytest.raises(TypeError):
         memo.scan(b"bytes")
+
+
+# --------------------------------------------------------------------------- the index
+# With the matcher's index the C memo judges plain pieces itself: cold ones without asking
+# the matcher, and hot one-word pieces whose walks die at the next word without a walk.
+# Nothing it judges may hide a phrase: a cold piece has no hot word, and the matcher finds
+# in any text what `match` finds.
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def matchers() -> dict[str, PhraseMatcher]:
+    weighted = load_weighted_lists(
+        [ROOT / "policies" / "phrases" / "weighted" / f for f in ("en.yaml", "pl.yaml")]
+    )
+    risk = load_libraries([ROOT / "policies" / "phrases" / f for f in ("en.yaml", "pl.yaml")])
+    return {"weighted": weighted._matcher, "risk": risk}
+
+
+def phrase_words(matcher: PhraseMatcher) -> list[str]:
+    index = matcher._piece_index()
+    return sorted(
+        {w for w in index["firsts"] if w.isalpha()}
+        | {k.split(" ")[1] for k in index["second"] if k.split(" ")[1].isalpha()}
+    )
+
+
+COMMON = "the a an to of and you how get free best must way it i is be he on in at".split()
+PUNCTUATION = ["", "", "", ".", ",", "(", ")", '"', "-", "--", ":", ";", "?", "/", "_", "#"]
+
+
+@st.composite
+def plain_words(draw: st.DrawFn, vocabulary: list[str]) -> str:
+    """A word as pages have it: a phrase word, a bit of one, one letter off one, common."""
+    word = draw(st.sampled_from(vocabulary + COMMON))
+    change = draw(st.sampled_from(["as is", "as is", "cut", "cut", "misspelt", "doubled"]))
+    if change == "cut" and len(word) > 1:
+        a = draw(st.integers(0, len(word) - 1))
+        b = draw(st.integers(a + 1, len(word)))
+        word = word[a:b]
+    elif change == "misspelt" and len(word) > 1:
+        k = draw(st.integers(0, len(word) - 1))
+        how = draw(st.sampled_from(["wrong", "missing", "extra", "swapped"]))
+        letter = draw(st.sampled_from("abcdeilnorstuyz"))
+        if how == "wrong":
+            word = word[:k] + letter + word[k + 1 :]
+        elif how == "missing":
+            word = word[:k] + word[k + 1 :]
+        elif how == "extra":
+            word = word[:k] + letter + word[k:]
+        elif k + 1 < len(word):
+            word = word[:k] + word[k + 1] + word[k] + word[k + 2 :]
+    elif change == "doubled" and word:
+        k = draw(st.integers(0, len(word) - 1))
+        word = word[: k + 1] + word[k] * draw(st.integers(1, 3)) + word[k + 1 :]
+    if draw(st.booleans()):
+        word = word.upper() if draw(st.booleans()) else word.capitalize()
+    return word or "a"
+
+
+@st.composite
+def plain_pieces(draw: st.DrawFn, vocabulary: list[str]) -> str:
+    words = draw(st.lists(plain_words(vocabulary), min_size=1, max_size=3))
+    inner = draw(st.sampled_from(["-", "/", ".", "_", ":"]))
+    return (
+        draw(st.sampled_from(PUNCTUATION)) + inner.join(words) + draw(st.sampled_from(PUNCTUATION))
+    )
+
+
+@pytest.mark.parametrize("which", ["weighted", "risk"])
+def test_a_plain_piece_judged_cold_has_no_hot_word(
+    matchers: dict[str, PhraseMatcher], which: str
+) -> None:
+    matcher = matchers[which]
+    memo = _piece_memo.PieceMemo()
+    memo.index(**matcher._piece_index(), fuzzy_min=FUZZY_MIN)
+    judged = {"cold": 0, "left": 0}
+
+    @settings(max_examples=1500, deadline=None)
+    @given(plain_pieces(phrase_words(matcher)))
+    def check(piece: str) -> None:
+        unknown = memo.scan(piece)[0]
+        words = [w for w in matcher._piece_words(piece)]
+        if not unknown:  # judged cold here
+            judged["cold"] += 1
+            assert memo.knows(piece) is False
+            assert not [w for w in words if matcher._is_hot(w)], piece
+        else:
+            judged["left"] += 1
+
+    check()
+    assert judged["cold"] > 100 and judged["left"] > 100  # both ways were exercised
+
+
+@pytest.mark.parametrize("which", ["weighted", "risk"])
+def test_pieces_judged_here_hide_no_phrase(matchers: dict[str, PhraseMatcher], which: str) -> None:
+    matcher = matchers[which]
+    vocabulary = phrase_words(matcher)
+
+    @settings(max_examples=600, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(plain_pieces(vocabulary), st.sampled_from(["1", "2", "u", "n", "4", "—"])),
+            max_size=30,
+        ),
+        st.sampled_from([" ", "\n", "  "]),
+    )
+    def check(pieces: list[str], sep: str) -> None:
+        # One matcher for all examples: what the memo keeps from one text must not hide a
+        # phrase in the next.
+        text = sep.join(pieces)
+        expected = {h.category for h in matcher.match(text, max_hits=10_000)}
+        assert matcher.categories_in(text) == expected
+
+    check()
+
+
+def test_walks_are_left_to_the_matcher_only_where_they_go_on() -> None:
+    lists = load_weighted_lists(
+        [ROOT / "policies" / "phrases" / "weighted" / f for f in ("en.yaml", "pl.yaml")]
+    )
+    matcher = lists._matcher
+    memo = matcher._pieces
+    assert matcher.categories_in("hard") == set() and memo.knows("hard") is True
+    assert memo.scan("work")[0] == []  # a plain word that starts nothing: judged here
+    # "hard work" goes nowhere ("hardw..." is no phrase's start): not handed back to walk.
+    assert memo.scan("hard work")[:2] == ([], [])
+    # "hard core" goes on ("hardcore porn"), as does "online casino" (a second word, also
+    # one letter off): the matcher walks them.
+    assert memo.scan("hard core")[1] == [0]
+    assert matcher.categories_in("online") == set()
+    assert memo.scan("online casino")[1] == [0] and memo.scan("online casimo")[1] == [0]
+    assert memo.scan("online shop")[1] == []
+    # And finds the phrases however often the first word was seen before other words.
+    assert lists.score_text("hard core porn").totals == lists.score_text("hardcore porn").totals
+    assert lists.score_text("hard core porn").totals["pornography"] > 0
+    assert lists.score_text("online casimo").totals == lists.score_text("online casino").totals
+    assert lists.score_text("online casino").totals["gambling"] > 0
+
+
+def listed_phrases(matcher: PhraseMatcher) -> list[str]:
+    """Every phrase of the matcher's lists, as written."""
+    out: set[str] = set()
+    todo = [matcher._words]
+    while todo:
+        node = todo.pop()
+        out.update(entry.phrase for entry, _ in node.entries)
+        todo.extend(node.children.values())
+    return sorted(out)
+
+
+def spellings(phrase: str) -> list[str]:
+    """Ways a page may type a phrase that the matcher reads as it: split where a letter
+    repeats across the split ("kil lmyself"), a first word one letter off, a long single word
+    one letter off."""
+    words = normalise(phrase).split()
+    letters = "".join(words)
+    out = []
+    if len(letters) >= COMPOUND_MIN and letters.isalpha():
+        for p in range(1, len(letters) - 1, 3):
+            out.append(f"{letters[: p + 1]} {letters[p:]}")
+    first = words[0]
+    if first.isalpha() and len(first) >= FUZZY_MIN + 1:
+        k = len(first) // 2
+        wrong = "x" if first[k] != "x" else "y"
+        out.append(" ".join([first[:k] + wrong + first[k + 1 :], *words[1:]]))
+        out.append(" ".join([first[:k] + first[k + 1] + first[k] + first[k + 2 :], *words[1:]]))
+    return out
+
+
+@pytest.mark.parametrize("which", ["weighted", "risk"])
+def test_phrases_typed_apart_or_misspelt_are_found_after_their_first_word(
+    matchers: dict[str, PhraseMatcher], which: str
+) -> None:
+    matcher = matchers[which]
+    cases = [s for phrase in listed_phrases(matcher) for s in spellings(phrase)]
+    assert len(cases) > 100
+    for case in cases:
+        first = case.split()[0]
+        # The first word is met before ordinary words first: the memo has judged its
+        # pairs with them, and must not take the phrase's next word for one of those.
+        matcher.categories_in(f"{first} shop. {first} time, {first} river")
+        text = f"the {case} today"
+        expected = {h.category for h in matcher.match(text, max_hits=10_000)}
+        assert matcher.categories_in(text) == expected, text
