@@ -11,18 +11,8 @@ class PieceMemo:
     def learn(self, piece: str, hot: bool, /) -> None: ...
     def bury(self, piece: str, next_piece: str, third: str = ..., /) -> None: ...
     def knows(self, piece: str, /) -> bool | None: ...
-    def index(
-        self,
-        *,
-        paths: Iterable[str],
-        starts: Iterable[str],
-        near: Iterable[str],
-        special: Iterable[str],
-        firsts: Iterable[str],
-        ends: Iterable[str],
-        second: Iterable[str],
-        second_near: Iterable[str],
-        fuzzy_min: int,
-    ) -> None: ...
+    def index(self, *, fuzzy_min: int, **keys: Iterable[str]) -> None:
+        """keys: paths, starts, near, special, firsts, ends, second, second_near (all
+        required; see _piece_memo.c and PhraseMatcher._piece_index)."""
     def clear(self) -> None: ...
     def clear_dead(self) -> None: ...

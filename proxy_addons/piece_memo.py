@@ -34,19 +34,7 @@ class Memo(Protocol):
     def learn(self, piece: str, hot: bool) -> None: ...
     def bury(self, piece: str, next_piece: str, third: str = ..., /) -> None: ...
     def knows(self, piece: str) -> bool | None: ...
-    def index(
-        self,
-        *,
-        paths: Iterable[str],
-        starts: Iterable[str],
-        near: Iterable[str],
-        special: Iterable[str],
-        firsts: Iterable[str],
-        ends: Iterable[str],
-        second: Iterable[str],
-        second_near: Iterable[str],
-        fuzzy_min: int,
-    ) -> None: ...
+    def index(self, *, fuzzy_min: int, **keys: Iterable[str]) -> None: ...
     def clear(self) -> None: ...
     def clear_dead(self) -> None: ...
 
@@ -168,19 +156,7 @@ class PyPieceMemo:
     def knows(self, piece: str) -> bool | None:
         return self._hot.get(piece)
 
-    def index(
-        self,
-        *,
-        paths: Iterable[str],
-        starts: Iterable[str],
-        near: Iterable[str],
-        special: Iterable[str],
-        firsts: Iterable[str],
-        ends: Iterable[str],
-        second: Iterable[str],
-        second_near: Iterable[str],
-        fuzzy_min: int,
-    ) -> None:
+    def index(self, *, fuzzy_min: int, **keys: Iterable[str]) -> None:
         """Not used here: every piece never seen goes to the matcher, which is slower, not
         different. Forgets what was learnt, as the C one does."""
         self.clear()
