@@ -16,7 +16,7 @@ prints the gateway processes' own CPU time per page (psutil), which other load d
 inflate, and the fastest quarter of the requests.
 
     .venv/bin/python bench/content_filter_bench.py [--requests 200] [--kb 100] [--new-words 0.03]
-        [--upstream-ms 20]
+        [--upstream-ms 20] [--prose [FOLDER]]
 
 By default every word of the pages comes from a vocabulary of ~190 words, which the matcher
 has learnt after the first pages: its best case. `--new-words 0.03` makes 3% of the words
@@ -27,6 +27,10 @@ The test rig's upstream redirection (tests/support/local_upstream.py) makes mitm
 new upstream connection (and, for HTTPS, a TLS handshake) for every request, in both gateways
 alike; the "direct" line is the page fetched from the upstream without a gateway.
 
+`--prose` builds the pages from real English paragraphs (Debian's licence texts by default)
+in an order of each page's own, and serves a page never served before for every request:
+the paragraphs recur, as a site's vocabulary does, but every page is new to the gateway.
+
 With the upstream on loopback answering at once, a page's time through the gateway is the
 gateway's own CPU and nothing else: the worst case for the ratio. `--upstream-ms 20` makes
 the upstream wait before answering, as a real site does (its server's time and the
@@ -36,6 +40,7 @@ school's round trip to it), to show the ratio a pupil would see.
 from __future__ import annotations
 
 import argparse
+import html
 import random
 import statistics
 import sys
@@ -50,6 +55,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from proxy_addons.content_scoring import load_weighted_lists, score_body  # noqa: E402
+from proxy_addons.piece_memo import native  # noqa: E402
 from tests.conftest import (  # noqa: E402
     Gateway,
     Upstream,
@@ -126,6 +132,42 @@ def page(kb: int, seed: int = 7, new_words: float = 0.0) -> bytes:
     return body
 
 
+def prose_paragraphs(folder: Path) -> list[str]:
+    """The paragraphs of real English prose: Debian's licence texts (base-files), on every
+    Debian machine. Legal English, but English as people write it, with its whole
+    vocabulary, not a list of words."""
+    out: list[str] = []
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink() or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        out += [" ".join(p.split()) for p in text.split("\n\n") if len(p.split()) >= 8]
+    if len(out) < 50:
+        raise SystemExit(f"{folder}: too little prose for --prose pages")
+    return out
+
+
+def prose_page(kb: int, seed: int, paragraphs: list[str]) -> bytes:
+    """A page of `kb` KB like `page`, its visible text real paragraphs in an order of its own.
+
+    Each page's order is new, so the pairs of pieces where paragraphs meet are new; the
+    paragraphs themselves recur from page to page, as a site's vocabulary does.
+    """
+    rng = random.Random(seed)
+    shell = page(kb, seed).decode()
+    head = shell[: shell.index('<article class="c1">') + len('<article class="c1">')]
+    tail = "</article></main><footer><p>Copyright and contact details.</p></footer></body></html>"
+    out, size = [head], len(head) + len(tail)
+    while size < kb * 1000:
+        text = html.escape(rng.choice(paragraphs), quote=False)
+        para = f'<p class="c{rng.randrange(300)}">{text}</p>\n'
+        out.append(para)
+        size += len(para.encode())
+    raw = "".join(out).encode()[: kb * 1000 - len(tail)].decode(errors="ignore")
+    body = (raw + tail).encode()
+    return body + b" " * (kb * 1000 - len(body))  # every page the same size: fetch checks it
+
+
 def policy(tmp: Path, scanning: bool) -> Path:
     path = copy_policy(tmp)
     import shutil
@@ -182,29 +224,49 @@ def main() -> None:
         help="the upstream waits this long before answering, as a real site's server and "
         "network do (default 0: loopback, no wait, the worst case for the ratio)",
     )
+    parser.add_argument(
+        "--prose",
+        type=Path,
+        nargs="?",
+        const=Path("/usr/share/common-licenses"),
+        metavar="FOLDER",
+        help="pages of real English paragraphs (default folder: Debian's licence texts), "
+        "and a page never served before for every request, not 20 taken in turn",
+    )
     args = parser.parse_args()
 
-    bodies = [page(args.kb, seed, args.new_words) for seed in range(args.pages)]
+    print(f"piece memo: {'C' if native() else 'Python (the C part is not built)'}")
+    per_scheme = args.requests + 10  # warm-up included
+    if args.prose:
+        paragraphs = prose_paragraphs(args.prose)
+        bodies = [prose_page(args.kb, seed, paragraphs) for seed in range(2 * per_scheme)]
+        spare = [prose_page(args.kb, -seed, paragraphs) for seed in range(1, 13)]
+    else:
+        bodies = [page(args.kb, seed, args.new_words) for seed in range(args.pages)]
+        spare = [page(args.kb, -seed, args.new_words) for seed in range(1, 13)]
     body = bodies[0]
     paths = [ROOT / "policies" / "phrases" / "weighted" / f for f in ("en.yaml", "pl.yaml")]
     lists = load_weighted_lists(paths)
     start = time.thread_time()
-    score = score_body(lists, body, "text/html")
+    score = score_body(lists, spare[0], "text/html")
     first = time.thread_time() - start
-    for other in bodies[1:-1]:
+    news = []
+    for other in spare[1:]:  # pages scored once each, in turn
+        start = time.thread_time()
         score_body(lists, other, "text/html")
-    start = time.thread_time()
-    score_body(lists, bodies[-1], "text/html")
-    new_page = time.thread_time() - start
+        news.append(time.thread_time() - start)
     best = float("inf")
     for _ in range(20):
         start = time.thread_time()
-        score_body(lists, body, "text/html")
+        score_body(lists, spare[0], "text/html")
         best = min(best, time.thread_time() - start)
     print(f"page: {len(body):,} bytes of HTML; its scores: {score.totals if score else None}")
     print("scoring in-process, CPU time:")
     print(f"  first page, every word new to the matcher:   {first * 1000:6.2f} ms")
-    print(f"  a new page after {len(bodies) - 2} others:                {new_page * 1000:6.2f} ms")
+    print(
+        f"  a new page, each of the next {len(news)} (median):  "
+        f"{statistics.median(news) * 1000:6.2f} ms (last {news[-1] * 1000:.2f} ms)"
+    )
     print(f"  a page seen before (best of 20):             {best * 1000:6.2f} ms")
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -222,8 +284,11 @@ def main() -> None:
                 gateways[name] = start_mitmdump(
                     policy(folder, scanning), folder / "var", upstream, extra=["--quiet"]
                 )
-            for scheme in ("https", "http"):
-                urls = [f"{scheme}://news.test/article/{n}" for n in range(len(bodies))]
+            for s, scheme in enumerate(("https", "http")):
+                numbers = range(len(bodies))
+                if args.prose:  # pages never served before, to either gateway
+                    numbers = range(s * per_scheme, (s + 1) * per_scheme)
+                urls = [f"{scheme}://news.test/article/{n}" for n in numbers]
                 times: dict[str, list[float]] = {"off": [], "on": []}
                 clients = {
                     name: httpx.Client(proxy=gw.proxy, verify=str(gw.ca), timeout=30)
@@ -232,7 +297,7 @@ def main() -> None:
                 try:
                     for c in clients.values():  # warm up: CA, tunnels, caches
                         for n in range(10):
-                            fetch(c, urls[n % len(urls)], len(body))
+                            fetch(c, urls[-1 - n % len(urls)], len(body))
                     rounds = max(1, args.requests // 10)
                     procs = {n: psutil.Process(gw.process.pid) for n, gw in gateways.items()}
                     cpu = {n: 0.0 for n in gateways}

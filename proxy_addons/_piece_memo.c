@@ -19,34 +19,52 @@
 
 #define SMALL 16 /* keys this long, all Latin-1, are kept in the slot itself */
 
+enum { WIDE = 0, INLINE = 1, NARROW = 2 }; /* where a slot's key is: see Slot.store */
+
 typedef struct {
     uint64_t hash; /* 0: an empty slot */
     int32_t len;
     unsigned char hot;
-    unsigned char small; /* the key is in key.latin1, not key.chars */
+    unsigned char store; /* INLINE: in key.latin1; NARROW: Latin-1 at key.narrow; WIDE */
     union {
-        Py_UCS4 *chars;
+        Py_UCS4 *wide;
+        unsigned char *narrow;
         unsigned char latin1[SMALL];
     } key;
 } Slot; /* 32 bytes: a look-up that finds its key reads one cache line */
-_Static_assert(sizeof(Slot) == 32, "a slot is half a cache line");
 
 static inline Py_UCS4
 key_char(const Slot *s, Py_ssize_t k)
 {
-    return s->small ? s->key.latin1[k] : s->key.chars[k];
+    switch (s->store) {
+    case INLINE:
+        return s->key.latin1[k];
+    case NARROW:
+        return s->key.narrow[k];
+    default:
+        return s->key.wide[k];
+    }
 }
+
+static inline const unsigned char *
+latin1_key(const Slot *s)
+{
+    return s->store == INLINE ? s->key.latin1 : s->store == NARROW ? s->key.narrow : NULL;
+}
+_Static_assert(sizeof(Slot) == 32, "a slot is half a cache line");
 
 typedef struct {
     Slot *slots;
     size_t mask; /* capacity - 1; capacity a power of two */
     size_t used;
+    size_t chars; /* code points in the keys kept */
 } Table;
 
 typedef struct {
     PyObject_HEAD
     Table pieces; /* piece -> hot or cold */
     Table dead;   /* "piece next" -> present */
+    Table lines;  /* lines of text (pieces between line breaks) found settled: see scan */
     uint64_t seed; /* keys the hash: a page can't be made of colliding pieces */
     /* What the matcher's indexes start with (index()), to judge plain words without it. */
     int indexed;
@@ -106,6 +124,7 @@ table_init(Table *t, size_t capacity)
     }
     t->mask = capacity - 1;
     t->used = 0;
+    t->chars = 0;
     return 0;
 }
 
@@ -114,9 +133,13 @@ table_free(Table *t)
 {
     if (t->slots == NULL)
         return;
-    for (size_t i = 0; i <= t->mask; i++)
-        if (t->slots[i].hash != 0 && !t->slots[i].small)
-            PyMem_Free(t->slots[i].key.chars);
+    for (size_t i = 0; i <= t->mask; i++) {
+        Slot *s = &t->slots[i];
+        if (s->hash != 0 && s->store == WIDE)
+            PyMem_Free(s->key.wide);
+        else if (s->hash != 0 && s->store == NARROW)
+            PyMem_Free(s->key.narrow);
+    }
     PyMem_Free(t->slots);
     t->slots = NULL;
 }
@@ -141,8 +164,9 @@ table_find(Table *tab, uint64_t hash, Text t, const Py_ssize_t *runs, int parts)
             return NULL;
         if (s->hash != hash || s->len != len)
             continue;
-        if (parts == 1 && s->small && t.kind == PyUnicode_1BYTE_KIND) {
-            if (memcmp(s->key.latin1, (const Py_UCS1 *)t.data + runs[0], (size_t)len) == 0)
+        const unsigned char *narrow = latin1_key(s);
+        if (parts == 1 && narrow != NULL && t.kind == PyUnicode_1BYTE_KIND) {
+            if (memcmp(narrow, (const Py_UCS1 *)t.data + runs[0], (size_t)len) == 0)
                 return s;
             continue;
         }
@@ -207,35 +231,45 @@ table_put(Table *tab, uint64_t hash, Text t, const Py_ssize_t *runs, int parts, 
         PyErr_SetString(PyExc_ValueError, "piece too long to remember");
         return -1;
     }
-    Slot slot = {.hash = hash, .len = (int32_t)len, .hot = (unsigned char)hot, .small = 0};
-    Py_UCS4 *chars = NULL;
-    if (len <= SMALL) {
-        slot.small = 1;
-        for (int p = 0; p < parts && slot.small; p++)
-            for (Py_ssize_t j = runs[2 * p]; j < runs[2 * p + 1]; j++)
-                if (PyUnicode_READ(t.kind, t.data, j) > 0xff) {
-                    slot.small = 0;
-                    break;
-                }
-    }
-    if (!slot.small) {
-        chars = PyMem_Malloc(sizeof(Py_UCS4) * (size_t)(len ? len : 1));
-        if (chars == NULL) {
+    Slot slot = {.hash = hash, .len = (int32_t)len, .hot = (unsigned char)hot, .store = NARROW};
+    for (int p = 0; p < parts && slot.store == NARROW; p++)
+        for (Py_ssize_t j = runs[2 * p]; j < runs[2 * p + 1]; j++)
+            if (PyUnicode_READ(t.kind, t.data, j) > 0xff) {
+                slot.store = WIDE;
+                break;
+            }
+    if (slot.store == NARROW && len <= SMALL)
+        slot.store = INLINE;
+    unsigned char *narrow = slot.store == INLINE ? slot.key.latin1 : NULL;
+    Py_UCS4 *wide = NULL;
+    if (slot.store == NARROW) {
+        narrow = slot.key.narrow = PyMem_Malloc((size_t)(len ? len : 1));
+        if (narrow == NULL) {
             PyErr_NoMemory();
             return -1;
         }
-        slot.key.chars = chars;
+    }
+    else if (slot.store == WIDE) {
+        wide = slot.key.wide = PyMem_Malloc(sizeof(Py_UCS4) * (size_t)(len ? len : 1));
+        if (wide == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
     }
     Py_ssize_t k = 0;
     for (int p = 0; p < parts; p++) {
         if (p) {
-            if (chars) chars[k++] = ' ';
-            else slot.key.latin1[k++] = ' ';
+            if (wide)
+                wide[k++] = ' ';
+            else
+                narrow[k++] = ' ';
         }
         for (Py_ssize_t j = runs[2 * p]; j < runs[2 * p + 1]; j++) {
             Py_UCS4 ch = PyUnicode_READ(t.kind, t.data, j);
-            if (chars) chars[k++] = ch;
-            else slot.key.latin1[k++] = (unsigned char)ch;
+            if (wide)
+                wide[k++] = ch;
+            else
+                narrow[k++] = (unsigned char)ch;
         }
     }
     size_t i = hash & tab->mask;
@@ -243,6 +277,7 @@ table_put(Table *tab, uint64_t hash, Text t, const Py_ssize_t *runs, int parts, 
         i = (i + 1) & tab->mask;
     tab->slots[i] = slot;
     tab->used++;
+    tab->chars += (size_t)len;
     return 0;
 }
 
@@ -293,6 +328,7 @@ memo_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->seed = (uint64_t)PyObject_Hash(probe) ^ 0xcbf29ce484222325ULL;
     Py_DECREF(probe);
     if (table_init(&self->pieces, 1024) < 0 || table_init(&self->dead, 1024) < 0 ||
+        table_init(&self->lines, 1024) < 0 ||
         table_init(&self->paths, 64) < 0 || table_init(&self->starts, 64) < 0 ||
         table_init(&self->near, 64) < 0 || table_init(&self->special, 64) < 0 ||
         table_init(&self->firsts, 64) < 0 || table_init(&self->ends, 64) < 0 ||
@@ -308,6 +344,7 @@ memo_dealloc(MemoObject *self)
 {
     table_free(&self->pieces);
     table_free(&self->dead);
+    table_free(&self->lines);
     table_free(&self->paths);
     table_free(&self->starts);
     table_free(&self->near);
@@ -530,10 +567,70 @@ dies_at_next(MemoObject *self, Text t, const int *bounds, size_t c, size_t count
     return 1;
 }
 
+/* ------------------------------------------------------------------ settled lines
+ * A line of text (its pieces between line breaks) whose pieces are all known, and whose hot
+ * pieces but the last each die with the next piece, is settled: pages repeat their lines
+ * (navigation, footers, a site's paragraphs), and a settled line is looked up whole. Its
+ * last piece pairs with the next line's first, so it is kept with the line and checked as
+ * any piece is. */
+
+#define LINE_START 1 /* mark: the piece starts a line */
+#define SETTLED 2    /* mark on a line's first piece: the line was found settled */
+#define PAIR_DEAD 4  /* mark: the piece's pair with the next is dead */
+#define MAX_LINES 50000
+#define MAX_LINE_CHARS (8u << 20)
+
+static uint64_t
+line_hash(MemoObject *self, const uint64_t *hashes, size_t first, size_t last)
+{
+    uint64_t h = self->seed ^ 0x9e3779b97f4a7c15ULL;
+    for (size_t c = first; c <= last; c++)
+        h = (h ^ finish(hashes[c])) * 0x100000001b3ULL;
+    return finish(h ^ (last - first));
+}
+
+static Slot *
+find_line(MemoObject *self, Text t, const int *bounds, const uint64_t *hashes, size_t first,
+          size_t last)
+{
+    Py_ssize_t run[2] = {bounds[2 * first], bounds[2 * last + 1]};
+    return table_find(&self->lines, line_hash(self, hashes, first, last), t, run, 1);
+}
+
 static int
-grow(size_t *cap, int **bounds, unsigned char **state, uint64_t **hashes)
+remember_lines(MemoObject *self, Text t, const int *bounds, const uint64_t *hashes,
+               const unsigned char *state, const unsigned char *mark, size_t count)
+{
+    for (size_t first = 0, last; first < count; first = last + 1) {
+        last = first;
+        while (last + 1 < count && !(mark[last + 1] & LINE_START))
+            last++;
+        if (last == first || (mark[first] & SETTLED))
+            continue;
+        int settled = 1;
+        for (size_t c = first; c < last && settled; c++)
+            settled = state[c] == 0 || (mark[c] & PAIR_DEAD);
+        if (!settled)
+            continue;
+        if (self->lines.used >= MAX_LINES || self->lines.chars >= MAX_LINE_CHARS)
+            if (table_clear(&self->lines) < 0)
+                return -1;
+        Py_ssize_t run[2] = {bounds[2 * first], bounds[2 * last + 1]};
+        uint64_t h = line_hash(self, hashes, first, last);
+        if (table_put(&self->lines, h, t, run, 1, state[last] == 1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+grow(size_t *cap, int **bounds, unsigned char **state, uint64_t **hashes, unsigned char **mark)
 {
     size_t more = 2 * *cap;
+    unsigned char *mk = PyMem_Realloc(*mark, more);
+    if (mk == NULL)
+        goto fail;
+    *mark = mk;
     int *b = PyMem_Realloc(*bounds, more * 2 * sizeof(int));
     if (b == NULL)
         goto fail;
@@ -574,33 +671,37 @@ memo_scan(MemoObject *self, PyObject *text)
     int *bounds = PyMem_Malloc(cap * 2 * sizeof(int));
     unsigned char *state = PyMem_Malloc(cap);   /* 0 cold, 1 hot, 2 unknown */
     uint64_t *hashes = PyMem_Malloc(cap * sizeof(uint64_t));
+    unsigned char *mark = PyMem_Malloc(cap); /* LINE_START, then PAIR_DEAD */
     PyObject *unknown = PySet_New(NULL);
     PyObject *alive = PyList_New(0);
     PyObject *result = NULL;
-    if (bounds == NULL || state == NULL || hashes == NULL) {
+    if (bounds == NULL || state == NULL || hashes == NULL || mark == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     if (unknown == NULL || alive == NULL)
         goto done;
-    /* First the pieces' bounds and hashes, in a loop made for the text's storage width. */
+    /* First the pieces' bounds and hashes, in a loop made for the text's storage width; a
+     * piece after a line break starts a line. */
 #define FIND_PIECES(TYPE, IS_SPACE)                                                       \
     do {                                                                                \
         const TYPE *p = (const TYPE *)t.data;                                           \
         Py_ssize_t i = 0;                                                               \
         while (i < n) {                                                                 \
+            int line = count == 0;                                                      \
             while (i < n && IS_SPACE(p[i]))                                             \
-                i++;                                                                    \
+                line |= p[i++] == '\n';                                                 \
             if (i == n)                                                                 \
                 break;                                                                  \
             Py_ssize_t start = i;                                                       \
             uint64_t h = self->seed;                                                    \
             while (i < n && !IS_SPACE(p[i]))                                            \
                 h = mix(h, p[i++]);                                                     \
-            if (count == cap && grow(&cap, &bounds, &state, &hashes) < 0)               \
+            if (count == cap && grow(&cap, &bounds, &state, &hashes, &mark) < 0)        \
                 goto done;                                                              \
             bounds[2 * count] = (int)start;                                             \
             bounds[2 * count + 1] = (int)i;                                             \
+            mark[count] = line ? LINE_START : 0;                                        \
             hashes[count++] = h; /* unfinished: a pair's hash goes on from it */        \
         }                                                                               \
     } while (0)
@@ -613,27 +714,42 @@ memo_scan(MemoObject *self, PyObject *text)
         FIND_PIECES(Py_UCS4, Py_UNICODE_ISSPACE);
 #undef FIND_PIECES
 #undef LATIN1_SPACE
-    /* Then each piece looked up: hot, cold, or new (handed back to be learnt). */
-    for (size_t c = 0; c < count; c++) {
-        Py_ssize_t run[2] = {bounds[2 * c], bounds[2 * c + 1]};
-        Slot *s = table_find(&self->pieces, finish(hashes[c]), t, run, 1);
-        if (s != NULL) {
-            state[c] = s->hot;
+    /* Then each line looked up: a line found settled before (its pieces known, and every
+     * hot one but the last dead with the next) is one look-up; only its last piece is
+     * looked at, as it pairs with the next line. Other lines' pieces are looked up each:
+     * hot, cold, or new (handed back to be learnt). */
+    for (size_t first = 0, last; first < count; first = last + 1) {
+        last = first;
+        while (last + 1 < count && !(mark[last + 1] & LINE_START))
+            last++;
+        Slot *line = last > first ? find_line(self, t, bounds, hashes, first, last) : NULL;
+        if (line != NULL) {
+            memset(state + first, 0, last - first);
+            state[last] = line->hot;
+            mark[first] |= SETTLED;
             continue;
         }
-        if (plain_and_cold(self, t, run[0], run[1])) {
-            state[c] = 0; /* remembered: next time one look-up */
-            if (table_put(&self->pieces, finish(hashes[c]), t, run, 1, 0) < 0)
+        for (size_t c = first; c <= last; c++) {
+            Py_ssize_t run[2] = {bounds[2 * c], bounds[2 * c + 1]};
+            Slot *s = table_find(&self->pieces, finish(hashes[c]), t, run, 1);
+            if (s != NULL) {
+                state[c] = s->hot;
+                continue;
+            }
+            if (plain_and_cold(self, t, run[0], run[1])) {
+                state[c] = 0; /* remembered: next time one look-up */
+                if (table_put(&self->pieces, finish(hashes[c]), t, run, 1, 0) < 0)
+                    goto done;
+                continue;
+            }
+            state[c] = 2;
+            PyObject *piece = PyUnicode_Substring(text, run[0], run[1]);
+            if (piece == NULL || PySet_Add(unknown, piece) < 0) {
+                Py_XDECREF(piece);
                 goto done;
-            continue;
+            }
+            Py_DECREF(piece);
         }
-        state[c] = 2;
-        PyObject *piece = PyUnicode_Substring(text, run[0], run[1]);
-        if (piece == NULL || PySet_Add(unknown, piece) < 0) {
-            Py_XDECREF(piece);
-            goto done;
-        }
-        Py_DECREF(piece);
     }
     if (PySet_GET_SIZE(unknown) == 0) {
         for (size_t c = 0; c < count; c++) {
@@ -648,14 +764,16 @@ memo_scan(MemoObject *self, PyObject *text)
                     runs[k] = c + 2 < count || k < 4 ? bounds[2 * c + k] : 0;
                 uint64_t pair = hash_run(mix(hashes[c], ' '), t, runs[2], runs[3]);
                 is_dead = table_find(&self->dead, finish(pair), t, runs, 2) != NULL;
-                if (!is_dead && c + 2 < count) {
-                    uint64_t h = hash_run(mix(pair, ' '), t, runs[4], runs[5]);
-                    is_dead = table_find(&self->dead, finish(h), t, runs, 3) != NULL;
-                }
                 if (!is_dead && dies_at_next(self, t, bounds, c, count)) {
                     is_dead = 1;
                     if (table_put(&self->dead, finish(pair), t, runs, 2, 1) < 0)
                         goto done;
+                }
+                if (is_dead)
+                    mark[c] |= PAIR_DEAD;
+                if (!is_dead && c + 2 < count) {
+                    uint64_t h = hash_run(mix(pair, ' '), t, runs[4], runs[5]);
+                    is_dead = table_find(&self->dead, finish(h), t, runs, 3) != NULL;
                 }
             }
             if (!is_dead) {
@@ -667,6 +785,8 @@ memo_scan(MemoObject *self, PyObject *text)
                 Py_DECREF(k);
             }
         }
+        if (remember_lines(self, t, bounds, hashes, state, mark, count) < 0)
+            goto done;
     }
     PyObject *unknown_list = PySequence_List(unknown);
     if (unknown_list == NULL)
@@ -684,6 +804,7 @@ done:
     PyMem_Free(bounds);
     PyMem_Free(state);
     PyMem_Free(hashes);
+    PyMem_Free(mark);
     Py_XDECREF(unknown);
     Py_XDECREF(alive);
     return result;
@@ -764,7 +885,8 @@ memo_index(MemoObject *self, PyObject *args, PyObject *kwds)
     for (int k = 0; k < 8; k++)
         if (fill(self, tables[k], items[k], kwlist[k]) < 0)
             return NULL;
-    if (table_clear(&self->pieces) < 0 || table_clear(&self->dead) < 0)
+    if (table_clear(&self->pieces) < 0 || table_clear(&self->dead) < 0 ||
+        table_clear(&self->lines) < 0)
         return NULL;
     self->fuzzy_min = fuzzy_min;
     self->indexed = 1;
@@ -783,6 +905,9 @@ memo_learn(MemoObject *self, PyObject *args)
     Py_ssize_t runs[2];
     Text t;
     uint64_t h = key_hash(self, piece, NULL, runs, &t, NULL);
+    Slot *known = table_find(&self->pieces, h, t, runs, 1);
+    if (known != NULL && known->hot != (hot != 0) && table_clear(&self->lines) < 0)
+        return NULL; /* settled lines took it for what it was */
     if (table_put(&self->pieces, h, t, runs, 1, hot) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -842,7 +967,8 @@ PyDoc_STRVAR(clear_doc, "clear(): forget every piece and pair.");
 static PyObject *
 memo_clear(MemoObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (table_clear(&self->pieces) < 0 || table_clear(&self->dead) < 0)
+    if (table_clear(&self->pieces) < 0 || table_clear(&self->dead) < 0 ||
+        table_clear(&self->lines) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -852,8 +978,8 @@ PyDoc_STRVAR(clear_dead_doc, "clear_dead(): forget every dead pair.");
 static PyObject *
 memo_clear_dead(MemoObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (table_clear(&self->dead) < 0)
-        return NULL;
+    if (table_clear(&self->dead) < 0 || table_clear(&self->lines) < 0)
+        return NULL; /* settled lines relied on dead pairs */
     Py_RETURN_NONE;
 }
 
@@ -880,7 +1006,14 @@ static PyMethodDef memo_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *
+memo_get_lines(MemoObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSize_t(self->lines.used);
+}
+
 static PyGetSetDef memo_getset[] = {
+    {"lines", (getter)memo_get_lines, NULL, "settled lines remembered", NULL},
     {"pieces", (getter)memo_get_pieces, NULL, "pieces learnt", NULL},
     {"pairs", (getter)memo_get_pairs, NULL, "dead pairs remembered", NULL},
     {NULL, NULL, NULL, NULL, NULL},

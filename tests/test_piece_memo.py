@@ -59,19 +59,27 @@ def teach(memo: NativeMemo | PyPieceMemo, steps: list[tuple[str, str, object]]) 
 
 
 @settings(max_examples=300, deadline=None)
-@given(lead=st.sampled_from(["", " ", "\u3000"]), text=texts, steps=lessons)
-def test_the_c_memo_answers_as_the_python_one(lead: str, text: str, steps: list) -> None:  # type: ignore[type-arg]
+@given(lead=st.sampled_from(["", " ", "\u3000"]), text=texts, steps=lessons, more=lessons)
+def test_the_c_memo_answers_as_the_python_one(
+    lead: str,
+    text: str,
+    steps: list,  # type: ignore[type-arg]
+    more: list,  # type: ignore[type-arg]
+) -> None:
     c_memo, py_memo = memos()
-    teach(c_memo, steps)
-    teach(py_memo, steps)
-    c_unknown, c_alive, c_pieces = c_memo.scan(lead + text)
-    py_unknown, py_alive, py_pieces = py_memo.scan(lead + text)
-    assert sorted(c_unknown) == sorted(py_unknown)
-    assert c_alive == py_alive
-    assert list(c_pieces) == list(py_pieces) == (lead + text).split()
-    assert (c_memo.pieces, c_memo.pairs) == (py_memo.pieces, py_memo.pairs)
-    for piece in PIECES:
-        assert c_memo.knows(piece) == py_memo.knows(piece)
+    # Scanned, taught more, scanned again: what the C memo keeps from a scan (settled
+    # lines) must not outlive what it was told.
+    for lesson in (steps, more, []):
+        teach(c_memo, lesson)
+        teach(py_memo, lesson)
+        c_unknown, c_alive, c_pieces = c_memo.scan(lead + text)
+        py_unknown, py_alive, py_pieces = py_memo.scan(lead + text)
+        assert sorted(c_unknown) == sorted(py_unknown)
+        assert c_alive == py_alive
+        assert list(c_pieces) == list(py_pieces) == (lead + text).split()
+        assert (c_memo.pieces, c_memo.pairs) == (py_memo.pieces, py_memo.pairs)
+        for piece in PIECES:
+            assert c_memo.knows(piece) == py_memo.knows(piece)
 
 
 def test_a_scan_names_new_pieces_then_the_live_hot_ones() -> None:
@@ -323,3 +331,21 @@ def test_phrases_typed_apart_or_misspelt_are_found_after_their_first_word(
         text = f"the {case} today"
         expected = {h.category for h in matcher.match(text, max_hits=10_000)}
         assert matcher.categories_in(text) == expected, text
+
+
+def test_lines_seen_settled_are_looked_up_whole_and_forgotten_when_facts_change() -> None:
+    memo = _piece_memo.PieceMemo()
+    for piece, hot in (("to", True), ("the", False), ("river", False), ("sea", True)):
+        memo.learn(piece, hot)
+    memo.bury("to", "the")
+    text = "to the river\nsea to the river\nto the sea"
+    # Hot: to (dead before "the") and sea: alive before "to" and at the very end.
+    assert memo.scan(text)[:2] == ([], [3, 9])
+    # "to the river" and "to the sea" are settled (the second's "sea" still pairs on);
+    # "sea to the river" is not ("sea to" is alive).
+    assert memo.lines == 2
+    assert memo.scan(text)[:2] == ([], [3, 9])  # the same answer from the settled lines
+    memo.learn("the", True)  # a piece taken for cold in settled lines is hot after all
+    assert memo.lines == 0 and memo.scan(text)[:2] == ([], [1, 3, 5, 8, 9])
+    memo.clear_dead()  # lines settled by dead pairs are unsettled again
+    assert memo.lines == 0 and memo.scan(text)[:2] == ([], [0, 1, 3, 4, 5, 7, 8, 9])
