@@ -363,6 +363,7 @@ memo_dealloc(MemoObject *self)
  * and l made one letter (merged). Anything else is left to the matcher. */
 
 #define LONGEST_WORD 64 /* phrases.py's _LONGEST_WORD: longer runs are no word */
+#define MAX_RUN 6       /* phrases.py's MAX_RUN: pieces in a row remembered as dead */
 
 enum { COLD = 0, LETTERS = 1, OTHER = 2 };
 
@@ -755,25 +756,27 @@ memo_scan(MemoObject *self, PyObject *text)
         for (size_t c = 0; c < count; c++) {
             if (!state[c])
                 continue;
-            /* Dead as a pair with the next piece, or as a run of three; or found dead here
-             * (then remembered as a pair: next time one look-up). */
+            /* Dead as a pair with the next piece, or found dead here (then remembered as a
+             * pair: next time one look-up), or dead as a run of up to MAX_RUN pieces. */
             int is_dead = 0;
             if (c + 1 < count) {
-                Py_ssize_t runs[6];
-                for (int k = 0; k < 6; k++)
-                    runs[k] = c + 2 < count || k < 4 ? bounds[2 * c + k] : 0;
-                uint64_t pair = hash_run(mix(hashes[c], ' '), t, runs[2], runs[3]);
-                is_dead = table_find(&self->dead, finish(pair), t, runs, 2) != NULL;
+                Py_ssize_t runs[2 * MAX_RUN];
+                size_t most = count - c < MAX_RUN ? count - c : MAX_RUN;
+                for (size_t k = 0; k < 2 * most; k++)
+                    runs[k] = bounds[2 * c + k];
+                uint64_t h = hash_run(mix(hashes[c], ' '), t, runs[2], runs[3]);
+                uint64_t pair = finish(h);
+                is_dead = table_find(&self->dead, pair, t, runs, 2) != NULL;
                 if (!is_dead && dies_at_next(self, t, bounds, c, count)) {
                     is_dead = 1;
-                    if (table_put(&self->dead, finish(pair), t, runs, 2, 1) < 0)
+                    if (table_put(&self->dead, pair, t, runs, 2, 1) < 0)
                         goto done;
                 }
                 if (is_dead)
                     mark[c] |= PAIR_DEAD;
-                if (!is_dead && c + 2 < count) {
-                    uint64_t h = hash_run(mix(pair, ' '), t, runs[4], runs[5]);
-                    is_dead = table_find(&self->dead, finish(h), t, runs, 3) != NULL;
+                for (size_t k = 2; k < most && !is_dead; k++) {
+                    h = hash_run(mix(h, ' '), t, runs[2 * k], runs[2 * k + 1]);
+                    is_dead = table_find(&self->dead, finish(h), t, runs, (int)k + 1) != NULL;
                 }
             }
             if (!is_dead) {
@@ -914,32 +917,39 @@ memo_learn(MemoObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(bury_doc,
-"bury(piece, next[, third]): remember that every walk from piece dies by the last one.");
+"bury(piece, next, ...): remember that every walk from piece dies by the last one given\n"
+"(2 to MAX_RUN pieces in a row).");
 
 /* A dead run's key is its pieces' code points with a space between each, one text: the
  * pieces are joined into one string first so that table_find reads a single text. */
 static PyObject *
 memo_bury(MemoObject *self, PyObject *args)
 {
-    PyObject *a, *b, *c = NULL;
-    if (!PyArg_ParseTuple(args, "UU|U:bury", &a, &b, &c) || check_piece(a, "piece") < 0 ||
-        check_piece(b, "next") < 0 || (c != NULL && check_piece(c, "third") < 0))
+    Py_ssize_t parts = PyTuple_GET_SIZE(args);
+    if (parts < 2 || parts > MAX_RUN)
+        return PyErr_Format(PyExc_TypeError, "bury() takes 2 to %d pieces", MAX_RUN);
+    Py_ssize_t runs[2 * MAX_RUN], at = 0;
+    for (Py_ssize_t k = 0; k < parts; k++) {
+        PyObject *piece = PyTuple_GET_ITEM(args, k);
+        if (check_piece(piece, k == 0 ? "piece" : "next") < 0)
+            return NULL;
+        runs[2 * k] = at;
+        at += PyUnicode_GET_LENGTH(piece);
+        runs[2 * k + 1] = at;
+        at++;
+    }
+    PyObject *space = PyUnicode_FromString(" ");
+    if (space == NULL)
         return NULL;
-    PyObject *joined = c == NULL ? PyUnicode_FromFormat("%U %U", a, b)
-                                 : PyUnicode_FromFormat("%U %U %U", a, b, c);
+    PyObject *joined = PyUnicode_Join(space, args);
+    Py_DECREF(space);
     if (joined == NULL)
         return NULL;
-    Py_ssize_t la = PyUnicode_GET_LENGTH(a), lb = PyUnicode_GET_LENGTH(b);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(joined);
-    Py_ssize_t runs[6] = {0, la, la + 1, la + 1 + lb, la + lb + 2, n};
-    int parts = c == NULL ? 2 : 3;
-    if (c == NULL)
-        runs[3] = n;
     Text t = text_of(joined);
     uint64_t h = hash_run(self->seed, t, runs[0], runs[1]);
-    for (int p = 1; p < parts; p++)
-        h = hash_run(mix(h, ' '), t, runs[2 * p], runs[2 * p + 1]);
-    int rc = table_put(&self->dead, finish(h), t, runs, parts, 1);
+    for (Py_ssize_t k = 1; k < parts; k++)
+        h = hash_run(mix(h, ' '), t, runs[2 * k], runs[2 * k + 1]);
+    int rc = table_put(&self->dead, finish(h), t, runs, (int)parts, 1);
     Py_DECREF(joined);
     if (rc < 0)
         return NULL;

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, overload
 
-from proxy_addons.piece_memo import PieceMemo
+from proxy_addons.piece_memo import MAX_RUN, PieceMemo
 from proxy_addons.policy_yaml import LList, LMap, PolicySyntaxError, Where, load_located
 
 log = logging.getLogger(__name__)
@@ -326,6 +326,13 @@ class _CNode:
         node.long = node.long or long
 
 
+def _run_at(chunks: Sequence[str], c: int, rest: tuple[str, ...]) -> bool:
+    """Do the pieces after piece c begin with `rest`?"""
+    return c + len(rest) < len(chunks) and all(
+        chunks[c + 1 + k] == piece for k, piece in enumerate(rest)
+    )
+
+
 def _one_left_out(word: str) -> list[str]:
     """The word, and the word with each of its letters left out in turn."""
     return [word] + [word[:k] + word[k + 1 :] for k in range(len(word)) if len(word) > 1]
@@ -457,7 +464,9 @@ class PhraseMatcher:
         self._cold_words: set[str] = set()
         self._letters_follow: dict[str, frozenset[str]] = {}  # word -> letters walks go on by
         self._dead_pairs: set[str] = set()  # "word next": two words no phrase starts
-        self._pieces = PieceMemo()  # pieces of text hot or cold; pairs of them leading nowhere
+        self._pieces = PieceMemo()  # pieces of text hot or cold; runs of them leading nowhere
+        # Runs of pieces whose walks found phrases: first piece -> (the rest, categories).
+        self._run_hits: dict[str, list[tuple[tuple[str, ...], frozenset[str]]]] = {}
         self._pieces.index(**self._piece_index(), fuzzy_min=FUZZY_MIN)
 
     def __len__(self) -> int:
@@ -649,8 +658,9 @@ class PhraseMatcher:
         """`categories_in` for matchers without innocent phrases (content_scoring's lists).
 
         Works on the whitespace-separated pieces themselves, never building the text's word
-        list: a piece is hot if one of its words is, and two (or three) pieces in a row from
-        which every walk died having found nothing are remembered as leading nowhere. The piece
+        list: a piece is hot if one of its words is, and pieces in a row (2 to MAX_RUN) by
+        which every walk from the first died having found nothing are remembered as leading
+        nowhere (those that found something, with what they found). The piece
         memo (piece_memo.py, in C where built) looks every piece up where it lies in the
         text; on a page of pieces seen before (most of them, on a school day) Python-level
         work is left only for the pieces never seen and the hot pairs still alive.
@@ -666,12 +676,31 @@ class PhraseMatcher:
             return set()
         if memo.pairs >= _START_CACHE:
             memo.clear_dead()
+        hits = self._run_hits
+        if len(hits) >= _START_CACHE:
+            hits.clear()
+        out: set[str] = set()
         found: list[_Hit] = []
         for c in alive:
+            # A run found before with hits ("execution", "content" read as "consent"): its
+            # categories, without the walk.
+            known = hits.get(chunks[c])
+            if known is not None:
+                categories = next((k for run, k in known if _run_at(chunks, c, run)), None)
+                if categories is not None:
+                    out |= categories
+                    continue
+            before = len(found)
             covered = self._walk_piece(chunks, c, found)
-            if covered and c + covered <= len(chunks):
-                memo.bury(*chunks[c : c + covered])
-        return {entry.category for _, _, entry in found}
+            if not covered:
+                continue
+            run = tuple(chunks[c : c + covered])
+            if len(found) == before:
+                memo.bury(*run)  # leads nowhere: the memo skips it from now on
+            else:
+                categories = frozenset(entry.category for _, _, entry in found[before:])
+                hits.setdefault(run[0], []).append((run[1:], categories))
+        return out | {entry.category for _, _, entry in found}
 
     def _piece_words(self, piece: str) -> tuple[str, ...]:
         """A piece's words, remembered (the memo judges plain cold pieces without them)."""
@@ -696,13 +725,15 @@ class PhraseMatcher:
             memo.learn(piece, any([self._is_hot(w) for w in self._piece_words(piece)]))
 
     def _walk_piece(self, chunks: Sequence[str], c: int, found: list[_Hit]) -> int:
-        """Run every walk from the hot words of piece c. Returns how many pieces from c on
-        decided that all died having found nothing (2 or 3: remembered as leading nowhere),
-        or 0 if that can't be remembered."""
+        """Run every walk from the hot words of piece c, adding what they find to `found`.
+
+        Returns how many pieces from c on (2 to MAX_RUN) decided every walk, so that the run
+        can be remembered with what it found, or 0 if it can't be: a walk went further, or
+        the first word's walk was left to the same letter in the piece before.
+        """
         starts, follow, words_of = self._starts, self._letters_follow, self._piece_words
         n = len(chunks)
         first = len(words_of(chunks[c]))
-        pair_words = first + (len(words_of(chunks[c + 1])) if c + 1 < n else 0)
         before_words = words_of(chunks[c - 1]) if c else ()
         prev = _word_token(before_words[-1]) if before_words else None
         width = 3  # most walks die within three pieces; more are taken when one doesn't
@@ -723,7 +754,9 @@ class PhraseMatcher:
                     continue
                 earlier = toks[k - 1] if k else prev
                 if tok.single and earlier is not None and tok.mkeys == earlier.mkeys:
-                    skipped = True  # walked from there (as in match); not remembered
+                    # Walked from there (as in match). From the piece before: not remembered,
+                    # as it depends on that piece.
+                    skipped = skipped or k == 0
                     continue
                 if k == len(local) - 1:  # no word follows in the pieces taken
                     overflow = overflow or not complete
@@ -742,13 +775,14 @@ class PhraseMatcher:
                 del found[before:]  # a walk went past the pieces taken: take more
                 width *= 4
                 continue
-            if skipped or len(found) != before:
+            if skipped or c + 1 >= n:
                 return 0
-            if ended < pair_words:
-                return 2
-            if c + 2 < n and ended < pair_words + len(words_of(chunks[c + 2])):
-                return 3  # a letter walk went into the third piece ("be he a" for "behead")
-            return 0
+            # The pieces the walks looked at: up to the one holding word `ended`.
+            covered, words = 1, first
+            while words <= ended and covered < MAX_RUN and c + covered < n:
+                words += len(words_of(chunks[c + covered]))
+                covered += 1
+            return max(covered, 2) if words > ended else 0
 
     def _start(self, tok: _Tok) -> _Start:
         """Where a word leads from the roots of the three indexes; remembered per spelling."""

@@ -2,8 +2,8 @@
 
 `PhraseMatcher.categories_in` splits a page at whitespace into pieces and decides once per
 distinct piece whether it holds a word that starts a phrase (hot), and once per pair (or run
-of three) of pieces whether every walk from the first died by the last having found nothing
-(dead). On a school day most of a page's pieces and pairs have been seen before, so a page's
+of up to MAX_RUN) of pieces whether every walk from the first died by the last having found
+nothing (dead). On a school day most of a page's pieces and pairs have been seen before, so a page's
 scan is mostly looking them up. Doing that in Python costs a string object and a dictionary
 look-up per piece, about as much as the rest of the gateway's work on the page; the C
 version (`_piece_memo.c`, built by `pip install`) hashes the pieces where they lie in the
@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Protocol, overload
 if TYPE_CHECKING:
     from proxy_addons import _piece_memo
 
-__all__ = ["PieceMemo", "Pieces", "PyPieceMemo", "native"]
+__all__ = ["MAX_RUN", "PieceMemo", "Pieces", "PyPieceMemo", "native"]
+
+MAX_RUN = 6  # pieces in a row remembered as leading nowhere (as _piece_memo.c's)
 
 
 class Memo(Protocol):
@@ -32,7 +34,7 @@ class Memo(Protocol):
     def pairs(self) -> int: ...
     def scan(self, text: str) -> tuple[list[str], list[int], Sequence[str]]: ...
     def learn(self, piece: str, hot: bool) -> None: ...
-    def bury(self, piece: str, next_piece: str, third: str = ..., /) -> None: ...
+    def bury(self, piece: str, next_piece: str, /, *more: str) -> None: ...
     def knows(self, piece: str) -> bool | None: ...
     def index(self, *, fuzzy_min: int, **keys: Iterable[str]) -> None: ...
     def clear(self) -> None: ...
@@ -144,14 +146,22 @@ class PyPieceMemo:
         pairs = zip(map(chunks.__getitem__, hot), map(nexts.__getitem__, hot), strict=True)
         dead = self._dead
         alive = itertools.compress(hot, map(operator.not_, map(dead.__contains__, pairs)))
-        last = len(chunks) - 2  # and then as a run of three
-        return [], [c for c in alive if c >= last or tuple(chunks[c : c + 3]) not in dead], chunks
+        return [], [c for c in alive if not self._dead_run(chunks, c)], chunks
+
+    def _dead_run(self, chunks: list[str], c: int) -> bool:
+        """Is piece c dead as a run of 3 to MAX_RUN pieces?"""
+        return any(
+            tuple(chunks[c : c + k]) in self._dead
+            for k in range(3, min(MAX_RUN, len(chunks) - c) + 1)
+        )
 
     def learn(self, piece: str, hot: bool) -> None:
         self._hot[piece] = hot
 
-    def bury(self, piece: str, next_piece: str, third: str | None = None, /) -> None:
-        self._dead.add((piece, next_piece) if third is None else (piece, next_piece, third))
+    def bury(self, piece: str, next_piece: str, /, *more: str) -> None:
+        if len(more) > MAX_RUN - 2:
+            raise TypeError(f"bury() takes 2 to {MAX_RUN} pieces")
+        self._dead.add((piece, next_piece, *more))
 
     def knows(self, piece: str) -> bool | None:
         return self._hot.get(piece)

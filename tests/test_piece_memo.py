@@ -43,7 +43,7 @@ lessons = st.lists(
         st.tuples(
             st.just("bury"),
             st.sampled_from(PIECES),
-            st.lists(st.sampled_from(PIECES), min_size=1, max_size=2),
+            st.lists(st.sampled_from(PIECES), min_size=1, max_size=5),
         ),
     ),
     max_size=40,
@@ -141,8 +141,12 @@ def test_a_piece_with_whitespace_or_nothing_is_refused(bad: str) -> None:
         memo.learn(bad, True)
     with pytest.raises(ValueError, match="next"):
         memo.bury("ok", bad)
-    with pytest.raises(ValueError, match="third"):
+    with pytest.raises(ValueError, match="next"):
         memo.bury("ok", "ok", bad)
+    with pytest.raises(TypeError, match="2 to 6"):
+        memo.bury("a", "b", "c", "d", "e", "f", "g")
+    with pytest.raises(TypeError, match="2 to 6"):
+        PyPieceMemo().bury("a", "b", "c", "d", "e", "f", "g")
     with pytest.raises(TypeError):
         memo.scan(b"bytes")
 
