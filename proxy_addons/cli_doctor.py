@@ -73,7 +73,7 @@ def _store_check(cfg: InstallConfig) -> Check:
 
 
 def run_checks(cfg: InstallConfig) -> list[Check]:
-    checks = [doctor.check_python()]
+    checks = [doctor.check_python(), doctor.check_content_scan()]
     checks += doctor.check_permissions(cfg)
     checks += doctor.check_ca(cfg.var / "ca")
     checks += doctor.check_lists(cfg.policy, cfg.var)

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from proxy_addons import piece_memo
 from proxy_addons.install_config import InstallConfig
 
 CA_FILE = "mitmproxy-ca.pem"  # key and certificate, as mitmproxy's confdir holds them
@@ -86,6 +87,21 @@ def check_python(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> Chec
         "python",
         f"Python {shown} is too old: Schoolgate needs 3.12 or newer",
         "re-run deploy/install.sh with --python pointing at Python 3.12+ (docs/install.md)",
+    )
+
+
+def check_content_scan(built: bool | None = None) -> Check:
+    """Is the content scan's piece memory in C built? Without it pages are scored right,
+    but several times slower (docs/content-filtering.md, Speed)."""
+    if built is None:
+        built = piece_memo.native()
+    if built:
+        return ok("content scan", "piece memory built in C (proxy_addons/_piece_memo.c)")
+    return warn(
+        "content scan",
+        "piece memory running in Python: page scans are correct but several times slower",
+        "install a C compiler and Python's headers (apt-get install gcc python3-dev), then "
+        "re-run deploy/install.sh",
     )
 
 

@@ -81,6 +81,13 @@ def test_python_version() -> None:
     assert old.level is Level.FAIL and "3.11.2" in old.message and "--python" in old.fix
 
 
+def test_content_scan_memory_in_c() -> None:
+    # Built by `make` (pip install -e .) here; without it, a warning that says how to fix it.
+    assert doctor.check_content_scan().level is Level.OK
+    missing = doctor.check_content_scan(built=False)
+    assert missing.level is Level.WARN and "python3-dev" in missing.fix
+
+
 # ----------------------------------------------------------------- permissions
 
 
