@@ -39,7 +39,7 @@ $(PY):
 	$$py -m venv $(VENV)
 
 # The install also builds the C part (proxy_addons/_piece_memo.c) in place.
-$(STAMP): $(PY) pyproject.toml proxy_addons/_piece_memo.c
+$(STAMP): $(PY) pyproject.toml setup.py proxy_addons/_piece_memo.c
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)

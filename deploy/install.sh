@@ -57,7 +57,7 @@ if [ -n "$ROOT" ]; then
   mkdir -p "$ROOT$stage/src"
   # The checkout without its local state (virtual environment, var/, git).
   tar -C "$SRC" --exclude=./.venv --exclude=./var --exclude=./.git --exclude=./build \
-      --exclude='*.egg-info' --exclude=__pycache__ --exclude=.mypy_cache \
+      --exclude='*.egg-info' --exclude='*.so' --exclude=__pycache__ --exclude=.mypy_cache \
       --exclude=.ruff_cache --exclude=.pytest_cache --exclude=.hypothesis -cf - . \
     | tar -C "$ROOT$stage/src" -xf -
   if [ -n "$WHEELS" ]; then
@@ -91,6 +91,11 @@ apt_install() {
 }
 
 # --- 1. Python 3.12 or newer, with venv ---------------------------------------
+py_headers() {  # a C compiler and this Python's headers, to build the C part
+  have gcc && "$1" -c 'import os, sysconfig, sys
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null
+}
+
 py_ok() {  # usable: 3.12+, and able to make a venv with pip in it
   "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1
 }
@@ -147,6 +152,14 @@ if ! py_ok "$PYTHON"; then
   py_ok "$PYTHON" || die "$PYTHON cannot make a virtual environment: install python$ver-venv"
 fi
 say "using $PYTHON ($("$PYTHON" --version 2>&1))"
+# Built from source, the content scan's piece memory is compiled C (proxy_addons/_piece_memo.c):
+# it needs a compiler and Python's headers. Without them it installs and runs in Python, slower;
+# `schoolgate doctor` says which.
+if [ -z "$WHEELS" ] && ! py_headers "$PYTHON"; then
+  ver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  apt_install gcc libc6-dev "python$ver-dev" \
+    || say "no C compiler or Python headers: the content scan will run in Python (slower)"
+fi
 have logrotate || apt_install logrotate || say "logrotate is not installed: logs under $VAR/log won't rotate"
 
 # --- 2. the system user -------------------------------------------------------
