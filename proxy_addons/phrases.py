@@ -666,16 +666,18 @@ class PhraseMatcher:
         work is left only for the pieces never seen and the hot pairs still alive.
         """
         memo = self._pieces
+        # Bounded memory: emptied when full, before a page (the C memo also adds the plain
+        # pieces and pairs it judges itself, so this is checked whatever the page brings).
+        if memo.pieces >= _CHUNK_CACHE:
+            memo.clear()
+        elif memo.pairs >= _START_CACHE:
+            memo.clear_dead()
         unknown, alive, chunks = memo.scan(text)
-        first = True
         while unknown:  # pieces never seen: tokenise them and note whether they are hot
-            self._learn_pieces(unknown, may_forget=first)
+            self._learn_pieces(unknown)
             unknown, alive, chunks = memo.scan(text)
-            first = False
         if not alive:
             return set()
-        if memo.pairs >= _START_CACHE:
-            memo.clear_dead()
         hits = self._run_hits
         if len(hits) >= _START_CACHE:
             hits.clear()
@@ -712,17 +714,11 @@ class PhraseMatcher:
             words = cache[piece] = tuple(_TOKEN.findall(_prepare(piece)))
         return words
 
-    def _learn_pieces(self, pieces: list[str], *, may_forget: bool) -> None:
-        """Tokenise the pieces not seen before, and note which have a hot word.
-
-        The memory is emptied when full, but only before a page's first pieces are learnt:
-        a page with more distinct pieces than it holds must still be learnt whole.
-        """
-        memo = self._pieces
-        if may_forget and memo.pieces >= _CHUNK_CACHE:
-            memo.clear()
+    def _learn_pieces(self, pieces: list[str]) -> None:
+        """Tokenise the pieces not seen before, and note which have a hot word."""
+        learn = self._pieces.learn
         for piece in pieces:
-            memo.learn(piece, any([self._is_hot(w) for w in self._piece_words(piece)]))
+            learn(piece, any([self._is_hot(w) for w in self._piece_words(piece)]))
 
     def _walk_piece(self, chunks: Sequence[str], c: int, found: list[_Hit]) -> int:
         """Run every walk from the hot words of piece c, adding what they find to `found`.

@@ -353,3 +353,36 @@ def test_lines_seen_settled_are_looked_up_whole_and_forgotten_when_facts_change(
     assert memo.lines == 0 and memo.scan(text)[:2] == ([], [1, 3, 5, 8, 9])
     memo.clear_dead()  # lines settled by dead pairs are unsettled again
     assert memo.lines == 0 and memo.scan(text)[:2] == ([], [0, 1, 3, 4, 5, 7, 8, 9])
+
+
+def memo_scan_learns_nothing(matcher: PhraseMatcher, text: str) -> bool:
+    return matcher._pieces.scan(text)[0] == []
+
+
+def test_the_memory_is_bounded_whatever_pages_bring(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The C memo adds the plain pieces and pairs it judges itself: the matcher empties it
+    # when full, before a page, even when no page ever hands a piece back to learn.
+    from proxy_addons import phrases
+
+    monkeypatch.setattr(phrases, "_CHUNK_CACHE", 500)
+    lists = load_weighted_lists(
+        [ROOT / "policies" / "phrases" / "weighted" / f for f in ("en.yaml", "pl.yaml")]
+    )
+    matcher = lists._matcher
+
+    def letters(n: int) -> str:  # n in base 6, in letters that start no phrase
+        out = ""
+        for _ in range(4):
+            n, digit = divmod(n, 6)
+            out += "qwxzvj"[digit]
+        return out
+
+    most = 0
+    for n in range(40):
+        # Plain words that start nothing: judged cold in C, never handed back to learn.
+        text = " ".join(f"qq{letters(n)}x{letters(k)}" for k in range(100))
+        assert memo_scan_learns_nothing(matcher, text)
+        assert matcher.categories_in(text) == set()
+        most = max(most, matcher._pieces.pieces)
+    assert most < 700  # of the 4,000 distinct pieces the pages brought
+    assert matcher.categories_in("hardcore porn") != set()  # and it still finds what it should
