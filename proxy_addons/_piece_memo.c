@@ -2,14 +2,19 @@
  *
  * A page is split at whitespace into pieces, as str.split() does. The matcher (phrases.py)
  * decides, once per distinct piece, whether it holds a word that starts a phrase ("hot") or
- * not ("cold"), and remembers pairs of pieces after which every walk died having found
- * nothing ("dead"). Looking a page's ten thousand pieces up in Python costs a string object
- * and a dictionary look-up each; here they are hashed and compared where they lie in the
- * text, and no object is made except for the few pieces Python must still look at.
+ * not ("cold"), and remembers runs of 2 to MAX_RUN pieces after which every walk died having
+ * found nothing ("dead"). Looking a page's ten thousand pieces up in Python costs a string
+ * object and a dictionary look-up each; here they are hashed and compared where they lie in
+ * the text, and no object is made except for the few pieces Python must still look at.
  *
- * This file holds no matching rules: only which pieces and pairs the matcher has told it
- * about. piece_memo.py has the same thing in Python, used when this is not compiled, and the
- * tests hold the two to the same answers.
+ * Given the matcher's index (index()), it also judges plain pieces itself: cold ones that
+ * start nothing, and hot one-word ones whose walks die at the next word. Those judgements
+ * are supersets of the matcher's: a word the index might make hot is left to the matcher.
+ * Lines (pieces between line breaks) found settled are looked up whole.
+ *
+ * No matching rules beyond that: piece_memo.py has the same memory in Python, used when this
+ * is not compiled, and tests/test_piece_memo.py holds the two to the same answers and the
+ * judgements here to the matcher's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -654,9 +659,10 @@ fail:
 PyDoc_STRVAR(scan_doc,
 "scan(text) -> (unknown, alive, bounds)\n\n"
 "Split `text` at whitespace as str.split() does and look each piece up.\n"
-"unknown: the distinct pieces not learnt yet (then alive is empty: learn them, scan again).\n"
-"alive: the indices of hot pieces whose pair with the next piece is not dead (the last\n"
-"piece pairs with nothing, never dead).\n"
+"unknown: the distinct pieces not learnt (nor judged cold here); then alive is empty:\n"
+"learn them, scan again.\n"
+"alive: the indices of hot pieces not dead with the pieces after them (as a pair or a\n"
+"run up to MAX_RUN; the last piece pairs with nothing, never dead).\n"
 "bounds: bytes of native ints, the start and end of every piece in turn.");
 
 static PyObject *

@@ -1,15 +1,15 @@
 """The content scan's memory of text pieces: which are hot or cold, which runs lead nowhere.
 
-`PhraseMatcher.categories_in` splits a page at whitespace into pieces and decides once per
-distinct piece whether it holds a word that starts a phrase (hot), and once per pair (or run
-of up to MAX_RUN) of pieces whether every walk from the first died by the last having found
-nothing (dead). On a school day most of a page's pieces and pairs have been seen before, so a page's
-scan is mostly looking them up. Doing that in Python costs a string object and a dictionary
-look-up per piece, about as much as the rest of the gateway's work on the page; the C
-version (`_piece_memo.c`, built by `pip install`) hashes the pieces where they lie in the
-text. This module holds no matching rules, only what the matcher told it; `PyPieceMemo` is the
-same thing in Python, used when the C one isn't built, and the tests hold both to the same
-answers.
+`PhraseMatcher.categories_in` splits a page at whitespace into pieces. It decides once per
+distinct piece whether it holds a word that starts a phrase (hot), and once per run of 2 to
+MAX_RUN pieces whether every walk from the first died by the last having found nothing
+(dead). On a school day most of a page's pieces and runs have been seen before, so a scan is
+mostly looking them up. In Python that costs a string object and a dictionary look-up per
+piece, about as much as the rest of the gateway's work on a page; the C version
+(`_piece_memo.c`, built by `pip install`) hashes the pieces where they lie in the text, judges
+plain pieces itself from the matcher's index (`index`) and looks lines seen settled up
+whole. It holds no matching rules, only what the matcher told it. `PyPieceMemo` is the same
+memory in Python, used when the C one isn't built; the tests hold both to the same answers.
 """
 
 from __future__ import annotations
