@@ -531,7 +531,7 @@ class ContentScanner:
     def _scan(self, *, final: bool) -> None:
         text = self._carry + "".join(self._text)
         self._text, self._size = [], 0
-        if not text.strip():
+        if not text or text.isspace():  # no copy of the text, as strip() would make
             return
         if not final:
             # The next segment starts with this one's end, cut at a space so no word is split.
