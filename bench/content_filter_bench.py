@@ -156,7 +156,7 @@ def prose_page(kb: int, seed: int, paragraphs: list[str]) -> bytes:
     rng = random.Random(seed)
     shell = page(kb, seed).decode()
     head = shell[: shell.index('<article class="c1">') + len('<article class="c1">')]
-    tail = "</article></main><footer><p>Copyright and contact details.</p></footer></body></html>"
+    tail = shell[shell.rindex("</article>") :]  # page()'s own ending
     out, size = [head], len(head) + len(tail)
     while size < kb * 1000:
         text = html.escape(rng.choice(paragraphs), quote=False)

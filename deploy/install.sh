@@ -145,9 +145,9 @@ else
     fi
   }
 fi
+ver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 if ! py_ok "$PYTHON"; then
   # Debian splits venv/ensurepip into python3.X-venv.
-  ver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   apt_install "python$ver-venv" || true
   py_ok "$PYTHON" || die "$PYTHON cannot make a virtual environment: install python$ver-venv"
 fi
@@ -156,7 +156,6 @@ say "using $PYTHON ($("$PYTHON" --version 2>&1))"
 # it needs a compiler and Python's headers. Without them it installs and runs in Python, slower;
 # `schoolgate doctor` says which.
 if [ -z "$WHEELS" ] && ! py_headers "$PYTHON"; then
-  ver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   apt_install gcc libc6-dev "python$ver-dev" \
     || say "no C compiler or Python headers: the content scan will run in Python (slower)"
 fi

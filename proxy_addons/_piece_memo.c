@@ -370,8 +370,6 @@ memo_dealloc(MemoObject *self)
 #define LONGEST_WORD 64 /* phrases.py's _LONGEST_WORD: longer runs are no word */
 #define MAX_RUN 6       /* phrases.py's MAX_RUN: pieces in a row remembered as dead */
 
-enum { COLD = 0, LETTERS = 1, OTHER = 2 };
-
 static int
 is_plain(Text t, Py_ssize_t start, Py_ssize_t end)
 {
@@ -461,22 +459,19 @@ spell(MemoObject *self, Text t, Py_ssize_t start, Py_ssize_t end, unsigned char 
     return 1;
 }
 
-/* What a plain word may start: COLD (nothing), LETTERS (only letter-trie walks; `merged` is
- * then its merged spelling) or OTHER (maybe a phrase's first word: the matcher's call). */
+/* Does a plain word start nothing in the matcher's indexes (a superset of its own test)? */
 static int
-word_kind(MemoObject *self, Text t, Py_ssize_t start, Py_ssize_t end, unsigned char *merged,
-          Py_ssize_t *merged_len)
+starts_nothing(MemoObject *self, Text t, Py_ssize_t start, Py_ssize_t end)
 {
     if (end - start > LONGEST_WORD)
-        return COLD; /* no word: phrases.py's _NOT_A_WORD */
-    unsigned char skel[LONGEST_WORD];
-    Py_ssize_t sn;
-    if (!spell(self, t, start, end, skel, &sn, merged, merged_len))
-        return OTHER;
-    if (has(self, &self->starts, skel, sn) ||
-        (sn >= self->fuzzy_min && near_start(self, skel, sn)))
-        return OTHER;
-    return has(self, &self->paths, merged, *merged_len) ? LETTERS : COLD;
+        return 1; /* no word: phrases.py's _NOT_A_WORD */
+    unsigned char skel[LONGEST_WORD], merged[LONGEST_WORD];
+    Py_ssize_t sn, mn;
+    if (!spell(self, t, start, end, skel, &sn, merged, &mn))
+        return 0; /* text-speak: read as other words too */
+    return !has(self, &self->starts, skel, sn) &&
+           !(sn >= self->fuzzy_min && near_start(self, skel, sn)) &&
+           !has(self, &self->paths, merged, mn);
 }
 
 /* A piece never learnt: cold if plain and every word of it starts nothing. */
@@ -485,10 +480,9 @@ plain_and_cold(MemoObject *self, Text t, Py_ssize_t start, Py_ssize_t end)
 {
     if (!self->indexed || !is_plain(t, start, end))
         return 0;
-    unsigned char merged[LONGEST_WORD];
-    Py_ssize_t mn, ws, we, i = start;
+    Py_ssize_t ws, we, i = start;
     while (next_word(t, &i, end, &ws, &we))
-        if (word_kind(self, t, ws, we, merged, &mn) != COLD)
+        if (!starts_nothing(self, t, ws, we))
             return 0;
     return 1;
 }
@@ -819,20 +813,14 @@ done:
     return result;
 }
 
+/* A whole string's hash, as its run in a text would have (scan), and that run. */
 static uint64_t
-key_hash(MemoObject *self, PyObject *a, PyObject *b, Py_ssize_t *runs, Text *ta, Text *tb)
+str_hash(MemoObject *self, PyObject *str, Py_ssize_t *run, Text *t)
 {
-    *ta = text_of(a);
-    runs[0] = 0;
-    runs[1] = PyUnicode_GET_LENGTH(a);
-    uint64_t h = hash_run(self->seed, *ta, 0, runs[1]);
-    if (b != NULL) {
-        *tb = text_of(b);
-        runs[2] = 0;
-        runs[3] = PyUnicode_GET_LENGTH(b);
-        h = hash_run(mix(h, ' '), *tb, 0, runs[3]);
-    }
-    return finish(h);
+    *t = text_of(str);
+    run[0] = 0;
+    run[1] = PyUnicode_GET_LENGTH(str);
+    return finish(hash_run(self->seed, *t, 0, run[1]));
 }
 
 static int
@@ -852,7 +840,7 @@ fill(MemoObject *self, Table *tab, PyObject *items, const char *what)
         }
         Py_ssize_t runs[2];
         Text t;
-        uint64_t h = key_hash(self, item, NULL, runs, &t, NULL);
+        uint64_t h = str_hash(self, item, runs, &t);
         int rc = table_put(tab, h, t, runs, 1, 1);
         Py_DECREF(item);
         if (rc < 0) {
@@ -913,7 +901,7 @@ memo_learn(MemoObject *self, PyObject *args)
         return NULL;
     Py_ssize_t runs[2];
     Text t;
-    uint64_t h = key_hash(self, piece, NULL, runs, &t, NULL);
+    uint64_t h = str_hash(self, piece, runs, &t);
     Slot *known = table_find(&self->pieces, h, t, runs, 1);
     if (known != NULL && known->hot != (hot != 0) && table_clear(&self->lines) < 0)
         return NULL; /* settled lines took it for what it was */
@@ -971,7 +959,7 @@ memo_knows(MemoObject *self, PyObject *piece)
         return NULL;
     Py_ssize_t runs[2];
     Text t;
-    uint64_t h = key_hash(self, piece, NULL, runs, &t, NULL);
+    uint64_t h = str_hash(self, piece, runs, &t);
     Slot *s = table_find(&self->pieces, h, t, runs, 1);
     if (s == NULL)
         Py_RETURN_NONE;

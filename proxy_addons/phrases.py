@@ -578,22 +578,9 @@ class PhraseMatcher:
             # phrase (most pages) is done without the word-by-word pass below.
             return found_any
         chunks = text.split()
-        words_of = self._chunk_words
-        if len(words_of) >= _CHUNK_CACHE:
-            words_of.clear()
-        pieces = set(chunks)
-        for chunk in pieces.difference(words_of):
-            words_of[chunk] = tuple(_TOKEN.findall(_prepare(chunk)))
+        words_of = {piece: self._piece_words(piece) for piece in set(chunks)}
         words = list(itertools.chain.from_iterable(map(words_of.__getitem__, chunks)))
-        distinct = set(itertools.chain.from_iterable(map(words_of.__getitem__, pieces)))
-        hot_words, cold_words = self._hot_words, self._cold_words
-        if len(cold_words) + len(hot_words) >= _START_CACHE:
-            cold_words.clear()
-            hot_words.clear()
-        for word in distinct.difference(hot_words, cold_words):
-            start = self._starts.get(word) or self._start(_word_token(word))
-            (cold_words if start is _NOWHERE else hot_words).add(word)
-        hot = distinct & hot_words
+        hot = {word for word in set(itertools.chain(*words_of.values())) if self._is_hot(word)}
         if not hot:
             return set()
         toks = _Lazy(words)  # most words are never looked at as more than a string

@@ -17,10 +17,12 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol, overload
+from typing import Protocol, overload
 
-if TYPE_CHECKING:
+try:
     from proxy_addons import _piece_memo
+except ImportError:  # built without a C compiler: PyPieceMemo stands in
+    _piece_memo = None  # type: ignore[assignment]
 
 __all__ = ["MAX_RUN", "PieceMemo", "Pieces", "PyPieceMemo", "native"]
 
@@ -181,17 +183,9 @@ class PyPieceMemo:
 
 def native() -> bool:
     """Is the C memo built? (`schoolgate doctor` and the bench say which one runs.)"""
-    try:
-        from proxy_addons import _piece_memo  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _piece_memo is not None
 
 
 def PieceMemo() -> Memo:  # noqa: N802 - a factory standing in for the class
     """The C memo if it is built, else the Python one."""
-    try:
-        from proxy_addons import _piece_memo
-    except ImportError:
-        return PyPieceMemo()
-    return NativeMemo(_piece_memo.PieceMemo())
+    return NativeMemo(_piece_memo.PieceMemo()) if native() else PyPieceMemo()
