@@ -218,6 +218,7 @@ devices = sa.Table(
     sa.Column("serial", sa.String(128), nullable=True),
     sa.Column("agent_version", sa.String(32), nullable=True),
     sa.Column("last_user", sa.String(200), nullable=True),
+    # The addresses its last report speaks for: only the one it came from, if it listed it.
     sa.Column("last_ips", sa.JSON, nullable=False),  # list of str
     sa.Column("last_macs", sa.JSON, nullable=False),  # list of str
     _when("last_report_at"),  # when the gateway accepted it
@@ -227,6 +228,10 @@ devices = sa.Table(
     # Revoked (schoolgate devices revoke): its token is refused until it enrols again.
     _when("revoked_at"),
     sa.Column("revoked_by", sa.String(200), nullable=True),
+    # Where the last report came from (as the gateway saw it, or its trusted relay said), and
+    # the addresses it listed that were not believed for that reason; 0010.
+    sa.Column("report_address", sa.String(64), nullable=True),
+    sa.Column("ignored_ips", sa.JSON, nullable=True),  # list of str
 )
 
 seen_devices = sa.Table(
@@ -329,6 +334,21 @@ check_windows = sa.Table(
     sa.Index("ix_check_windows_expires_at", "expires_at"),
 )
 
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    # One row per signed-in admin web app session (proxy_addons/web_sessions.py): the cookie
+    # holds the id, the store its hash. Signing out deletes the row, so a copied cookie
+    # stops working; a new password deletes all the account's rows; 0010.
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # sha256 hex of the session id
+    sa.Column("username", sa.String(200), nullable=False),
+    _when("created_at", nullable=False),
+    _when("expires_at", nullable=False),
+    sa.Index("ix_web_sessions_username", "username"),
+)
+
+
 __all__ = [
     "GENESIS_HASH",
     "UTCDateTime",
@@ -348,4 +368,6 @@ __all__ = [
     "reports",
     "seen_devices",
     "unblocks",
+    "web_sessions",
 ]
+
