@@ -19,6 +19,7 @@ from typing import Any
 import bcrypt
 import sqlalchemy as sa
 
+from proxy_addons import web_sessions
 from proxy_addons.store import Store
 from proxy_addons.store.schema import accounts
 
@@ -144,25 +145,28 @@ def get_account(store: Store, username: str) -> Account | None:
     return None if row is None else _row_to_account(row)
 
 
-def _update(store: Store, username: str, **values: Any) -> None:
+def _update(store: Store, username: str, *, end_sessions: bool, **values: Any) -> None:
     name = normalise_username(username)
     with store.begin() as conn:
         changed = conn.execute(
             accounts.update().where(accounts.c.username == name).values(**values)
         ).rowcount
+        if changed and end_sessions:
+            web_sessions.end_all(conn, name)
     if not changed:
         raise AccountError(f"There is no account '{name}'.")
 
 
 def set_password(store: Store, username: str, password: str) -> None:
-    """Change a password; sessions signed in with the old one end (see `password_stamp`)."""
-    _update(store, username, password_hash=_hash(password))
+    """Change a password; the account's web app sessions end (in the store, and by
+    `password_stamp` for any cookie that still names the old one)."""
+    _update(store, username, end_sessions=True, password_hash=_hash(password))
     logger.info("password changed for account %s", normalise_username(username))
 
 
 def set_disabled(store: Store, username: str, disabled: bool = True) -> None:
     """Disable (or re-enable) an account; a disabled account's sessions end at once."""
-    _update(store, username, disabled=disabled)
+    _update(store, username, end_sessions=disabled, disabled=disabled)
     logger.info(
         "account %s %s", normalise_username(username), "disabled" if disabled else "enabled"
     )

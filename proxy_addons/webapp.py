@@ -5,7 +5,9 @@ long): this module signs people in, shows the requests and turns form posts into
 calls. What the workflow refuses comes back to the person as its own sentence with a 400,
 and nothing changes. The pages reuse the block page's look and need no JavaScript.
 
-Sessions are Flask's signed cookies: Secure, HttpOnly, SameSite=Lax, eight hours from sign-in.
+Sessions are kept in the store (`web_sessions`): the cookie (Secure, HttpOnly, SameSite=Lax,
+signed) carries only a random session id, looked up on every request, for eight hours from
+sign-in. Signing out deletes it on the server, so a copy of the cookie stops working too.
 Each request re-reads the account, so disabling it or changing its password ends its sessions.
 Every form carries a CSRF token (Flask-WTF).
 """
@@ -45,6 +47,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from proxy_addons import web_sessions
 from proxy_addons.accounts import Account, check_password, get_account, normalise_username
 from proxy_addons.policy import Policy
 from proxy_addons.store import Store
@@ -172,22 +175,14 @@ def create_app(
 
     @app.before_request
     def load_account() -> None:
-        """The signed-in account, re-read so disabling it or a new password ends the session."""
+        """The signed-in account: its session must be live in the store (not signed out,
+        not expired), and the account is re-read so disabling it or a new password ends it."""
         g.account = None
-        user = session.get("user")
-        if not isinstance(user, str):
+        if "sid" not in session:
             return
-        account = get_account(store, user)
-        signed_in = session.get("at")
-        fresh = isinstance(signed_in, (int, float)) and (
-            0 <= time.time() - signed_in < SESSION_LIFETIME.total_seconds()
-        )
-        if (
-            account is None
-            or account.disabled
-            or not fresh
-            or session.get("stamp") != account.password_stamp
-        ):
+        user = web_sessions.user_of(store, session.get("sid"), workflow.clock())
+        account = get_account(store, user) if user else None
+        if account is None or account.disabled or session.get("stamp") != account.password_stamp:
             session.clear()
             return
         g.account = account
@@ -256,9 +251,10 @@ def create_app(
         throttle.succeeded(username, address)
         session.clear()  # a new session (and CSRF token): nothing set before sign-in survives
         session.permanent = True
-        session["user"] = account.username
+        session["sid"] = web_sessions.start(
+            store, account.username, workflow.clock(), SESSION_LIFETIME
+        )
         session["stamp"] = account.password_stamp
-        session["at"] = time.time()
         logger.info("%s signed in from %s", account.username, address)
         return redirect(next_page or url_for("unblock_list"), 303)
 
@@ -267,6 +263,7 @@ def create_app(
         account: Account | None = g.account
         if account is not None:
             logger.info("%s signed out", account.username)
+        web_sessions.end(store, session.get("sid"))  # a copy of the cookie no longer works
         session.clear()
         flash("You have signed out.", "ok")
         return redirect(url_for("login"), 303)

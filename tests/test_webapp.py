@@ -27,7 +27,7 @@ from proxy_addons.accounts import (
 from proxy_addons.policy import Policy
 from proxy_addons.policy_loader import load_policy
 from proxy_addons.store import DB_FILE, Store, store_url
-from proxy_addons.store.schema import audit_log, unblocks
+from proxy_addons.store.schema import audit_log, unblocks, web_sessions
 from proxy_addons.unblock_workflow import Actor, UnblockWorkflow
 from proxy_addons.unblocks import AudienceKind, Status
 from proxy_addons.webapp import create_app, parse_when, read_secret_key
@@ -273,10 +273,51 @@ def test_pupil_account_sees_no_pages(web: Web) -> None:
 def test_disabling_an_account_or_changing_its_password_ends_its_sessions(web: Web) -> None:
     teacher = sign_in(web, "teacher")
     dsl = sign_in(web, "dsl")
+    dsl_copy = replay(web, dsl)
     set_disabled(web.store, "teacher")
     assert teacher.get("/unblocks").status_code == 302
     set_password(web.store, "dsl", "a brand new password")
     assert dsl.get("/unblocks").status_code == 302
+    assert dsl_copy.get("/unblocks").status_code == 302
+    assert web.count(web_sessions) == 0  # ended in the store, not only by the cookie's stamp
+
+
+def replay(web: Web, client: FlaskClient) -> FlaskClient:
+    """Another browser holding a copy of `client`'s session cookie, as an attacker would."""
+    cookie = client.get_cookie("schoolgate")
+    assert cookie is not None
+    other = web.client()
+    other.set_cookie("schoolgate", cookie.value)
+    return other
+
+
+def test_a_cookie_copied_before_sign_out_no_longer_works(web: Web) -> None:
+    teacher = sign_in(web, "teacher")
+    copy = replay(web, teacher)
+    assert copy.get("/unblocks").status_code == 200  # a copy works while the session lives
+    logout = teacher.post("/logout", data={"csrf_token": page_token(teacher, "/unblocks")})
+    assert logout.status_code == 303
+    for client in (teacher, copy):
+        assert client.get("/unblocks").status_code == 302  # sent to sign in
+        assert client.get("/unblocks/new").status_code == 302
+    answer = copy.post("/unblocks/new", data={"url": "a.example", "reason": "x"})
+    assert answer.status_code in (302, 303, 400) and web.count() == 0
+    assert web.count(web_sessions) == 0
+    # Signing in again elsewhere does not bring the old cookie back.
+    again = sign_in(web, "teacher")
+    assert copy.get("/unblocks").status_code == 302
+    assert again.get("/unblocks").status_code == 200
+
+
+def test_a_signed_cookie_naming_a_user_without_a_live_session_is_refused(web: Web) -> None:
+    """The key signs cookies, but only the store says a session is live: a cookie made with
+    the key (a leaked key, an old format naming the user) signs no one in."""
+    forger = web.client()
+    with forger.session_transaction() as cookie:
+        cookie["user"] = "dsl"
+        cookie["sid"] = "made-up-session-id"
+        cookie["at"] = datetime.now(UTC).timestamp()
+    assert forger.get("/unblocks").status_code == 302
 
 
 def test_session_cookie_is_secure_httponly_lax(tmp_path: Path, seeded_db: Path) -> None:
