@@ -13,7 +13,7 @@ import threading
 import time
 
 from proxy_addons.unblock_workflow import UnblockWorkflow
-from proxy_addons.unblocks import Unblock
+from proxy_addons.unblocks import Unblock, scope_problem
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class UnblockWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
+        self._warned: set[str] = set()  # too-broad unblocks already logged
 
     def refresh(self) -> None:
         """Read the unblocks in force now; record any that expired."""
@@ -36,6 +37,11 @@ class UnblockWatch:
             for unblock in self.workflow.expire_due():
                 logger.info("Unblock %s expired (%s)", unblock.id, unblock.target)
         self.current = tuple(self.workflow.in_force())
+        for unblock in self.current:
+            problem = scope_problem(unblock.scope, unblock.target)
+            if problem is not None and unblock.id not in self._warned:
+                self._warned.add(unblock.id)  # it opens nothing (Unblock.covers); say so once
+                logger.warning("Unblock %s opens nothing: %s", unblock.id, problem)
 
     def start(self) -> None:
         self.refresh()  # at start-up, also records expiries missed while the gateway was down

@@ -31,6 +31,7 @@ from proxy_addons.unblocks import (
     Unblock,
     normalise_audience,
     parse_target,
+    scope_problem,
 )
 
 logger = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class UnblockWorkflow:
     def approve(self, actor: Actor, unblock_id: str, comment: str = "") -> Unblock:
         policy = self.policy()
         self._require_decider(actor, unblock_id)
+        self._require_one_site(unblock_id, "approved")
         confirm = policy.unblocks.require_it_confirmation
         new_status = Status.AWAITING_IT if confirm else Status.ACTIVE
         unblock = self._transition(
@@ -259,6 +261,7 @@ class UnblockWorkflow:
     def confirm(self, actor: Actor, unblock_id: str) -> Unblock:
         if not self.is_it_provider(actor.name):
             raise WorkflowError(f"'{actor.user}' is not the IT provider named in the policy.")
+        self._require_one_site(unblock_id, "applied")
         unblock = self._transition(
             actor,
             unblock_id,
@@ -297,6 +300,7 @@ class UnblockWorkflow:
             raise WorkflowError("Nobody extends their own unblock: ask another DSL or deputy.")
         if not reason.strip():
             raise WorkflowError("Say why the unblock is extended.")
+        self._require_one_site(unblock_id, "extended")
         ends = self._window_end(policy, current.starts_at, until, None, now=self.clock())
         if ends <= current.ends_at:
             raise WorkflowError("An extension must end later than the unblock does now.")
@@ -387,6 +391,16 @@ class UnblockWorkflow:
             raise WorkflowError(f"'{actor.user}' is not a DSL or deputy named in the policy.")
         if current.requested_by == actor.name:
             raise WorkflowError("Nobody decides their own request: another DSL or deputy must.")
+
+    def _require_one_site(self, unblock_id: str, what: str) -> None:
+        """Stored requests are checked again: one made before scopes were checked, or edited
+        in the store, must not be put in force."""
+        current = self.get(unblock_id)
+        problem = scope_problem(current.scope, current.target)
+        if problem is not None:
+            raise WorkflowError(
+                f"Unblock {unblock_id} cannot be {what}: {problem}. Reject or revoke it."
+            )
 
     def _transition(
         self,

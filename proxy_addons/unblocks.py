@@ -4,14 +4,23 @@ Plain data, so `decide()` stays a pure function: the gateway passes in the
 unblocks in force and the decision names the one it used. The workflow that
 creates and ends them (with the store, audit and notifications) is in
 `unblock_workflow.py`.
+
+An unblock opens at most one registrable domain: a public suffix (com, co.uk, and the
+private section's shared hosts such as github.io or s3.amazonaws.com) names many unrelated
+sites, so it is refused when asked for, when approved, and never covers anything even if an
+old one is in the store (`scope_problem`).
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import datetime
+
+from publicsuffixlist import PublicSuffixList
 
 from proxy_addons.canonical import HostError, canonical_host, canonical_url_entry
 
@@ -56,6 +65,8 @@ class Unblock:
 
     def covers(self, host: str, url_key: str | None) -> bool:
         """Whether the request (host, and host+path+query when known) is in scope."""
+        if scope_problem(self.scope, self.target) is not None:
+            return False  # stored before scopes were checked, or edited in the store
         if self.scope is Scope.DOMAIN:
             return host == self.target or host.endswith("." + self.target)
         if url_key is None:
@@ -87,10 +98,54 @@ def parse_target(text: str, scope: Scope | None = None) -> tuple[Scope, str]:
             scope = Scope.PREFIX if has_path else Scope.DOMAIN
         if scope is Scope.DOMAIN:
             host = raw.split("://", 1)[-1].split("/", 1)[0]
-            return scope, canonical_host(host).name
-        return scope, canonical_url_entry(raw)
+            target = canonical_host(host).name
+        else:
+            target = canonical_url_entry(raw)
     except HostError as exc:
         raise ValueError(f"'{text}' is not a web address a browser could open") from exc
+    problem = scope_problem(scope, target)
+    if problem is not None:
+        raise ValueError(problem)
+    return scope, target
+
+
+_DNS_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")  # no wildcard, no empty label
+
+
+@functools.cache
+def _suffixes() -> PublicSuffixList:
+    """The Public Suffix List shipped with publicsuffixlist, private section included."""
+    return PublicSuffixList(only_icann=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def scope_problem(scope: Scope, target: str) -> str | None:
+    """Why an unblock of canonical `target` would open more than one site, or None.
+
+    A domain must be a registrable domain or a name under one. A page or path may be on a
+    public suffix's own host (s3.amazonaws.com/bucket/file), but not its whole root. One IP
+    address is one host.
+    """
+    host, _, path = target.partition("/")
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if not _DNS_NAME.fullmatch(host):
+        return (
+            f"'{host}' is not one site's name (no wildcards or empty labels): give the site, "
+            "e.g. example.com, which covers its subdomains too"
+        )
+    if _suffixes().privatesuffix(host) is not None:
+        return None
+    if scope is not Scope.DOMAIN and path.split("?", 1)[0]:
+        return None  # one page or folder on that one host
+    return (
+        f"'{host}' is a public suffix, a name under which anyone can have a site (as with "
+        f"com, co.uk or github.io), so it cannot be unblocked as a whole. Name one site "
+        f"instead, e.g. example.{host}"
+    )
 
 
 def normalise_audience(kind: AudienceKind, values: list[str]) -> tuple[str, ...]:
