@@ -13,12 +13,13 @@ import enum
 import functools
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import ada_url
 
 
 class HostError(ValueError):
-    """A host a browser would refuse to parse (so it cannot be requested either)."""
+    """A host or URL a browser would refuse to parse, or a request no server reads one way."""
 
 
 class HostKind(enum.Enum):
@@ -93,7 +94,7 @@ def canonical_host(raw: str) -> Host:
         raise HostError(f"not a host: {raw!r}")
     try:
         hostname = ada_url.URL(f"http://{text}/").hostname
-    except ValueError as exc:
+    except ValueError as exc:  # UnicodeEncodeError (lone surrogates) is a ValueError too
         raise HostError(f"a browser would not accept the host {raw!r}") from exc
     return _classify(hostname)
 
@@ -146,6 +147,14 @@ def _normalise_escapes(text: str) -> str:
     return _ESCAPE.sub(fix, text)
 
 
+def _path_and_query(parsed: ada_url.URL) -> tuple[str, str]:
+    path = parsed.pathname or "/"
+    if "%" in path:
+        # Re-parse so that decoded dots ("/a/%2E%2E/b") are resolved as dot segments.
+        path = ada_url.URL("http://h" + _normalise_escapes(path)).pathname
+    return path, _normalise_escapes(parsed.search[1:])
+
+
 def canonical_url(url: str) -> CanonicalURL:
     """Parse an absolute http(s) URL; raises HostError if a browser would not."""
     try:
@@ -155,18 +164,212 @@ def canonical_url(url: str) -> CanonicalURL:
     scheme = parsed.protocol.rstrip(":")
     if scheme not in ("http", "https"):
         raise HostError(f"not an http(s) URL: {url!r}")
-    host = _classify(parsed.hostname)
-    path = parsed.pathname or "/"
-    if "%" in path:
-        # Re-parse so that decoded dots ("/a/%2E%2E/b") are resolved as dot segments.
-        path = ada_url.URL("http://h" + _normalise_escapes(path)).pathname
+    path, query = _path_and_query(parsed)
     return CanonicalURL(
         scheme=scheme,
-        host=host,
+        host=_classify(parsed.hostname),
         port=int(parsed.port) if parsed.port else None,
         path=path,
-        query=_normalise_escapes(parsed.search[1:]),
+        query=query,
     )
+
+
+# --- a request's URL from its parsed parts ------------------------------------------------
+#
+# Never one string to re-parse: a Host header of "name:#" or "name/" would turn the real
+# path into a fragment or a query. The host is checked to be only a host, the target to be
+# only a path (and query), and each is parsed on its own.
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Not in a host: the URL's delimiters, space of any kind, controls, lone surrogates.
+_NOT_A_HOST = re.compile(r"[/?#@\\\[\]:\s\x00-\x1f\x7f\ud800-\udfff]")
+_IPV6_TEXT = re.compile(r"[0-9A-Fa-f:.]+")
+# RFC 3986 reg-name / IPv4address, without the sub-delims no DNS name holds (a repeated
+# Host header arrives joined by ','): unreserved, pct-encoded, and non-ASCII (IDN as
+# UTF-8, which browsers send punycoded but other clients do not).
+_REG_NAME = re.compile(r"(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2}|[^\x00-\x7f\s\ud800-\udfff])+")
+# Refused in a request-target: no client means them, and servers read them differently
+# (a '#' ends the path for nginx and Apache but is a character for Go; tabs are dropped by
+# URL parsers and kept by servers).
+_NOT_IN_TARGET = re.compile(r"[\x00-\x20\x7f#]")
+
+
+def _host_only(text: str) -> Host:
+    """A host name or IP literal, with nothing else in it (no port, path, user or space)."""
+    if ":" in text or text.startswith("["):
+        inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        if not _IPV6_TEXT.fullmatch(inner):
+            raise HostError(f"not a host: {text!r}")
+        host = canonical_host(f"[{inner}]")
+        if host.kind is not HostKind.IPV6:
+            raise HostError(f"not an IPv6 address: {text!r}")
+        return host
+    if not text or _NOT_A_HOST.search(text):
+        raise HostError(f"not a host: {text!r}")
+    return canonical_host(text)
+
+
+def valid_authority(text: str) -> tuple[Host, int | None]:
+    """The host and port of a Host header (`host[:port]`, RFC 9110 / RFC 3986).
+
+    The host is a reg-name (without sub-delims), an IPv4 address or a bracketed IPv6
+    literal; the port is ASCII digits (empty means none). Anything else raises HostError:
+    the request gets a 400. What browsers and curl send (IDN in UTF-8, any case, a
+    trailing dot) is accepted and canonicalised as canonical_host would.
+    """
+    if text.startswith("["):
+        end = text.find("]")
+        host_text, rest = (text[: end + 1], text[end + 1 :]) if end > 0 else (text, "")
+        if end < 0 or (rest and not rest.startswith(":")):
+            raise HostError(f"not a host[:port]: {text!r}")
+        port_text = rest[1:] if rest else None
+    else:
+        host_text, sep, port_text_ = text.partition(":")
+        port_text = port_text_ if sep else None
+        if not _REG_NAME.fullmatch(host_text):
+            raise HostError(f"not a host[:port]: {text!r}")
+    port = None
+    if port_text:
+        port = _port(port_text)
+        if port is None:
+            raise HostError(f"not a port: {text!r}")
+    return _host_only(host_text), port
+
+
+def _ascii_target(target: str) -> str:
+    """Non-ASCII in a target percent-encoded as the bytes the client sent.
+
+    mitmproxy gives undecodable bytes as surrogate escapes; a server sees the bytes.
+    """
+    if target.isascii():
+        return target
+    try:
+        data = target.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise HostError(f"not a request-target: {target!r}") from exc
+    return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in data)
+
+
+def _has_dotdot(path: str) -> bool:
+    """Whether some server could read a '..' segment in this path.
+
+    Browsers resolve dot segments before they send a request, and servers disagree about
+    the rest: nginx resolves '/a/../b' to /b where a Node app routes it under /a/, a
+    backslash, %2F or %5C is a separator to some and a character to others, Tomcat drops
+    the ';x' of '..;x', a few servers decode twice. No key can follow every reading, so
+    such a path is refused. ('.' segments only drop out, which match_key covers.)
+    """
+    if "." not in path and "%" not in path:
+        return False
+    for piece in _PIECES.split(path):
+        bare = piece.partition(";")[0]
+        if "%" in bare:
+            bare = unquote(unquote(bare))
+        if bare == "..":
+            return True
+    return False
+
+
+def request_url(scheme: str, host: str, port: int | None, target: str) -> CanonicalURL:
+    """The URL of a request from its parsed parts; raises HostError for a bad part.
+
+    `host` is a host name or IP literal only (IPv6 with or without brackets); `target` is
+    the request-target as mitmproxy's `flow.request.path` gives it: a path starting with
+    '/' (with an optional query), or '*' (OPTIONS), which is decided as the site's root.
+    The path is ada-url's parse of the target alone, so it can never become authority and
+    the host can never swallow it. Refused: a target that is not origin-form, one with a
+    '#', space or control character, and one with a '..' segment in any spelling.
+    """
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise HostError(f"not an http(s) request: {scheme!r}")
+    if port is not None and not 0 <= port <= 65535:
+        raise HostError(f"not a port: {port!r}")
+    canonical = _host_only(host)
+    if target == "*":
+        target = "/"
+    if not target.startswith("/") or _NOT_IN_TARGET.search(target):
+        raise HostError(f"not an origin-form request-target: {target!r}")
+    target = _ascii_target(target)
+    if _has_dotdot(target.partition("?")[0]):
+        raise HostError(
+            f"a '..' in a request-target, which servers read in different ways: {target!r}"
+        )
+    try:
+        parsed = ada_url.URL("http://h" + target)
+    except ValueError as exc:
+        raise HostError(f"not a request-target: {target!r}") from exc
+    path, query = _path_and_query(parsed)
+    return CanonicalURL(
+        scheme=scheme,
+        host=canonical,
+        port=None if port == _DEFAULT_PORTS[scheme] else port,
+        path=path,
+        query=query,
+    )
+
+
+# --- matching URL entries as lenient servers read paths -----------------------------------
+#
+# A list's URL entry must cover every request some common server would answer with the
+# same resource, so entries and requests are compared by one key: the path with repeated
+# slashes merged, backslashes and %2F/%5C as slashes (IIS, nginx), ';parameters' dropped
+# (Tomcat, Jetty), every escape decoded and re-encoded one way, dot segments resolved and
+# no trailing slash. The illegal tier also folds case (IIS, case-insensitive file systems).
+# A key may merge paths a strict server tells apart: over-blocking by a hair, never a miss.
+
+_PIECES = re.compile(r"[/\\]|%2[Ff]|%5[Cc]")
+# Bytes a key leaves as they are (RFC 3986 pchar but ';'): the rest are %XX, upper case.
+_KEPT = _UNRESERVED | frozenset(b"!$&'()*+,=:@")
+_KEPT_PIECE = re.compile(r"[A-Za-z0-9\-_~!$&'()*+,=:@.]*")
+_BYTE_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
+_KEY_HOST_END = re.compile(r"[/?]")
+
+
+def _unescape(m: re.Match[bytes]) -> bytes:
+    return bytes([int(m.group(1), 16)])
+
+
+def _piece_key(piece: str, fold_case: bool) -> str:
+    """One path segment as the key writes it: parameters dropped, one encoding."""
+    piece = piece.partition(";")[0]
+    if _KEPT_PIECE.fullmatch(piece):
+        return piece
+    data = _BYTE_ESCAPE.sub(_unescape, piece.encode(errors="surrogatepass"))
+    if fold_case and not data.isascii():
+        try:
+            data = data.decode().lower().encode()
+        except UnicodeDecodeError:
+            pass
+    return "".join(chr(b) if b in _KEPT else f"%{b:02X}" for b in data)
+
+
+def match_key(url: str, *, fold_case: bool = False) -> str:
+    """The key URL entries and requests are matched by: `host[/path][?query]`.
+
+    `url` is an entry as canonical_url_entry writes it, or a request's host followed by
+    its canonical path and query. Prefix entries cover a request when its key equals
+    theirs or continues it at a '/' or '?' (url_prefix_match). The query is kept as it is
+    (an exact entry without one also covers the URL with any query).
+    """
+    rest, _, query = url.partition("?")
+    host, _, path = rest.partition("/")
+    segments: list[str] = []
+    for piece in _PIECES.split(path):
+        key = _piece_key(piece, fold_case)
+        if key == "..":
+            if segments:
+                segments.pop()
+        elif key and key != ".":
+            segments.append(key)
+    out = host + "".join("/" + s for s in segments) + ("?" + query if query else "")
+    return out.lower() if fold_case else out
+
+
+def key_host(key: str) -> str:
+    """The host a match key (or a canonical URL entry) names."""
+    end = _KEY_HOST_END.search(key)
+    return key[: end.start()] if end else key
 
 
 def canonical_url_entry(entry: str) -> str:
