@@ -38,6 +38,7 @@ from proxy_addons.alerts import (
     Event,
     Pseudonymiser,
     RepeatTracker,
+    ca_refused_event,
     events_for_decision,
     phrase_event,
     reload_failed_event,
@@ -134,6 +135,7 @@ class Alerting:
         if runtime is not self._runtime:
             self._runtime = runtime
             self._wrap(runtime)
+            self.gate.ca_trust.on_refusal = self._ca_refused
             self.pseudonym = Pseudonymiser(_pseudonym_key(Path(ctx.options.schoolgate_var)))
             self._policy_loaded(runtime.current)
         if store is not self._store:
@@ -196,6 +198,10 @@ class Alerting:
     def _set_channels(self, policy: Policy) -> None:
         if self.outbox is not None:
             self.outbox.notifiers = alert_channels(policy)
+
+    def _ca_refused(self, device: str, site: str) -> None:
+        loaded = self._runtime.current if self._runtime else None
+        self.raise_event(ca_refused_event(device, site, loaded.policy if loaded else None))
 
     def _reload_failed(self, message: str) -> None:
         loaded = self._runtime.current if self._runtime else None

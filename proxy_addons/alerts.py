@@ -36,6 +36,7 @@ REPEATED_BLOCKS = "repeated_blocks"
 CIRCUMVENTION = "circumvention"
 POLICY_RELOAD_FAILED = "policy_reload_failed"
 OUTBOX_STUCK = "outbox_stuck"
+CA_REFUSED = "ca_refused"  # a device that trusted the school's CA refuses it (ca_trust.py)
 # Device inventory events (technical; built in device_watch.py).
 DEVICE_NONCOMPLIANT = "device_noncompliant"
 DEVICE_STALE = "device_stale"
@@ -361,6 +362,23 @@ def reload_failed_event(policy: Policy | None, message: str, at: datetime | None
         summary="Policy reload failed: the last good policy stays in force",
         fields=fields,
         fold_key=f"{POLICY_RELOAD_FAILED}|{fields['policy']}",
+        at=at,
+        timezone=tz.key,
+    )
+
+
+def ca_refused_event(device: str, site: str, policy: Policy | None) -> Event:
+    """A device that completed decrypted handshakes refused the school's CA for a site: a
+    pinned app, a CA removed, or a client opting out of monitoring on purpose."""
+    at = datetime.now(UTC)
+    tz = policy.timezone if policy else ZoneInfo("UTC")
+    return Event(
+        kind=CA_REFUSED,
+        severity=3,
+        audience=Audience.TECHNICAL,
+        summary="A device that trusted the school's CA refused it for a site",
+        fields={"ip": device, "site": site, "time": local_time(tz, at)},
+        fold_key=f"{CA_REFUSED}|{device}",
         at=at,
         timezone=tz.key,
     )

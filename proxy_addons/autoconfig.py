@@ -48,7 +48,11 @@ class AutoConfig:
         request = flow.request
         if request.method not in ("GET", "HEAD") or request.path.split("?")[0] not in pac.PATHS:
             return False
-        host = request.pretty_host.lower().rstrip(".")
+        # The destination the gateway would connect to, not the Host header: a request
+        # for another site that only says `Host: wpad` is not the gateway's own.
+        host = request.host.lower().rstrip(".")
+        if request.pretty_host.lower().rstrip(".") != host:
+            return False
         if host in (portal_host, "wpad") or host.startswith("wpad."):
             return True
         if (

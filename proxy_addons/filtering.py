@@ -7,6 +7,7 @@ for the add-ons that follow. Any failure blocks: the gateway never falls open.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -21,10 +22,11 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import layer, layers
 from mitmproxy.proxy.layers.tls import parse_client_hello
-from publicsuffix2 import get_sld
+from mitmproxy.proxy.mode_specs import RegularMode, ReverseMode, Socks5Mode, UpstreamMode
 
 from proxy_addons import audit, blockpage
-from proxy_addons.canonical import HostError, canonical_host, canonical_url, split_authority
+from proxy_addons.ca_trust import CaTrust
+from proxy_addons.canonical import Host, HostError, canonical_host, request_url, valid_authority
 from proxy_addons.channels import notifier_from_policy
 from proxy_addons.check_identity import CHECK_HEADER, CheckIdentity
 from proxy_addons.decision import Decision, Identity, Reason, Request, decide, resolve_profile
@@ -32,9 +34,11 @@ from proxy_addons.device_identity import DeviceIdentities
 from proxy_addons.device_watch import StaleSweep
 from proxy_addons.directory_groups import DirectoryGroups
 from proxy_addons.header_get import has_header, host_header
+from proxy_addons.known_names import KnownNames
 from proxy_addons.policy import Action, Policy, UntrustedClients
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
 from proxy_addons.refuse_layer import RefuseLayer
+from proxy_addons.request_names import Names, by_destination, decide_names, registrable_domain
 from proxy_addons.store import Store, store_url
 from proxy_addons.unblock_watch import UnblockWatch
 from proxy_addons.unblock_workflow import UnblockWorkflow
@@ -54,16 +58,6 @@ PLAIN_REASONS = {
     Reason.CIRCUMVENTION: "it is a way round the school's filter",
     Reason.SAFE_SEARCH: "this search engine cannot be kept to safe search, so it is blocked",
 }
-
-
-def registrable_domain(host: str) -> str:
-    """The site a host belongs to (example.co.uk for www.example.co.uk; IPs are their own)."""
-    if canonical_host(host).is_ip:
-        return host
-    site = get_sld(host, strict=False) or host
-    if "." not in site and "." in host:  # a TLD missing from the suffix list
-        site = ".".join(host.split(".")[-2:])
-    return site
 
 
 def plain_reason(decision: Decision) -> str:
@@ -94,7 +88,11 @@ class Filter:
         self._connect_host: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
-        self._untrusted_until: dict[str, float] = {}
+        self.ca_trust = CaTrust()  # devices that refuse the school's CA, per site
+        self._tls_site: weakref.WeakKeyDictionary[connection.Client, str] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.known_names = KnownNames()  # transparent mode: which names an address has
         # Termly checks run from the gateway itself, as a profile (check_identity.py).
         self.check_identity = CheckIdentity()
         self._check_as: weakref.WeakKeyDictionary[connection.Client, str] = (
@@ -121,10 +119,13 @@ class Filter:
             "schoolgate_untrusted_seconds",
             int,
             3600,
-            "How long a device that rejected the school's CA is treated as not trusting it.",
+            "How long a device that rejected the school's CA for a site is treated as not "
+            "trusting it there (ca_trust.py).",
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "schoolgate_untrusted_seconds" in updated:
+            self.ca_trust.seconds = ctx.options.schoolgate_untrusted_seconds
         if "connection_strategy" in updated or "schoolgate_policy" in updated:
             if ctx.options.connection_strategy != "lazy":
                 # Decide before any upstream connection exists.
@@ -233,8 +234,10 @@ class Filter:
         check_as = self._check_header(flow)
         if check_as:
             self._check_as[flow.client_conn] = check_as
+        site = flow.request.host
         try:
             host = canonical_host(flow.request.host)
+            site = registrable_domain(host.name)
             self._connect_host[flow.client_conn] = host.name
             identity = self._identity(
                 user, _ip(flow.client_conn), self._check_as.get(flow.client_conn)
@@ -244,7 +247,9 @@ class Filter:
             decision = self._failure(flow.request.host, exc)
         _record(flow.metadata, decision, "connect", started)
         wants_decryption = decision.decrypt or decision.must_decrypt
-        if decision.blocked and not (wants_decryption and self._trusts_ca(flow.client_conn)):
+        if decision.blocked and not (
+            wants_decryption and self.ca_trust.trusts(_ip(flow.client_conn), site)
+        ):
             ref = flow.metadata[METADATA_KEY]["reference"]
             flow.response = http.Response.make(
                 403,
@@ -252,8 +257,9 @@ class Filter:
                 {"Content-Type": "text/plain; charset=utf-8"},
             )
 
-    def next_layer(self, nextlayer: layer.NextLayer) -> None:
-        """TLS: decide on the SNI; pass through host-only sites, refuse blocked ones."""
+    async def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        """TLS: decide on the destination and the SNI; pass through host-only sites,
+        refuse blocked ones."""
         data = nextlayer.data_client()
         if not starts_like_tls_record(data):
             return
@@ -266,30 +272,30 @@ class Filter:
             return  # TLS inside TLS: the outer hello was decided already
         client = nextlayer.context.client
         started = time.perf_counter()  # metrics: decision latency
+        site = ""
         try:
             hello = parse_client_hello(data)
             if hello is None:
                 return  # incomplete; NextLayer waits too (see NEVER_MATCHES)
-            sni = hello.sni
             server = nextlayer.context.server.address
-            name = sni or (server[0] if server else "")
-            host = canonical_host(name)
+            claimed = (canonical_host(hello.sni),) if hello.sni else ()
+            if server is None:
+                if not claimed:
+                    raise HostError("a TLS connection with no destination and no SNI")
+                names = Names(claimed[0], claimed)
+            else:
+                names = await self._names(client, canonical_host(server[0]), claimed)
+            site = registrable_domain(names.destination.name)
             user = self._connect_user.get(client)
             identity = self._identity(user, _ip(client), self._check_as.get(client))
-            decision = self._decide(identity, Request(host))
-            connect_host = self._connect_host.get(client)
-            if (
-                not decision.blocked
-                and connect_host
-                and sni
-                and registrable_domain(connect_host) != registrable_domain(host.name)
-            ):
-                decision = _fronting(decision, connect_host)
+            decision = decide_names(functools.partial(self._decide, identity), names)
         except Exception as exc:  # never fall open
             decision = self._failure(str(nextlayer.context.server.address), exc)
         self.connection_decisions[client] = _record({}, decision, "tls", started)
+        self._tls_site[client] = site
         wants_decryption = decision.decrypt or decision.must_decrypt
-        if wants_decryption and self._trusts_ca(client) and decision.reason is not Reason.FRONTING:
+        trusted = self.ca_trust.trusts(_ip(client), site)
+        if wants_decryption and trusted and decision.reason is not Reason.FRONTING:
             return  # intercept: a blocked request gets the block page
         del stack[proposed:]
         if (
@@ -301,7 +307,7 @@ class Filter:
         else:
             nextlayer.layer = layers.TCPLayer(nextlayer.context, ignore=True)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Every plain or decrypted request, before its body is read."""
         if flow.response is not None:
             return
@@ -311,21 +317,24 @@ class Filter:
         started = time.perf_counter()  # metrics: decision latency
         user = _proxyauth_user(flow)
         try:
-            decision = self._decide_request(flow, user)
+            decision = await self._decide_request(flow, user)
         except Exception as exc:  # never fall open
             decision = self._failure(flow.request.pretty_host, exc)
         record = _record(flow.metadata, decision, "request", started)
-        if decision.blocked:
+        if decision.reason is Reason.INVALID:
+            flow.response = _bad_request(record["reference"])
+        elif decision.blocked:
             flow.response = self._block_response(decision, record["reference"])
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
-        """Remember devices that don't trust the school's CA (see decryption.untrusted_clients)."""
-        ip = _ip(data.context.client)
-        if ip:
-            self._untrusted_until[ip] = time.monotonic() + ctx.options.schoolgate_untrusted_seconds
+        """Remember the (device, site) that refused the school's CA (see ca_trust.py)."""
+        client = data.context.client
+        site = self._tls_site.get(client) or _site_of(client.sni)
+        if site:
+            self.ca_trust.refused(_ip(client), site)
 
     def tls_established_client(self, data: tls.TlsData) -> None:
-        self._untrusted_until.pop(_ip(data.context.client) or "", None)
+        self.ca_trust.completed(_ip(data.context.client))
 
     # -- helpers -------------------------------------------------------------
 
@@ -334,21 +343,37 @@ class Filter:
         unblocks = self.unblock_watch.current if self.unblock_watch else ()
         return decide(loaded.policy, loaded.index, identity, request, self.clock(), unblocks)
 
-    def _decide_request(self, flow: http.HTTPFlow, user: str | None) -> Decision:
+    async def _names(
+        self, client: connection.Client, destination: Host, claimed: tuple[Host, ...]
+    ) -> Names:
+        """Where the connection really goes, and the names to decide it on.
+
+        Explicit proxy: the CONNECT target or request line, as written (a bare IP stays a
+        bare IP). Transparent mode: the original destination address, or a claimed name
+        the gateway's resolver gives that address for (known_names.py).
+        """
+        if not destination.is_ip or not _from_network(client):
+            return Names(destination, claimed)
+        for host in claimed:
+            if not host.is_ip:
+                await self.known_names.check(host.name, destination.name)
+        known = self.known_names
+        return by_destination(destination, claimed, known.known, known.names_of)
+
+    async def _decide_request(self, flow: http.HTTPFlow, user: str | None) -> Decision:
         req = flow.request
-        raw_host, _ = split_authority(host_header(req) or req.host)
+        client = flow.client_conn
         try:
-            url = canonical_url(f"{req.scheme}://{raw_host}{req.path}")
+            claimed = _claimed_names(flow, self._connect_host.get(client))
+            names = await self._names(client, canonical_host(req.host), claimed)
+            url = request_url(req.scheme, names.destination.name, req.port, req.path)
         except HostError:
-            return self._invalid(raw_host, flow)
+            return self._invalid(host_header(req) or req.host, flow)
         query = f"?{url.query}" if url.query else ""
-        identity = self._identity(user, _ip(flow.client_conn), self._check_as.get(flow.client_conn))
-        decision = self._decide(identity, Request(url.host, url.path + query, url.scheme))
-        sni = flow.client_conn.sni
-        if not decision.blocked and sni and req.scheme == "https":
-            if registrable_domain(canonical_host(sni).name) != registrable_domain(url.host.name):
-                decision = _fronting(decision, sni)
-        return decision
+        identity = self._identity(user, _ip(client), self._check_as.get(client))
+        return decide_names(
+            functools.partial(self._decide, identity), names, url.path + query, url.scheme
+        )
 
     def _identity(self, user: str | None, ip: str | None, check_as: str | None = None) -> Identity:
         """Proxy sign-in first; otherwise the user a fresh device report puts at this IP."""
@@ -384,10 +409,6 @@ class Filter:
         if self.runtime is None or self.runtime.current is None:
             raise RuntimeError("no policy is in force")
         return self.runtime.current
-
-    def _trusts_ca(self, client: connection.Client) -> bool:
-        until = self._untrusted_until.get(_ip(client) or "")
-        return until is None or until < time.monotonic()
 
     def _refuse_untrusted(self) -> bool:
         policy = self._loaded().policy
@@ -463,21 +484,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _fronting(decision: Decision, other: str) -> Decision:
-    return Decision(
-        Action.BLOCK,
-        Reason.FRONTING,
-        decision.profile,
-        decision.identified_by,
-        decision.host,
-        url=decision.url,
-        user=decision.user,
-        ip=decision.ip,
-        entry=other,
-        decrypt=decision.decrypt,
-    )
-
-
 def _record(
     store: dict[str, Any], decision: Decision, stage: str, started: float | None = None
 ) -> dict[str, Any]:
@@ -495,6 +501,48 @@ def _record(
 def _proxyauth_user(flow: http.HTTPFlow) -> str | None:
     auth = flow.metadata.get("proxyauth")
     return str(auth[0]) if auth else None  # never keep the password
+
+
+def _bad_request(reference: str) -> http.Response:
+    """A request whose names can't be read: refused, as a server would (RFC 9112 3.2)."""
+    return http.Response.make(
+        400,
+        f"Bad request: the web address or Host header is not valid (reference {reference}).\n",
+        {"Content-Type": "text/plain; charset=utf-8", "X-Schoolgate-Reference": reference},
+    )
+
+
+def _claimed_names(flow: http.HTTPFlow, connect_host: str | None) -> tuple[Host, ...]:
+    """The names the client wrote: Host header, request-line authority or `:authority`,
+    SNI and CONNECT target. A Host header that is repeated or not a valid host[:port] is a
+    HostError (the request is refused, never decided on a guess)."""
+    req = flow.request
+    hosts = [v for k, v in req.headers.fields if k.lower() == b"host"]
+    if len(hosts) > 1:
+        raise HostError("more than one Host header")
+    claimed = [valid_authority(v.decode("utf-8", "surrogateescape"))[0] for v in hosts]
+    if req.authority:  # absolute-form inside a tunnel, or HTTP/2's :authority
+        claimed.append(valid_authority(req.authority)[0])
+    sni = flow.client_conn.sni if req.scheme == "https" else None
+    if sni:
+        claimed.append(canonical_host(sni))
+    if connect_host:
+        claimed.append(canonical_host(connect_host))
+    return tuple(claimed)
+
+
+def _from_network(client: connection.Client) -> bool:
+    """Is the destination the one the client's packets went to (transparent, WireGuard,
+    local capture), rather than one the client named (explicit proxy, SOCKS, reverse)?"""
+    mode = client.proxy_mode
+    return not isinstance(mode, (RegularMode, UpstreamMode, Socks5Mode, ReverseMode))
+
+
+def _site_of(name: str | None) -> str:
+    try:
+        return registrable_domain(canonical_host(name).name) if name else ""
+    except HostError:
+        return ""
 
 
 def _ip(client: connection.Client) -> str | None:

@@ -38,11 +38,15 @@ from tests.conftest import MITMDUMP, ROOT, access_log, copy_policy
 
 NFT_DIR = ROOT / "deploy" / "nftables"
 UPSTREAM_SCRIPT = ROOT / "tests" / "support" / "netns_upstream.py"
-HOSTS = ("games.test", "adult.test", "bank.test", "dns.test")
+HOSTS = ("games.test", "adult.test", "bank.test", "dns.test", "news.test")
 
 CLIENT, NOT_IN_POLICY, OUTSIDER, ADMIN = "10.77.1.2", "10.77.3.2", "10.77.2.2", "10.77.9.2"
 GATEWAY_LAN, GATEWAY_WAN = "10.77.1.1", "10.77.200.1"
 WEB, SCHOOL_DNS, DOH = "10.77.200.2", "10.77.200.53", "10.77.200.9"
+ADULT_WEB = "10.77.200.3"  # a blocked site's own address (adult.test: staff block adult)
+# What the gateway's resolver answers (/etc/netns/<gateway>/hosts, bind-mounted over
+# /etc/hosts by `ip netns exec`): a name stands for an address only if it resolves to it.
+GATEWAY_HOSTS = {**{h: WEB for h in HOSTS if h != "adult.test"}, "adult.test": ADULT_WEB}
 PROXY_PORT, TRANSPARENT_PORT = 8080, 8082  # inside the gateway's own namespace: no clashes
 DEVICE_API_PORT, METRICS_PORT = 8081, 9464
 
@@ -187,13 +191,14 @@ class Lab:
         return (self.var / "gateway.log").read_text(errors="replace")
 
     def curl(
-        self, url: str, *args: str, source: str = CLIENT, ns: str | None = None
+        self, url: str, *args: str, source: str = CLIENT, ns: str | None = None, to: str = WEB
     ) -> tuple[int, int, str]:
-        """(curl's exit code, HTTP status, body) for a request from the client namespace."""
+        """(curl's exit code, HTTP status, body) for a request from the client namespace;
+        a .test name is sent to the address `to`."""
         host = url.split("/")[2]
         cmd = ["ip", "netns", "exec", ns or self.client, "curl", "-sS", "--max-time", "8"]
         if host.endswith(".test"):
-            cmd += ["--resolve", f"{host}:80:{WEB}", "--resolve", f"{host}:443:{WEB}"]
+            cmd += ["--resolve", f"{host}:80:{to}", "--resolve", f"{host}:443:{to}"]
         if ns is None:
             cmd += ["--interface", source]
         cmd += ["-w", "\n%{http_code}", *args, url]
@@ -244,8 +249,13 @@ def _build(lab: Lab) -> None:
     for addr in (f"{GATEWAY_LAN}/24", "10.77.3.1/24", "10.77.2.1/24", "10.77.9.1/24"):
         run("ip", "-n", g, "addr", "add", addr, "dev", "gc")
     run("ip", "-n", g, "addr", "add", f"{GATEWAY_WAN}/24", "dev", "gu")
-    for addr in (WEB, SCHOOL_DNS, DOH):
+    for addr in (WEB, SCHOOL_DNS, DOH, ADULT_WEB):
         run("ip", "-n", u, "addr", "add", f"{addr}/24", "dev", "u0")
+    hosts = Path("/etc/netns") / g / "hosts"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    hosts.write_text(
+        "127.0.0.1 localhost\n" + "".join(f"{a} {h}\n" for h, a in GATEWAY_HOSTS.items())
+    )
     for ns, dev in ((c, "c0"), (g, "gc"), (g, "gu"), (u, "u0")):
         run("ip", "-n", ns, "link", "set", dev, "up")
     run("ip", "-n", c, "route", "add", "default", "via", GATEWAY_LAN)
@@ -342,6 +352,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 process.stdout.close()
         for ns in (lab.client, lab.gateway, lab.upstream):
             run("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(Path("/etc/netns") / lab.gateway, ignore_errors=True)
 
 
 # -- what a client with no proxy settings gets -------------------------------------------
@@ -355,7 +366,12 @@ def test_an_allowed_site_over_http_arrives_unchanged_through_the_gateway(lab: La
     code, status, body = lab.curl("http://games.test/play?level=2")
     assert (code, status) == (0, 200)
     # games.test is blocked by default (early_years) but the network maps to staff.
-    assert json.loads(body) == {"upstream": "netns", "host": "games.test", "path": "/play?level=2"}
+    assert json.loads(body) == {
+        "upstream": "netns",
+        "host": "games.test",
+        "path": "/play?level=2",
+        "address": WEB,
+    }
     # It went through mitmproxy, which got the original destination from the kernel.
     assert f"{CLIENT}:" in lab.gateway_log and f"GET http://{WEB}/play?level=2" in lab.gateway_log
     # The gateway itself made the upstream connection (its own address), not a loop.
@@ -364,7 +380,7 @@ def test_an_allowed_site_over_http_arrives_unchanged_through_the_gateway(lab: La
 
 
 def test_a_blocked_site_over_http_gets_the_block_page(lab: Lab) -> None:
-    code, status, body = lab.curl("http://adult.test/")
+    code, status, body = lab.curl("http://adult.test/", to=ADULT_WEB)
     assert (code, status) == (0, 403)
     assert "Test Primary" in body and "adult.test" in body
     assert not _seen(lab, host="adult.test")  # never reached the site
@@ -377,18 +393,32 @@ def test_https_blocked_by_sni_and_the_block_page_for_devices_that_trust_the_ca(l
     assert json.loads(body)["host"] == "games.test"
     assert _seen(lab, what="https", host="games.test")
     # ... and blocked ones are decrypted and get the block page.
-    code, status, body = lab.curl("https://adult.test/", "--cacert", str(lab.gateway_ca))
+    code, status, body = lab.curl(
+        "https://adult.test/", "--cacert", str(lab.gateway_ca), to=ADULT_WEB
+    )
     assert (code, status) == (0, 403), body
     assert "Test Primary" in body
     # Trusting only the real site's CA: the TLS handshake fails (curl 60: certificate).
-    code, status, _ = lab.curl("https://adult.test/", "--cacert", str(lab.web_ca))
+    code, status, _ = lab.curl("https://adult.test/", "--cacert", str(lab.web_ca), to=ADULT_WEB)
     assert code == 60 and status == 0
     assert not _seen(lab, sni="adult.test") and not _seen(lab, host="adult.test")
 
 
-def test_https_allowed_sites_pass_through_for_devices_without_the_ca(lab: Lab) -> None:
-    """After the handshake above failed, the device counts as not trusting the school's CA
-    (decryption.untrusted_clients: host_only): allowed sites pass through, decided by SNI."""
+def test_a_refused_ca_is_remembered_per_site_and_passes_that_site_through(lab: Lab) -> None:
+    """After the handshake above failed for adult.test, that site (only) is decided on its
+    name (decryption.untrusted_clients: host_only): a pinned app, or a client opting out on
+    purpose, can't switch off decryption for everything the device does; and the device
+    had trusted the school's CA before, so the IT provider is told."""
+    # A blocked host is refused on its SNI alone: the connection closes in the handshake.
+    code, status, _ = lab.curl(
+        "https://adult.test/again", "--cacert", str(lab.web_ca), to=ADULT_WEB
+    )
+    assert code == 35 and status == 0  # curl 35: TLS connect error
+    assert not _seen(lab, sni="adult.test")
+    # Another site is still decrypted: refusing the CA there fails once ...
+    code, status, body = lab.curl("https://games.test/", "--cacert", str(lab.web_ca))
+    assert code == 60 and status == 0
+    # ... and then that site passes through, decided by SNI.
     code, status, body = lab.curl("https://games.test/", "--cacert", str(lab.web_ca))
     assert (code, status) == (0, 200)
     assert json.loads(body)["host"] == "games.test"
@@ -397,10 +427,11 @@ def test_https_allowed_sites_pass_through_for_devices_without_the_ca(lab: Lab) -
     assert (code, status) == (0, 200)
     assert json.loads(body)["host"] == "bank.test"
     assert _seen(lab, what="sni", sni="bank.test")
-    # A blocked host is refused on its SNI alone: the connection closes in the handshake.
-    code, status, _ = lab.curl("https://adult.test/again", "--cacert", str(lab.web_ca))
-    assert code == 35 and status == 0  # curl 35: TLS connect error
-    assert not _seen(lab, sni="adult.test")
+    # A third site is still decrypted for this device.
+    code, status, body = lab.curl("https://news.test/x", "--cacert", str(lab.gateway_ca))
+    assert (code, status) == (0, 200)
+    assert json.loads(body)["path"] == "/x"
+    assert "Alert raised: ca_refused" in lab.gateway_log
 
 
 def test_quic_is_refused_so_browsers_fall_back_to_tcp(lab: Lab) -> None:
@@ -450,7 +481,7 @@ def test_clients_outside_the_client_networks_are_refused(lab: Lab) -> None:
 
 
 def test_the_gateways_own_traffic_is_neither_redirected_nor_filtered(lab: Lab) -> None:
-    code, status, body = lab.curl("http://adult.test/from-gateway", ns=lab.gateway)
+    code, status, body = lab.curl("http://adult.test/from-gateway", ns=lab.gateway, to=ADULT_WEB)
     assert (code, status) == (0, 200)
     assert json.loads(body)["path"] == "/from-gateway"
     assert "from-gateway" not in lab.gateway_log
@@ -535,3 +566,39 @@ def test_dns_wpad_on_port_80_of_the_gateway_gets_the_pac_file(lab: Lab) -> None:
     code, status, body = lab.curl(f"http://{GATEWAY_LAN}/wpad.dat", "-H", "Host: wpad.school.lan")
     assert (code, status) == (0, 200), body
     assert "function FindProxyForURL" in body and "PROXY " in body
+
+
+# -- a blocked address under an allowed name: the destination decides --------------------
+
+
+@pytest.mark.parametrize(
+    "url, args",
+    [
+        ("http://games.test/", ()),  # Host: games.test, which resolves elsewhere
+        ("http://schoolgate.local/", ()),  # the portal's name on someone else's address
+        (f"http://{ADULT_WEB}/", ("-H", "Host: games.test")),
+        ("https://games.test/", ("--cacert", "CA")),  # SNI and Host games.test, decrypted
+        ("https://games.test/", ("-k",)),  # ... by a device that takes any certificate
+        (f"https://{ADULT_WEB}/", ("-k", "-H", "Host: games.test")),  # no SNI
+        ("https://games.test/", ("--cacert", "WEB_CA")),  # without the CA: passed through?
+        ("https://adult.test/", ("-k", "-H", "Host: games.test")),
+    ],
+)
+def test_a_blocked_address_is_not_reached_under_another_name(
+    lab: Lab, url: str, args: tuple[str, ...]
+) -> None:
+    """Transparent mode: the kernel's original destination is a blocked site's address;
+    whatever name the client gives, nothing comes back from that address."""
+    lab.curl("http://adult.test/learn", to=ADULT_WEB)  # the gateway resolves adult.test
+    swap = {"CA": str(lab.gateway_ca), "WEB_CA": str(lab.web_ca)}
+    code, status, body = lab.curl(url, *(swap.get(a, a) for a in args), to=ADULT_WEB)
+    assert '"upstream": "netns"' not in body, body
+    assert status != 200 or code != 0, body
+
+
+def test_a_name_at_its_own_address_is_decided_by_name(lab: Lab) -> None:
+    """The control: games.test at the address the gateway's resolver gives for it."""
+    for url, args in (("http://games.test/x", ()), ("https://games.test/x", ("-k",))):
+        code, status, body = lab.curl(url, *args)
+        assert (code, status) == (0, 200), body
+        assert json.loads(body)["address"] == WEB

@@ -6,7 +6,8 @@ Serves HTTP on 80 and HTTPS on 443 (CERT names the test's hosts), a bare TCP lis
 853 (DNS-over-TLS) on every address, and UDP echoes on 53, 123 and 443 on each ADDRESS
 (bound one by one, so each answers from the address it was asked on).
 Everything that arrives is appended to EVENTS as one JSON line (what, port, peer, SNI or
-Host), so the test can tell what the firewall and the gateway let through. Prints "ready"
+Host), so the test can tell what the firewall and the gateway let through; every HTTP(S)
+answer names the address it was reached on, so the test can tell where the gateway went. Prints "ready"
 once listening.
 """
 
@@ -34,8 +35,14 @@ def make_handler(events: str) -> type[http.server.BaseHTTPRequestHandler]:
             scheme = "https" if isinstance(self.connection, ssl.SSLSocket) else "http"
             peer = self.client_address[0]
             record(events, what=scheme, host=self.headers.get("Host"), path=self.path, peer=peer)
+            address = self.connection.getsockname()[0]  # which of our addresses was reached
             body = json.dumps(
-                {"upstream": "netns", "host": self.headers.get("Host"), "path": self.path}
+                {
+                    "upstream": "netns",
+                    "host": self.headers.get("Host"),
+                    "path": self.path,
+                    "address": address,
+                }
             ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

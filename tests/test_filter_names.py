@@ -1,0 +1,103 @@
+"""The Filter add-on in-process (mitmproxy's taddons/tflow): which names of a flow it
+reads, and what it answers. The wire-level table is tests/test_request_names_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from mitmproxy import http
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.proxy.mode_specs import ProxyMode
+from mitmproxy.test import taddons, tflow
+
+from proxy_addons.filtering import METADATA_KEY, Filter
+from tests.conftest import copy_policy
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filter]:
+    tmp = tmp_path_factory.mktemp("filter")
+    addon = Filter()
+    with taddons.context(Proxyserver(), addon) as tctx:  # its options: connection_strategy
+        tctx.configure(addon, schoolgate_policy=str(copy_policy(tmp)), schoolgate_var=str(tmp))
+        yield addon
+        addon.done()
+
+
+def flow(
+    host: str,
+    host_header: str | None,
+    *,
+    scheme: str = "http",
+    path: str = "/",
+    sni: str | None = None,
+    mode: str = "regular",
+    authority: str = "",
+) -> http.HTTPFlow:
+    f = tflow.tflow()
+    f.client_conn.peername = ("192.0.2.50", 40000)
+    f.client_conn.proxy_mode = ProxyMode.parse(mode)
+    f.client_conn.sni = sni
+    req = f.request
+    req.scheme, req.host, req.port, req.path = scheme, host, 443 if scheme == "https" else 80, path
+    req.authority = authority
+    req.headers.clear()
+    if host_header is not None:
+        req.headers["Host"] = host_header
+    return f
+
+
+def run(gate: Filter, f: http.HTTPFlow) -> dict[str, object]:
+    asyncio.run(gate.requestheaders(f))
+    return dict(f.metadata[METADATA_KEY])
+
+
+def test_the_request_line_decides_whatever_the_host_header_says(gate: Filter) -> None:
+    record = run(gate, f := flow("www.chatter.test", "plain.test"))
+    assert record["action"] == "block" and record["host"] == "www.chatter.test"
+    assert f.response is not None and f.response.status_code == 403
+
+
+def test_a_blocked_host_header_blocks_an_allowed_destination(gate: Filter) -> None:
+    record = run(gate, flow("plain.test", "www.chatter.test"))
+    assert record["action"] == "block" and record["host"] == "www.chatter.test"
+
+
+@pytest.mark.parametrize("bad", ["plain.test:#", "plain.test/", "a b", "plain.test:x", "[::1"])
+def test_a_host_header_that_is_not_host_port_is_a_400(gate: Filter, bad: str) -> None:
+    record = run(gate, f := flow("plain.test", bad))
+    assert record["reason"] == "invalid"
+    assert f.response is not None and f.response.status_code == 400
+
+
+def test_two_host_headers_are_a_400(gate: Filter) -> None:
+    f = flow("plain.test", "plain.test")
+    f.request.headers.add("Host", "plain.test")
+    assert run(gate, f)["reason"] == "invalid"
+
+
+def test_http2_authority_and_sni_are_names_too(gate: Filter) -> None:
+    f = flow("plain.test", None, scheme="https", sni="plain.test", authority="www.chatter.test")
+    assert run(gate, f)["host"] == "www.chatter.test"
+    f = flow("plain.test", "plain.test", scheme="https", sni="other.test")
+    assert run(gate, f)["reason"] == "fronting"
+
+
+def test_the_path_is_the_request_targets_not_a_fragment(gate: Filter) -> None:
+    f = flow("illegal.test", "illegal.test", scheme="https", sni="illegal.test", path="/prefix/a")
+    assert run(gate, f)["reason"] == "illegal"
+
+
+def test_transparent_mode_decides_on_the_address_without_a_matching_name(gate: Filter) -> None:
+    """No name resolves to 192.0.2.99 here: the address decides (a bare IP for learners)."""
+    f = flow("192.0.2.99", "plain.test", mode="transparent")
+    record = run(gate, f)
+    assert record["action"] == "block" and record["reason"] == "bare_ip"
+
+
+def test_transparent_mode_takes_a_name_that_resolves_to_the_address(gate: Filter) -> None:
+    f = flow("127.0.0.1", "localhost", mode="transparent")  # the hosts file says so
+    record = run(gate, f)
+    assert record["host"] == "localhost" and record["reason"] != "bare_ip"
