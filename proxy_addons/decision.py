@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol
 
-from proxy_addons.canonical import Host, host_suffixes
+from proxy_addons.canonical import Host, host_suffixes, key_host, match_key
 from proxy_addons.listindex import Match
 from proxy_addons.policy import Action, Decrypt, Policy, Profile, Rule
 from proxy_addons.schedules import schedule_active
@@ -188,7 +188,10 @@ def _covers(domains: frozenset[str], host: str) -> str | None:
 
 
 def url_prefix_match(prefix: str, url: str) -> bool:
-    """`a.com/x` covers a.com/x, a.com/x/... and a.com/x?..., but not a.com/xy."""
+    """`a.com/x` covers a.com/x, a.com/x/... and a.com/x?..., but not a.com/xy.
+
+    Both are match keys (canonical.match_key), so `url` is read as lenient servers read it.
+    """
     if not url.startswith(prefix):
         return False
     if len(url) == len(prefix) or prefix.endswith(("/", "?")):
@@ -197,21 +200,21 @@ def url_prefix_match(prefix: str, url: str) -> bool:
 
 
 def _illegal_hit(policy: Policy, host: str, path: str) -> tuple[str, str] | None:
-    """(entry, list file) of the illegal-tier entry covering host+path, if any."""
-    url = host + path
+    """(entry, list file) of the illegal-tier entry covering host+path, if any.
+
+    Compared by case-folded match keys: every spelling some server reads as the entry's
+    path (slashes, dots, escapes, ';parameters', case) is covered.
+    """
+    key = match_key(host + path, fold_case=True)
     tier = policy.illegal
     # An exact entry without a query also covers that URL with any query appended.
-    keys = (
-        (url, url.split("?", 1)[0], host)
-        if path.split("?", 1)[0] == "/"
-        else (url, url.split("?", 1)[0])
-    )
-    for key in keys:
-        if key in tier.exact:
-            return key, tier.exact[key]
-    for prefix, source in tier.prefixes:
-        if url.startswith(prefix):
-            return prefix, source
+    for candidate in (key, key.partition("?")[0]):
+        entry = tier.exact_keys.get(candidate)
+        if entry is not None:
+            return entry, tier.exact[entry]
+    for prefix, entry, source, at_boundary in tier.prefix_keys:
+        if key.startswith(prefix) and (not at_boundary or url_prefix_match(prefix, key)):
+            return entry, source
     return None
 
 
@@ -249,7 +252,10 @@ def decide(
             return result(Action.BLOCK, Reason.ILLEGAL, entry=illegal[0], list_source=illegal[1])
     must_decrypt = illegal_host and path is None
 
-    url_key = host + path if path is not None else None
+    url_key = host + path if path is not None else None  # unblocks: as the browser wrote it
+    rule_key = None  # URL rules: as lenient servers read it (canonical.match_key)
+    if path is not None and any(r.urls for r in profile.rules):
+        rule_key = match_key(host + path)
     for unblock in unblocks:
         if (
             unblock.in_force(now)
@@ -282,15 +288,15 @@ def decide(
     for rule in profile.rules:
         if rule.when and active.isdisjoint(rule.when):
             if rule.action is Action.ALLOW and _rule_hit(
-                rule, request, suffixes, url_key, by_category
+                rule, request, suffixes, rule_key, by_category
             ):
                 allowed_when += tuple(w for w in rule.when if w not in allowed_when)
             continue
-        hit = _rule_hit(rule, request, suffixes, url_key, by_category)
+        hit = _rule_hit(rule, request, suffixes, rule_key, by_category)
         if hit is None:
             if path is None and rule.action is Action.BLOCK and rule.urls:
                 # A URL rule for this host: only the decrypted request can be decided.
-                must_decrypt = must_decrypt or any(u.split("/", 1)[0] == host for u in rule.urls)
+                must_decrypt = must_decrypt or any(key_host(u) == host for u in rule.urls)
             continue
         category, source, entry = hit
         return result(
@@ -316,7 +322,7 @@ def _rule_hit(
     rule: Rule,
     request: Request,
     suffixes: list[str],
-    url_key: str | None,
+    rule_key: str | None,
     by_category: dict[str, Match],
 ) -> tuple[str | None, str | None, str | None] | None:
     """(category, list source, entry) when the rule covers the request, else None."""
@@ -326,9 +332,9 @@ def _rule_hit(
         for domain in suffixes:
             if domain in rule.domains:
                 return None, f"{rule.profile} rule {rule.index} domains", domain
-    if url_key is not None:
+    if rule_key is not None:
         for prefix in rule.urls:
-            if url_prefix_match(prefix, url_key):
+            if url_prefix_match(prefix, rule_key):
                 return None, f"{rule.profile} rule {rule.index} urls", prefix
     for category, m in by_category.items():
         if category in rule.categories:

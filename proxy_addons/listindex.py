@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from proxy_addons.canonical import key_host, match_key
 from proxy_addons.listsources import (
     FORMAT_VERSION,
     ListSource,
@@ -190,7 +191,7 @@ def _file_keys(
             parts.append(_keys(batch.names, 0, 1))
     else:
         for urls in itertools.batched(iter_urls(src), _BATCH):
-            hosts_set.update(u.split("/", 1)[0] for u in urls)
+            hosts_set.update(map(key_host, urls))
             parts.append(_keys(list(map(str.encode, urls)), _URL_CRC, _URL_ADLER))
     keys = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     hosts = sorted(hosts_set)
@@ -657,11 +658,11 @@ class ListIndex:
         return slot if k == key else -1
 
     def match_url(self, host: str, path_and_query: str) -> list[Match]:
-        """URL entries that are prefixes of host+path at a '/' or '?' boundary.
+        """URL entries whose match keys are prefixes of the request's at a '/' or '?'.
 
-        "a.com/x" covers a.com/x, a.com/x/y and a.com/x?q but not a.com/xy; an entry
-        ending in '/' or '?' covers everything after it. Hosts must be equal. Hosts
-        without URL entries cost one probe.
+        Entries are stored as canonical.match_key writes them, and the request is keyed
+        the same way, so "a.com/x" covers a.com/x, a.com//x/, a.com/x;p/y and a.com/x?q
+        but not a.com/xy. Hosts must be equal. Hosts without URL entries cost one probe.
         """
         found: list[Match] = []
         if not self._has_urls:
@@ -670,12 +671,10 @@ class ListIndex:
         crc32, adler32 = zlib.crc32, zlib.adler32
         if self._probe((crc32(hb, _MARK_CRC) << 32) | adler32(hb, _MARK_ADLER)) < 0:
             return found
-        data = hb + path_and_query.encode()
-        ends = {len(data)}
-        for m in _URL_SEP.finditer(data, len(hb)):
-            ends.add(m.start())
-            ends.add(m.start() + 1)
-        for end in sorted(ends):
+        data = match_key(host + path_and_query).encode()
+        ends = [m.start() for m in _URL_SEP.finditer(data, len(hb))]
+        ends.append(len(data))  # keys never end in '/' or '?'
+        for end in ends:
             part = data[:end]
             key = (crc32(part, _URL_CRC) << 32) | adler32(part, _URL_ADLER)
             slot = self._probe(key)

@@ -21,12 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal, NamedTuple
 
-from proxy_addons.canonical import HostError, HostKind, canonical_host, canonical_url_entry
+from proxy_addons.canonical import (
+    HostError,
+    HostKind,
+    canonical_host,
+    canonical_url_entry,
+    match_key,
+)
 
 logger = logging.getLogger(__name__)
 
 # Bump when the meaning of an entry changes, so cached indexes are rebuilt.
-FORMAT_VERSION = 1
+# 2: URL entries are stored as their match keys (canonical.match_key).
+FORMAT_VERSION = 2
 
 SourceKind = Literal["ut1", "domains", "hosts", "urls"]
 UT1_FILES = ("domains", "urls", "expressions")
@@ -46,11 +53,12 @@ _OTHER_LINE = re.compile(rb"^(?!" + _CLEAN + rb"\n)[^\n]*\n", re.MULTILINE)
 # The same for chunks without "xn--" or a label starting "0x" (1.5 times faster).
 _OTHER_LINE_PLAIN = re.compile(rb"^(?!" + _LABELS + rb"\n)[^\n]*\n", re.MULTILINE)
 _LDH_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789_-"
-# A URL entry already canonical: a clean host (as above), then path segments of
-# characters WHATWG leaves alone in a path, no "." or ".." segment, no query.
+# A URL entry already its own match key: a clean host (as above), then non-empty path
+# segments of characters WHATWG and match_key leave alone (no ';'), no "." or ".."
+# segment, no trailing slash, no query.
 _CLEAN_URL = re.compile(
     r"(?!0x)(?![^/]*xn--)(?![^/]*\.0x)(?!.*/\.\.?(?:/|$))"
-    r"[a-z0-9_-]++(?:\.[a-z0-9_-]++)*+(?<![0-9])(?:/[A-Za-z0-9._~!$&'()*+,;=:@-]*+)*+"
+    r"[a-z0-9_-]++(?:\.[a-z0-9_-]++)*+(?<![0-9])(?:/[A-Za-z0-9._~!$&'()*+,=:@-]++)*+"
 )
 _CHUNK_BYTES = 1 << 22
 # Bypass canonical_host's LRU cache: millions of list entries would evict the
@@ -299,8 +307,8 @@ def _hosts_names(lines: list[str], line_no: int, report: SkipReport) -> Iterator
 
 
 def url_entry(word: str) -> str:
-    """canonical_url_entry, skipping the URL parser for entries already canonical."""
-    return word if _CLEAN_URL.fullmatch(word) else canonical_url_entry(word)
+    """A URL entry's match key, skipping the URL parser for entries already canonical."""
+    return word if _CLEAN_URL.fullmatch(word) else match_key(canonical_url_entry(word))
 
 
 def _read_url_file(path: Path) -> Iterator[str]:
@@ -340,7 +348,7 @@ def iter_domains(src: ListSource) -> Iterator[str]:
 
 
 def iter_urls(src: ListSource) -> Iterator[str]:
-    """Canonical `host/path` prefixes of a source (UT1 `urls` files and urls lists)."""
+    """The match keys of a source's URL entries (UT1 `urls` files and urls lists)."""
     for what, path in source_files(src):
         if what == "urls":
             yield from _read_url_file(path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from proxy_addons.canonical import match_key
 from proxy_addons.listindex import CategorySources
 from proxy_addons.policy_yaml import Where
 
@@ -149,6 +150,23 @@ class IllegalTier:
     prefixes: tuple[tuple[str, str], ...]  # (canonical host/path prefix, its list file)
     hosts: frozenset[str]  # every host named by an entry: these must be decrypted
     sources: tuple[Path, ...]
+    # What requests are matched against (decision._illegal_hit): each entry's case-folded
+    # match key (canonical.match_key). exact_keys: key -> entry. prefix_keys: (key, entry,
+    # list file, whether it ends at a path boundary: a folder entry "a/b/" covers a/b,
+    # a/b/... and a/b?..., a plain prefix "a/b" covers every key that starts with a/b).
+    exact_keys: dict[str, str] = field(init=False, repr=False, compare=False)
+    prefix_keys: tuple[tuple[str, str, str, bool], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        exact = {match_key(e, fold_case=True): e for e in self.exact}
+        prefixes = tuple(
+            (match_key(p, fold_case=True), p, source, p.endswith("/"))
+            for p, source in self.prefixes
+        )
+        object.__setattr__(self, "exact_keys", exact)
+        object.__setattr__(self, "prefix_keys", prefixes)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from proxy_addons.canonical import HostError, canonical_host, canonical_url_entry
+from proxy_addons.canonical import (
+    HostError,
+    canonical_host,
+    canonical_url_entry,
+    key_host,
+    match_key,
+)
 from proxy_addons.content_policy import content_lists, profile_content_filter
 from proxy_addons.listindex import CategorySources
 from proxy_addons.listsources import ListSource
@@ -629,11 +635,12 @@ def _domains(ck: _Checker, raw: Any, where: Where) -> frozenset[str]:
 
 
 def _urls(ck: _Checker, raw: Any, where: Where) -> tuple[str, ...]:
+    """A rule's URL entries as match keys, the form requests are compared in."""
     out: list[str] = []
     items = ck.listing(raw, where, "urls")
     for i, item in enumerate(items or []):
         try:
-            out.append(canonical_url_entry(str(item)))
+            out.append(match_key(canonical_url_entry(str(item))))
         except HostError:
             at = items.at(i) if items is not None else where
             ck.fail(at, f"'{item}' is not a web address")
@@ -746,18 +753,22 @@ def _protect_illegal_tier(
     decryption: Decryption,
     categories: dict[str, Category],
 ) -> None:
-    """Reject any allow rule or decryption exemption that would reach an illegal entry."""
-    entries = (*sorted(illegal.exact), *(p for p, _ in illegal.prefixes))
+    """Reject any allow rule or decryption exemption that would reach an illegal entry.
+
+    Compared by case-folded match keys, as the illegal tier matches requests.
+    """
+    entries = [(illegal.exact_keys[k], k) for k in sorted(illegal.exact_keys)]
+    entries += [(entry, key) for key, entry, _source, _b in illegal.prefix_keys]
     seen: set[tuple[str, int]] = set()
     for profile in profiles.values():
         for rule in profile.rules:
             if rule.action is not Action.ALLOW or (rule.profile, rule.index) in seen:
                 continue
             seen.add((rule.profile, rule.index))
-            for entry in entries:
-                host = entry.split("/", 1)[0]
-                hit = _covers(rule.domains, host) or any(
-                    entry.startswith(u) or u.startswith(entry) for u in rule.urls
+            urls = [match_key(u, fold_case=True) for u in rule.urls]
+            for entry, key in entries:
+                hit = _covers(rule.domains, key_host(key)) or any(
+                    key.startswith(u) or u.startswith(key) for u in urls
                 )
                 if hit:
                     ck.fail(

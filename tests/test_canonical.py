@@ -11,12 +11,14 @@ dots (`http://./`) therefore has no name at all and is refused.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
 import string
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
 
 import ada_url
 import pytest
@@ -33,7 +35,11 @@ from proxy_addons.canonical import (
     canonical_url,
     canonical_url_entry,
     host_suffixes,
+    key_host,
+    match_key,
+    request_url,
     split_authority,
+    valid_authority,
 )
 
 WPT = Path(__file__).parent / "data" / "wpt"
@@ -501,3 +507,350 @@ def test_host_and_url_helpers() -> None:
     assert str(url.host) == "www.example.com"
     with pytest.raises(HostError):
         canonical_url("javascript:alert(1)")
+
+
+# --- a request's URL from its parsed parts (request_url, valid_authority) -------------------
+
+
+def _host_spellings() -> st.SearchStrategy[str]:
+    """Hosts as a Host header or mitmproxy's request.host may write them (no port)."""
+    ipv6 = _groups.map(
+        lambda groups: str(ipaddress.IPv6Address(b"".join(g.to_bytes(2, "big") for g in groups)))
+    )
+    return st.one_of(
+        _domain_labels.map(".".join),
+        _domain_labels.map(lambda labels: ".".join(labels) + "."),
+        ipv4_spellings().map(lambda spelled: spelled[1]),
+        ipv6,
+        ipv6.map(lambda text: f"[{text}]"),
+    )
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+_TARGET_TOKENS = ["/", "//", "a", "B", "0", ".", "..", "%2e", "%2E", "%2f", "%5C", "%252e"]
+_TARGET_TOKENS += ["\\", ";", "?", "#", "=", "&", "@", ":", "é", "%", "%41", "%zz", " ", "\t"]
+_TARGET_TOKENS += ["*", "%00", "~", "evil.test", "http:", "[", "]", "\udcff", "\x7f", "<"]
+_targets = st.one_of(
+    st.lists(st.sampled_from(_TARGET_TOKENS), max_size=12).map(lambda t: "/" + "".join(t)),
+    st.lists(st.sampled_from(_TARGET_TOKENS), max_size=6).map("".join),
+    st.text(max_size=20),
+)
+
+
+def _as_sent(target: str) -> str:
+    """The bytes a client sent (mitmproxy surrogate-escapes what is not UTF-8), %-encoded."""
+    data = target.encode("utf-8", "surrogateescape")
+    return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in data)
+
+
+def _has_dotdot_reference(path: str) -> bool:
+    """Any piece between '/', '\\', %2F or %5C that reads '..' once ';x' is cut and escapes
+    are decoded (twice: some servers do)."""
+    for piece in re.split(r"/|\\|%2[fF]|%5[cC]", path):
+        bare = piece.split(";")[0]
+        if bare == ".." or unquote(unquote(bare)) == "..":
+            return True
+    return False
+
+
+def _target_refused(target: str) -> bool:
+    """Why request_url must refuse a target, written plainly."""
+    if target == "*":
+        return False
+    if not target.startswith("/") or any(c in target for c in "# \x7f"):
+        return True
+    if any(ord(c) < 0x20 for c in target):
+        return True
+    try:
+        sent = _as_sent(target)
+    except UnicodeEncodeError:
+        return True
+    return _has_dotdot_reference(sent.split("?")[0])
+
+
+@given(_host_spellings(), _targets, st.sampled_from(["http", "https"]))
+def test_request_url_parses_host_and_target_apart(host: str, target: str, scheme: str) -> None:
+    """The host is the given host whatever the target holds, and the path and query are
+    what ada-url makes of the target alone (escapes normalised as canonical_url does)."""
+    if _target_refused(target):
+        with pytest.raises(HostError):
+            request_url(scheme, host, None, target)
+        return
+    url = request_url(scheme, host, None, target)
+    assert url.host == canonical_host(_bracketed(host))
+    assert (url.scheme, url.port) == (scheme, None)
+    alone = ada_url.URL("http://h" + _as_sent("/" if target == "*" else target))
+    assert url.path == ada_url.URL("http://h" + _rfc3986_escapes(alone.pathname)).pathname
+    assert url.query == _rfc3986_escapes(alone.search.removeprefix("?"))
+
+
+@given(
+    _host_spellings(),
+    st.sampled_from([":", ":80", ":#", ":?", "/", "/x", "?", "#", "@evil.test", "\\", " ", "\t"]),
+)
+def test_request_url_refuses_a_host_with_anything_else_in_it(host: str, junk: str) -> None:
+    """Only a host: a port, path, query, fragment, user or space after it is refused."""
+    if junk in (":", ":80") and ":" in host and not host.startswith("["):
+        junk = "]"  # '::1:80' is itself an IPv6 address: a bare literal has no port
+    with pytest.raises(HostError):
+        request_url("https", host + junk, None, "/")
+
+
+@pytest.mark.parametrize(
+    ("target", "path", "query"),
+    [
+        ("//evil.test/x", "//evil.test/x", ""),  # the path never becomes the authority
+        ("/@evil.test/", "/@evil.test/", ""),
+        ("/\\evil.test", "//evil.test", ""),
+        ("/a?b=/c?d", "/a", "b=/c?d"),
+        ("/%70ath/%7e?%41", "/path/~", "A"),
+        ("/a/./b/.", "/a/b/", ""),
+        ("/caf\u00e9", "/caf%C3%A9", ""),
+        ("/raw\udcff", "/raw%FF", ""),  # a byte that is not UTF-8, as mitmproxy gives it
+        ("*", "/", ""),  # OPTIONS *: decided as the site's root
+    ],
+)
+def test_request_url_examples(target: str, path: str, query: str) -> None:
+    url = request_url("https", "example.com", 443, target)
+    assert url == CanonicalURL("https", Host("example.com", HostKind.DOMAIN), None, path, query)
+    assert request_url("HTTP", "[::1]", 8080, target).host == Host("::1", HostKind.IPV6)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "",
+        "example.com:443",  # authority-form
+        "http://evil.test/",  # absolute-form: never a second host
+        "a/b",
+        "/a#/../b",  # '#' ends the path for nginx, not for Go
+        "/a b",
+        "/a\tb",
+        "/a/../b",
+        "/a/%2e%2E/b",
+        "/a/.%2e",
+        "/a/..;x/b",  # Tomcat drops ';x' and goes up; nginx does not
+        "/a%2F..%2Fb",
+        "/a\\..\\b",
+        "/a/%252e%252e/b",  # decoded twice by some servers
+        "/\ud800",  # a lone surrogate no client could have sent
+    ],
+)
+def test_request_url_refuses_targets(target: str) -> None:
+    with pytest.raises(HostError):
+        request_url("http", "example.com", None, target)
+
+
+def test_request_url_refuses_bad_scheme_and_port() -> None:
+    for scheme, port in [("ftp", None), ("ws", None), ("http", -1), ("http", 65536)]:
+        with pytest.raises(HostError):
+            request_url(scheme, "example.com", port, "/")
+    assert request_url("http", "example.com", 8080, "/").port == 8080
+    assert request_url("http", "example.com", 80, "/").port is None
+
+
+@given(_host_spellings(), st.one_of(st.none(), st.integers(0, 65535)), st.data())
+def test_valid_authority_takes_what_a_client_writes(
+    host: str, port: int | None, data: st.DataObject
+) -> None:
+    written = _bracketed(host)
+    if not written.startswith("["):
+        written = _upper(data, written)
+    text = written if port is None else f"{written}:{port:0{data.draw(st.integers(1, 5))}d}"
+    assert valid_authority(text) == (canonical_host(_bracketed(host)), port)
+
+
+_AUTHORITY_JUNK = [":#", ":?", "/", "/x", ":80/", "@evil.test", " ", ",evil.test", ":8o"]
+_AUTHORITY_JUNK += [":-1", "\\", "#", "?", ":80:80", ":99999", ":\u0663", "\x00", ";", "]"]
+
+
+@given(_host_spellings(), st.sampled_from(_AUTHORITY_JUNK))
+def test_valid_authority_refuses_anything_but_host_and_port(host: str, junk: str) -> None:
+    with pytest.raises(HostError):
+        valid_authority(_bracketed(host) + junk)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\uff43\uff48\uff41\uff54\uff54\uff45\uff52.test", ("chatter.test", None)),  # fullwidth
+        ("Chatter.Test.:80", ("chatter.test", 80)),
+        ("chatter.test.", ("chatter.test", None)),
+        ("b\u00fccher.de:8080", ("xn--bcher-kva.de", 8080)),
+        ("xn--bcher-kva.de", ("xn--bcher-kva.de", None)),
+        ("ex%61mple.com", ("example.com", None)),
+        ("example.com:", ("example.com", None)),  # RFC 3986: an empty port is no port
+        ("0x7f.1:0080", ("127.0.0.1", 80)),
+        ("[::FFFF:1.2.3.4]:443", ("::ffff:102:304", 443)),
+        ("[::1]:", ("::1", None)),
+    ],
+)
+def test_valid_authority_examples(text: str, expected: tuple[str, int | None]) -> None:
+    host, port = valid_authority(text)
+    assert (host.name, port) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        ":80",
+        "::1",  # IPv6 in a Host header needs brackets
+        "[::1",
+        "[::1]x",
+        "[::1]:x",
+        "[v1.fe]",
+        "a.test, b.test",  # a repeated Host header, joined
+        "a.test,b.test",
+        "user@a.test",
+        "a.test:#",
+        "a.test:?",
+        "a.test/",
+        "a\uff0fb.test",  # fullwidth solidus: a '/' once mapped
+        "ex%2Fa.test",
+        "a\u3000b.test",
+    ],
+)
+def test_valid_authority_refuses(text: str) -> None:
+    with pytest.raises(HostError):
+        valid_authority(text)
+
+
+@given(st.text(max_size=40))
+def test_request_parts_only_ever_raise_host_error(raw: str) -> None:
+    """The hooks turn a HostError into a refusal; anything else would be a crash."""
+    for call in (
+        lambda: valid_authority(raw),
+        lambda: request_url("https", raw, None, "/"),
+        lambda: request_url("https", "example.com", None, raw),
+    ):
+        try:
+            call()
+        except HostError:
+            pass
+    match_key(raw)
+    match_key(raw, fold_case=True)
+
+
+# --- match keys: URL entries matched as lenient servers read paths --------------------------
+
+_KEY_KEEPS = set(string.ascii_letters + string.digits + "-._~!$&'()*+,=:@")
+
+
+def _reference_key(url: str, fold_case: bool) -> str:
+    """match_key written plainly: separators to '/', ';x' cut, escapes decoded and written
+    one way, dot segments resolved, empty segments dropped; the query as it is."""
+    before_query, _, query = url.partition("?")
+    host, _, path = before_query.partition("/")
+    for separator in ("\\", "%2F", "%2f", "%5C", "%5c"):
+        path = path.replace(separator, "/")
+    stack: list[str] = []
+    for segment in path.split("/"):
+        raw = unquote_to_bytes(segment.split(";")[0])
+        if fold_case:
+            with contextlib.suppress(UnicodeDecodeError):
+                raw = raw.decode("utf-8").lower().encode("utf-8")
+        text = "".join(chr(b) if chr(b) in _KEY_KEEPS else f"%{b:02X}" for b in raw)
+        if text == "..":
+            stack = stack[:-1]
+        elif text not in ("", "."):
+            stack.append(text)
+    key = host + "".join("/" + s for s in stack) + (f"?{query}" if query else "")
+    return key.lower() if fold_case else key
+
+
+_PATH_TOKENS = ["/", "//", "\\", "a", "Z", "0", ".", "..", "%2e", "%2E", "%2f", "%5c", ";"]
+_PATH_TOKENS += ["p=1", "%41", "%3B", "%3f", "%25", "%zz", "%", "é", "%C3%A9", "%c3%89", "+"]
+_PATH_TOKENS += ["%2B", "~", "@", ":", "?", "&", "="]
+
+
+@given(
+    st.sampled_from(["a.test", "127.0.0.1", "::1"]),
+    st.lists(st.sampled_from(_PATH_TOKENS), max_size=14).map("".join),
+    st.booleans(),
+)
+def test_match_key_agrees_with_a_plain_reference(host: str, path: str, fold: bool) -> None:
+    url = f"{host}/{path}"
+    key = match_key(url, fold_case=fold)
+    assert key == _reference_key(url, fold)
+    assert match_key(key, fold_case=fold) == key  # a key is its own key
+    assert match_key(match_key(url), fold_case=True) == match_key(url, fold_case=True)
+
+
+_SEGMENT = st.text(
+    alphabet=string.ascii_letters + string.digits + "-._~!$&'()*+,=:@é中<>\"{}|^`",
+    min_size=1,
+    max_size=6,
+).filter(lambda s: s.strip(".") != "")
+
+
+@st.composite
+def _spelled_path(draw: st.DrawFn) -> tuple[str, str, bool]:
+    """(plain path, a spelling lenient servers read as it, whether it uses '..')."""
+    segments = draw(st.lists(_SEGMENT, min_size=1, max_size=5))
+    plain = "/" + "/".join(segments)
+    out, dotdot = [], False
+    for segment in segments:
+        separator = draw(st.sampled_from(["/", "/", "//", "\\", "%2F", "%5c", "/./", "/x/../"]))
+        if not out:
+            separator = "/" + separator.lstrip("/") if separator[0] == "/" else "/" + separator
+        dotdot = dotdot or ".." in separator
+        spelled = "".join(
+            "".join(f"%{b:02x}" if data_flip else f"%{b:02X}" for b in c.encode())
+            if draw(st.booleans())
+            else c
+            for c, data_flip in ((c, draw(st.booleans())) for c in segment)
+        )
+        if draw(st.integers(0, 4)) == 0:
+            spelled += draw(st.sampled_from([";", ";jsessionid=1", ";p=a,b"]))
+        out.append(separator + spelled)
+    out.append(draw(st.sampled_from(["", "", "/", "//", "/.", "/%2e/"])))
+    return plain, "".join(out), dotdot
+
+
+def _canonical_path(path: str) -> str:
+    return canonical_url("http://a.test" + path).path
+
+
+@given(_spelled_path(), st.data())
+def test_spellings_servers_read_alike_have_one_key(
+    spelled_path: tuple[str, str, bool], data: st.DataObject
+) -> None:
+    """Merged slashes, backslashes, %2F/%5C, '.', '..', escapes (any case), ';params' and a
+    trailing slash: as a policy explain URL and as a proxied request-target."""
+    plain, spelled, dotdot = spelled_path
+    expected = match_key("a.test" + _canonical_path(plain))
+    assert match_key("a.test" + _canonical_path(spelled)) == expected
+    try:
+        url = request_url("https", "a.test", None, spelled)
+    except HostError:
+        assert dotdot  # only a '..' is refused, and the gateway blocks it as invalid
+    else:
+        assert match_key("a.test" + url.path) == expected
+    upper = _upper(data, spelled)
+    folded = match_key("a.test" + _canonical_path(plain), fold_case=True)
+    assert match_key("a.test" + _canonical_path(upper), fold_case=True) == folded
+
+
+@pytest.mark.parametrize(
+    ("url", "key", "folded"),
+    [
+        ("a.test", "a.test", "a.test"),
+        ("a.test/", "a.test", "a.test"),
+        ("a.test/?q=1", "a.test?q=1", "a.test?q=1"),
+        ("a.test//A//b/", "a.test/A/b", "a.test/a/b"),
+        ("a.test/a;jsessionid=1/b;x", "a.test/a/b", "a.test/a/b"),
+        ("a.test/x/%2e%2E/%70refix", "a.test/prefix", "a.test/prefix"),
+        ("a.test/a\\b%5Cc%2fd", "a.test/a/b/c/d", "a.test/a/b/c/d"),
+        ("a.test/a%2Bb/%3b/%zz", "a.test/a+b/%3B/%25zz", "a.test/a+b/%3b/%25zz"),
+        ("a.test/%C3%89?Q=%41", "a.test/%C3%89?Q=%41", "a.test/%c3%a9?q=%41"),
+        ("a.test/../..", "a.test", "a.test"),
+    ],
+)
+def test_match_key_examples(url: str, key: str, folded: str) -> None:
+    assert match_key(url) == key
+    assert match_key(url, fold_case=True) == folded
+    assert key_host(key) == "a.test"

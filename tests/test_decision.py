@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy_addons.canonical import canonical_host, canonical_url
+from proxy_addons.canonical import HostError, canonical_host, canonical_url, request_url
 from proxy_addons.decision import Decision, Identity, Reason, Request, decide, url_prefix_match
 from proxy_addons.policy import Action
 from proxy_addons.policy_runtime import LoadedPolicy, load_all
@@ -77,6 +77,8 @@ EVERYONE = [
         ("http://ILLEGAL.test./exact.html", "illegal.test/exact.html", "exact.txt"),
         ("https://illegal.test/prefix/", "illegal.test/prefix/", "prefix.txt"),
         ("https://illegal.test/prefix/a/b.jpg?size=2", "illegal.test/prefix/", "prefix.txt"),
+        # A trailing slash is ignored: servers redirect /prefix to the folder /prefix/.
+        ("https://illegal.test/prefix", "illegal.test/prefix/", "prefix.txt"),
     ],
 )
 def test_illegal_entries_block_everyone(
@@ -98,7 +100,6 @@ def test_illegal_entries_block_everyone(
         "https://illegal.test/",
         "https://illegal.test/other.html",
         "https://illegal.test/exact.htm",
-        "https://illegal.test/prefix",  # the entry is the folder "prefix/"
         "https://illegal.test/prefixes/",
         "https://www.illegal.test/exact.html",  # entries name the exact host
     ],
@@ -117,6 +118,113 @@ def test_percent_encoded_spelling_of_an_illegal_url_is_blocked(
     loaded: LoadedPolicy, url: str
 ) -> None:
     assert ask(loaded, url, PUPIL).reason is Reason.ILLEGAL
+
+
+def ask_target(
+    loaded: LoadedPolicy, host: str, target: str, identity: Identity = PUPIL
+) -> Decision | None:
+    """What the gateway decides for a raw request-target; None when it refuses it (400)."""
+    try:
+        url = request_url("https", host, None, target)
+    except HostError:
+        return None
+    path = url.path + (f"?{url.query}" if url.query else "")
+    return decide(loaded.policy, loaded.index, identity, Request(url.host, path), LESSON)
+
+
+def assert_covered(
+    loaded: LoadedPolicy, host: str, target: str, reason: Reason, identity: Identity = PUPIL
+) -> None:
+    """Blocked for `reason` as a request-target (or refused, only for a '..'), and as a
+    URL (policy explain, where ada-url resolves the dots first)."""
+    d = ask_target(loaded, host, target, identity)
+    if d is None:
+        assert ".." in target or "%2e%2" in target.lower(), target
+    else:
+        assert (d.action, d.reason) == (Action.BLOCK, reason), target
+    assert ask(loaded, f"https://{host}{target}", identity).reason is reason, target
+
+
+# Spellings lenient servers read as the listed path: repeated slashes, dot segments (also
+# escaped), escapes of unreserved characters, ';parameters', a trailing slash, backslashes,
+# %2F/%5C; on the illegal tier also any case.
+ILLEGAL_SPELLINGS = [
+    "/prefix/a.jpg",
+    "//prefix/a.jpg",
+    "/prefix//a.jpg",
+    "/./prefix/a.jpg",
+    "/x/../prefix/a.jpg",
+    "/x/%2e%2E/prefix/a.jpg",
+    "/%2e/prefix/",
+    "/%70refix/a.jpg",
+    "/pre%66ix",
+    "/prefix;jsessionid=1/a.jpg",
+    "/prefix/a.jpg;x",
+    "/prefix;p",
+    "/prefix",
+    "/prefix/",
+    "/prefix?x=1",
+    "/PREFIX/a.jpg",
+    "/Prefix",
+    "/pREFIX%2Fa.jpg",
+    "/prefix%5ca.jpg",
+    "/\\prefix\\a.jpg",
+    "/prefix\\a.jpg",
+    "/exact.html",
+    "/EXACT.HTML",
+    "/exact.html/",
+    "//exact.html",
+    "/exact%2Ehtml",
+    "/exact.html;x",
+    "/exact.html?q=1",
+    "/./exact.html",
+    "/a/../Exact.Html",
+]
+
+
+@pytest.mark.parametrize("target", ILLEGAL_SPELLINGS)
+def test_spellings_of_an_illegal_entry_are_blocked(loaded: LoadedPolicy, target: str) -> None:
+    assert_covered(loaded, "illegal.test", target, Reason.ILLEGAL)
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/prefixx", "/prefixes/", "/pre/fix", "/pre", "/exact.htm", "/exact.html5", "/exact.html/x"],
+)
+def test_near_misses_of_illegal_entries_are_not_blocked(loaded: LoadedPolicy, target: str) -> None:
+    d = ask_target(loaded, "illegal.test", target, TEACHER)
+    assert d is not None and (d.action, d.reason) == (Action.ALLOW, Reason.DEFAULT)
+
+
+UT1_SPELLINGS = ["/adult", "//adult", "/./adult", "/%61dult", "/adult;p", "/adult/", "/adult/x"]
+UT1_SPELLINGS += ["/adult\\x", "/adult%2Fx", "/x/../adult", "/x/%2E%2e/adult", "/adult?p=2"]
+
+
+@pytest.mark.parametrize("target", UT1_SPELLINGS)
+def test_spellings_of_a_ut1_url_entry_are_blocked(loaded: LoadedPolicy, target: str) -> None:
+    assert_covered(loaded, "mixed.test", target, Reason.RULE)
+    d = ask(loaded, f"https://mixed.test{target}", PUPIL)
+    assert (d.category, d.entry) == ("adult", "mixed.test/adult")
+
+
+@pytest.mark.parametrize("target", ["/adultery", "/adul", "/x/adult", "/Adult", "/ADULT/x"])
+def test_near_misses_of_a_ut1_url_entry_are_not_blocked(loaded: LoadedPolicy, target: str) -> None:
+    """Only the illegal tier folds case: a UT1 entry is matched as written."""
+    d = ask_target(loaded, "mixed.test", target)
+    assert d is not None and not d.blocked
+
+
+def test_spellings_of_a_policy_url_rule(tmp_path: Path) -> None:
+    loaded = edited_policy(
+        tmp_path,
+        "      - block: [games]\n",
+        "      - block: {urls: [video.test/shorts/]}\n",
+    )
+    for target in ["/shorts", "//shorts/1", "/sh%6Frts;x/1", "/shorts\\1", "/a/../shorts"]:
+        assert_covered(loaded, "video.test", target, Reason.RULE, UNKNOWN)
+    for target in ["/shortsx", "/Shorts", "/short"]:
+        d = ask_target(loaded, "video.test", target, UNKNOWN)
+        assert d is not None and not d.blocked, target
 
 
 # --------------------------------------------------------------------------- schedules

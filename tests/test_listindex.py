@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy_addons import listindex, listsources
-from proxy_addons.canonical import canonical_host, canonical_url_entry, host_suffixes
+from proxy_addons.canonical import canonical_host, canonical_url_entry, host_suffixes, match_key
 from proxy_addons.listindex import CategorySources, ListIndex, Match, build_index
 from proxy_addons.listsources import (
     _CLEAN_LINE,
@@ -140,9 +140,10 @@ def test_url_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     )
     with caplog.at_level(logging.WARNING):
         got = list(iter_urls(ListSource("urls", path)))
+    # Entries leave as their match keys (a folder's trailing slash dropped).
     assert got == [
         "a.example.com/Path",
-        "b.example.com/dir/",
+        "b.example.com/dir",
         "c.example.com/p?q=1",
         "d.example.com/x",
         "e.example.com",
@@ -166,7 +167,7 @@ def test_ut1_fixture_reads(ut1: Path) -> None:
     gambling = ListSource("ut1", ut1 / "gambling")
     domains = list(iter_domains(gambling))
     assert len(domains) == 121 and "pokerstars.com" in domains
-    assert "astrolabio.net/casino/" in list(iter_urls(gambling))
+    assert "astrolabio.net/casino" in list(iter_urls(gambling))
     adult = ListSource("ut1", ut1 / "adult")  # urls only
     assert list(iter_domains(adult)) == []
     assert "1512h.itch.io/life-in-teyvat" in list(iter_urls(adult))
@@ -221,11 +222,12 @@ URL_WORD = st.lists(st.sampled_from(URL_TOKENS), min_size=1, max_size=10).map(""
 @given(st.one_of(URL_WORD, st.tuples(URL_WORD, URL_WORD).map("/".join)))
 def test_url_fast_path_is_transparent(word: str) -> None:
     try:
-        reference: str | None = canonical_url_entry(word)
+        reference: str | None = match_key(canonical_url_entry(word))
     except ValueError:
         reference = None
     if listsources._CLEAN_URL.fullmatch(word):
         assert reference == word
+    assert reference is None or listsources.url_entry(word) == reference
 
 
 @pytest.mark.parametrize(
@@ -309,8 +311,10 @@ def test_url_prefix_boundaries(tmp_path: Path) -> None:
         assert idx.match_url("a.com", "/xy") == []
         assert idx.match_url("a.com", "/") == []
         assert idx.match_url("sub.a.com", "/x") == []
-        assert [m.entry for m in idx.match_url("b.com", "/dir/page")] == ["b.com/dir/"]
-        assert idx.match_url("b.com", "/dir") == []
+        # A folder entry's trailing slash is ignored: it covers /dir as well.
+        assert [m.entry for m in idx.match_url("b.com", "/dir/page")] == ["b.com/dir"]
+        assert [m.entry for m in idx.match_url("b.com", "/dir")] == ["b.com/dir"]
+        assert idx.match_url("b.com", "/directory") == []
         assert [m.entry for m in idx.match_url("c.com", "/anything?at=all")] == ["c.com"]
         assert [m.entry for m in idx.match_url("d.com", "/p?q=1")] == ["d.com/p?q=1"]
         assert idx.match_url("d.com", "/p?q=12") == []
@@ -319,10 +323,60 @@ def test_url_prefix_boundaries(tmp_path: Path) -> None:
         assert idx.match_host("a.com") == []  # url entries are not domain entries
 
 
+def test_url_entries_match_as_lenient_servers_read_paths(tmp_path: Path) -> None:
+    """An entry covers every spelling some common server reads as its path; the request's
+    path arrives canonical (canonical_url / request_url) and is keyed like the entries."""
+    lst = write(tmp_path / "u", "a.com/x/page.html\nb.com//Dir/./;p\nc.com/%7Euser/\n")
+    spellings = {
+        "a.com": [
+            "/x/page.html",
+            "//x//page.html/",
+            "/x/page.html;jsessionid=1",
+            "/x;v=2/page.html",
+            "/x%2Fpage.html",
+            "/x%5cpage.html",
+            "/%78/page%2Ehtml",
+            "/x/page.html?q",
+        ],
+        "b.com": ["/Dir", "/Dir/", "//Dir;x/sub", "/%44ir/sub"],
+        "c.com": ["/~user", "/%7euser/index.html", "/~user;x/"],
+    }
+    misses = {
+        "a.com": ["/x/page.htm", "/x/page.html5", "/X/page.html", "/y/page.html"],
+        "b.com": ["/dir", "/Directory"],
+        "c.com": ["/~users", "/user"],
+    }
+    with open_index(tmp_path, [cat("u", ("urls", lst))]) as idx:
+        for host, paths in spellings.items():
+            for path in paths:
+                assert idx.match_url(host, canonical_url_entry(host + path)[len(host) :]), path
+        for host, paths in misses.items():
+            for path in paths:
+                assert idx.match_url(host, path) == [], path
+
+
+def test_an_index_of_older_entry_keys_is_not_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FORMAT_VERSION names the entries' form: a new one builds a new index file, so one
+    built before URL entries were match keys ('b.com/dir/', not 'b.com/dir') is not read."""
+    cats = [cat("u", ("urls", write(tmp_path / "u", "b.com/dir/\n")))]
+    monkeypatch.setattr(listsources, "FORMAT_VERSION", listsources.FORMAT_VERSION - 1)
+    monkeypatch.setattr(listindex, "FORMAT_VERSION", listsources.FORMAT_VERSION)
+    old = build_index(cats, tmp_path / "index")
+    monkeypatch.undo()
+    new = build_index(cats, tmp_path / "index")
+    assert new != old
+    with ListIndex.open(new) as idx:
+        assert [m.entry for m in idx.match_url("b.com", "/dir")] == ["b.com/dir"]
+    with pytest.raises(ListSourceError):
+        ListIndex.open(old)  # and an older file on its own is refused, not misread
+
+
 def test_url_entries_from_ut1(ut1: Path, tmp_path: Path) -> None:
     with open_index(tmp_path, [cat("forums", ("ut1", ut1 / "forums"))]) as idx:
         got = idx.match_url("skyrock.com", "/chat/room?id=3")
-        assert got == [Match("forums", "skyrock.com/chat/", str(ut1 / "forums" / "urls"))]
+        assert got == [Match("forums", "skyrock.com/chat", str(ut1 / "forums" / "urls"))]
         assert idx.match_url("skyrock.com", "/chatroom") == []
 
 
