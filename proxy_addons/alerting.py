@@ -32,7 +32,7 @@ from mitmproxy.net import encoding
 from mitmproxy.net.http.headers import infer_content_encoding
 from mitmproxy.proxy import layer
 
-from proxy_addons import search_terms
+from proxy_addons import option_types, search_terms
 from proxy_addons.alert_outbox import AlertOutbox
 from proxy_addons.alerts import (
     Event,
@@ -87,6 +87,7 @@ class Alerting:
         self._scanner = Worker("alerts-scan", pace=SCAN_PACE)
         self._scan_backlog = 0  # bytes
         self._scan_max_bytes = 1_000_000  # schoolgate_alerts_scan_max_bytes
+        self._retry, self._retry_max = 5.0, 900.0  # schoolgate_alerts_retry_(max_)seconds
         self._skipped_scans = 0  # pages not scanned because the backlog was full
         self._skip_warned_at = -60.0
         self._scan_lock = threading.Lock()
@@ -107,17 +108,18 @@ class Alerting:
             "Largest page (bytes) whose text is checked for risk phrases, for the profiles "
             "in monitoring.scan_page_text; larger pages are not scanned.",
         )
-        loader.add_option(
+        loader.add_option(  # seconds as text: `--set` can't give a float (option_types.py)
             "schoolgate_alerts_retry_seconds",
-            float,
-            5.0,
-            "Wait before retrying an alert on a channel that is down; doubles per attempt.",
+            str,
+            "5",
+            "Wait (seconds) before retrying an alert on a channel that is down; doubles per "
+            "attempt.",
         )
         loader.add_option(
             "schoolgate_alerts_retry_max_seconds",
-            float,
-            900.0,
-            "Longest wait between retries of an alert.",
+            str,
+            "900",
+            "Longest wait (seconds) between retries of an alert.",
         )
         loader.add_option(
             "schoolgate_alerts_stuck_attempts",
@@ -129,6 +131,10 @@ class Alerting:
     def configure(self, updated: set[str]) -> None:
         if "schoolgate_alerts_scan_max_bytes" in updated:
             self._scan_max_bytes = ctx.options.schoolgate_alerts_scan_max_bytes
+        if "schoolgate_alerts_retry_seconds" in updated:
+            self._retry = option_types.seconds("schoolgate_alerts_retry_seconds", 0.05)
+        if "schoolgate_alerts_retry_max_seconds" in updated:
+            self._retry_max = option_types.seconds("schoolgate_alerts_retry_max_seconds", 0.05)
         runtime, store = self.gate.runtime, self.gate.store
         if runtime is None or store is None or runtime.current is None:
             return
@@ -148,8 +154,8 @@ class Alerting:
                 self.outbox.start()
         assert self.outbox is not None
         opts = ctx.options
-        self.outbox.backoff = max(0.05, opts.schoolgate_alerts_retry_seconds)
-        self.outbox.backoff_max = max(self.outbox.backoff, opts.schoolgate_alerts_retry_max_seconds)
+        self.outbox.backoff = self._retry
+        self.outbox.backoff_max = max(self._retry, self._retry_max)
         self.outbox.stuck_attempts = max(1, opts.schoolgate_alerts_stuck_attempts)
 
     def running(self) -> None:

@@ -16,6 +16,7 @@ from proxy_addons.client_access import ClientAccess
 from proxy_addons.content_filter import ContentFiltering
 from proxy_addons.filtering import Filter
 from proxy_addons.metrics_addon import Metrics
+from proxy_addons.option_guard import OptionGuard
 from proxy_addons.portal import Portal
 from proxy_addons.safe_search_addon import SafeSearchEnforcer
 from proxy_addons.transparent_sign_in import TransparentSignIn
@@ -43,4 +44,4 @@ def gateway_addons() -> list[object]:
     ]
 
 
-addons = gateway_addons()
+addons = [*gateway_addons(), OptionGuard()]  # last: checks `--set` values (option_guard.py)
