@@ -259,7 +259,7 @@ def _has_dotdot(path: str) -> bool:
     the ';x' of '..;x', a few servers decode twice. No key can follow every reading, so
     such a path is refused. ('.' segments only drop out, which match_key covers.)
     """
-    if "." not in path and "%" not in path:
+    if ".." not in path and "%" not in path:
         return False
     for piece in _PIECES.split(path):
         bare = piece.partition(";")[0]
