@@ -99,17 +99,21 @@ class Client:
             headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(self.gateway + path, body, headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT, context=self._context()) as resp:
+            with self._opener().open(req, timeout=TIMEOUT) as resp:
                 return resp.status, json_object(resp.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json_object(exc.read())
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-        """A device API call as this enrolled device: its token, the pinned CA, and no proxy
-        (the device API is on the gateway itself; a proxy would only intercept it)."""
-        opener = urllib.request.build_opener(
+    def _opener(self) -> urllib.request.OpenerDirector:
+        """The pinned CA, and no proxy: the device API is on the gateway itself, a proxy would
+        only intercept it, and a report speaks for the address it comes from (the device's)."""
+        return urllib.request.build_opener(
             urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=self._context())
         )
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+        """A device API call as this enrolled device: its token, the pinned CA, and no proxy."""
+        opener = self._opener()
         headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
         data = None
         if body is not None:
@@ -188,6 +192,8 @@ class Client:
                 )
                 return SendResult(sent, rejected, len(waiting) - i)
             if status in (200, 201, 202, 409):  # 409: the gateway has it or a newer one
+                if status == 409:  # or it is dated ahead of the gateway's clock: say so
+                    logger.warning("report %s not taken: %s", path.name, answer.get("error"))
                 path.unlink(missing_ok=True)
                 sent += status != 409
             elif status in (400, 403, 413):

@@ -230,6 +230,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print(f"  os: {d.os_name or '?'} {d.os_version or ''}  serial: {d.serial or '-'}")
         print(f"  agent: {d.agent_version or '?'}  user: {d.last_user or '-'}")
         print(f"  ips: {' '.join(d.last_ips) or '-'}  macs: {' '.join(d.last_macs) or '-'}")
+        print(f"  last report from: {d.report_address or '-'}", end="")
+        ignored = f"  also listed, not believed: {' '.join(d.ignored_ips)}"
+        print(ignored if d.ignored_ips else "")
         print(f"  enrolled: {when(d.enrolled_at)}  last report: {when(d.last_report_at)}")
         stale = f" (no report for over {days} days)" if d.stale else ""
         print(f"  compliant: {'yes' if d.compliant else 'no'}{stale}")

@@ -5,7 +5,15 @@ A device enrols once with the school's enrolment secret and gets a token of its 
 so a fast hash is as good as a slow one, and a stolen database holds no usable token.
 
 A report is accepted only if it is newer than the last one accepted for the device, and the
-check is part of the UPDATE itself, so two copies arriving at once are stored once.
+check is part of the UPDATE itself, so two copies arriving at once are stored once. A report
+dated more than `FUTURE_SLACK` ahead of the gateway's clock is refused, and one dated a little
+ahead is stored as made when it arrived: a device's clock running fast never holds off the
+reports after it.
+
+A report speaks only for the address it came from (`source`: as the gateway saw it, or as a
+trusted relay forwarded it; see device_api.py), and only if the report lists that address
+itself. That is all identity uses (`last_ips`); the other addresses it lists are kept apart
+(`ignored_ips`), shown and logged, and never put anyone's name or profile on them.
 A device that has not reported for `stale_days` counts as non-compliant.
 """
 
@@ -15,6 +23,7 @@ import csv
 import hashlib
 import hmac
 import io
+import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
@@ -31,7 +40,7 @@ from proxy_addons.store.schema import devices
 
 logger = logging.getLogger(__name__)
 
-FUTURE_SLACK = timedelta(minutes=10)  # device clocks drift; more than this is refused
+FUTURE_SLACK = timedelta(minutes=2)  # device clocks drift a little; more than this is refused
 MAX_HOSTNAME = 253
 
 
@@ -70,6 +79,8 @@ class Device:
     stale: bool  # no report within stale_days (or never)
     revoked_at: datetime | None = None  # its token is refused until it enrols again
     revoked_by: str | None = None
+    report_address: str | None = None  # where its last report came from
+    ignored_ips: tuple[str, ...] = ()  # listed in it but not believed (not where it came from)
 
     @property
     def revoked(self) -> bool:
@@ -257,12 +268,46 @@ def verify_token(store: Store, token: str) -> str | None:
     return check_token(store, token).device_id
 
 
-def record_report(store: Store, report: DeviceReport, now: datetime) -> None:
-    """Store a report as the device's latest; ReportRejected if it is replayed or from ahead."""
+def believed_ips(claimed: tuple[str, ...], source: str | None) -> tuple[str, ...]:
+    """The addresses a report from `source` may speak for: `source`, if the report lists it."""
+    here = address_of(source)
+    if here is None or here not in {address_of(ip) for ip in claimed}:
+        return ()
+    return (str(here),)
+
+
+def address_of(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address in one spelling: IPv4 mapped into IPv6 (a dual-stack socket's view) as IPv4."""
+    try:
+        found = ipaddress.ip_address((text or "").strip())
+    except ValueError:
+        return None
+    mapped = found.ipv4_mapped if isinstance(found, ipaddress.IPv6Address) else None
+    return mapped or found
+
+
+def record_report(
+    store: Store, report: DeviceReport, now: datetime, *, source: str | None
+) -> tuple[str, ...]:
+    """Store a report as the device's latest; ReportRejected if it is replayed or from ahead.
+
+    `source` is the address the report came from; it returns the listed addresses that were
+    not believed (see the module's docstring).
+    """
     if report.generated_at > now + FUTURE_SLACK:
-        raise ReportRejected("generated_at is more than 10 minutes in the future")
+        minutes = int(FUTURE_SLACK.total_seconds() // 60)
+        raise ReportRejected(
+            f"generated_at is more than {minutes} minutes ahead of the gateway's clock: "
+            "check the device's time"
+        )
+    made = min(report.generated_at, now)  # never stored ahead of when it arrived
+    believed = believed_ips(report.ips, source)
+    kept = {address_of(ip) for ip in believed}
+    ignored = tuple(ip for ip in report.ips if address_of(ip) not in kept)
     newer = sa.or_(
-        devices.c.last_generated_at.is_(None), devices.c.last_generated_at < report.generated_at
+        devices.c.last_generated_at.is_(None),
+        devices.c.last_generated_at < report.generated_at,
+        devices.c.last_generated_at > now,  # stored ahead of the clock (before 0010): no lock
     )
     with store.begin() as conn:
         done = conn.execute(
@@ -275,10 +320,12 @@ def record_report(store: Store, report: DeviceReport, now: datetime) -> None:
                 serial=report.serial,
                 agent_version=report.agent_version,
                 last_user=report.user,
-                last_ips=list(report.ips),
+                last_ips=list(believed),
                 last_macs=list(report.macs),
                 last_report_at=now,
-                last_generated_at=report.generated_at,
+                last_generated_at=made,
+                report_address=source,
+                ignored_ips=list(ignored),
                 compliant=report.compliant,
                 results=[
                     {"id": r.id, "status": r.status, "reason": r.reason, "evidence": r.evidence}
@@ -288,6 +335,16 @@ def record_report(store: Store, report: DeviceReport, now: datetime) -> None:
         )
     if done.rowcount != 1:
         raise ReportRejected("a report at least as new as this one was already accepted")
+    if ignored:
+        log = logger.warning if not believed else logger.info
+        log(
+            "device %s reported from %s: not believed for %s (a report speaks only for the "
+            "address it comes from)",
+            report.device_id,
+            source or "an unknown address",
+            ", ".join(ignored),
+        )
+    return ignored
 
 
 def _device(row: sa.Row[Any], now: datetime, stale_days: int) -> Device:
@@ -310,6 +367,8 @@ def _device(row: sa.Row[Any], now: datetime, stale_days: int) -> Device:
         stale=last is None or now - last > timedelta(days=stale_days),
         revoked_at=row.revoked_at,
         revoked_by=row.revoked_by,
+        report_address=row.report_address,
+        ignored_ips=tuple(row.ignored_ips or ()),
     )
 
 
@@ -354,6 +413,8 @@ CSV_FIELDS = (
     "last_user",
     "ips",
     "macs",
+    "report_address",
+    "ignored_ips",
     "last_report_at",
     "compliant",
     "stale",
@@ -384,6 +445,8 @@ def to_csv(found: list[Device]) -> str:
                 d.last_user or "",
                 " ".join(d.last_ips),
                 " ".join(d.last_macs),
+                d.report_address or "",
+                " ".join(d.ignored_ips),
                 d.last_report_at.isoformat() if d.last_report_at else "",
                 "yes" if d.compliant else "no",
                 "yes" if d.stale else "no",
@@ -406,6 +469,8 @@ __all__ = [
     "NoSuchDevice",
     "ReportRejected",
     "TokenCheck",
+    "address_of",
+    "believed_ips",
     "check_token",
     "enrol",
     "get_device",

@@ -266,6 +266,9 @@ class Devices:
     # The school's own DNS resolvers: DNS to any other address is a circumvention event
     # (proxy_addons/circumvention_watch.py). Empty: outside DNS is not judged.
     school_resolvers: frozenset[str] = frozenset()
+    # Reverse proxies the device API is reached through: a report that comes from one speaks
+    # for the address it forwards (X-Forwarded-For), not for the relay (device_api.py).
+    trusted_relays: tuple[IPNetwork, ...] = ()
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

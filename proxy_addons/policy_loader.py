@@ -38,6 +38,7 @@ from proxy_addons.policy import (
     EmailChannel,
     Identities,
     IllegalTier,
+    IPNetwork,
     Monitoring,
     Network,
     Notifications,
@@ -965,7 +966,7 @@ def _monitoring(
 def _devices(ck: _Checker, raw: Any, where: Where) -> Devices:
     """The `devices:` section: enrolment secret file, staleness and identity windows."""
     keys = ["enrolment_secret_file", "stale_days", "identity_minutes", "eol_file"]
-    keys.append("school_resolvers")
+    keys += ["school_resolvers", "trusted_relays"]
     m = ck.mapping(raw, where, "devices", keys)
     if m is None:
         return Devices()
@@ -1006,7 +1007,17 @@ def _devices(ck: _Checker, raw: Any, where: Where) -> Devices:
         except ValueError:
             at = listed.at(i) if isinstance(listed, LList) else m.at("school_resolvers")
             ck.fail(at, f"school_resolvers: '{address}' is not an IP address")
+    relays = _networks(ck, m, "trusted_relays") or ()
+    for relay in relays:
+        if relay.prefixlen < (24 if relay.version == 4 else 64):
+            # Every address in it could say which device it speaks for.
+            ck.fail(
+                m.at("trusted_relays"),
+                f"trusted_relays: {relay} is wider than a /24 (or an "
+                "IPv6 /64): name the relays' own addresses",
+            )
     return Devices(
+        trusted_relays=relays,
         school_resolvers=frozenset(resolvers),
         enrolment_secret_file=secret,
         eol_file=eol,
@@ -1015,27 +1026,33 @@ def _devices(ck: _Checker, raw: Any, where: Where) -> Devices:
     )
 
 
+def _networks(ck: _Checker, m: LMap, key: str) -> tuple[IPNetwork, ...] | None:
+    """A list of networks (an address is a network of one); None when `key` is not given."""
+    if key not in m:
+        return None
+    items = ck.listing(m[key], m.at(key), key)
+    if items is None:
+        return None
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(ipaddress.ip_network(str(item).strip(), strict=False))
+        except ValueError:
+            ck.fail(items.at(i), f"'{item}' in {key} is not a network, e.g. 10.20.0.0/16")
+    return tuple(out)
+
+
 def _network(ck: _Checker, raw: Any, where: Where) -> Network:
     """The `network:` section: who may use the proxy, and the admin app (docs/network.md)."""
     m = ck.mapping(raw, where, "network", ["client_networks", "management_networks"])
     if m is None:
         return Network()
 
-    def networks(key: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
-        if key not in m:
-            return None  # the default: private addresses
-        items = ck.listing(m[key], m.at(key), key)
-        if items is None:
-            return None
-        out = []
-        for i, item in enumerate(items):
-            try:
-                out.append(ipaddress.ip_network(str(item).strip(), strict=False))
-            except ValueError:
-                ck.fail(items.at(i), f"'{item}' in {key} is not a network, e.g. 10.20.0.0/16")
-        if not items:
+    def networks(key: str) -> tuple[IPNetwork, ...] | None:
+        found = _networks(ck, m, key)  # None: the default, private addresses
+        if found == ():
             ck.fail(m.at(key), f"{key} names no network: the gateway would serve nobody")
-        return tuple(out)
+        return found
 
     clients, managers = networks("client_networks"), networks("management_networks")
     default = Network()

@@ -234,8 +234,11 @@ def api(db_url: str, tmp_path: Path) -> Iterator[tuple[Any, Store, str, str]]:  
     device_id, token = enrolled.json["device_id"], enrolled.json["token"]  # type: ignore[index]
     now = dt.datetime.now(dt.UTC)
     body = report(device_id, now, user="pupil", ips=["10.9.9.9"])
-    headers = {"Authorization": f"Bearer {token}"}
-    assert client.post("/api/v1/report", json=body, headers=headers).status_code == 202
+    headers, peer = {"Authorization": f"Bearer {token}"}, {"REMOTE_ADDR": "10.9.9.9"}
+    assert (
+        client.post("/api/v1/report", json=body, headers=headers, environ_base=peer).status_code
+        == 202
+    )
     yield client, store, device_id, token
     store.dispose()
 

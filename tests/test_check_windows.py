@@ -360,8 +360,11 @@ def api(db_url: str, tmp_path: Path) -> Iterator[tuple[Any, Store, str, str]]:  
     enrolled = client.post("/api/v1/enrol", json={"secret": SECRET, "hostname": "lab-pc-07"})
     device_id, token = enrolled.json["device_id"], enrolled.json["token"]  # type: ignore[index]
     body = report(device_id, dt.datetime.now(dt.UTC), user="pupil", ips=["10.9.9.9"])
-    headers = {"Authorization": f"Bearer {token}"}
-    assert client.post("/api/v1/report", json=body, headers=headers).status_code == 202
+    headers, peer = {"Authorization": f"Bearer {token}"}, {"REMOTE_ADDR": "10.9.9.9"}
+    assert (
+        client.post("/api/v1/report", json=body, headers=headers, environ_base=peer).status_code
+        == 202
+    )
     yield client, store, device_id, token
     store.dispose()
 

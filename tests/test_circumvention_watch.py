@@ -254,7 +254,7 @@ def watched(db_url: str, tmp_path: Path) -> Iterator[tuple[Store, Policy, str]]:
     now = dt.datetime.now(dt.UTC)
     device_id, _ = dv.enrol(store, "k" * 20, b"k" * 20, "lab-pc-07", now)
     sent = report(device_id, now, ips=[PUPIL_IP], macs=[PUPIL_MAC], user="jsmith")
-    dv.record_report(store, parse_report(sent), now)
+    dv.record_report(store, parse_report(sent), now, source=PUPIL_IP)
     yield store, policy, device_id
     store.dispose()
 

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from agent.cli import main as agent_main
@@ -32,6 +34,8 @@ from agent.report import MAX_REPORT_BYTES, SCHEMA_VERSION
 from proxy_addons import devices as dv
 from proxy_addons.cli import main as schoolgate
 from proxy_addons.device_api import create_device_api
+from proxy_addons.device_checks_api import device_profile
+from proxy_addons.device_identity import users_by_ip
 from proxy_addons.policy import Policy
 from proxy_addons.policy_loader import PolicyError, load_policy
 from proxy_addons.store import Store, store_url
@@ -40,6 +44,7 @@ from tests.conftest import ROOT, copy_policy, free_port, wait_for_port
 from tests.pg import db_url  # noqa: F401  (a fixture)
 
 SECRET = "enrol-me-please-0123456789"
+DEVICE_IP = "10.1.2.3"  # where the test device is: its reports come from here and list it
 T0 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
 
 
@@ -100,12 +105,26 @@ class Api:
         assert body is not None
         return body["device_id"], body["token"]
 
-    def post(self, token: str, body: Any, raw: bytes | None = None) -> Any:
+    def post(
+        self,
+        token: str,
+        body: Any,
+        raw: bytes | None = None,
+        *,
+        peer: str = DEVICE_IP,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """POST a report as if from `peer` (the address the API's socket sees)."""
         data = raw if raw is not None else json.dumps(body).encode()
         return self.app.test_client().post(
             "/api/v1/report",
             data=data,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+            environ_base={"REMOTE_ADDR": peer},
         )
 
     def row(self, device_id: str) -> Any:
@@ -171,7 +190,12 @@ def test_report_accepted_and_shown_in_the_inventory(api: Api) -> None:
     device_id, token = api.enrol()
     answer = api.post(token, report(device_id, T0 - dt.timedelta(minutes=1)))
     assert answer.status_code == 202, answer.json
-    assert answer.json == {"accepted": True, "compliant": True}
+    assert answer.json == {
+        "accepted": True,
+        "compliant": True,
+        "address": DEVICE_IP,
+        "ignored_ips": [],
+    }
     [device] = dv.list_devices(api.store, T0, 7)
     assert device.device_id == device_id
     assert (device.os_name, device.os_version, device.serial) == ("linux", "24.04", "SN-1234")
@@ -212,7 +236,8 @@ def test_bad_reports_get_a_4xx_naming_the_problem_and_store_nothing(api: Api) ->
         (token, report(other_id, later), None, 403, "device_id"),
         (token, report(device_id, T0), None, 409, "generated_at"),  # replayed
         (token, report(device_id, T0 - dt.timedelta(hours=1)), None, 409, "generated_at"),
-        (token, report(device_id, T0 + dt.timedelta(minutes=11)), None, 409, "generated_at"),
+        (token, report(device_id, T0 + dt.timedelta(minutes=3)), None, 409, "generated_at"),
+        (token, report(device_id, T0 + dt.timedelta(days=400)), None, 409, "generated_at"),
     ]
     for auth, body, raw, status, field in cases:
         answer = api.post(auth, body, raw)
@@ -223,7 +248,137 @@ def test_bad_reports_get_a_4xx_naming_the_problem_and_store_nothing(api: Api) ->
     assert api.row(device_id) == before
     assert api.row(other_id).last_report_at is None
     # Within the clock slack is fine.
-    assert api.post(token, report(device_id, T0 + dt.timedelta(minutes=9))).status_code == 202
+    assert api.post(token, report(device_id, T0 + dt.timedelta(seconds=100))).status_code == 202
+
+
+def test_a_report_dated_ahead_never_holds_off_the_genuine_ones_after_it(api: Api) -> None:
+    device_id, token = api.enrol()
+    ahead = api.post(token, report(device_id, T0 + dt.timedelta(minutes=10)))
+    assert ahead.status_code == 409 and "ahead of the gateway's clock" in ahead.json["error"]
+    assert api.row(device_id).last_report_at is None  # refused: nothing stored
+    # Just inside the slack: taken, but stored as made when it arrived (T0) ...
+    assert api.post(token, report(device_id, T0 + dt.timedelta(seconds=110))).status_code == 202
+    assert api.row(device_id).last_generated_at == T0
+    # ... so the device's next genuine report, made a few seconds later, is taken.
+    api.clock.now = T0 + dt.timedelta(seconds=5)
+    genuine = report(device_id, api.clock.now, user="after")
+    assert api.post(token, genuine).status_code == 202
+    assert api.row(device_id).last_user == "after"
+    assert api.post(token, genuine).status_code == 409  # the same one again is still refused
+    # A time stored ahead before this rule (an older gateway) holds nothing off either.
+    with api.store.begin() as conn:
+        conn.execute(
+            devices.update()
+            .where(devices.c.device_id == device_id)
+            .values(last_generated_at=T0 + dt.timedelta(hours=3))
+        )
+    api.clock.now = T0 + dt.timedelta(minutes=1)
+    later = report(device_id, api.clock.now, user="later")
+    assert api.post(token, later).status_code == 202
+    assert api.row(device_id).last_user == "later"
+
+
+# -- a report speaks only for the address it came from ------------------------------------
+
+TEACHER_IP, STAFF_NET_IP = "10.1.2.40", "10.20.0.9"  # 10.20.0.0/24 is staff in the policy
+
+
+def test_a_report_speaks_only_for_the_address_it_came_from(api: Api) -> None:
+    teacher_pc, teacher_token = api.enrol("teacher-pc")
+    pupil_pc, pupil_token = api.enrol("pupil-pc")
+    sent = report(teacher_pc, T0, user="teacher", ips=[TEACHER_IP])
+    assert api.post(teacher_token, sent, peer=TEACHER_IP).status_code == 202
+    now = T0 + dt.timedelta(minutes=1)
+    api.clock.now = now
+    # The pupil's device (at DEVICE_IP) lists the teacher's address, a staff-network address,
+    # its own in another spelling and IPv4-mapped, and names a member of staff.
+    claims = [TEACHER_IP, STAFF_NET_IP, "::ffff:10.1.2.3", "10.1.2.3"]
+    lying = report(pupil_pc, now, user="dsl", ips=claims)
+    answer = api.post(pupil_token, lying, peer=DEVICE_IP)
+    assert answer.status_code == 202  # its compliance still counts
+    assert answer.json["address"] == DEVICE_IP
+    assert answer.json["ignored_ips"] == [TEACHER_IP, STAFF_NET_IP]
+    pupil = dv.get_device(api.store, pupil_pc, now, 7)
+    assert pupil is not None
+    assert pupil.last_ips == (DEVICE_IP,)  # only where it really is
+    assert (pupil.report_address, pupil.ignored_ips) == (DEVICE_IP, (TEACHER_IP, STAFF_NET_IP))
+    # Nothing moved: the teacher's address is still the teacher's, the staff address nobody's.
+    assert dv.user_at(api.store, TEACHER_IP, now, 30) == "teacher"
+    assert dv.user_at(api.store, STAFF_NET_IP, now, 30) is None
+    assert users_by_ip(api.store, now, 30) == {TEACHER_IP: "teacher", DEVICE_IP: "dsl"}
+    assert device_profile(api.store, api.policy, STAFF_NET_IP, now) == "staff"  # its network
+    # The CSV and `devices show` say what was not believed.
+    assert f",00:11:22:33:44:55,{DEVICE_IP},{TEACHER_IP} {STAFF_NET_IP}," in dv.to_csv([pupil])
+
+
+def test_a_report_from_an_address_it_does_not_list_speaks_for_none(api: Api) -> None:
+    device_id, token = api.enrol()
+    sent = report(device_id, T0, user="teacher", ips=[TEACHER_IP])
+    answer = api.post(token, sent, peer="10.1.2.99")
+    assert answer.status_code == 202 and answer.json["ignored_ips"] == [TEACHER_IP]
+    assert api.row(device_id).last_ips == []
+    assert users_by_ip(api.store, T0, 30) == {}
+
+
+@pytest.mark.parametrize(
+    ("relays", "peer", "forwarded", "speaks_for"),
+    [
+        ([], DEVICE_IP, None, DEVICE_IP),
+        ([], "10.1.2.99", DEVICE_IP, "10.1.2.99"),  # not a relay: X-Forwarded-For not read
+        (["10.0.0.5"], "10.0.0.5", f"198.51.100.7, {DEVICE_IP}", DEVICE_IP),  # right-most hop
+        (["10.0.0.5"], "10.0.0.5", None, None),  # a relay that says nothing speaks for none
+        (["10.0.0.5"], "10.0.0.5", "not-an-address", None),
+        (["10.0.0.4/30"], "10.0.0.5", f"{DEVICE_IP}, 10.0.0.6", DEVICE_IP),  # relay behind relay
+        (["10.0.0.5"], "10.0.0.6", DEVICE_IP, "10.0.0.6"),
+        (["10.0.0.5"], "::ffff:10.0.0.5", DEVICE_IP, DEVICE_IP),
+    ],
+)
+def test_reports_through_a_trusted_relay_speak_for_the_forwarded_address(
+    tmp_path: Path, relays: list[str], peer: str, forwarded: str | None, speaks_for: str | None
+) -> None:
+    section = (
+        "devices:\n  enrolment_secret_file: enrol.secret\n"
+        f"  trusted_relays: [{', '.join(relays)}]\n"
+    )
+    store = Store.open(store_url(tmp_path / "var"))
+    policy = load_policy(policy_with_devices(tmp_path, section))
+    api = Api(create_device_api(store, lambda: policy, Clock()), store, Clock(), policy)
+    device_id, token = api.enrol()
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    answer = api.post(token, report(device_id, T0), peer=peer, headers=headers)
+    assert answer.status_code == 202, answer.json
+    assert answer.json["address"] == speaks_for
+    assert api.row(device_id).last_ips == ([DEVICE_IP] if speaks_for == DEVICE_IP else [])
+    store.dispose()
+
+
+@given(
+    claimed=st.lists(st.ip_addresses().map(str), max_size=6),
+    source=st.one_of(st.none(), st.ip_addresses().map(str)),
+)
+def test_believed_addresses_are_only_ever_the_source(
+    claimed: list[str], source: str | None
+) -> None:
+    believed = dv.believed_ips(tuple(claimed), source)
+    assert len(believed) <= 1
+    if believed:
+        assert dv.address_of(believed[0]) == dv.address_of(source)
+        assert dv.address_of(source) in {dv.address_of(c) for c in claimed}
+    elif source is not None:
+        assert dv.address_of(source) not in {dv.address_of(c) for c in claimed}
+
+
+def test_trusted_relays_in_the_policy_are_checked(tmp_path: Path) -> None:
+    bad = (
+        "devices:\n  enrolment_secret_file: enrol.secret\n"
+        "  trusted_relays: [10.0.0.5, relay.school.lan, 10.0.0.0/8]\n"
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy(policy_with_devices(tmp_path, bad))
+    text = str(caught.value)
+    assert "'relay.school.lan' in trusted_relays is not a network" in text
+    assert "trusted_relays: 10.0.0.0/8 is wider than a /24" in text
+    assert "school.yaml" in text  # the file (and line) it is in
 
 
 def test_wrong_method_and_unknown_path_are_json_4xx(api: Api) -> None:

@@ -43,7 +43,9 @@ def test_a_fresh_report_attributes_the_ip_to_its_user(tmp_path: Path, upstream: 
         store = Store.open(store_url(tmp_path / "var"))
         now = datetime.now(UTC)
         device_id, _token = enrol(store, "s3cret-enrol", b"s3cret-enrol", "suite-pc-07", now)
-        record_report(store, _report(device_id, "teacher", "127.0.0.1", now), now)
+        record_report(
+            store, _report(device_id, "teacher", "127.0.0.1", now), now, source="127.0.0.1"
+        )
         # teacher is staff in the policy: games are allowed for staff.
         deadline = time.monotonic() + 15
         while body_and_status(gw.curl("http://games.test/"))[1] != 200:
@@ -60,9 +62,10 @@ def test_only_fresh_reports_count_and_the_newest_wins(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     old_id, _ = enrol(store, "x", b"x", "old-laptop", now)
     new_id, _ = enrol(store, "x", b"x", "new-laptop", now)
-    record_report(store, _report(old_id, "pupil", "10.10.0.5", now - timedelta(minutes=45)), now)
+    at = "10.10.0.5"
+    record_report(store, _report(old_id, "pupil", at, now - timedelta(minutes=45)), now, source=at)
     assert users_by_ip(store, now, 30) == {}  # older than identity_minutes
-    record_report(store, _report(old_id, "pupil", "10.10.0.5", now - timedelta(minutes=5)), now)
-    record_report(store, _report(new_id, "teacher", "10.10.0.5", now - timedelta(minutes=1)), now)
+    record_report(store, _report(old_id, "pupil", at, now - timedelta(minutes=5)), now, source=at)
+    record_report(store, _report(new_id, "teacher", at, now - timedelta(minutes=1)), now, source=at)
     assert users_by_ip(store, now, 30) == {"10.10.0.5": "teacher"}
     store.dispose()

@@ -60,10 +60,12 @@ class Gateway:
 
     def post(self, token: str, device_id: str, **changes: Any) -> Any:
         changes.setdefault("os_release", "ubuntu 24.04")
+        body = report(device_id, self.clock.now, **changes)
         return self.api.post(
             "/api/v1/report",
-            json=report(device_id, self.clock.now, **changes),
+            json=body,
             headers={"Authorization": f"Bearer {token}"},
+            environ_base={"REMOTE_ADDR": body["ips"][0]},  # sent from where it says it is
         )
 
     def restart(self) -> Gateway:

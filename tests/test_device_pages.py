@@ -27,7 +27,7 @@ def add_device(store: Store, hostname: str, at: dt.datetime | None, **changes: A
     device_id, _ = dv.enrol(store, KEY.decode(), KEY, hostname, dt.datetime.now(dt.UTC))
     if at is not None:
         sent = report(device_id, at, hostname=hostname, **changes)
-        dv.record_report(store, parse_report(sent), at)
+        dv.record_report(store, parse_report(sent), at, source=(sent["ips"] or [None])[0])
     return device_id
 
 

@@ -151,6 +151,7 @@ def test_unknown_devices_leaves_out_enrolled_macs_and_old_sightings(store: Store
             macs=(SCHOOL,),
         ),
         T0,
+        source="10.9.0.10",
     )
     record(store, [Sighting(SCHOOL.upper(), "10.9.0.10", None, "arp")], T0)
     record(store, [Sighting(PHONE, "10.9.0.77", "Sams-iPhone", "dhcp")], T0)

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.report import CheckResult, DeviceReport
-from proxy_addons.devices import enrol, record_report
+from proxy_addons.devices import enrol
 from proxy_addons.store import Store, store_url
 from tests.conftest import MITMDUMP, ROOT, access_log, copy_policy
 
@@ -522,26 +522,34 @@ def test_the_admin_app_answers_only_the_management_network(lab: Lab) -> None:
 
 
 def test_identity_comes_from_the_device_agents_report(lab: Lab) -> None:
-    """Last: it changes who 10.77.1.2 is. Staff by network, then the pupil signed in there."""
+    """Last: it changes who 10.77.1.2 is. Staff by network, then the pupil signed in there.
+    The report goes to the device API from the client's own address, as the agent sends it;
+    it speaks for that address only, not for the others it lists."""
     assert lab.curl("http://bank.test/")[1] == 200  # staff: banking allowed
+    assert lab.curl("http://games.test/")[1] == 200  # as staff, with no user (checked below)
     store = Store.open(store_url(lab.var))
     try:
         now = datetime.datetime.now(datetime.UTC)
-        device_id, _ = enrol(store, "s", b"s", "suite-pc-07", now)
-        report = DeviceReport(
-            device_id=device_id,
-            hostname="suite-pc-07",
-            os_name="linux",
-            os_version="12",
-            agent_version="0.1.0",
-            generated_at=now,
-            results=(CheckResult("disk_encryption", "pass", "root is on LUKS"),),
-            user="pupil",
-            ips=(CLIENT,),
-        )
-        record_report(store, report, now)
+        device_id, token = enrol(store, "s", b"s", "suite-pc-07", now)
     finally:
         store.dispose()
+    report = DeviceReport(
+        device_id=device_id,
+        hostname="suite-pc-07",
+        os_name="linux",
+        os_version="12",
+        agent_version="0.1.0",
+        generated_at=now,
+        results=(CheckResult("disk_encryption", "pass", "root is on LUKS"),),
+        user="pupil",
+        ips=(CLIENT, NOT_IN_POLICY, ADMIN),  # a device may list any address it likes
+    )
+    api = f"http://{GATEWAY_LAN}:{DEVICE_API_PORT}/api/v1/report"
+    auth = f"Authorization: Bearer {token}"
+    code, status, body = lab.curl(api, "-H", auth, "--json", json.dumps(report.to_json()))
+    assert (code, status) == (0, 202), body
+    answer = json.loads(body)
+    assert answer["address"] == CLIENT and answer["ignored_ips"] == [NOT_IN_POLICY, ADMIN]
     deadline = time.monotonic() + 15
     while (result := lab.curl("http://bank.test/"))[1] != 403:  # ks2 blocks banking
         assert time.monotonic() < deadline, f"the device report was not used: {result}"
