@@ -511,6 +511,10 @@ def test_an_allow_rule_whose_domains_cover_an_illegal_host_is_refused(
         "https://ILLEGAL.TEST/exact.html",
         "illegal.test/prefix/",
         "illegal.test/prefix/deeper/page.html",  # inside a prefix entry
+        # Spellings the illegal tier matches (canonical.match_key, case folded).
+        "illegal.test/EXACT.html",
+        "illegal.test//prefix;x/",
+        "illegal.test/Prefix",
     ],
 )
 def test_an_allow_rule_with_an_illegal_url_is_refused(tmp_path: Path, url: str) -> None:
