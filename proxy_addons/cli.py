@@ -263,8 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from proxy_addons.cli_args import missing_defaults
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    problem = missing_defaults(args, DEFAULT_POLICY, DEFAULT_VAR)
+    if problem:
+        return _fail(f"schoolgate: {problem}")
+    try:
+        return int(args.func(args))
+    except Exception as exc:  # a file, policy or store problem is a message, not a traceback
+        if not _plain_error(exc):
+            raise
+        return _fail(f"schoolgate: {exc}")
+
+
+def _plain_error(exc: Exception) -> bool:
+    """An error the person can act on from its message alone (bugs keep their traceback)."""
+    if isinstance(exc, PolicyError | PolicyLoadError | OSError):
+        return True
+    return type(exc).__module__.startswith("sqlalchemy.")  # the store can't be opened or read
 
 
 if __name__ == "__main__":
