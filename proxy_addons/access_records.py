@@ -18,6 +18,7 @@ store in batches, and purges what is older than the retention period.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from proxy_addons import metrics
 from proxy_addons.search_terms import extract, log_url
 from proxy_addons.store import Store
 from proxy_addons.store.schema import access_log
@@ -44,6 +46,7 @@ JSON_FILE = Path("log") / "access.jsonl"  # under the gateway's var folder
 PURGE_SECONDS = 3600.0
 DELETE_BATCH = 5000
 MAX_PENDING_ROWS = 100_000  # rows kept for a store that is down, before the oldest go
+LOSS_LOG_SECONDS = 60.0  # lost records are logged at most this often (counted always)
 
 _LIMITS = {
     "user": 200,
@@ -312,26 +315,92 @@ def purge(
 
 
 class JsonLines:
-    """An append-only JSON lines file that rotates to `.1`, `.2`, ... at `max_bytes`."""
+    """An append-only JSON lines file that rotates to `.1`, `.2`, ... at `max_bytes`.
+
+    `write` queues a line and `flush` writes the queue in one system call, unbuffered,
+    so what could not be written is known exactly: `flush` returns how many records
+    were lost (a full disk). A line cut short is finished at the next flush, so the
+    file stays one whole record a line.
+    """
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.backups = max(1, backups)
+        self.error: OSError | None = None  # why the last flush lost records
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("ab")
-        self._size = self._file.tell()
+        self._file: io.FileIO | None = None
+        self._open()
+        self._lines: list[bytes] = []
+        self._rest = b""  # the end of a line cut short by a full disk
 
-    def write(self, record: AccessRecord) -> None:
+    def _open(self) -> None:
+        self._file = io.FileIO(self.path, "a")
+        self._size = os.fstat(self._file.fileno()).st_size
+
+    def write(self, record: AccessRecord) -> int:
+        """Queue one record; returns how many records a rotation's flush lost (usually 0)."""
         line = json.dumps(record.as_dict(), ensure_ascii=False, separators=(",", ":"))
         data = (line + "\n").encode()
+        lost = 0
         if self.max_bytes > 0 and self._size and self._size + len(data) > self.max_bytes:
-            self.rotate()
-        self._file.write(data)
+            lost = self.flush() + (1 if self._rest else 0)  # a cut line stays cut
+            try:
+                self.rotate()
+            except OSError as exc:
+                self.error = exc  # the new file is opened at the next flush
+        self._lines.append(data)
         self._size += len(data)
+        return lost
+
+    def flush(self) -> int:
+        """Write the queued records; returns how many of them could not be written."""
+        lines, self._lines = self._lines, []
+        if not lines and not self._rest:
+            return 0
+        data = self._rest + b"".join(lines)
+        done = self._write_out(data)
+        if done == len(data):
+            self._rest, self.error = b"", None
+            return 0
+        pos = len(self._rest)
+        lost: list[bytes] = []
+        if done < pos:  # not even the cut line's end
+            self._rest = self._rest[done:]
+            lost = lines
+        else:
+            self._rest = b""
+            for i, line in enumerate(lines):
+                if done < pos + len(line):
+                    if done > pos:  # cut short: finish it next time, lose the ones after
+                        self._rest, i = line[done - pos :], i + 1
+                    lost = lines[i:]
+                    break
+                pos += len(line)
+        self._size -= sum(map(len, lost))
+        return len(lost)
+
+    def _write_out(self, data: bytes) -> int:
+        """Bytes of `data` written before an error stopped it (kept in `error`)."""
+        done = 0
+        try:
+            if self._file is None:
+                self._open()  # a rotation could not open the new file: try again
+            assert self._file is not None
+            view = memoryview(data)
+            while done < len(data):
+                n = self._file.write(view[done:])
+                if not n:
+                    raise OSError(errno.EIO, "nothing written")
+                done += n
+        except OSError as exc:
+            self.error = exc
+        return done
 
     def rotate(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         for old in rotated_files(self.path):
             n = int(old.name.rsplit(".", 1)[1])
             if n >= self.backups:
@@ -342,26 +411,30 @@ class JsonLines:
                 src.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
         if self.path.exists():
             self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        self._file = self.path.open("ab")
-        self._size = 0
+        self._rest = b""  # a cut line's end belongs to the file just rotated away
+        self._open()
 
     def drop_if_older(self, before: datetime) -> bool:
         """Empty the current file when even its newest record is older than `before`."""
-        self._file.flush()
+        self.flush()
         newest = newest_time(self.path)
         if newest is None or newest >= before:
             return False
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         self.path.unlink(missing_ok=True)
-        self._file = self.path.open("ab")
-        self._size = 0
+        self._rest = b""
+        self._open()
         return True
 
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
+    def close(self) -> int:
+        """Write what is queued and close; returns how many records could not be written."""
+        lost = self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        return lost
 
 
 _STOP = object()
@@ -371,8 +444,10 @@ class AccessWriter:
     """Writes records off the proxy's event loop: JSON lines at once, the store in batches.
 
     `submit` never blocks: if the thread falls `queue_size` records behind (a
-    disk or database that has stopped), new records are dropped and counted,
-    and the drop is logged, rather than slowing down every page at school.
+    disk or database that has stopped), new records are dropped rather than slowing
+    down every page at school. Every record lost anywhere is counted in `lost` (by
+    sink: the queue, the JSON file, the store), in the metrics, and logged at most once
+    a minute; state_health.py raises an alert from `lost`.
     """
 
     def __init__(
@@ -402,7 +477,9 @@ class AccessWriter:
         self.batch_size = batch_size
         self.purge_seconds = purge_seconds
         self.clock = clock
-        self.dropped = 0
+        self.lost = dict.fromkeys(metrics.ACCESS_LOG_SINKS, 0)  # records lost, by sink
+        self.last_loss: str | None = None  # why the newest were lost
+        self._loss_logged_at = -LOSS_LOG_SECONDS
         # A SimpleQueue (a C deque) takes a record in a fraction of a Queue's locked put;
         # the bound is checked against its size (racing submitters may pass it by a record).
         self.queue_size = queue_size
@@ -417,13 +494,32 @@ class AccessWriter:
             self._file = JsonLines(self.json_path, self.max_bytes, self.backups)
         self._thread.start()
 
+    @property
+    def dropped(self) -> int:
+        """Records lost before reaching either the file or the store."""
+        return self.lost["queue"]
+
     def submit(self, record: AccessRecord) -> None:
         if self._queue.qsize() < self.queue_size:
             self._queue.put(record)
         else:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                logger.error("access log: writer is behind; %d records dropped", self.dropped)
+            self._lost("queue", 1, "the writer is behind (a disk or the store has stopped)")
+
+    def _lost(self, sink: str, n: int, why: str) -> None:
+        """Count `n` records that did not reach `sink`; log it at most once a minute."""
+        self.lost[sink] += n
+        self.last_loss = f"{sink}: {why}"
+        metrics.access_log_dropped(sink, n)
+        now = time.monotonic()
+        if now - self._loss_logged_at >= LOSS_LOG_SECONDS:
+            self._loss_logged_at = now
+            logger.error(
+                "access log: records lost (queue %d, file %d, store %d so far); newest: %s",
+                self.lost["queue"],
+                self.lost["file"],
+                self.lost["store"],
+                self.last_loss,
+            )
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the thread."""
@@ -451,7 +547,7 @@ class AccessWriter:
             if self.pace_seconds and not stopping:
                 time.sleep(self.pace_seconds)
         if self._file is not None:
-            self._file.close()
+            self._file_lost(self._file.close())
 
     def _drain(self, wait: float) -> bool:
         """Take what is queued (waiting up to `wait` for the first); True on the stop mark."""
@@ -474,19 +570,18 @@ class AccessWriter:
             except queue.Empty:
                 break
         if self._file is not None:
-            try:
-                self._file.flush()
-            except OSError as exc:
-                logger.error("access log: cannot write %s: %s", self.json_path, exc)
+            self._file_lost(self._file.flush())
         return stop
 
     def _write_json(self, record: AccessRecord) -> None:
-        if self._file is None:
-            return
-        try:
-            self._file.write(record)
-        except OSError as exc:
-            logger.error("access log: cannot write %s: %s", self.json_path, exc)
+        if self._file is not None:
+            self._file_lost(self._file.write(record))
+
+    def _file_lost(self, n: int) -> None:
+        if n and self._file is not None:
+            error = self._file.error
+            why = error.strerror or str(error) if error is not None else "not written"
+            self._lost("file", n, f"cannot write {self.json_path}: {why}")
 
     def _flush_store(self) -> None:
         if self.store is None or not self._pending:
@@ -500,7 +595,7 @@ class AccessWriter:
             if len(self._pending) > MAX_PENDING_ROWS:
                 lost = len(self._pending) - MAX_PENDING_ROWS
                 del self._pending[:lost]
-                logger.error("access log: store down; %d records kept in JSON only", lost)
+                self._lost("store", lost, f"the store is down ({exc}); kept in JSON only")
             return
         if self._store_failing:
             logger.info("access log: writing the store again")

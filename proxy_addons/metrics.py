@@ -76,6 +76,30 @@ POLICY_RELOADS = Counter(
     registry=REGISTRY,
 )
 
+# Damaged or lost state (policy_runtime.py, access_records.py, alerting.py): never silent.
+ACCESS_LOG_SINKS = ("queue", "file", "store")
+LIST_INDEX_DAMAGE = Counter(
+    "schoolgate_list_index_damage_found",
+    "Damaged list index files found (checksum, size or header wrong). Each is rebuilt; "
+    "until it is, the gateway blocks.",
+    registry=REGISTRY,
+)
+ACCESS_LOG_DROPPED = Counter(
+    "schoolgate_access_log_dropped",
+    "Access log records lost, by where: queue (the writer fell behind; in neither place), "
+    "file (not written to access.jsonl), store (not written to the store).",
+    ["sink"],
+    registry=REGISTRY,
+)
+ALERTS_NOT_STORED = Counter(
+    "schoolgate_alerts_not_stored",
+    "Alerts that could not be written to the outbox (store down, disk full): only logged.",
+    ["kind"],
+    registry=REGISTRY,
+)
+
+for _sink in ACCESS_LOG_SINKS:
+    ACCESS_LOG_DROPPED.labels(_sink)
 for _channel in CHANNELS:
     ALERTS_SENT.labels(_channel)
     ALERTS_FAILED.labels(_channel)
@@ -139,6 +163,21 @@ def set_alerts_queued(channel: str, n: int) -> None:
 def policy_reloaded(ok: bool) -> None:
     """One live reload of the policy finished, well (`ok`) or not."""
     POLICY_RELOADS.labels("success" if ok else "failure").inc()
+
+
+def list_index_damaged() -> None:
+    """A damaged list index file was found (it is rebuilt, never served)."""
+    LIST_INDEX_DAMAGE.inc()
+
+
+def access_log_dropped(sink: str, n: int = 1) -> None:
+    """`n` access log records did not reach `sink` (one of ACCESS_LOG_SINKS)."""
+    ACCESS_LOG_DROPPED.labels(sink if sink in ACCESS_LOG_SINKS else "queue").inc(n)
+
+
+def alert_not_stored(kind: str) -> None:
+    """An alert of `kind` (an event kind, a fixed word) could not be put in the outbox."""
+    ALERTS_NOT_STORED.labels(kind).inc()
 
 
 # -- safe search and circumvention (safe_search_addon.py, circumvention_addon.py) --

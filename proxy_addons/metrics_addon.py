@@ -5,25 +5,33 @@ may be decided up to three times (CONNECT, TLS ClientHello, decrypted request); 
 decision that took effect is counted in `schoolgate_decisions_total`, so summing over stages
 gives requests and connections, not decisions redone. Every decision is timed.
 
-Gauges that describe state (unblocks in force, pending requests, the policy's lists) are
-read when Prometheus scrapes, from the Filter's objects, so they can never drift.
+Gauges that describe state (unblocks in force, pending requests, the policy's lists, a
+damaged index, a status file that cannot be written) are read when Prometheus scrapes,
+from the Filter's objects, so they can never drift.
+
+The same port serves `/status`: the gateway's state as JSON from memory (what
+var/run/status.json holds when it can be written), so `schoolgate status` still tells
+the truth on a full disk.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer, layers
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from proxy_addons import devices as dv
@@ -65,6 +73,7 @@ class GatewayCollector(Collector):
         loaded = runtime.current if runtime else None
         failing.add_metric([], 1 if runtime and runtime.last_error else 0)
         yield failing
+        yield from _damage_families(runtime)
         if loaded is None:
             return
         last_good.add_metric([], loaded.loaded_at.timestamp())
@@ -112,6 +121,48 @@ class GatewayCollector(Collector):
                 "Entries in the illegal tier (exact URLs and prefixes) in force.",
             ),
         )
+
+
+def _damage_families(runtime: PolicyRuntime | None) -> Iterable[Metric]:
+    """Damaged state that blocks or hides things: served from memory, so a full disk that
+    stops the status file being written still shows here."""
+    loaded = runtime.current if runtime else None
+    damaged = GaugeMetricFamily(
+        "schoolgate_list_index_damaged",
+        "1 while the list index in force is damaged: every request is blocked until it is rebuilt.",
+    )
+    damaged.add_metric([], 1 if loaded is not None and loaded.index.damaged else 0)
+    yield damaged
+    unwritten = GaugeMetricFamily(
+        "schoolgate_status_file_failing",
+        "1 while var/run/status.json cannot be written (the state is served on /status).",
+    )
+    unwritten.add_metric([], 1 if runtime is not None and runtime.status_error else 0)
+    yield unwritten
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # Prometheus scrapes every few seconds: no line per scrape
+
+
+def _start_server(
+    host: str, port: int, app: Callable[..., Iterable[bytes]]
+) -> tuple[WSGIServer, threading.Thread]:
+    """A threaded WSGI server on host:port (IPv6 too), served from a daemon thread."""
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    server = make_server(host, port, app, Server, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def _netloc(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
+    return f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
 
 
 def _device_families(gate: Filter, stale_days: int) -> Iterable[Metric]:
@@ -251,7 +302,7 @@ class Metrics:
 
     def _serve(self, host: str, port: int) -> None:
         try:
-            self._server, self._thread = start_http_server(port, host, metrics.REGISTRY)
+            self._server, self._thread = _start_server(host, port, self._app())
         except OSError as exc:
             # A warning, not an error: mitmdump exits on errors logged at start-up, and
             # filtering matters more than its metrics.
@@ -260,6 +311,24 @@ class Metrics:
             )
             return
         logger.info("Prometheus metrics on http://%s:%d/metrics", host, port)
+        runtime = self.gate.runtime
+        if runtime is not None:  # where `schoolgate status` finds /status
+            runtime.status_parts["status_url"] = lambda: f"http://{_netloc(host, port)}/status"
+            runtime.write_status()
+
+    def _app(self) -> Callable[..., Iterable[bytes]]:
+        """/metrics (and any other path) from the registry; /status from the runtime."""
+        prometheus = make_wsgi_app(metrics.REGISTRY)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") != "/status":
+                return prometheus(environ, start_response)  # type: ignore[no-any-return]
+            runtime = self.gate.runtime
+            body = json.dumps(runtime.status() if runtime else {"state": "not loaded"}).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+
+        return app
 
     def _stop_server(self) -> None:
         if self._server is not None:

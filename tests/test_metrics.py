@@ -44,6 +44,7 @@ PRIVATE = (*USERS, *USERS.values(), *HOSTS, "127.0.0.1", "localhost")
 ALLOWED_LABELS = {"profile", "category", "outcome", "reason", "stage", "channel", "le"}
 ALLOWED_LABELS |= {"compliance", "check", "status"}  # device gauges (device_watch)
 ALLOWED_LABELS |= {"kind", "engine", "action"}  # circumvention and safe search: fixed words
+ALLOWED_LABELS |= {"sink"}  # where access-log records were lost: queue, file, store
 # Series Prometheus makes for each target itself, not the gateway.
 SCRAPE_SERIES = {"up"}
 
