@@ -32,7 +32,7 @@ from mitmproxy.net import encoding
 from mitmproxy.net.http.headers import infer_content_encoding
 from mitmproxy.proxy import layer
 
-from proxy_addons import option_types, search_terms
+from proxy_addons import metrics, option_types, search_terms
 from proxy_addons.alert_outbox import AlertOutbox
 from proxy_addons.alerts import (
     Event,
@@ -218,11 +218,17 @@ class Alerting:
 
     def raise_event(self, event: Event) -> None:
         """Route `event` by the policy in force and store it in the outbox (any thread)."""
+        self.try_raise(event)
+
+    def try_raise(self, event: Event) -> bool:
+        """raise_event, saying whether the alert was stored: not with no store yet, or a
+        store that is down or whose disk is full (then it is logged and counted)."""
         loaded = self._runtime.current if self._runtime else None
         outbox = self.outbox
         if loaded is None or outbox is None:
             logger.error("Alert %s not raised: no policy or store yet", event.kind)
-            return
+            metrics.alert_not_stored(event.kind)
+            return False
         policy = loaded.policy
         chosen = routes(event, policy, configured_channels(policy))
         logger.info(
@@ -233,7 +239,13 @@ class Alerting:
             ", ".join(r.channel for r in chosen) or "nobody (no channel configured)",
         )
         if chosen:
-            outbox.enqueue(event, chosen, policy.monitoring.fold_minutes)
+            try:
+                outbox.enqueue(event, chosen, policy.monitoring.fold_minutes)
+            except Exception as exc:  # the store is down or its disk full: log and count
+                logger.error("Alert %s not stored (%s): %s", event.kind, exc, event.summary)
+                metrics.alert_not_stored(event.kind)
+                return False
+        return True
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
         self._intake.submit(self._guarded, fn, *args)  # refused once shutting down

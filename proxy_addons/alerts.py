@@ -87,6 +87,8 @@ LABELS = {
     "ip": "IP address",
     "vendor": "Vendor hint",
     "first_seen": "First seen",
+    "lost": "Records lost",  # state_health.py
+    "action": "What to do",
 }
 
 

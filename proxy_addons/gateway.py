@@ -19,6 +19,7 @@ from proxy_addons.metrics_addon import Metrics
 from proxy_addons.option_guard import OptionGuard
 from proxy_addons.portal import Portal
 from proxy_addons.safe_search_addon import SafeSearchEnforcer
+from proxy_addons.state_health import StateHealth
 from proxy_addons.transparent_sign_in import TransparentSignIn
 
 
@@ -39,6 +40,7 @@ def gateway_addons() -> list[object]:
         ContentFiltering(gate, access, alerting),  # after alerting's risk scan of the page
         Portal(gate, witness.book),
         Metrics(gate),
+        StateHealth(gate, access, alerting),  # damaged or lost state: checks, retries, alerts
         TermlyChecks(gate),  # reminders when a term's filtering check is due
         witness,
     ]
