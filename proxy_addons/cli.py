@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -149,15 +148,21 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    path = Path(args.var) / "run" / "status.json"
-    if not path.exists():
+    from proxy_addons.gateway_status import problems, read_status
+
+    var = Path(args.var)
+    found = read_status(var, args.status_url)
+    if found is None:
+        path = var / "run" / "status.json"
         return _fail(f"No gateway status at {path}: is a gateway running with --var {args.var}?")
-    status = json.loads(path.read_text())
-    alive = _pid_alive(int(status.get("pid", 0)))
+    status = found.status
+    alive = found.live or _pid_alive(int(status.get("pid", 0)))
     print(f"gateway:   {'running' if alive else 'not running'} (pid {status.get('pid')})")
+    if found.live:
+        print(f"status:    live from {found.source}")
     from proxy_addons.workers import read_state
 
-    workers = read_state(Path(args.var) / "run" / "workers.json")
+    workers = read_state(var / "run" / "workers.json")
     if workers:
         for w in workers["workers"]:
             state = "running" if _pid_alive(int(w["pid"] or 0)) else "not running"
@@ -166,11 +171,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"policy:    {status.get('policy')} (in force since {status.get('loaded_at')})")
     profiles = ", ".join(status["profiles"])
     print(f"lists:     {status.get('list_entries')} entries; profiles: {profiles}")
-    print(f"reloads:   {status.get('reloads')}")
-    err = status.get("last_error")
-    if err:
-        print(f"LAST RELOAD FAILED at {err['at']}; the previous policy is still in force:")
-        print(err["message"])
+    index = status.get("list_index") or {}
+    if index.get("state") == "ok":
+        print(f"index:     checksum verified at {index.get('verified_at')}")
+    print(f"reloads:   {status.get('reloads')} ({status.get('failed_reloads', 0)} failed)")
+    bad, look = problems(status)
+    for line in look:
+        print(f"WARNING:   {line}")
+    for line in bad:
+        print(f"PROBLEM:   {line}")
+    if bad:
         return 2
     print("state:     ok")
     return 0 if alive else 1
@@ -258,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="the running gateway's state")
     status.add_argument("--var", default=DEFAULT_VAR)
+    status.add_argument(
+        "--status-url",
+        help="the gateway's live /status (default: the one the status file names, "
+        "then http://127.0.0.1:9464/status)",
+    )
     status.set_defaults(func=cmd_status)
     return parser
 

@@ -72,11 +72,18 @@ def _store_check(cfg: InstallConfig) -> Check:
         return doctor.fail("store", f"the store check failed: {why}")
 
 
+def _status_url(cfg: InstallConfig) -> str:
+    """The installation's live /status (on worker 0's metrics port)."""
+    host = "127.0.0.1" if cfg.metrics_host in ("", "0.0.0.0") else cfg.metrics_host
+    return f"http://{f'[{host}]' if ':' in host else host}:{cfg.metrics_port}/status"
+
+
 def run_checks(cfg: InstallConfig) -> list[Check]:
     checks = [doctor.check_python(), doctor.check_content_scan()]
     checks += doctor.check_permissions(cfg)
     checks += doctor.check_ca(cfg.var / "ca")
     checks += doctor.check_lists(cfg.policy, cfg.var)
+    checks.append(doctor.check_gateway(cfg.var, _status_url(cfg)))
     checks.append(_store_check(cfg))
     checks += doctor.check_ports(cfg)
     checks.append(doctor.check_time_sync())

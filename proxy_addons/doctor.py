@@ -344,8 +344,9 @@ def check_ca(ca_dir: Path, now: datetime | None = None) -> list[Check]:
 
 
 def check_lists(policy_path: Path, var: Path, now: datetime | None = None) -> list[Check]:
-    """The policy loads, every list reads, an index builds; the last list update worked."""
-    from proxy_addons.listindex import ListIndex, build_index, index_fingerprint
+    """The policy loads, every list reads, an index builds and the current one is whole
+    (its checksum matches); the last list update worked."""
+    from proxy_addons.listindex import IndexDamaged, ListIndex, build_index, index_fingerprint
     from proxy_addons.listsources import ListSourceError
     from proxy_addons.policy_loader import PolicyError, load_policy
 
@@ -365,11 +366,25 @@ def check_lists(policy_path: Path, var: Path, now: datetime | None = None) -> li
             with ListIndex.open(current) as index:
                 entries = index.entry_count
             return [
-                ok("lists", f"{len(cats)} categories, {entries} entries; the index is current"),
+                ok(
+                    "lists",
+                    f"{len(cats)} categories, {entries} entries; the index is current and whole",
+                ),
+                *_list_update_status(var, now),
+            ]
+        except IndexDamaged as exc:
+            return [
+                fail(
+                    "lists",
+                    f"{exc}: the gateway blocks everything while it serves a damaged index, "
+                    "and rebuilds it as soon as it sees the damage",
+                    "schoolgate status (has it rebuilt it?); if not, systemctl restart "
+                    "schoolgate; then check the disk (dmesg, smartctl)",
+                ),
                 *_list_update_status(var, now),
             ]
         except ListSourceError:
-            pass  # damaged: build one aside, as for a missing one
+            pass  # unreadable: build one aside, as for a missing one
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="schoolgate-doctor-") as tmp:
@@ -425,6 +440,51 @@ def _list_update_status(var: Path, now: datetime) -> list[Check]:
         else:
             results.append(ok("lists", f"lists updated {at:%Y-%m-%d %H:%M}"))
     return results
+
+
+# ----------------------------------------------------------------- the running gateway
+
+
+def check_gateway(var: Path, status_url: str | None = None) -> Check:
+    """What the running gateway says of itself: a failed reload, a damaged index, a status
+    file it cannot write, lost access-log records (live /status first: gateway_status.py)."""
+    from proxy_addons.gateway_status import problems, read_status
+
+    found = read_status(var, status_url)
+    if found is None:
+        return warn("gateway", "no status: the gateway has not run with this var folder")
+    status = found.status
+    pid = int(status.get("pid") or 0)
+    if not found.live and not _pid_running(pid):
+        return warn("gateway", f"not running (its last status, pid {pid}, is in {found.source})")
+    bad, look = problems(status)
+    if bad:
+        return fail(
+            "gateway",
+            "; ".join(line.replace("\n", " ") for line in bad),
+            "schoolgate status; free space in the var folder (df -h) or fix what the "
+            "message names; the gateway tries again by itself",
+        )
+    if look:
+        return warn("gateway", "; ".join(look), "check the disk (df -h, dmesg, smartctl)")
+    index = status.get("list_index") or {}
+    return ok(
+        "gateway",
+        f"running (pid {pid}); policy in force since {status.get('loaded_at')}; list index "
+        f"verified at {index.get('verified_at')}",
+    )
+
+
+def _pid_running(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # someone else's process, but there
+    except OSError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------- store
