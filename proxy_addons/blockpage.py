@@ -24,6 +24,9 @@ _GROUP = 4
 
 # Long enough for a recognisable path, short enough for a phone held upright.
 ADDRESS_LIMIT = 60
+# What a block page's forms carry until the portal add-on writes in the CSRF token for the
+# person the page is shown to (portal.py); the portal refuses a form that still carries it.
+FORM_TOKEN_SLOT = "schoolgate-form-token"
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("proxy_addons", "templates"),
@@ -50,6 +53,8 @@ class BlockPageContext:
     illegal: bool = False
     # For staff: whom an unblock could be for, as (value, label), e.g. ("profile:ks2", "KS2").
     audiences: tuple[tuple[str, str], ...] = ()
+    # The portal forms' CSRF token for the person shown the page (portal_identity.py).
+    form_token: str = FORM_TOKEN_SLOT
 
 
 def new_reference(now: datetime, rng: random.Random | None = None) -> str:
@@ -119,6 +124,7 @@ def render_block_page(ctx: BlockPageContext) -> str:
         request_action=f"{portal}/unblock/request",
         staff=ctx.staff,
         audiences=ctx.audiences,
+        form_token=ctx.form_token,
     )
 
 

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
-import secrets
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from proxy_addons.network_access import client_address
+from proxy_addons.secret_file import ensure_secret
 
 logger = logging.getLogger(__name__)
 
@@ -39,23 +37,7 @@ def token_path(var: Path) -> Path:
 
 def ensure_token(var: Path) -> str:
     """The gateway's check token, created (owner-only) on first use."""
-    path = token_path(var)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass  # made before, or by another gateway worker starting at the same moment
-    else:
-        token = secrets.token_urlsafe(32)
-        with os.fdopen(fd, "w") as out:
-            out.write(token + "\n")
-        return token
-    for _ in range(50):
-        token = path.read_text().strip()
-        if token:
-            return token
-        time.sleep(0.02)  # its maker is still writing it
-    raise OSError(f"{path} is empty: delete it and restart the gateway")
+    return ensure_secret(token_path(var))
 
 
 def read_token(var: Path) -> str:

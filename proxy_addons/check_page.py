@@ -126,8 +126,10 @@ def add_check_page(
     who: Callable[[], tuple[str | None, str | None]],
     school: Callable[[], str],
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    form_token: Callable[[], str] = lambda: "",
 ) -> BrowserRuns:
-    """Add /checks to the portal app. `who` gives the (proxy user, client address)."""
+    """Add /checks to the portal app. `who` gives the (proxy user, client address);
+    `form_token` the start form's CSRF token for them (the portal checks it on the post)."""
     runs = BrowserRuns()
 
     def page(name: str, status: int = 200, **values: Any) -> Response:
@@ -177,6 +179,7 @@ def add_check_page(
             device_types=DEVICE_TYPES,
             by=user or "",
             problem=None,
+            form_token=form_token(),
         )
 
     @app.post("/checks")
@@ -206,6 +209,7 @@ def add_check_page(
                 device_types=DEVICE_TYPES,
                 by=by,
                 problem=problem,
+                form_token=form_token(),
             )
         run = BrowserRun(
             token=secrets.token_urlsafe(24),
@@ -358,6 +362,7 @@ def wire(
     book: ProbeBook,
     who: Callable[[], tuple[str | None, str | None]],
     school: Callable[[], str],
+    form_token: Callable[[], str],
 ) -> BrowserRuns:
     """The check page on the portal app, fed from the running gateway."""
     cache = _SuiteCache()
@@ -387,6 +392,7 @@ def wire(
         book=book,
         who=who,
         school=school,
+        form_token=form_token,
     )
 
 

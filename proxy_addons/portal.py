@@ -4,6 +4,10 @@ Block pages post here: a pupil's "this is a mistake" report (kept in the
 store's `reports` table for the IT provider and the DSL) and a member of
 staff's request for access (an unblock request in the audited workflow). The school's
 CA certificate is offered at `/ca.pem` so devices can be set up to trust it.
+
+Who is asking comes from the proxy, out of band (portal_identity.py): its sign-in and the
+peer address, never a header. Every form post needs the token the gateway wrote into the
+page for that same person (block pages are filled in by `response`); one without is refused.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from flask.typing import ResponseReturnValue
 from mitmproxy import ctx, http
 from mitmproxy.addons import asgiapp
 
-from proxy_addons import blockpage, ca_pages, check_page
+from proxy_addons import blockpage, ca_pages, check_page, portal_identity
 from proxy_addons.check_probes import ProbeBook
-from proxy_addons.filtering import Filter
+from proxy_addons.filtering import METADATA_KEY, Filter
+from proxy_addons.portal_identity import FORM_FIELD, current_tokens, environ_who, who_of
 from proxy_addons.store.schema import reports
 from proxy_addons.unblock_workflow import Actor, WorkflowError
 from proxy_addons.unblocks import AudienceKind, Scope
+from proxy_addons.webapp import parse_minutes
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +45,25 @@ def create_app(gateway: Filter, portal: Portal) -> Flask:
     school, ca_path = portal.school, portal.ca_path
 
     def who() -> tuple[str | None, str | None]:
-        # Set by Portal.request from the connection; clients' own copies are removed.
-        return request.headers.get("X-Schoolgate-User"), request.headers.get("X-Schoolgate-Ip")
+        # Handed in by Portal.request from the connection, never read from a header.
+        found = environ_who(request.environ)
+        return found.user, found.ip
+
+    def form_token() -> str:
+        tokens = current_tokens()
+        return tokens.mint(environ_who(request.environ)) if tokens else blockpage.FORM_TOKEN_SLOT
+
+    @app.before_request
+    def form_token_needed() -> ResponseReturnValue | None:
+        """A form post must carry the token minted for this very person (CSRF)."""
+        if request.method != "POST" or request.is_json:
+            return None  # JSON needs a CORS preflight the portal never grants (check_page.py)
+        tokens, asker = current_tokens(), environ_who(request.environ)
+        if tokens is not None and tokens.check(request.form.get(FORM_FIELD), asker):
+            return None
+        logger.warning("portal: %s refused from %s: no valid form token", request.path, asker.ip)
+        page = blockpage.render_page("report_thanks.html", school=school(), kind="form_refused")
+        return page, 403
 
     @app.get("/")
     def index() -> str:
@@ -97,7 +120,6 @@ def create_app(gateway: Filter, portal: Portal) -> Flask:
             if choice.startswith("profile:")
             else (AudienceKind.USER, [user])
         )
-        minutes = request.form.get("minutes") or None
         try:
             unblock = workflow.request(
                 Actor(user, ip),
@@ -105,7 +127,7 @@ def create_app(gateway: Filter, portal: Portal) -> Flask:
                 scope=Scope(request.form.get("scope", "prefix")),
                 audience_kind=kind,
                 audience=people,
-                minutes=int(minutes) if minutes else None,
+                minutes=parse_minutes(request.form.get("minutes"), workflow.policy()),
                 reason=_clip(request.form.get("reason")),
             )
         except (WorkflowError, ValueError) as exc:
@@ -119,12 +141,12 @@ def create_app(gateway: Filter, portal: Portal) -> Flask:
             "report_thanks.html", school=school(), kind="access_request", unblock_id=unblock.id
         )
 
-    check_page.wire(app, gateway, portal.probes, who, school)  # /checks: the browser check
+    check_page.wire(app, gateway, portal.probes, who, school, form_token)  # /checks
     ca_pages.wire(app, ca_path, school)  # /ca (how to install it) and /ca.cer
     return app
 
 
-class Portal(asgiapp.WSGIApp):
+class Portal(asgiapp.ASGIApp):
     """Serves the portal app on the policy's portal host (http and, decrypted, https)."""
 
     name = "schoolgate_portal"
@@ -132,7 +154,8 @@ class Portal(asgiapp.WSGIApp):
     def __init__(self, gateway: Filter, probes: ProbeBook | None = None) -> None:
         self.gateway = gateway
         self.probes = probes or ProbeBook()  # fed by check_witness.CheckWitness
-        super().__init__(create_app(gateway, self), "schoolgate.local", None)  # http and https
+        self.app = portal_identity.WsgiWithWho(create_app(gateway, self))
+        super().__init__(self.app, "schoolgate.local", None)  # http and https
 
     def configure(self, updated: set[str]) -> None:
         loaded = self.gateway.runtime.current if self.gateway.runtime else None
@@ -145,15 +168,24 @@ class Portal(asgiapp.WSGIApp):
             self.host = loaded.policy.portal_host
         if not self.should_serve(flow):
             return
-        # Identity travels in the WSGI environ via request headers the client can't set.
-        for name in ("X-Schoolgate-User", "X-Schoolgate-Ip"):
-            flow.request.headers.pop(name, None)
-        auth = flow.metadata.get("proxyauth")
-        if auth:
-            flow.request.headers["X-Schoolgate-User"] = str(auth[0])
-        if flow.client_conn.peername:
-            flow.request.headers["X-Schoolgate-Ip"] = str(flow.client_conn.peername[0])
-        await super().request(flow)
+        dropped = portal_identity.drop_identity_headers(flow.request.headers)
+        if dropped:  # the app never reads them; gone so nothing later can mistake them
+            logger.warning("portal: dropped %s sent by %s", ", ".join(dropped), who_of(flow).ip)
+        await portal_identity.serve(self.app, flow, who_of(flow))
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """Write the CSRF token into a block page the gateway made for this request."""
+        response = flow.response
+        record = flow.metadata.get(METADATA_KEY)
+        reference = response.headers.get("X-Schoolgate-Reference") if response else None
+        if response is None or not reference or not isinstance(record, dict):
+            return
+        if record.get("reference") != reference or not record.get("action") == "block":
+            return  # not the Filter's own page for this flow: never write a token elsewhere
+        slot = blockpage.FORM_TOKEN_SLOT.encode()
+        page = response.content
+        if page and slot in page:
+            response.content = page.replace(slot, portal_identity.page_token(flow).encode())
 
     def school(self) -> str:
         loaded = self.gateway.runtime.current if self.gateway.runtime else None

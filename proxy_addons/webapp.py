@@ -437,13 +437,7 @@ def _request_values(form: dict[str, str], policy: Policy, now: datetime) -> dict
         kind = AudienceKind(form["audience_kind"])
     except ValueError:
         raise WorkflowError("Choose who the unblock is for.") from None
-    minutes = None
-    if form["minutes"]:
-        if not form["minutes"].isdigit():
-            raise WorkflowError("Give the number of minutes as a whole number, e.g. 45.")
-        minutes = int(form["minutes"])
-        if minutes > policy.unblocks.max_days * 24 * 60:  # also keeps timedelta from overflowing
-            raise WorkflowError(f"An unblock can last at most {policy.unblocks.max_days} days.")
+    minutes = parse_minutes(form["minutes"], policy)
     until = parse_when(form["until"], policy, now)
     if minutes is not None and until is not None:
         raise WorkflowError("Give either a number of minutes or an end time, not both.")
@@ -456,6 +450,20 @@ def _request_values(form: dict[str, str], policy: Policy, now: datetime) -> dict
         "minutes": minutes,
         "until": until,
     }
+
+
+def parse_minutes(text: str | None, policy: Policy) -> int | None:
+    """How long an unblock should last, as typed: a whole number of minutes up to the policy's
+    `max_days` (a huge one would overflow the end time's sum); None when not given."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not text.isdecimal() or not text.isascii():
+        raise WorkflowError("Give the number of minutes as a whole number, e.g. 45.")
+    longest = policy.unblocks.max_days * 24 * 60
+    if len(text.lstrip("0")) > len(str(longest)) or int(text) > longest:
+        raise WorkflowError(f"An unblock can last at most {policy.unblocks.max_days} days.")
+    return int(text)
 
 
 def split_names(text: str) -> list[str]:
@@ -667,6 +675,7 @@ __all__ = [
     "LoginThrottle",
     "PolicyFile",
     "create_app",
+    "parse_minutes",
     "parse_when",
     "read_secret_key",
     "run_web",

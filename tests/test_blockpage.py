@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from proxy_addons.blockpage import (
     ADDRESS_LIMIT,
+    FORM_TOKEN_SLOT,
     REFERENCE_ALPHABET,
     BlockPageContext,
     new_reference,
@@ -139,6 +140,7 @@ def test_search_terms_are_not_shown_but_are_reported() -> None:
     report = page.form("/report")
     assert report is not None
     assert report["fields"] == {
+        "csrf_token": FORM_TOKEN_SLOT,  # until the portal add-on writes in the real one
         "ref": "SG-7K3Q-M2XD",
         "url": "https://www.example-social.com/feed/friends?q=my+secret+search",
         "message": "",
@@ -162,12 +164,20 @@ def test_staff_also_get_request_form_with_required_reason() -> None:
     assert request is not None
     assert request["action"] == "https://schoolgate.local/unblock/request"
     assert request["fields"] == {
+        "csrf_token": FORM_TOKEN_SLOT,
         "ref": "SG-7K3Q-M2XD",
         "url": "https://www.example-social.com/feed/friends?q=my+secret+search",
         "reason": "",
     }
     assert request["required"] == ["reason"]
     assert "Request access for a lesson" in page.text
+
+
+def test_both_forms_carry_the_token_given_for_the_reader() -> None:
+    page = _page(staff=True, form_token="1767200000.abc123")
+    for action in ("/report", "/unblock/request"):
+        form = page.form(action)
+        assert form is not None and form["fields"]["csrf_token"] == "1767200000.abc123"  # type: ignore[index]
 
 
 @pytest.mark.parametrize("staff", [False, True])

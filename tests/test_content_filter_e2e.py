@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy_addons.blockpage import FORM_TOKEN_SLOT
 from tests.conftest import (
     ROOT,
     Gateway,
@@ -230,6 +232,17 @@ def test_chunked_page_is_held_and_replaced(gateway: Gateway, client: httpx.Clien
     assert "blocked" in r.text.lower()
     [rec] = access_records(gateway, "/chunked.html")
     assert rec["reason"] == "content"
+
+
+@pytest.mark.parametrize("path", ["/over.html", "/chunked.html"])
+def test_content_block_pages_carry_the_readers_form_token(client: httpx.Client, path: str) -> None:
+    """Buffered or held while streaming, the page's forms work for the person shown it."""
+    page = client.get(f"https://plain.test{path}").text
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found and found.group(1) != FORM_TOKEN_SLOT, page
+    form = {"csrf_token": found.group(1), "url": f"https://plain.test{path}", "message": "art"}
+    answer = client.post("http://schoolgate.local/report", data=form)
+    assert answer.status_code == 200 and "Thank you" in answer.text
 
 
 def test_chunked_gzip_page_is_replaced_by_a_notice_encoded_as_announced(

@@ -95,12 +95,14 @@ def test_staff_request_from_the_block_page_creates_a_pending_unblock(
         "reason=sex education unit",
     ]
     portal = "http://schoolgate.local/unblock/request"
-    body, code = body_and_status(auth_gateway.curl(portal, *form, user="teacher:t-pass"))
+    teacher = ["-d", f"csrf_token={form_token(auth_gateway, 'teacher:t-pass')}"]
+    body, code = body_and_status(auth_gateway.curl(portal, *form, *teacher, user="teacher:t-pass"))
     assert code == 200
     uid = re.search(r"UB-[A-Z0-9]{6}", body)
     assert uid
-    _, code = body_and_status(auth_gateway.curl(portal, *form, user="pupil:p-pass"))
-    assert code == 403
+    pupil = ["-d", f"csrf_token={form_token(auth_gateway, 'pupil:p-pass')}"]
+    body, code = body_and_status(auth_gateway.curl(portal, *form, *pupil, user="pupil:p-pass"))
+    assert code == 403 and "Only staff" in body
     store = Store.open(store_url(auth_gateway.var))
     with store.connect() as conn:
         rows = conn.execute(sa.select(unblocks)).all()
@@ -108,6 +110,14 @@ def test_staff_request_from_the_block_page_creates_a_pending_unblock(
     assert [(r.id, r.status, r.requested_by, r.target, r.audience) for r in rows] == [
         (uid.group(0), "pending", "teacher", "adult.test", ["ks2"])
     ]
+
+
+def form_token(gateway: Gateway, user: str) -> str:
+    """The portal forms' token on the block page the gateway shows `user` (portal.py)."""
+    page, _ = body_and_status(gateway.curl("https://adult.test/", user=user))
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
 
 
 def _libfaketime() -> str:
