@@ -16,12 +16,17 @@ can restart meanwhile; an alert about a child at risk must still arrive. So:
   least once: a crash between sending and recording it can repeat one message.
 - Sent rows keep no content (only what folding needs) and are deleted once their fold window
   has passed.
+- Messages that are not alerts (an unblock request or decision, unblock_workflow.py) go the
+  same way, ready-made and never folded (`enqueue_notification`), so a channel that is down
+  when a DSL approves still hears of it; `deliver_now` tries them at once from the process
+  that wrote them, and any running gateway's workers retry them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -31,7 +36,7 @@ import sqlalchemy as sa
 
 from proxy_addons import metrics
 from proxy_addons.alerts import OUTBOX_STUCK, Event, Route, notification_for, outbox_stuck_event
-from proxy_addons.notify import Notifier, NotifyError
+from proxy_addons.notify import Notification, Notifier, NotifyError
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alert_outbox
 
@@ -127,26 +132,32 @@ class AlertOutbox:
             due, fold_until = now, now + fold
         else:  # the last one is sent or being sent: gather repeats until its window ends
             due, fold_until = latest.fold_until, latest.fold_until + fold
-        result = conn.execute(
-            alert_outbox.insert().values(
-                channel=route.channel,
-                fold_key=key,
-                kind=event.kind,
-                severity=event.severity,
-                audience=event.audience.value,
-                event=event.to_json(),
-                recipients=list(route.recipients),
-                occurrences=1,
-                first_at=now,
-                last_at=now,
-                fold_until=fold_until,
-                status=PENDING,
-                attempts=0,
-                next_attempt_at=due,
-            )
-        )
-        assert result.inserted_primary_key is not None
-        return int(result.inserted_primary_key[0])
+        content = (event.kind, event.severity, event.audience.value, event.to_json())
+        return _insert(conn, route, key, content, now, due, fold_until)
+
+    def enqueue_notification(
+        self,
+        note: Notification,
+        routes: Sequence[Route],
+        *,
+        conn: sa.Connection | None = None,
+        severity: int = 3,
+        audience: str = "safeguarding",
+    ) -> list[int]:
+        """Store a ready-made message for each route, never folded (each one is news);
+        in the caller's transaction when `conn` is given. Returns the rows written."""
+        if conn is None:
+            with self.store.begin() as own:
+                return self.enqueue_notification(
+                    note, routes, conn=own, severity=severity, audience=audience
+                )
+        now = self.clock()
+        key = fold_hash(f"{note.kind}|{secrets.token_hex(16)}")  # folds with nothing
+        content = (note.kind[:40], severity, audience, {"notification": _note_json(note)})
+        ids = [_insert(conn, route, key, content, now, now, now) for route in routes]
+        for route in routes:
+            self.wake(route.channel)
+        return ids
 
     # -- delivering ------------------------------------------------------------------------
 
@@ -175,6 +186,16 @@ class AlertOutbox:
                 delivered += 1
         return delivered
 
+    def deliver_now(self, ids: Iterable[int]) -> int:
+        """Try these rows once, now (their writer wants them out at once); one that fails
+        stays pending, with backoff, for the workers of any process running the outbox."""
+        delivered = 0
+        for row_id in ids:
+            row = self._claim(row_id)
+            if row is not None and self._send(row):
+                delivered += 1
+        return delivered
+
     def _claim(self, row_id: int) -> Any:
         now = self.clock()
         t = alert_outbox.c
@@ -197,15 +218,7 @@ class AlertOutbox:
         try:
             if notifier is None:
                 raise NotifyError(f"{row.channel}: channel is not configured")
-            event = Event.from_json(row.event)
-            note = notification_for(
-                event,
-                occurrences=row.occurrences,
-                first_at=row.first_at,
-                last_at=row.last_at,
-                recipients=row.recipients,
-            )
-            notifier.send(note)
+            notifier.send(_message(row))
         except Exception as exc:
             if not isinstance(exc, NotifyError):
                 logger.exception(
@@ -370,3 +383,67 @@ class AlertOutbox:
 
 def _leased(row: Any, now: datetime) -> bool:
     return row.lease_until is not None and row.lease_until > now
+
+
+def _insert(
+    conn: sa.Connection,
+    route: Route,
+    key: str,
+    content: tuple[str, int, str, dict[str, Any]],  # kind, severity, audience, event
+    now: datetime,
+    due: datetime,
+    fold_until: datetime,
+) -> int:
+    kind, severity, audience, event = content
+    result = conn.execute(
+        alert_outbox.insert().values(
+            channel=route.channel,
+            fold_key=key,
+            kind=kind,
+            severity=severity,
+            audience=audience,
+            event=event,
+            recipients=list(route.recipients),
+            occurrences=1,
+            first_at=now,
+            last_at=now,
+            fold_until=fold_until,
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=due,
+        )
+    )
+    assert result.inserted_primary_key is not None
+    return int(result.inserted_primary_key[0])
+
+
+def _note_json(note: Notification) -> dict[str, Any]:
+    """A ready-made message as stored (recipients are the row's own)."""
+    return {
+        "kind": note.kind,
+        "subject": note.subject,
+        "text": note.text,
+        "link": note.link,
+        "data": note.data,
+    }
+
+
+def _message(row: Any) -> Notification:
+    """What a row says: a stored message as it was written, or its (folded) alert rendered."""
+    stored = row.event.get("notification")
+    if stored is not None:
+        return Notification(
+            kind=stored["kind"],
+            subject=stored["subject"],
+            text=stored["text"],
+            recipients=tuple(row.recipients),
+            link=stored.get("link"),
+            data=dict(stored.get("data") or {}),
+        )
+    return notification_for(
+        Event.from_json(row.event),
+        occurrences=row.occurrences,
+        first_at=row.first_at,
+        last_at=row.last_at,
+        recipients=row.recipients,
+    )

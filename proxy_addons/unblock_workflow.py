@@ -1,8 +1,11 @@
 """The unblock workflow: request, decide, confirm, revoke, extend, expire.
 
 Every step changes the store and appends its audit record in one transaction,
-so the trail and the state never disagree. Bad input raises `WorkflowError`
-with a sentence for the person and changes nothing.
+so the trail and the state never disagree; the messages it sends (to the
+deciders, the requester, the IT provider) are stored in the alert outbox in that
+same transaction, tried at once, and retried by any running gateway until they
+arrive (alert_outbox.py). Bad input raises `WorkflowError` with a sentence for
+the person and changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from proxy_addons import audit
+from proxy_addons.alert_outbox import AlertOutbox
+from proxy_addons.alerts import Route
 from proxy_addons.blockpage import REFERENCE_ALPHABET
 from proxy_addons.notify import Notification, Notifier
 from proxy_addons.policy import Policy
@@ -89,9 +94,21 @@ class UnblockWorkflow:
     ) -> None:
         self.store = store
         self.policy = policy
-        self.notifier = notifier
         self.clock = clock or (lambda: datetime.now(UTC))
         self.send_in_background = send_in_background
+        # Only to store messages and try them once; a gateway's outbox workers retry them.
+        self.outbox = AlertOutbox(store, clock=self.clock)
+        self.notifier = notifier
+
+    @property
+    def notifier(self) -> Notifier | None:
+        return self._notifier
+
+    @notifier.setter
+    def notifier(self, notifier: Notifier | None) -> None:
+        """The channels messages are stored for (the policy's; set again when it changes)."""
+        self._notifier = notifier
+        self.outbox.notifiers = _channels(notifier)
 
     # -- who may do what ---------------------------------------------------
 
@@ -199,16 +216,17 @@ class UnblockWorkflow:
                 address=actor.address,
                 at=now,
             )
-        rules = policy.unblocks
-        self._notify(
-            "unblock.requested",
-            f"Unblock request {unblock.id} from {actor.name}: {canonical}",
-            f"{actor.name} asks to unblock {canonical} ({scope.value}) for "
-            f"{audience_kind.value} {', '.join(people)} until {_local(policy, ends)}.\n"
-            f"Reason: {unblock.reason}\n",
-            rules.deciders,
-            unblock,
-        )
+            queued = self._queue(
+                conn,
+                "unblock.requested",
+                f"Unblock request {unblock.id} from {actor.name}: {canonical}",
+                f"{actor.name} asks to unblock {canonical} ({scope.value}) for "
+                f"{audience_kind.value} {', '.join(people)} until {_local(policy, ends)}.\n"
+                f"Reason: {unblock.reason}\n",
+                policy.unblocks.deciders,
+                unblock,
+            )
+        self._send_soon(queued)
         return unblock
 
     def approve(self, actor: Actor, unblock_id: str, comment: str = "") -> Unblock:
@@ -225,10 +243,10 @@ class UnblockWorkflow:
             "unblock.approved",
             {"decided_by": actor.name, "decided_at": self.clock(), "decision_comment": comment},
             {"comment": comment},
+            tell=(f"approved by {actor.name}", comment),
         )
         if unblock.status is Status.ACTIVE:
             self._record_applied(unblock)
-        self._tell_outcome(policy, unblock, f"approved by {actor.name}", comment)
         return unblock
 
     def _record_applied(self, unblock: Unblock) -> None:
@@ -254,8 +272,8 @@ class UnblockWorkflow:
             "unblock.rejected",
             {"decided_by": actor.name, "decided_at": self.clock(), "decision_comment": comment},
             {"comment": comment},
+            tell=(f"rejected by {actor.name}", comment),
         )
-        self._tell_outcome(self.policy(), unblock, f"rejected by {actor.name}", comment)
         return unblock
 
     def confirm(self, actor: Actor, unblock_id: str) -> Unblock:
@@ -270,8 +288,8 @@ class UnblockWorkflow:
             "unblock.applied",
             {"it_confirmed_by": actor.name, "it_confirmed_at": self.clock()},
             {},
+            tell=(f"applied by {actor.name}", ""),
         )
-        self._tell_outcome(self.policy(), unblock, f"applied by {actor.name}", "")
         return unblock
 
     def revoke(self, actor: Actor, unblock_id: str, reason: str) -> Unblock:
@@ -287,8 +305,8 @@ class UnblockWorkflow:
             "unblock.revoked",
             {"ended_by": actor.name, "ended_at": self.clock()},
             {"reason": reason},
+            tell=(f"revoked by {actor.name}", reason),
         )
-        self._tell_outcome(self.policy(), unblock, f"revoked by {actor.name}", reason)
         return unblock
 
     def extend(self, actor: Actor, unblock_id: str, until: datetime, reason: str) -> Unblock:
@@ -411,7 +429,9 @@ class UnblockWorkflow:
         action: str,
         values: dict[str, Any],
         detail: dict[str, Any],
+        tell: tuple[str, str] | None = None,  # (what happened, comment) for the people told
     ) -> Unblock:
+        queued: builtins.list[int] = []
         with self.store.begin() as conn:
             row = conn.execute(sa.select(unblocks).where(unblocks.c.id == unblock_id)).first()
             if row is None:
@@ -437,6 +457,10 @@ class UnblockWorkflow:
                 address=actor.address,
                 at=self.clock(),
             )
+            if tell is not None:
+                now = conn.execute(sa.select(unblocks).where(unblocks.c.id == unblock_id)).one()
+                queued = self._tell_outcome(conn, _row_to_unblock(now), *tell)
+        self._send_soon(queued)
         return self.get(unblock_id)
 
     def _check_audience(self, policy: Policy, kind: AudienceKind, people: tuple[str, ...]) -> None:
@@ -481,10 +505,14 @@ class UnblockWorkflow:
             raise WorkflowError(f"An unblock can last at most {policy.unblocks.max_days} days.")
         return until.astimezone(UTC)
 
-    def _tell_outcome(self, policy: Policy, unblock: Unblock, what: str, comment: str) -> None:
+    def _tell_outcome(
+        self, conn: sa.Connection, unblock: Unblock, what: str, comment: str
+    ) -> builtins.list[int]:
+        policy = self.policy()
         people = {unblock.requested_by, *policy.unblocks.it_provider}
         note = f"\nComment: {comment}" if comment else ""
-        self._notify(
+        return self._queue(
+            conn,
             "unblock.decided",
             f"Unblock {unblock.id} {what}: {unblock.target}",
             f"Unblock {unblock.id} for {unblock.target} was {what}. "
@@ -493,18 +521,24 @@ class UnblockWorkflow:
             unblock,
         )
 
-    def _notify(self, kind: str, subject: str, text: str, people: Any, unblock: Unblock) -> None:
-        if self.notifier is None:
-            return
+    def _queue(
+        self,
+        conn: sa.Connection,
+        kind: str,
+        subject: str,
+        text: str,
+        people: Any,
+        unblock: Unblock,
+    ) -> builtins.list[int]:
+        """Store the message for each channel in the step's own transaction: it is sent even
+        if a channel is down now, or this process ends before it could send."""
+        channels = self.outbox.notifiers
+        if not channels:
+            return []
         policy = self.policy()
         link = f"{policy.unblocks.web_url}/unblocks/{unblock.id}"
-        recipients = tuple(
-            sorted(
-                policy.notifications.contacts[p]
-                for p in people
-                if p in policy.notifications.contacts
-            )
-        )
+        contacts = policy.notifications.contacts
+        recipients = tuple(sorted(contacts[p] for p in people if p in contacts))
         note = Notification(
             kind=kind,
             subject=subject,
@@ -513,18 +547,37 @@ class UnblockWorkflow:
             link=link,
             data={**_describe(unblock), "status": unblock.status.value},
         )
-        notifier = self.notifier
+        routes = [
+            Route(name, recipients if name == "email" else ())
+            for name in channels
+            if name != "email" or recipients  # nobody to email: the other channels only
+        ]
+        return self.outbox.enqueue_notification(note, routes, conn=conn)
+
+    def _send_soon(self, ids: builtins.list[int]) -> None:
+        """Try the stored messages now; whatever fails stays queued for the retries."""
+        if not ids:
+            return
+        outbox = self.outbox
 
         def send() -> None:
             try:
-                notifier.send(note)
-            except Exception as exc:  # a channel being down must not undo the decision
-                logger.error("Could not send '%s' for %s: %s", kind, unblock.id, exc)
+                outbox.deliver_now(ids)
+            except Exception as exc:  # the store went away: the gateway's workers retry
+                logger.error("Unblock messages %s not sent now: %s", ids, exc)
 
         if self.send_in_background:
-            threading.Thread(target=send, daemon=True, name=f"notify-{unblock.id}").start()
+            threading.Thread(target=send, daemon=True, name="unblock-notify").start()
         else:
             send()
+
+
+def _channels(notifier: Notifier | None) -> dict[str, Notifier]:
+    """The channels (by name) of a notifier, or of each in a FanOut."""
+    if notifier is None:
+        return {}
+    parts = getattr(notifier, "notifiers", None)
+    return {n.name: n for n in parts} if parts is not None else {notifier.name: notifier}
 
 
 _LIVE = (Status.ACTIVE, Status.AWAITING_IT, Status.PENDING)

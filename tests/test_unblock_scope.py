@@ -5,6 +5,7 @@ the workflow on a real store, the CLI and a real gateway."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -272,23 +273,18 @@ def test_workflow_refuses_at_request_approval_confirmation_and_extension(tmp_pat
 # -- the CLI and a real gateway --------------------------------------------------------------
 
 
+def ask_for_ks2(policy: Path, target: str, reason: str) -> subprocess.CompletedProcess[str]:
+    """`schoolgate unblock request TARGET` for the ks2 profile, for 30 minutes, as a teacher."""
+    return cli(
+        policy, "unblock", "request", target, "--as", "teacher", "--for-profile", "ks2",
+        "--minutes", "30", "--reason", reason,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("target", ["com", "co.uk", "github.io", "test"])
 def test_cli_refuses_a_public_suffix(setup, target: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     policy, _ = setup
-    result = cli(
-        policy,
-        "unblock",
-        "request",
-        target,
-        "--as",
-        "teacher",
-        "--for-profile",
-        "ks2",
-        "--minutes",
-        "30",
-        "--reason",
-        "research",
-    )
+    result = ask_for_ks2(policy, target, "research")
     assert result.returncode == 1 and "public suffix" in result.stderr
     assert "Traceback" not in result.stderr
     assert cli(policy, "unblock", "list").stdout.strip() == ""
