@@ -10,7 +10,7 @@ Every answer is JSON. Bad input gets a 4xx with `{"error": ..., "field": ...}`; 
 unexpected is logged and answered 400, never 500 (the agent keeps a 5xx report and retries
 it forever, which is right for an outage but not for a report that can't be stored).
 
-A report speaks for the address it comes from (`report_address`): the connection's peer, or,
+A report speaks for the address it comes from (`devices.request_address`): the peer, or,
 when the peer is one of the policy's `devices.trusted_relays`, the address that relay
 forwarded in X-Forwarded-For. A forwarded address from anyone else is not read at all.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from agent.report import MAX_REPORT_BYTES, ReportError, parse_report
 from proxy_addons import devices as dv
 from proxy_addons.device_checks_api import checks_blueprint
 from proxy_addons.device_watch import alert_noncompliance, load_eol, with_eol
-from proxy_addons.policy import IPNetwork, Policy
+from proxy_addons.policy import Policy
 from proxy_addons.store import Store
 from proxy_addons.webapp import LoginThrottle
 
@@ -89,20 +89,6 @@ def _bearer() -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
-def report_address(environ: Mapping[str, Any], relays: Sequence[IPNetwork]) -> str | None:
-    """The address a request speaks for; None when it can't be told (then it speaks for none).
-
-    The peer as the socket saw it (before any ProxyFix from `--trusted-proxies`); while that
-    is a trusted relay, the entry it appended to X-Forwarded-For (read from the right).
-    """
-    before_fix = environ.get("werkzeug.proxy_fix.orig") or {}
-    here = dv.address_of(before_fix.get("REMOTE_ADDR") or environ.get("REMOTE_ADDR"))
-    hops = str(environ.get("HTTP_X_FORWARDED_FOR") or "").split(",")
-    while here is not None and any(here in relay for relay in relays):
-        here = dv.address_of(hops.pop()) if hops else None  # a relay that forwards no one
-    return str(here) if here is not None else None
-
-
 def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock = _now) -> Flask:
     """The device API app: POST /api/v1/enrol and POST /api/v1/report."""
     app = Flask("schoolgate-devices")
@@ -128,7 +114,7 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
         if again is not None and (not isinstance(again, str) or not 1 <= len(again) <= 64):
             return _problem(400, "should be the id this device was enrolled with", "device_id")
         current = _bearer() if again is not None else None
-        address = report_address(request.environ, policy().devices.trusted_relays) or "?"
+        address = dv.request_address(request.environ, policy().devices.trusted_relays) or "?"
         if throttle.blocked("enrol", address):
             return _problem(429, "too many wrong enrolment secrets: wait and try again", "secret")
         expected = dv.read_secret(policy().devices.enrolment_secret_file)
@@ -181,7 +167,7 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
         # -- device watch: the gateway's OS end-of-life verdict, and an alert on failing --
         now, current = clock(), policy()
         parsed = with_eol(parsed, load_eol(current.devices.eol_file), now.date())
-        source = report_address(request.environ, current.devices.trusted_relays)
+        source = dv.request_address(request.environ, current.devices.trusted_relays)
         try:
             ignored = dv.record_report(store, parsed, now, source=source)
         except dv.ReportRejected as exc:
@@ -237,4 +223,4 @@ def mount(outer: WSGIApp, api: WSGIApp) -> WSGIApp:
     return dispatch
 
 
-__all__ = ["create_device_api", "mount", "report_address"]
+__all__ = ["create_device_api", "mount"]

@@ -79,6 +79,11 @@ def _bearer_device(store: Store) -> str | None:
     return dv.verify_token(store, token.strip())
 
 
+def _address(policy: Policy) -> str | None:
+    """Where this request comes from: the peer, or what a trusted relay forwards (devices.py)."""
+    return dv.request_address(request.environ, policy.devices.trusted_relays)
+
+
 def _unauthorised() -> Response:
     response = _answer(401, error="a valid device token is needed (enrol first)", field=None)
     response.headers["WWW-Authenticate"] = 'Bearer realm="schoolgate"'
@@ -200,7 +205,7 @@ def checks_blueprint(
         if isinstance(found, Response):
             return found
         current, suite = found
-        profile = device_profile(store, current, request.remote_addr, clock())
+        profile = device_profile(store, current, _address(current), clock())
         return _answer(200, profile=profile, device_id=device_id, **suite.to_json(profile))
 
     @bp.post("/api/v1/checks/windows")
@@ -211,9 +216,6 @@ def checks_blueprint(
         device_id = _bearer_device(store)
         if device_id is None:
             return _unauthorised()
-        ip = request.remote_addr
-        if not ip:
-            return _answer(400, error="the device's address is not known", field=None)
         raw = request.get_data(cache=False)
         if len(raw) > 1024:
             return _answer(413, error="a window request may be at most 1024 bytes", field=None)
@@ -230,6 +232,9 @@ def checks_blueprint(
         if isinstance(found, Response):
             return found
         current, suite = found
+        ip = _address(current)
+        if not ip:
+            return _answer(400, error="the device's address is not known", field=None)
         now = clock()
         profile = device_profile(store, current, ip, now)
         urls = [c.url for c in suite.cases_for(profile)]
@@ -276,7 +281,7 @@ def checks_blueprint(
         device = dv.get_device(store, device_id, now, current.devices.stale_days)
         if device is None:
             return _unauthorised()
-        profile = device_profile(store, current, request.remote_addr, now)
+        profile = device_profile(store, current, _address(current), now)
         try:
             run = parse_run(data, suite, profile, current, device, now)
         except BadRun as exc:

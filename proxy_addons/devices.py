@@ -26,6 +26,7 @@ import io
 import ipaddress
 import logging
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ import sqlalchemy as sa
 
 from agent.report import DeviceReport
 from proxy_addons import audit
+from proxy_addons.policy import IPNetwork
 from proxy_addons.store import Store
 from proxy_addons.store.schema import devices
 
@@ -286,6 +288,21 @@ def address_of(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
     return mapped or found
 
 
+def request_address(environ: Mapping[str, Any], relays: Sequence[IPNetwork]) -> str | None:
+    """The address a device API request comes from; None when it can't be told (then it
+    speaks for no address).
+
+    The peer as the socket saw it (before any ProxyFix from `--trusted-proxies`); while that
+    is a trusted relay, the entry it appended to X-Forwarded-For (read from the right).
+    """
+    before_fix = environ.get("werkzeug.proxy_fix.orig") or {}
+    here = address_of(before_fix.get("REMOTE_ADDR") or environ.get("REMOTE_ADDR"))
+    hops = str(environ.get("HTTP_X_FORWARDED_FOR") or "").split(",")
+    while here is not None and any(here in relay for relay in relays):
+        here = address_of(hops.pop()) if hops else None  # a relay that forwards no one
+    return str(here) if here is not None else None
+
+
 def record_report(
     store: Store, report: DeviceReport, now: datetime, *, source: str | None
 ) -> tuple[str, ...]:
@@ -471,6 +488,7 @@ __all__ = [
     "TokenCheck",
     "address_of",
     "believed_ips",
+    "request_address",
     "check_token",
     "enrol",
     "get_device",

@@ -402,6 +402,10 @@ def test_the_window_endpoint(api: tuple[Any, Store, str, str]) -> None:
     [window] = open_windows(store, dt.datetime.now(dt.UTC))
     assert (window.ip, window.device_id) == ("10.9.9.9", device_id)  # where the API saw it
     assert "http://games.test/" not in window.urls  # early years only: not this device's
+    # A forwarded address from a peer that is no trusted relay is never read.
+    xff = {**auth, "X-Forwarded-For": "10.8.8.8"}
+    assert client.post(path, headers=xff, environ_base=env).json["profile"] == "ks2"
+    assert [w.ip for w in open_windows(store, dt.datetime.now(dt.UTC))] == ["10.9.9.9"]
     # Another address gets its own profile's URLs (nobody reported there: early years).
     elsewhere = client.post(path, headers=auth, environ_base={"REMOTE_ADDR": "10.8.8.8"})
     assert (elsewhere.json["profile"], elsewhere.json["urls"]) == ("early_years", KS2_URLS + 1)
