@@ -94,6 +94,15 @@ class AccessRecord:
     stage: str  # connect | tls | request
     enforced: str | None = None  # safe search enforced on an allowed request (how)
 
+    def __post_init__(self) -> None:
+        # A client's undecodable bytes reach here as lone surrogates (a Host header of
+        # raw 0xFF): written as \udcff, so no file, store or export refuses the record.
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not value.isascii():
+                clean = value.encode("utf-8", "backslashreplace").decode("utf-8")
+                object.__setattr__(self, name, clean)
+
     def _values(self) -> dict[str, Any]:
         # Every field is immutable (str, None, datetime): no need for asdict's deep copies,
         # which cost more than the rest of writing a record.
@@ -121,6 +130,7 @@ class AccessRecord:
 
 
 FIELDS = [f.name for f in fields(AccessRecord)]
+_TEXT_FIELDS = tuple(f for f in FIELDS if f != "time")
 
 
 def _clip(value: Any, name: str) -> str | None:
@@ -574,8 +584,12 @@ class AccessWriter:
         return stop
 
     def _write_json(self, record: AccessRecord) -> None:
-        if self._file is not None:
+        if self._file is None:
+            return
+        try:
             self._file_lost(self._file.write(record))
+        except Exception as exc:  # one bad record never stops the writer
+            self._lost("file", 1, f"a record could not be written: {exc}")
 
     def _file_lost(self, n: int) -> None:
         if n and self._file is not None:

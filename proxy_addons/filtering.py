@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import time
 import weakref
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from mitmproxy import connection, ctx, exceptions, http, tls
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import layer, layers
+from mitmproxy.proxy.layers.http import HTTPMode
 from mitmproxy.proxy.layers.tls import parse_client_hello
 from mitmproxy.proxy.mode_specs import RegularMode, ReverseMode, Socks5Mode, UpstreamMode
 
@@ -47,6 +49,11 @@ _CHECK_HEADER_NAME = CHECK_HEADER.lower().encode()
 logger = logging.getLogger(__name__)
 
 METADATA_KEY = "schoolgate"
+_SERVER_NAME = 0  # the TLS server_name extension's type
+# TLS-stage blocks refused in the handshake rather than decrypted for a block page: names
+# that disagree, or can't be read, say nothing a block page could show.
+_NOT_INTERCEPTED = frozenset({Reason.FRONTING, Reason.INVALID})
+_FOLDED = re.compile(rb"[\r\n\x00]")
 NEVER_MATCHES = "(?!)"
 
 PLAIN_REASONS = {
@@ -93,6 +100,10 @@ class Filter:
             weakref.WeakKeyDictionary()
         )
         self.known_names = KnownNames()  # transparent mode: which names an address has
+        # Connections not allowed whole (blocked, or a URL must decide): only HTTP may pass.
+        self._only_http: weakref.WeakKeyDictionary[connection.Client, bool] = (
+            weakref.WeakKeyDictionary()
+        )
         # Termly checks run from the gateway itself, as a profile (check_identity.py).
         self.check_identity = CheckIdentity()
         self._check_as: weakref.WeakKeyDictionary[connection.Client, str] = (
@@ -246,28 +257,25 @@ class Filter:
         except Exception as exc:  # never fall open
             decision = self._failure(flow.request.host, exc)
         _record(flow.metadata, decision, "connect", started)
+        self._only_http[flow.client_conn] = decision.blocked or decision.must_decrypt
         wants_decryption = decision.decrypt or decision.must_decrypt
         if decision.blocked and not (
             wants_decryption and self.ca_trust.trusts(_ip(flow.client_conn), site)
         ):
-            ref = flow.metadata[METADATA_KEY]["reference"]
-            flow.response = http.Response.make(
-                403,
-                f"Blocked by the school's web filter (reference {ref}).\n",
-                {"Content-Type": "text/plain; charset=utf-8"},
-            )
+            flow.response = _plain_block(flow.metadata[METADATA_KEY]["reference"])
 
     async def next_layer(self, nextlayer: layer.NextLayer) -> None:
         """TLS: decide on the destination and the SNI; pass through host-only sites,
         refuse blocked ones."""
         data = nextlayer.data_client()
-        if not starts_like_tls_record(data):
-            return
         stack = nextlayer.context.layers
         # mitmproxy's own NextLayer may have decided first (it does when the Filter is added
         # after it, as `schoolgate run` does): the layers it proposed pushed themselves onto
         # the stack. Judge the stack below them, and drop them if the Filter decides instead.
         proposed = stack.index(nextlayer.layer) if nextlayer.layer in stack else len(stack)
+        if not starts_like_tls_record(data):
+            await self._not_tls(nextlayer, proposed)
+            return
         if any(isinstance(x, layers.ClientTLSLayer) for x in stack[:proposed]):
             return  # TLS inside TLS: the outer hello was decided already
         client = nextlayer.context.client
@@ -278,6 +286,10 @@ class Filter:
             if hello is None:
                 return  # incomplete; NextLayer waits too (see NEVER_MATCHES)
             server = nextlayer.context.server.address
+            if hello.sni is None and any(t == _SERVER_NAME for t, _ in hello.extensions):
+                # A server name mitmproxy can't read (bad punycode, several names): the
+                # upstream might read it, so it is refused, never decided without it.
+                raise HostError("a TLS server name the gateway cannot read")
             claimed = (canonical_host(hello.sni),) if hello.sni else ()
             if server is None:
                 if not claimed:
@@ -293,9 +305,10 @@ class Filter:
             decision = self._failure(str(nextlayer.context.server.address), exc)
         self.connection_decisions[client] = _record({}, decision, "tls", started)
         self._tls_site[client] = site
+        self._only_http[client] = decision.blocked or decision.must_decrypt
         wants_decryption = decision.decrypt or decision.must_decrypt
         trusted = self.ca_trust.trusts(_ip(client), site)
-        if wants_decryption and trusted and decision.reason is not Reason.FRONTING:
+        if wants_decryption and trusted and decision.reason not in _NOT_INTERCEPTED:
             return  # intercept: a blocked request gets the block page
         del stack[proposed:]
         if (
@@ -324,7 +337,11 @@ class Filter:
         if decision.reason is Reason.INVALID:
             flow.response = _bad_request(record["reference"])
         elif decision.blocked:
-            flow.response = self._block_response(decision, record["reference"])
+            try:
+                flow.response = self._block_response(decision, record["reference"])
+            except Exception as exc:  # a page that can't be drawn still blocks
+                logger.error("Block page failed (%s): sending a plain one", exc, exc_info=exc)
+                flow.response = _plain_block(record["reference"])
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
         """Remember the (device, site) that refused the school's CA (see ca_trust.py)."""
@@ -337,6 +354,52 @@ class Filter:
         self.ca_trust.completed(_ip(data.context.client))
 
     # -- helpers -------------------------------------------------------------
+
+    async def _not_tls(self, nextlayer: layer.NextLayer, proposed: int) -> None:
+        """Bytes that are not TLS, on a connection not allowed whole: only HTTP may carry
+        them, so that every request is decided. mitmproxy passes bytes it doesn't take for
+        HTTP as raw TCP (a leading CRLF, a request line in two writes, a TLS record whose
+        version byte it doesn't know), which a server may still read as HTTP or TLS: here
+        they are parsed as HTTP whatever mitmproxy chose, and refused if they aren't.
+
+        Explicit proxy: the CONNECT decision (or the TLS decision, inside a decrypted
+        tunnel) says. Transparent mode: the destination address is decided here.
+        """
+        chosen = nextlayer.layer
+        client = nextlayer.context.client
+        data = nextlayer.data_client()
+        if isinstance(chosen, layers.HttpLayer) or client.transport_protocol != "tcp":
+            return
+        if chosen is None and (not data or b"\x16\x03".startswith(data)):
+            return  # nothing yet, or perhaps the start of a TLS record: wait for more
+        only_http = self._only_http.get(client)
+        if only_http is None:
+            if not _from_network(client):
+                return  # the explicit proxy's own first layer: its requests are decided
+            only_http = await self._decide_address(nextlayer)
+        if only_http:
+            del nextlayer.context.layers[proposed:]
+            nextlayer.layer = layers.HttpLayer(nextlayer.context, HTTPMode.transparent)
+
+    async def _decide_address(self, nextlayer: layer.NextLayer) -> bool:
+        """Transparent mode, bytes that are not TLS: decide the destination address (and
+        the names it is known by); True when only HTTP may pass."""
+        client = nextlayer.context.client
+        started = time.perf_counter()
+        try:
+            server = nextlayer.context.server.address
+            if server is None:
+                raise HostError("a connection with no destination")
+            names = await self._names(client, canonical_host(server[0]), ())
+            identity = self._identity(
+                self._connect_user.get(client), _ip(client), self._check_as.get(client)
+            )
+            decision = decide_names(functools.partial(self._decide, identity), names)
+        except Exception as exc:  # never fall open
+            decision = self._failure(str(nextlayer.context.server.address), exc)
+        self.connection_decisions[client] = _record({}, decision, "tcp", started)
+        only_http = self._only_http[client] = decision.blocked or decision.must_decrypt
+        return only_http
 
     def _decide(self, identity: Identity, request: Request) -> Decision:
         loaded = self._loaded()
@@ -512,11 +575,24 @@ def _bad_request(reference: str) -> http.Response:
     )
 
 
+def _plain_block(reference: str) -> http.Response:
+    return http.Response.make(
+        403,
+        f"Blocked by the school's web filter (reference {reference}).\n",
+        {"Content-Type": "text/plain; charset=utf-8", "X-Schoolgate-Reference": reference},
+    )
+
+
 def _claimed_names(flow: http.HTTPFlow, connect_host: str | None) -> tuple[Host, ...]:
     """The names the client wrote: Host header, request-line authority or `:authority`,
     SNI and CONNECT target. A Host header that is repeated or not a valid host[:port] is a
     HostError (the request is refused, never decided on a guess)."""
     req = flow.request
+    for name, value in req.headers.fields:
+        if _FOLDED.search(name) or _FOLDED.search(value):
+            # An obs-fold line or a stray CR/LF/NUL: a server may read a header mitmproxy
+            # didn't (RFC 9112 5.2 lets a proxy refuse it).
+            raise HostError("a folded or broken header line")
     hosts = [v for k, v in req.headers.fields if k.lower() == b"host"]
     if len(hosts) > 1:
         raise HostError("more than one Host header")

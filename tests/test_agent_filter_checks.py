@@ -205,19 +205,18 @@ def test_agent_runs_the_suite_through_the_gateway_and_the_runs_are_recorded(
     untrusted = agent(
         setup.state, "--by", "Mr Okafor", env={"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy}
     )
-    assert untrusted.returncode == 1, untrusted.stderr
+    assert untrusted.returncode == 2, untrusted.stderr  # nothing failed; some not judged
     [third] = load_runs(setup.store, run_ids=[3])
     got = {r.case_id: r for r in third.run.results}
     assert got["social-https"].outcome is Outcome.ERROR
     assert "TLS: certificate verify failed" in got["social-https"].evidence
-    # The gateway now knows this device rejects its CA (decryption.untrusted_clients:
-    # host_only): allowed sites pass through undecrypted (the echo site's own certificate is
-    # self-signed: an error again), blocked ones are refused on their names.
-    for case_id in ("lessons-https", "games-ks2"):
+    # This device completed decrypted handshakes before (the runs above), so a refusal
+    # counts for the site it happened on only (ca_trust.py): every decrypted case of this
+    # run meets the school's certificate and can't be judged, blocked sites included; a
+    # client can't opt out of decryption for everything by failing one handshake.
+    for case_id in ("lessons-https", "games-ks2", "over-blocked"):
         assert got[case_id].outcome is Outcome.ERROR, got[case_id].evidence
         assert "TLS: certificate verify failed" in got[case_id].evidence
-    assert got["over-blocked"].outcome is Outcome.FAIL
-    assert "CONNECT refused with 403" in got["over-blocked"].evidence
     assert got["bank-host-only"].outcome is Outcome.PASS  # refused before any TLS
 
 

@@ -101,3 +101,25 @@ def test_transparent_mode_takes_a_name_that_resolves_to_the_address(gate: Filter
     f = flow("127.0.0.1", "localhost", mode="transparent")  # the hosts file says so
     record = run(gate, f)
     assert record["host"] == "localhost" and record["reason"] != "bare_ip"
+
+
+def test_a_block_page_that_fails_to_render_still_blocks(
+    gate: Filter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A template broken by an upgrade under a running gateway: a plain 403, never the site."""
+
+    def broken(*args: object) -> http.Response:
+        raise RuntimeError("template 'block.html' wants a variable it was not given")
+
+    monkeypatch.setattr(gate, "_block_response", broken)
+    record = run(gate, f := flow("www.chatter.test", "www.chatter.test"))
+    assert record["action"] == "block"
+    assert f.response is not None and f.response.status_code == 403
+    assert str(record["reference"]) in (f.response.get_text() or "")
+
+
+def test_a_folded_header_line_is_a_400(gate: Filter) -> None:
+    f = flow("plain.test", "plain.test")
+    f.request.headers["X"] = "y\r\n Host: www.chatter.test"
+    assert run(gate, f)["reason"] == "invalid"
+    assert f.response is not None and f.response.status_code == 400

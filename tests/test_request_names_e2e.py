@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -20,7 +21,14 @@ import h2.connection
 import h2.events
 import pytest
 
-from tests.conftest import Gateway, Upstream, _self_signed, copy_policy, start_mitmdump
+from tests.conftest import (
+    Gateway,
+    Upstream,
+    _self_signed,
+    access_log,
+    copy_policy,
+    start_mitmdump,
+)
 from tests.support.marker_upstream import MarkerServer
 
 # The addresses the gateway may connect to, as a client may write them, by marker name.
@@ -87,9 +95,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterato
 # -- raw clients ---------------------------------------------------------------------------
 
 
-def _read_all(sock: socket.socket) -> bytes:
+def _read_all(sock: socket.socket, wait: float = 8) -> bytes:
     data = b""
-    sock.settimeout(8)
+    sock.settimeout(wait)
     try:
         while chunk := sock.recv(65536):
             data += chunk
@@ -142,6 +150,69 @@ def tunnel(gw: Gateway, target: str, head: str, tls: bool = False, sni: str | No
             return _read_all(stream)
         except (OSError, ssl.SSLError) as exc:
             return f"TLS refused: {exc}".encode()
+
+
+def tunnel_raw(gw: Gateway, target: str, *chunks: bytes, tls: bool = False) -> bytes:
+    """CONNECT to `target`, optionally TLS (no SNI), then `chunks`, a moment apart: bytes
+    that look like HTTP to one reader and not to another."""
+    sock, answer = _tunnel(gw, target)
+    with sock:
+        if not answer.startswith(b"HTTP/1.1 200"):
+            return answer
+        try:
+            stream: socket.socket = _tls(sock, None) if tls else sock
+            for i, chunk in enumerate(chunks):
+                if i:
+                    time.sleep(0.3)
+                stream.sendall(chunk)
+            # The gateway may wait for the rest of a request head that never comes; an
+            # upstream on loopback would have answered well within this.
+            return _read_all(stream, wait=2)
+        except (OSError, ssl.SSLError) as exc:
+            return f"refused: {exc}".encode()
+
+
+def tunnel_odd_tls(gw: Gateway, target: str, version_byte: int = 0x04) -> bytes:
+    """CONNECT, then a real TLS handshake whose first record says version 3.`version_byte`
+    (OpenSSL servers accept it): TLS to the server, not to every reader of the bytes."""
+    sock, answer = _tunnel(gw, target)
+    out = b""
+    with sock:
+        if not answer.startswith(b"HTTP/1.1 200"):
+            return answer
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing)
+        sock.settimeout(2)  # as in tunnel_raw: the gateway may wait for more
+        first = True
+        try:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    data = outgoing.read()
+                    if first and data:
+                        data = data[:2] + bytes([version_byte]) + data[3:]
+                        first = False
+                    sock.sendall(data)
+                    got = sock.recv(65536)
+                    if not got:
+                        return b"closed in the handshake"
+                    incoming.write(got)
+            tls.write(req("/", "plain.test").encode())
+            sock.sendall(outgoing.read())
+            while got := sock.recv(65536):
+                incoming.write(got)
+                try:
+                    out += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    continue
+        except (OSError, ssl.SSLError) as exc:
+            return out or f"refused: {exc}".encode()
+        return out
 
 
 def h2_tunnel(
@@ -207,7 +278,10 @@ def req(target: str, host: str | None, version: str = "1.1", extra: str = "") ->
     return "\r\n".join(lines) + "\r\n" + extra + "\r\n"
 
 
-WS = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+WS = (
+    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
 
 # -- the table -------------------------------------------------------------------------------
 
@@ -256,6 +330,31 @@ def _variants() -> Iterator[tuple[str, Send]]:
             lambda gw, u=url_host: tunnel(
                 gw, f"{u}:443", req("/ws", "plain.test", extra=WS), tls=True, sni="plain.test"
             ),
+        )
+    # Bytes that mitmproxy takes for raw TCP but a server reads as HTTP or TLS.
+    get = req("/", "plain.test").encode()
+    for target in ("www.chatter.test:80", "www.chatter.test:443", "192.0.2.7:22", "games.test:443"):
+        yield (
+            f"connect {target} crlf-then-get",
+            lambda gw, t=target: tunnel_raw(gw, t, b"\r\n" + get),
+        )
+        yield (
+            f"connect {target} get-split",
+            lambda gw, t=target: tunnel_raw(gw, t, get[:5], get[5:]),
+        )
+        yield (
+            f"connect {target} ssh-banner",
+            lambda gw, t=target: tunnel_raw(gw, t, b"SSH-2.0-OpenSSH_9.6\r\n"),
+        )
+    for target in ("www.chatter.test:443", "illegal.test:443", "192.0.2.7:443"):
+        for byte in (0x04, 0x05):
+            yield (
+                f"connect {target} tls record 3.{byte}",
+                lambda gw, t=target, b=byte: tunnel_odd_tls(gw, t, b),
+            )
+        yield (
+            f"connect {target} decrypted then crlf-then-get",
+            lambda gw, t=target: tunnel_raw(gw, t, b"\r\n" + get, tls=True),
         )
     for bad in MALFORMED_HOSTS:
         yield (
@@ -327,6 +426,17 @@ def _refused() -> Iterator[tuple[str, Send]]:
             gw, "plain.test:443", "plain.test", "plain.test", (("host", "www.chatter.test"),)
         ),
     )
+    yield (
+        "absolute plain folded host",
+        lambda gw: plain(
+            gw, req("http://plain.test/", "plain.test", extra="X: y\r\n Host: www.chatter.test\r\n")
+        ),
+    )
+    for sni in ("xn--zz.chatter.test", "xn--zz.plain.test"):  # names mitmproxy can't read
+        yield (
+            f"connect plain:443 sni={sni}",
+            lambda gw, s=sni: tunnel(gw, "plain.test:443", req("/", "plain.test"), tls=True, sni=s),
+        )
     for bad in MALFORMED_HOSTS:
         yield (
             f"absolute plain host={bad!r}",
@@ -369,3 +479,16 @@ CONTROLS = list(_controls())
 def test_allowed_controls_still_reach_their_site(lab: Lab, send: Send) -> None:
     answer = send(lab.gateway).decode("utf-8", "replace")
     assert "MARKER:plain" in answer, answer[:400]
+
+
+def test_raw_bytes_in_a_host_header_are_refused_and_the_access_log_goes_on(lab: Lab) -> None:
+    """A raw 0xFF in a Host header: a 400, and the access log keeps writing after it."""
+    head = "GET http://plain.test/ HTTP/1.1\r\nHost: \udcffplain.test\r\nConnection: close\r\n\r\n"
+    assert plain(lab.gateway, head).startswith(b"HTTP/1.1 400")
+    after = plain(lab.gateway, req("http://www.chatter.test/after-raw-bytes", None))
+    assert after.startswith(b"HTTP/1.1 403")
+    records = access_log(
+        lab.gateway.var, lambda rs: any("after-raw-bytes" in str(r.get("url")) for r in rs)
+    )
+    assert any("after-raw-bytes" in str(r.get("url")) for r in records)
+    assert any("\\udcff" in str(r.get("host")) for r in records)

@@ -7,8 +7,8 @@ Serves HTTP on 80 and HTTPS on 443 (CERT names the test's hosts), a bare TCP lis
 (bound one by one, so each answers from the address it was asked on).
 Everything that arrives is appended to EVENTS as one JSON line (what, port, peer, SNI or
 Host), so the test can tell what the firewall and the gateway let through; every HTTP(S)
-answer names the address it was reached on, so the test can tell where the gateway went. Prints "ready"
-once listening.
+answer names the address it was reached on, so the test can tell where the gateway went.
+Prints "ready" once listening.
 """
 
 from __future__ import annotations
