@@ -610,3 +610,30 @@ def test_a_name_at_its_own_address_is_decided_by_name(lab: Lab) -> None:
         code, status, body = lab.curl(url, *args)
         assert (code, status) == (0, 200), body
         assert json.loads(body)["address"] == WEB
+
+
+SPLIT_GET = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 80), timeout=3)
+s.sendall(b"GET /split")  # no line end yet: mitmproxy alone would relay it as raw TCP
+time.sleep(0.3)
+s.sendall(b" HTTP/1.1\\r\\nHost: games.test\\r\\nConnection: close\\r\\n\\r\\n")
+out = b""
+try:
+    while chunk := s.recv(65536):
+        out += chunk
+except OSError:
+    pass
+sys.stdout.write(out.decode("utf-8", "replace"))
+"""
+
+
+def test_bytes_mitmproxy_takes_for_raw_tcp_reach_no_blocked_address(lab: Lab) -> None:
+    """A request line in two writes, to a blocked site's address: decided as HTTP."""
+    lab.curl("http://adult.test/learn", to=ADULT_WEB)  # the gateway resolves adult.test
+    cmd = ["ip", "netns", "exec", lab.client, sys.executable, "-c", SPLIT_GET, ADULT_WEB]
+    out = run(*cmd, check=False).stdout
+    assert '"upstream": "netns"' not in out, out
+    assert out.startswith("HTTP/1.1 403"), out[:300]
+    control = run(*cmd[:-1], WEB, check=False).stdout  # games.test at its own address
+    assert '"upstream": "netns"' in control and f'"address": "{WEB}"' in control, control
