@@ -37,6 +37,7 @@ from proxy_addons.device_watch import StaleSweep
 from proxy_addons.directory_groups import DirectoryGroups
 from proxy_addons.header_get import has_header, host_header
 from proxy_addons.known_names import KnownNames
+from proxy_addons.listindex import IndexDamaged
 from proxy_addons.policy import Action, Policy, UntrustedClients
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
 from proxy_addons.refuse_layer import RefuseLayer
@@ -78,6 +79,10 @@ def plain_reason(decision: Decision) -> str:
     return PLAIN_REASONS.get(decision.reason, "the school's filter blocked it")
 
 
+class NoPolicy(RuntimeError):
+    """No policy has loaded yet: every request is blocked."""
+
+
 class Filter:
     """Enforces the school's policy on everything that passes the gateway."""
 
@@ -100,6 +105,7 @@ class Filter:
             weakref.WeakKeyDictionary()
         )
         self.known_names = KnownNames()  # transparent mode: which names an address has
+        self._quiet_until = 0.0  # when a known blocking state may be logged again
         # Connections not allowed whole (blocked, or a URL must decide): only HTTP may pass.
         self._only_http: weakref.WeakKeyDictionary[connection.Client, bool] = (
             weakref.WeakKeyDictionary()
@@ -470,7 +476,7 @@ class Filter:
 
     def _loaded(self) -> LoadedPolicy:
         if self.runtime is None or self.runtime.current is None:
-            raise RuntimeError("no policy is in force")
+            raise NoPolicy("no policy is in force")
         return self.runtime.current
 
     def _refuse_untrusted(self) -> bool:
@@ -485,7 +491,15 @@ class Filter:
     def _failure(self, host: str, exc: Exception) -> Decision:
         if isinstance(exc, HostError):
             return Decision(Action.BLOCK, Reason.INVALID, "unknown", "none", host)
-        logger.error("Blocking %s because the filter failed: %s", host, exc, exc_info=exc)
+        if isinstance(exc, (NoPolicy, IndexDamaged)):
+            # A known state that blocks everything until it passes (status, doctor and an
+            # alert say so): said once a minute, not with a traceback for every request.
+            now = time.monotonic()
+            if now >= self._quiet_until:
+                self._quiet_until = now + 60
+                logger.error("Blocking every request until this is put right: %s", exc)
+        else:
+            logger.error("Blocking %s because the filter failed: %s", host, exc, exc_info=exc)
         return Decision(Action.BLOCK, Reason.UNAVAILABLE, "unknown", "none", host)
 
     def _block_response(self, decision: Decision, reference: str) -> http.Response:
