@@ -248,7 +248,7 @@ def identify(store: Store, policy: Policy, ip: str, mac: str | None, now: dateti
     found = list_devices(store, now, stale_days=365)
     device = next((d for d in found if mac and mac in d.last_macs), None)
     device = device or next((d for d in found if ip in d.last_ips), None)
-    user = users_by_ip(store, now, policy.devices.identity_minutes).get(ip)
+    user = users_by_ip(store, now, policy.devices.identity_minutes, policy).get(ip)
     if device is None:
         return Who(user=user)
     return Who(device.device_id, device.hostname, user)

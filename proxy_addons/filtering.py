@@ -38,7 +38,7 @@ from proxy_addons.directory_groups import DirectoryGroups
 from proxy_addons.header_get import has_header, host_header
 from proxy_addons.known_names import KnownNames
 from proxy_addons.listindex import IndexDamaged
-from proxy_addons.policy import Action, Policy, UntrustedClients
+from proxy_addons.policy import Action, Audience, Policy, UntrustedClients
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
 from proxy_addons.refuse_layer import RefuseLayer
 from proxy_addons.request_names import Names, by_destination, decide_names, registrable_domain
@@ -445,10 +445,18 @@ class Filter:
         )
 
     def _identity(self, user: str | None, ip: str | None, check_as: str | None = None) -> Identity:
-        """Proxy sign-in first; otherwise the user a fresh device report puts at this IP."""
-        if not user and self.device_identities is not None:
-            user = self.device_identities.user_at(ip)
-        return Identity(user, self.groups_of(user), ip, check_as)
+        """Proxy sign-in first; otherwise the user a fresh device report puts at this IP,
+        unless the directory puts that user in a staff profile (device_identity.may_name)."""
+        if user or self.device_identities is None:
+            return Identity(user, self.groups_of(user), ip, check_as)
+        reported = self.device_identities.user_at(ip)
+        groups = self.groups_of(reported)
+        if reported and groups:
+            loaded = self._loaded()
+            profile, via = resolve_profile(loaded.policy, Identity(reported, groups))
+            if via == "group" and profile.audience is Audience.STAFF:
+                reported, groups = None, ()  # a device's word never makes staff
+        return Identity(reported, groups, ip, check_as)
 
     def _check_header(self, flow: http.HTTPFlow) -> str | None:
         """A gateway check run's profile (check_identity.py); the header never goes upstream."""

@@ -123,3 +123,26 @@ def test_a_folded_header_line_is_a_400(gate: Filter) -> None:
     f.request.headers["X"] = "y\r\n Host: www.chatter.test"
     assert run(gate, f)["reason"] == "invalid"
     assert f.response is not None and f.response.status_code == 400
+
+
+def test_a_device_report_never_makes_staff_through_the_directory(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reported user whom the directory puts in a staff group is not taken (the test
+    stands in for LDAP with a function: the directory's own tests use a real slapd)."""
+    tmp = tmp_path_factory.mktemp("groups")
+    policy = copy_policy(tmp)
+    text = policy.read_text().replace("identities:\n", "identities:\n  groups: {teachers: staff}\n")
+    policy.write_text(text)
+    addon = Filter()
+    with taddons.context(Proxyserver(), addon) as tctx:
+        tctx.configure(addon, schoolgate_policy=str(policy), schoolgate_var=str(tmp))
+        try:
+            assert addon.device_identities is not None
+            monkeypatch.setattr(addon.device_identities, "user_at", lambda ip: "mr.jones")
+            monkeypatch.setattr(addon, "groups_of", lambda u: ("teachers",) if u else ())
+            assert addon._identity(None, "192.0.2.50").user is None  # not staff by report
+            signed_in = addon._identity("mr.jones", "192.0.2.50")  # proxy sign-in: staff
+            assert signed_in.user == "mr.jones" and signed_in.groups == ("teachers",)
+        finally:
+            addon.done()
