@@ -345,8 +345,8 @@ def check_ca(ca_dir: Path, now: datetime | None = None) -> list[Check]:
 
 def check_lists(policy_path: Path, var: Path, now: datetime | None = None) -> list[Check]:
     """The policy loads, every list reads, an index builds and the current one is whole
-    (its checksum matches); the last list update worked."""
-    from proxy_addons.listindex import IndexDamaged, ListIndex, build_index, index_fingerprint
+    (its checksum matches, and its header is of these lists); the last list update worked."""
+    from proxy_addons.listindex import Expected, IndexDamaged, ListIndex, build_index
     from proxy_addons.listsources import ListSourceError
     from proxy_addons.policy_loader import PolicyError, load_policy
 
@@ -357,13 +357,15 @@ def check_lists(policy_path: Path, var: Path, now: datetime | None = None) -> li
         return [fail("lists", f"the policy does not load: {exc}", f"fix {policy_path}")]
     cats = [c.sources for c in policy.categories.values()]
     try:
-        # Named by the lists' paths, sizes and times: if it opens, these very lists built.
-        current = var / "index" / f"lists-{index_fingerprint(cats)}.idx"
+        # Named by the lists' paths, sizes and times; its header must say so too (an
+        # index of other lists under this name is damage).
+        expected = Expected.of(cats)
+        current = var / "index" / f"lists-{expected.fingerprint}.idx"
     except ListSourceError as exc:
         return [fail("lists", f"a list can't be read: {exc}", f"fix {policy_path}")]
     if current.exists():
         try:
-            with ListIndex.open(current) as index:
+            with ListIndex.open(current, expected) as index:
                 entries = index.entry_count
             return [
                 ok(

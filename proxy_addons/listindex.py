@@ -18,6 +18,10 @@ File layout (little-endian)::
 Integrity: a damaged index must never read as "nothing is listed" (a file zeroed in
 place has only empty slots). `ListIndex.open` checks the checksum before serving and
 `ListIndex.verify` checks a mapping again later; `open_index` rebuilds a damaged file.
+A checksum cannot see a whole, valid index of other lists put under the current one's
+name (copied, restored, swapped in): so every open for serving also compares the
+header with what the policy's lists give (`Expected`: fingerprint, categories, list
+files, and the entry counts the builder reported), and such a file is damage too.
 crc32 because it is the cheapest check that sees any such damage: ~30 ms for an 80 MB
 index (sha256 ~45 ms, blake2b ~90 ms; bench/list_index_bench.py prints the open time
 with and without it). It guards against damage, not an attacker who can write var/.
@@ -57,7 +61,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -153,6 +157,61 @@ class CategorySources:
 
     category: str
     sources: tuple[ListSource, ...]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the header of the index of given lists says. A valid index of other lists
+    under this one's name passes the checksum; comparing this finds it."""
+
+    fingerprint: str
+    categories: tuple[str, ...]
+    files: tuple[tuple[int, str], ...]  # the header's tags: (category, list file)
+    counts: tuple[int, int, int] | None = None  # domains, urls, expressions, once built
+
+    @classmethod
+    def of(cls, cats: Sequence[CategorySources]) -> Expected:
+        """From the lists (raises ListSourceError if one cannot be read)."""
+        files = tuple(
+            (ci, str(path))
+            for ci, cat in enumerate(cats)
+            for src in cat.sources
+            for _what, path in source_files(src)
+        )
+        return cls(index_fingerprint(cats), tuple(c.category for c in cats), files)
+
+    @classmethod
+    def of_header(cls, path: Path, header: dict[str, Any]) -> Expected:
+        """What an index file's header says; IndexDamaged if it does not say it all."""
+        try:
+            return cls(
+                str(header["fingerprint"]),
+                tuple(str(c) for c in header["categories"]),
+                tuple((int(c), str(f)) for c, f in header["tags"]),
+                (
+                    int(header["domain_count"]),
+                    int(header["url_count"]),
+                    int(header["expression_count"]),
+                ),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise IndexDamaged(
+                f"the list index {path} is damaged: its header is incomplete"
+            ) from None
+
+    def mismatch(self, path: Path, found: Expected) -> str | None:
+        """None if `found` (a file's header) is of these lists, else what differs."""
+        if found.fingerprint != self.fingerprint:
+            what = f"fingerprint {found.fingerprint}, the policy's lists give {self.fingerprint}"
+        elif found.categories != self.categories:
+            what = f"categories {list(found.categories)}, expected {list(self.categories)}"
+        elif found.files != self.files:
+            what = "other list files than the policy's"
+        elif self.counts is not None and found.counts != self.counts:
+            what = f"{found.counts} entries (domains, urls, expressions), built {self.counts}"
+        else:
+            return None
+        return f"the list index {path} is damaged: it is an index of other lists ({what})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +374,7 @@ def _layout(
     return table_keys, table_tags, bits
 
 
-def _write(cats: Sequence[CategorySources], target: Path, fp: str) -> None:
+def _write(cats: Sequence[CategorySources], target: Path, fp: str) -> dict[str, Any]:
     import numpy as np
 
     started = time.perf_counter()
@@ -380,6 +439,7 @@ def _write(cats: Sequence[CategorySources], target: Path, fp: str) -> None:
         expr_count,
         time.perf_counter() - started,
     )
+    return header
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -408,8 +468,10 @@ def _header_of(fh: BinaryIO) -> tuple[dict[str, Any], int, int] | None:
         if len(head) != PREFIX or head[:8] != MAGIC:
             return None
         length = int.from_bytes(head[8:16], "little")
-        header: dict[str, Any] = json.loads(fh.read(length))
         size = os.fstat(fh.fileno()).st_size
+        if length > size - PREFIX:  # a damaged length: never try to read exabytes
+            return None
+        header: dict[str, Any] = json.loads(fh.read(length))
     except (OSError, ValueError):
         return None
     if not isinstance(header, dict) or header.get("format") != [FORMAT_VERSION, LAYOUT_VERSION]:
@@ -434,10 +496,11 @@ def _crc(data: memoryview | mmap.mmap, start: int = PREFIX) -> int:
         view.release()
 
 
-def verify_file(path: Path) -> str | None:
-    """None if the index file at `path` is complete and matches its checksum, else why not."""
+def verify_file(path: Path, expected: Expected | None = None) -> str | None:
+    """None if the index file at `path` is complete, matches its checksum and is of the
+    `expected` lists, else why not."""
     try:
-        with ListIndex.open(path):
+        with ListIndex.open(path, expected):
             return None
     except ListSourceError as exc:
         return str(exc)
@@ -491,8 +554,23 @@ def build_index(
     in_subprocess=True builds in a separate Python process so a reload inside the
     gateway does not hold the request path's GIL; its errors arrive as ListSourceError.
     verify=True reads the whole file before reusing it and rebuilds it if its checksum
-    fails (without, only its header is read: ListIndex.open checks the rest).
+    fails (without, only its header is read: ListIndex.open checks the rest). A file
+    under the index's name whose header is not of these lists is rebuilt, never reused.
     """
+    built = _build(cats, index_dir, Expected.of(cats), in_subprocess=in_subprocess, verify=verify)
+    return built[0]
+
+
+def _build(
+    cats: Sequence[CategorySources],
+    index_dir: Path,
+    expected: Expected,
+    *,
+    in_subprocess: bool,
+    verify: bool,
+) -> tuple[Path, Expected]:
+    """(the index file, what it must hold: `expected`, with the entry counts once a builder
+    has said them), for ListIndex.open to check."""
     index_dir = Path(index_dir)
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
@@ -500,31 +578,47 @@ def build_index(
         raise TransientListError(
             f"cannot create the index folder {index_dir}: {exc.strerror}"
         ) from None
-    fp = index_fingerprint(cats)
-    target = _target(index_dir, fp)
+    target = _target(index_dir, expected.fingerprint)
     if in_subprocess:
-        if verify or _read_header(target) is None:
-            return _build_in_subprocess(cats, index_dir, verify)
+        if verify or _problem_at(target, expected) is not None:
+            return _build_in_subprocess(cats, index_dir, expected, verify)
         _touch(target)
-        return target
+        return target, expected
     try:
         with _locked(index_dir):
-            found = _read_header(target)
-            if found is not None and found[0].get("fingerprint") == fp:
-                problem = verify_file(target) if verify else None
-                if problem is None:
-                    _touch(target)
-                    logger.debug("list index %s is up to date", target)
-                    return target
+            problem = _problem_at(target, expected)
+            if problem is None and verify:
+                problem = verify_file(target, expected)
+            if problem is None:
+                _touch(target)
+                logger.debug("list index %s is up to date", target)
+                found = _read_header(target)
+                if found is not None:
+                    return target, Expected.of_header(target, found[0])
+            elif target.exists():
                 logger.warning("%s; building it again", problem)
                 target.unlink()
-            _write(cats, target, fp)
+            header = _write(cats, target, expected.fingerprint)
             _prune(index_dir, target)
     except OSError as exc:
         raise TransientListError(
             f"cannot write the list index in {index_dir}: {exc.strerror or exc}"
         ) from None
-    return target
+    return target, Expected.of_header(target, header)
+
+
+def _problem_at(target: Path, expected: Expected) -> str | None:
+    """None if `target` has the header of an index of the `expected` lists, else why not
+    (its contents are checked by ListIndex.open)."""
+    found = _read_header(target)
+    if found is None:
+        if not target.exists():
+            return f"there is no list index {target}"
+        return f"the list index {target} is damaged: its header is not an index's of this version"
+    try:
+        return expected.mismatch(target, Expected.of_header(target, found[0]))
+    except IndexDamaged as exc:
+        return str(exc)
 
 
 def _target(index_dir: Path, fp: str) -> Path:
@@ -538,7 +632,8 @@ def open_index(
     in_subprocess: bool = False,
     on_damaged: Callable[[str], None] | None = None,
 ) -> ListIndex:
-    """Build or reuse the index and open it, checksum checked; a damaged file is rebuilt.
+    """Build or reuse the index and open it, checksum and header checked (an index of
+    other lists under this name is damage too); a damaged file is rebuilt.
 
     `on_damaged(message)` hears of a damaged file before it is rebuilt (status, alerts).
     A file still damaged after the rebuild raises IndexDamaged: nothing is served from it.
@@ -550,17 +645,20 @@ def open_index(
         if on_damaged is not None:
             on_damaged(problem)
 
-    target = _target(index_dir, index_fingerprint(cats))
-    if target.exists() and _read_header(target) is None:
-        # Written whole by a rename, so one there is whole: this one was damaged since.
-        damaged(f"the list index {target} is damaged: its header is not an index's")
-    path = build_index(cats, index_dir, in_subprocess=in_subprocess)  # rebuilds that one
+    expected = Expected.of(cats)
+    target = _target(index_dir, expected.fingerprint)
+    if target.exists():
+        problem = _problem_at(target, expected)
+        if problem is not None:
+            # Written whole by a rename, so one there was whole, of these lists: not now.
+            damaged(problem)
+    path, built = _build(cats, index_dir, expected, in_subprocess=in_subprocess, verify=False)
     try:
-        return ListIndex.open(path)
+        return ListIndex.open(path, built)
     except IndexDamaged as exc:
         damaged(str(exc))
-    path = build_index(cats, index_dir, in_subprocess=in_subprocess, verify=True)
-    return ListIndex.open(path)
+    path, built = _build(cats, index_dir, expected, in_subprocess=in_subprocess, verify=True)
+    return ListIndex.open(path, built)
 
 
 def _touch(path: Path) -> None:
@@ -571,10 +669,13 @@ def _touch(path: Path) -> None:
 # ---------------------------------------------------------------- subprocess build
 
 
-def _build_in_subprocess(cats: Sequence[CategorySources], index_dir: Path, verify: bool) -> Path:
+def _build_in_subprocess(
+    cats: Sequence[CategorySources], index_dir: Path, expected: Expected, verify: bool
+) -> tuple[Path, Expected]:
     request = {
         "index_dir": str(index_dir),
         "verify": verify,
+        "fingerprint": expected.fingerprint,
         "cats": [
             {"category": c.category, "sources": [[s.kind, str(s.path)] for s in c.sources]}
             for c in cats
@@ -603,12 +704,28 @@ def _build_in_subprocess(cats: Sequence[CategorySources], index_dir: Path, verif
     except (ValueError, IndexError):
         result = {}
     if proc.returncode == 0 and "path" in result:
-        return Path(result["path"])
+        return _answered(result, _target(index_dir, expected.fingerprint), expected)
     if "error" in result:
         raise (TransientListError if result.get("may_pass") else ListSourceError)(result["error"])
     tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
     # No answer at all: killed (out of memory?) or crashed; worth another try later.
     raise TransientListError(f"building the list index failed: {tail[0]}")
+
+
+def _answered(result: dict[str, Any], target: Path, expected: Expected) -> tuple[Path, Expected]:
+    """The builder's answer, if it is about the index it was asked for: the entry counts
+    it built are then expected of the file opened (a file swapped in meanwhile is not it)."""
+    try:
+        path = Path(result["path"])
+        counts = result["counts"]
+        built = replace(expected, counts=(int(counts[0]), int(counts[1]), int(counts[2])))
+    except (KeyError, TypeError, ValueError, IndexError):
+        path, built = Path(), expected
+    if path != target or result.get("fingerprint") != expected.fingerprint:
+        raise TransientListError(
+            f"the index builder answered {str(result)[:300]}, not about {target}"
+        )
+    return path, built
 
 
 def _relay_logs(stderr: str) -> None:
@@ -638,11 +755,20 @@ def _child_main() -> int:
         for c in request["cats"]
     ]
     try:
-        path = build_index(cats, Path(request["index_dir"]), verify=bool(request.get("verify")))
+        expected = Expected.of(cats)
+        if expected.fingerprint != request["fingerprint"]:
+            raise TransientListError("the lists changed while their index was being built")
+        path, built = _build(
+            cats,
+            Path(request["index_dir"]),
+            expected,
+            in_subprocess=False,
+            verify=bool(request.get("verify")),
+        )
     except ListSourceError as exc:
         print(json.dumps({"error": str(exc), "may_pass": error_may_pass(exc)}))
         return 2
-    print(json.dumps({"path": str(path)}))
+    print(json.dumps({"path": str(path), "fingerprint": built.fingerprint, "counts": built.counts}))
     return 0
 
 
@@ -675,6 +801,8 @@ class ListIndex:
     categories: tuple[str, ...]
     entry_count: int
     damaged: str | None = None  # why every lookup now refuses (mark_damaged)
+    identity: Expected  # what its header says: a file replacing it must say the same
+    _file_id: tuple[int, int] = (0, 0)  # st_dev, st_ino of the file mapped
 
     def __init__(
         self, path: Path, mm: mmap.mmap, header: dict[str, Any], offset: int, checksum: int
@@ -705,11 +833,12 @@ class ListIndex:
         self._expressions = [self._compile(tag, exprs) for tag, exprs in header["expressions"]]
 
     @classmethod
-    def open(cls, path: Path) -> ListIndex:
+    def open(cls, path: Path, expected: Expected | None = None) -> ListIndex:
         """Map an index file read-only (no private copy: workers share the page cache).
 
-        The whole file is checked against its checksum first: a damaged one raises
-        IndexDamaged and is never served.
+        The whole file is checked against its checksum first, then its header against
+        `expected` (what the policy's lists give): a damaged file, or an index of other
+        lists, raises IndexDamaged and is never served.
         """
         path = Path(path)
         try:
@@ -722,7 +851,18 @@ class ListIndex:
                     if actual != checksum:
                         mm.close()
                         raise IndexDamaged(_mismatch(path, checksum, actual))
-                    return cls(path, mm, header, offset, checksum)
+                    try:
+                        identity = Expected.of_header(path, header)
+                        problem = expected.mismatch(path, identity) if expected else None
+                        if problem is not None:
+                            raise IndexDamaged(problem)
+                    except IndexDamaged:
+                        mm.close()
+                        raise
+                    st = os.fstat(fh.fileno())
+                    index = cls(path, mm, header, offset, checksum)
+                    index.identity, index._file_id = identity, (st.st_dev, st.st_ino)
+                    return index
         except OSError as exc:
             raise ListSourceError(f"cannot open the list index {path}: {exc.strerror}") from None
         raise IndexDamaged(
@@ -731,9 +871,9 @@ class ListIndex:
         )
 
     def verify(self) -> str | None:
-        """Check the mapped file against its checksum again: None if it still matches,
-        else what is wrong. The mapping shows the file as it is now, so this sees a file
-        changed in place after it was opened."""
+        """Check the mapped file against its checksum again, and the file now under its
+        name: None if both are still right, else what is wrong. The mapping shows the file
+        as it is now, so this sees a file changed in place after it was opened."""
         if self.damaged is not None:
             return self.damaged
         try:
@@ -742,7 +882,21 @@ class ListIndex:
             actual = _crc(self._view)
         except (ValueError, OSError):
             return None  # closed: nothing serves from it any more
-        return None if actual == self.checksum else _mismatch(self.path, self.checksum, actual)
+        if actual != self.checksum:
+            return _mismatch(self.path, self.checksum, actual)
+        return self._replaced()
+
+    def _replaced(self) -> str | None:
+        """A file put under this index's name (a rename: the mapping still shows the old
+        one) is what the next reload or start opens: it must be an index of the same lists
+        (a rebuild), else it is damage."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None  # removed (pruned): the next open builds it again
+        if (st.st_dev, st.st_ino) == self._file_id:
+            return None
+        return _problem_at(self.path, self.identity)
 
     def mark_damaged(self, problem: str) -> None:
         """Refuse every lookup from now on: the Filter blocks what it cannot look up."""

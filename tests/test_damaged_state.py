@@ -1,10 +1,11 @@
 """Damaged state never opens the filter, and failures on a full disk are never silent.
 
-- A list index damaged on disk (zeroed in place at the same size, or one byte changed)
-  is never served: `ListIndex.open` refuses it and `open_index` rebuilds it; a real
-  mitmdump restarted on it rebuilds it; one damaged under a running gateway is caught
-  when its file changes and blocks every request until it is rebuilt. `status`,
-  `doctor`, the metrics and a technical alert say so.
+- A list index damaged on disk (zeroed in place at the same size, or one byte changed,
+  or a whole valid index of other lists put under its name) is never served:
+  `ListIndex.open` refuses it and `open_index` rebuilds it; a real mitmdump restarted
+  on it rebuilds it; one damaged under a running gateway is caught when its file
+  changes and blocks every request until it is rebuilt. `status`, `doctor`, the
+  metrics and a technical alert say so.
 - On a full disk (a tiny tmpfs as var/, as root: CI runs as root) a list edit that cannot
   be applied shows in the live status, the metrics and the CLI, and is applied by itself
   once space is freed; lost access-log records are counted and alerted.
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy_addons import cli
+from proxy_addons import cli, listindex
 from proxy_addons.access_records import AccessWriter, build
 from proxy_addons.canonical import canonical_host
 from proxy_addons.decision import Identity, Request, decide
@@ -38,21 +40,26 @@ from proxy_addons.doctor import Level, check_gateway, check_lists
 from proxy_addons.listindex import (
     PREFIX,
     CategorySources,
+    Expected,
     IndexDamaged,
     ListIndex,
+    TransientListError,
     build_index,
     error_may_pass,
     open_index,
     verify_file,
 )
 from proxy_addons.listsources import ListSource, ListSourceError
+from proxy_addons.policy_loader import load_policy
 from proxy_addons.policy_runtime import PolicyLoadError, PolicyRuntime, load_all
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import alert_outbox
 from tests.conftest import Gateway, Upstream, copy_policy, free_port, start_mitmdump
 from tests.test_gateway_e2e import body_and_status
 
-DAMAGE = ("zeroed", "flipped")
+# In place (same inode, same size): zeroed, one byte flipped. Replaced: a whole, valid index
+# of other lists renamed over it (a copy, a restore, a swap), which passes any checksum.
+DAMAGE = ("zeroed", "flipped", "swapped")
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
@@ -66,7 +73,11 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "") ->
 
 
 def damage(path: Path, how: str) -> None:
-    """Change the file in place (same inode, same size), as a disk or a stray write would."""
+    """Change the file in place (same inode, same size), as a disk or a stray write would,
+    or put another index under its name."""
+    if how == "swapped":
+        swap_in_other_lists(path)
+        return
     size = path.stat().st_size
     with open(path, "r+b") as fh:
         if how == "zeroed":
@@ -81,6 +92,28 @@ def damage(path: Path, how: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     assert path.stat().st_size == size
+
+
+def swap_in_other_lists(path: Path) -> None:
+    """Rename a valid index of a 4-entry list set (none of the test policy's sites, the
+    same category names) over `path`, as a copied or restored file would land."""
+    folder = path.parent.parent / f"other-lists-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    (folder / "adult.txt").write_text("other-adult.test\nelse-adult.test\n")
+    (folder / "social.txt").write_text("other-social.test\nelse-social.test\n")
+    cats = [
+        CategorySources(name, (ListSource("domains", folder / f"{name}.txt"),))
+        for name in ("adult", "social")
+    ]
+    other = build_index(cats, folder / "index")
+    with ListIndex.open(other) as index:
+        assert index.entry_count == 4 and index.verify() is None  # whole and valid
+    os.replace(other, path)
+
+
+def expected_of(policy: Path) -> Expected:
+    """What the index of this policy's lists must say in its header."""
+    return Expected.of([c.sources for c in load_policy(policy).categories.values()])
 
 
 def social(tmp_path: Path) -> list[CategorySources]:
@@ -101,8 +134,8 @@ def test_a_damaged_index_is_refused_and_rebuilt_never_served(
     path = build_index(cats, tmp_path / "index")
     damage(path, how)
     with pytest.raises(IndexDamaged, match="damaged"):
-        ListIndex.open(path)
-    assert verify_file(path) is not None
+        ListIndex.open(path, Expected.of(cats))
+    assert verify_file(path, Expected.of(cats)) is not None
     told: list[str] = []
     with open_index(
         cats, tmp_path / "index", in_subprocess=in_subprocess, on_damaged=told.append
@@ -110,7 +143,118 @@ def test_a_damaged_index_is_refused_and_rebuilt_never_served(
         assert [m.category for m in index.match_host("www.chatter.test")] == ["social"]
         assert index.verify() is None
     assert len(told) == 1 and str(path) in told[0]
-    assert verify_file(path) is None  # rebuilt on disk, under the same name
+    assert verify_file(path, Expected.of(cats)) is None  # rebuilt on disk, under the same name
+
+
+def older_index_of_the_same_list(path: Path, cats: list[CategorySources]) -> None:
+    """The index of this very list file before its last edit, renamed over `path`."""
+    lst = cats[0].sources[0].path
+    text, st = lst.read_text(), lst.stat()
+    lst.write_text(text.replace("chatter.test\n", ""))
+    old = build_index(cats, path.parent)
+    lst.write_text(text)
+    os.utime(lst, ns=(st.st_atime_ns, st.st_mtime_ns))  # the list as it is now: as before
+    os.replace(old, path)
+
+
+def empty_index(path: Path, cats: list[CategorySources]) -> None:
+    """An index of the same category with an empty list (nothing blocked), renamed over it."""
+    empty = path.parent.parent / "empty.txt"
+    empty.write_text("")
+    os.replace(
+        build_index(
+            [CategorySources("social", (ListSource("domains", empty),))],
+            path.parent.parent / "empty-index",
+        ),
+        path,
+    )
+
+
+OTHER_INDEXES: dict[str, Callable[[Path, list[CategorySources]], None]] = {
+    "other lists": lambda path, _cats: swap_in_other_lists(path),
+    "older contents": older_index_of_the_same_list,
+    "empty list": empty_index,
+}
+
+
+@pytest.mark.parametrize("swap", OTHER_INDEXES)
+@pytest.mark.parametrize("in_subprocess", [False, True], ids=["in-process", "subprocess"])
+def test_an_index_of_other_lists_under_the_name_is_damage_never_served(
+    tmp_path: Path, swap: str, in_subprocess: bool
+) -> None:
+    cats = social(tmp_path)
+    path = build_index(cats, tmp_path / "index")
+    OTHER_INDEXES[swap](path, cats)
+    with ListIndex.open(path) as foreign:  # whole: its checksum matches ...
+        assert foreign.match_host("chatter.test") == []  # ... and it lists nothing of ours
+    with pytest.raises(IndexDamaged, match="an index of other lists"):
+        ListIndex.open(path, Expected.of(cats))
+    told: list[str] = []
+    with open_index(
+        cats, tmp_path / "index", in_subprocess=in_subprocess, on_damaged=told.append
+    ) as index:
+        assert [m.category for m in index.match_host("chatter.test")] == ["social"]
+        assert index.path == path and index.verify() is None
+    assert len(told) == 1 and "an index of other lists" in told[0] and str(path) in told[0]
+    assert verify_file(path, Expected.of(cats)) is None
+
+
+@pytest.mark.parametrize("in_subprocess", [False, True], ids=["in-process", "subprocess"])
+def test_build_index_never_reuses_an_index_of_other_lists(
+    tmp_path: Path, in_subprocess: bool
+) -> None:
+    cats = social(tmp_path)
+    path = build_index(cats, tmp_path / "index")
+    swap_in_other_lists(path)
+    assert build_index(cats, tmp_path / "index", in_subprocess=in_subprocess) == path
+    with ListIndex.open(path, Expected.of(cats)) as index:
+        assert index.match_host("friends.test")
+
+
+def test_verify_sees_another_index_renamed_over_the_mapped_one(tmp_path: Path) -> None:
+    cats = social(tmp_path)
+    index = open_index(cats, tmp_path / "index")
+    try:
+        path = index.path
+        copy = path.with_name("copy.tmp")  # the same index as another file: a rebuild
+        shutil.copyfile(path, copy)
+        os.replace(copy, path)
+        assert index.verify() is None
+        swap_in_other_lists(path)
+        problem = index.verify()
+        assert problem is not None and "an index of other lists" in problem
+        path.write_bytes(b"not an index")
+        problem = index.verify()
+        assert problem is not None and "not an index's" in problem
+        path.unlink()  # pruned: the next open builds it
+        assert index.verify() is None
+    finally:
+        index.close()
+
+
+def test_the_builders_answer_must_be_about_the_index_asked_for(tmp_path: Path) -> None:
+    cats = social(tmp_path)
+    expected = Expected.of(cats)
+    path = build_index(cats, tmp_path / "index")
+    counts = [202, 0, 0]
+    good = {"path": str(path), "fingerprint": expected.fingerprint, "counts": counts}
+    assert listindex._answered(good, path, expected) == (
+        path,
+        Expected(expected.fingerprint, expected.categories, expected.files, (202, 0, 0)),
+    )
+    for bad in (
+        good | {"path": str(path.with_name("lists-other.idx"))},
+        good | {"fingerprint": "0" * 32},
+        {"path": str(path), "fingerprint": expected.fingerprint},
+        good | {"counts": ["x"]},
+    ):
+        with pytest.raises(TransientListError, match="index builder answered"):
+            listindex._answered(bad, path, expected)
+    # What it built is what is opened: a file of the same lists but other counts is not it.
+    with pytest.raises(IndexDamaged, match="entries"):
+        ListIndex.open(path, listindex._answered(good | {"counts": [9, 0, 0]}, path, expected)[1])
+    with ListIndex.open(path, listindex._answered(good, path, expected)[1]) as index:
+        assert index.entry_count == 202
 
 
 @settings(max_examples=60, deadline=None)
@@ -126,6 +270,16 @@ def test_any_changed_byte_is_caught(
     with open(path, "r+b") as fh:
         fh.write(data)
     with pytest.raises(IndexDamaged):
+        ListIndex.open(path)
+
+
+@pytest.mark.parametrize("length", [2**64 - 1, 2**40, 1 << 20])
+def test_a_damaged_header_length_is_damage_not_a_huge_read(tmp_path: Path, length: int) -> None:
+    path = build_index(social(tmp_path), tmp_path / "index")
+    with open(path, "r+b") as fh:
+        fh.seek(8)
+        fh.write(length.to_bytes(8, "little"))
+    with pytest.raises(IndexDamaged):  # was MemoryError: a read of the length given
         ListIndex.open(path)
 
 
@@ -209,6 +363,26 @@ def test_damage_under_a_running_runtime_blocks_until_rebuilt(tmp_path: Path, how
         assert verify_file(runtime.current.index.path) is None  # type: ignore[union-attr]
     finally:
         runtime.stop_watching()
+
+
+def test_a_reload_after_a_swap_rebuilds_and_tells(tmp_path: Path) -> None:
+    """The red team's path: another index renamed in, then the policy touched (a reload
+    before any verify): the reload finds it, says so and serves a rebuilt index."""
+    runtime = runtime_for(tmp_path)
+    told: list[str] = []
+    runtime.on_index_damaged = told.append
+    path = runtime.current.index.path  # type: ignore[union-attr]
+    swap_in_other_lists(path)
+    assert runtime.reload()
+    assert decide_for(runtime, "chatter.test") == "block"
+    assert decide_for(runtime, "xxx-example.test") == "block"
+    assert decide_for(runtime, "plain.test") == "allow"
+    status = json.loads(runtime.status_path.read_text())
+    assert status["list_index"]["state"] == "ok" and status["list_index"]["damage_found"] == 1
+    assert "an index of other lists" in status["list_index"]["last_damage"]["message"]
+    assert status["list_index"]["last_damage"]["rebuilt_at"] is not None
+    assert len(told) == 1 and "an index of other lists" in told[0]
+    assert verify_file(path, expected_of(runtime.policy_path)) is None
 
 
 @pytest.mark.parametrize("how", DAMAGE)
@@ -367,6 +541,7 @@ def test_gateway_restarted_on_a_damaged_index_rebuilds_it_and_says_so(
         assert verify_file(path) is None
         assert live.metric("schoolgate_list_index_damage_found_total") == 1
         assert live.metric("schoolgate_list_index_damaged") == 0
+        assert verify_file(path, expected_of(policy)) is None
         assert "list_index_damaged" in live.alert_kinds()
         code, out = cli_status(live, capsys)
         assert code == 0 and "a damaged list index was found" in out
@@ -403,11 +578,54 @@ def test_gateway_blocks_while_its_index_is_damaged_then_rebuilds_it(
         wait_for(lambda: live.status()["state"] == "ok", what="the rebuild")
         assert live.code("http://plain.test/") == 200 and live.code("http://chatter.test/") == 403
         assert live.metric("schoolgate_list_index_damaged") == 0
-        assert verify_file(path) is None
+        assert verify_file(path, expected_of(policy)) is None
         assert check_gateway(var, live.url).level is Level.WARN  # found and rebuilt: look at it
     finally:
         if aside.exists():
             aside.rename(games)
+        live.gateway.stop()
+
+
+def test_gateway_never_serves_an_index_of_other_lists_renamed_over_its_own(
+    tmp_path: Path, upstream: Upstream, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The red team's swap through a real mitmdump: another valid index renamed over the
+    one in force, then the policy touched to force a reload. Blocked sites stay blocked
+    the whole time; the swap is found, told and rebuilt."""
+    policy, var, live = started(tmp_path, upstream)
+    try:
+        path = Path(live.status()["list_index"]["path"])
+        swap_in_other_lists(path)
+        os.utime(policy)  # the reload that served it before the fix
+        blocked = ("http://chatter.test/", "http://xxx-example.test/", "http://friends.test/")
+        deadline = time.monotonic() + 30
+        while True:  # from the swap until it is rebuilt: never a blocked site's page
+            for url in blocked:
+                assert live.code(url) == 403, url
+            status = live.status()
+            done = status["list_index"]["damage_found"] == 1 and status["state"] == "ok"
+            if done and status["list_index"]["last_damage"]["rebuilt_at"]:
+                break
+            assert time.monotonic() < deadline, status
+        assert "an index of other lists" in status["list_index"]["last_damage"]["message"]
+        assert verify_file(path, expected_of(policy)) is None
+        assert live.code("http://plain.test/") == 200
+        assert live.metric("schoolgate_list_index_damage_found_total") == 1
+        wait_for(lambda: "list_index_damaged" in live.alert_kinds(), what="the alert")
+        code, out = cli_status(live, capsys)
+        assert code == 0 and "a damaged list index was found" in out and "other lists" in out
+        assert check_gateway(var, live.url).level is Level.WARN
+    finally:
+        live.gateway.stop()
+    swap_in_other_lists(path)  # and stopped: doctor fails it, a start rebuilds it
+    found = check_lists(policy, var)
+    assert found[0].level is Level.FAIL and "an index of other lists" in found[0].message
+    live = start_live(policy, var, upstream)
+    try:
+        assert live.code("http://chatter.test/") == 403 and live.code("http://plain.test/") == 200
+        assert live.status()["list_index"]["damage_found"] == 1
+        assert check_lists(policy, var)[0].level is Level.OK
+    finally:
         live.gateway.stop()
 
 
