@@ -3,6 +3,8 @@
 Pure rendering, no mitmproxy: the block-page add-on decides, this module only words it. Every
 value is HTML-escaped (autoescape), the pages load nothing from elsewhere and need no
 JavaScript, so they work on any device and cannot be turned against the pupil reading them.
+A block page is served on the blocked site's own origin, so it holds no secret: its forms
+carry no token and the portal asks for confirmation on its own origin (portal_forms.py).
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ _GROUP = 4
 
 # Long enough for a recognisable path, short enough for a phone held upright.
 ADDRESS_LIMIT = 60
-# What a block page's forms carry until the portal add-on writes in the CSRF token for the
-# person the page is shown to (portal.py); the portal refuses a form that still carries it.
-FORM_TOKEN_SLOT = "schoolgate-form-token"
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("proxy_addons", "templates"),
@@ -53,8 +52,6 @@ class BlockPageContext:
     illegal: bool = False
     # For staff: whom an unblock could be for, as (value, label), e.g. ("profile:ks2", "KS2").
     audiences: tuple[tuple[str, str], ...] = ()
-    # The portal forms' CSRF token for the person shown the page (portal_identity.py).
-    form_token: str = FORM_TOKEN_SLOT
 
 
 def new_reference(now: datetime, rng: random.Random | None = None) -> str:
@@ -124,7 +121,6 @@ def render_block_page(ctx: BlockPageContext) -> str:
         request_action=f"{portal}/unblock/request",
         staff=ctx.staff,
         audiences=ctx.audiences,
-        form_token=ctx.form_token,
     )
 
 

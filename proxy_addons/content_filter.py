@@ -62,7 +62,6 @@ from proxy_addons.filtering import METADATA_KEY, Filter
 from proxy_addons.header_get import header
 from proxy_addons.policy import Policy, Profile
 from proxy_addons.policy_runtime import LoadedPolicy
-from proxy_addons.portal_identity import page_token
 
 logger = logging.getLogger(__name__)
 
@@ -352,7 +351,6 @@ class ContentFiltering:
                 portal=f"{scheme}://{policy.portal_host}",
                 staff=staff,
                 audiences=audiences,
-                form_token=page_token(flow),  # for the person it is shown to (CSRF)
             )
         )
 

@@ -7,11 +7,12 @@ too. Here the proxy's own view of the connection (the proxy sign-in and the peer
 goes into the environ under a key no header can produce (`schoolgate.who`, not `HTTP_...`),
 and every client-sent `X-Schoolgate-*` header, in any spelling, is dropped before the app.
 
-The portal's forms carry a token bound to that identity (`FormTokens`): an HMAC of the user
-and address with a secret in var/ shared by the gateway's workers, valid for a school day.
-A form another site makes a teacher's browser post has no token for that teacher, so the
-portal refuses it. Block pages are shown on the blocked site's own address, so the token
-cannot live in a cookie: it is written into the page for the person it is shown to.
+The portal's forms carry a token bound to that identity and to the form's own path
+(`FormTokens`): an HMAC of the user, address, path, time and a random nonce, with a secret in
+var/ shared by the gateway's workers. Tokens are only ever written into pages the portal
+serves on its own origin: a block page is served on the blocked site's origin, where script
+on an allowed page of the same site could read it, so block pages carry none and their posts
+are shown back for confirmation on the portal first (portal_forms.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -30,7 +32,6 @@ import asgiref.wsgi
 from mitmproxy import ctx, http
 from mitmproxy.addons import asgiapp
 
-from proxy_addons.blockpage import FORM_TOKEN_SLOT
 from proxy_addons.secret_file import ensure_secret
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ logger = logging.getLogger(__name__)
 ENVIRON_KEY = "schoolgate.who"  # no header becomes this: theirs are HTTP_* (PEP 3333)
 HEADER_PREFIX = "x-schoolgate-"
 SECRET_FILE = "portal-secret"
-TOKEN_SECONDS = 12 * 3600  # a block page left open all school day still works
+TOKEN_SECONDS = 2 * 3600  # a portal page left open through a lesson still works
+MAX_TOKEN = 80
 FORM_FIELD = "csrf_token"
 
 Scope = MutableMapping[str, Any]
@@ -106,32 +108,33 @@ def environ_who(environ: MutableMapping[str, Any]) -> Who:
 
 
 class FormTokens:
-    """Mints and checks the portal forms' CSRF tokens: `<issued>.<hmac>` for one `Who`."""
+    """Mints and checks the portal forms' CSRF tokens, `<issued>.<nonce>.<hmac>`, each for one
+    `Who` and one form path. The nonce makes every token its own, so one can be spent once."""
 
     def __init__(self, secret: str, clock: Callable[[], float] = time.time) -> None:
         self._key = secret.encode()
         self.clock = clock
 
-    def _mac(self, who: Who, issued: int) -> str:
-        message = f"portal-form\0{who.user or ''}\0{who.ip or ''}\0{issued}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+    def _mac(self, who: Who, action: str, issued: int, nonce: str) -> str:
+        parts = ("portal-form", who.user or "", who.ip or "", action, str(issued), nonce)
+        return hmac.new(self._key, "\0".join(parts).encode(), hashlib.sha256).hexdigest()[:32]
 
-    def mint(self, who: Who) -> str:
-        issued = int(self.clock())
-        return f"{issued}.{self._mac(who, issued)}"
+    def mint(self, who: Who, action: str) -> str:
+        issued, nonce = int(self.clock()), secrets.token_urlsafe(12)
+        return f"{issued}.{nonce}.{self._mac(who, action, issued, nonce)}"
 
-    def check(self, token: object, who: Who) -> bool:
-        """True only for a token minted for this very user and address, and not too old."""
-        if not isinstance(token, str) or len(token) > 64:
+    def check(self, token: object, who: Who, action: str) -> bool:
+        """True only for a token minted for this very user, address and form, not too old."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN or token.count(".") != 2:
             return False
-        issued_text, _, mac = token.partition(".")
-        if not issued_text.isdigit() or len(issued_text) > 12:
+        issued_text, nonce, mac = token.split(".")
+        if not issued_text.isdigit() or len(issued_text) > 12 or not nonce.isascii():
             return False
         issued = int(issued_text)
         age = self.clock() - issued
         if not -60 <= age <= TOKEN_SECONDS:  # a minute's slack between workers' clocks
             return False
-        return hmac.compare_digest(mac, self._mac(who, issued))
+        return hmac.compare_digest(mac, self._mac(who, action, issued, nonce))
 
 
 @functools.cache
@@ -152,12 +155,6 @@ def current_tokens() -> FormTokens | None:
         return None
 
 
-def page_token(flow: http.HTTPFlow) -> str:
-    """The token a block page shown to `flow`'s sender carries in its forms."""
-    tokens = current_tokens()
-    return tokens.mint(who_of(flow)) if tokens is not None else FORM_TOKEN_SLOT
-
-
 __all__ = [
     "ENVIRON_KEY",
     "FORM_FIELD",
@@ -170,7 +167,6 @@ __all__ = [
     "environ_who",
     "form_tokens",
     "is_identity_header",
-    "page_token",
     "serve",
     "who_of",
 ]

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from proxy_addons.blockpage import (
     ADDRESS_LIMIT,
-    FORM_TOKEN_SLOT,
     REFERENCE_ALPHABET,
     BlockPageContext,
     new_reference,
@@ -140,7 +139,6 @@ def test_search_terms_are_not_shown_but_are_reported() -> None:
     report = page.form("/report")
     assert report is not None
     assert report["fields"] == {
-        "csrf_token": FORM_TOKEN_SLOT,  # until the portal add-on writes in the real one
         "ref": "SG-7K3Q-M2XD",
         "url": "https://www.example-social.com/feed/friends?q=my+secret+search",
         "message": "",
@@ -164,7 +162,6 @@ def test_staff_also_get_request_form_with_required_reason() -> None:
     assert request is not None
     assert request["action"] == "https://schoolgate.local/unblock/request"
     assert request["fields"] == {
-        "csrf_token": FORM_TOKEN_SLOT,
         "ref": "SG-7K3Q-M2XD",
         "url": "https://www.example-social.com/feed/friends?q=my+secret+search",
         "reason": "",
@@ -173,11 +170,42 @@ def test_staff_also_get_request_form_with_required_reason() -> None:
     assert "Request access for a lesson" in page.text
 
 
-def test_both_forms_carry_the_token_given_for_the_reader() -> None:
-    page = _page(staff=True, form_token="1767200000.abc123")
+def test_no_form_carries_a_token() -> None:
+    """A block page is served on the blocked site's own origin, where script could read it:
+    it holds nothing that lets a post act (the portal asks for confirmation instead)."""
+    html = render_block_page(_context(staff=True))
+    assert "csrf_token" not in html and "token" not in html.lower()
     for action in ("/report", "/unblock/request"):
-        form = page.form(action)
-        assert form is not None and form["fields"]["csrf_token"] == "1767200000.abc123"  # type: ignore[index]
+        form = _page(staff=True).form(action)
+        assert form is not None and "csrf_token" not in form["fields"]  # type: ignore[operator]
+    meta = [m for m in _page().all("meta") if m.get("name") == "referrer"]
+    assert meta == [{"name": "referrer", "content": "no-referrer"}]  # no address leaks on
+
+
+@pytest.mark.parametrize("kind", ["report", "access_request"])
+def test_the_portal_confirmation_sends_what_it_shows_from_the_portal(kind: str) -> None:
+    fields = {"ref": "SG-7K3Q-M2XD", "url": "https://mixed.test/adult?q=x", "reason": EVIL}
+    fields |= {"message": EVIL} if kind == "report" else {"scope": "domain", "audience": "me"}
+    html = render_page(
+        "portal_confirm.html",
+        school="Hillside Primary School",
+        kind=kind,
+        action="/unblock/request",
+        values=fields,
+        hidden=[*fields.items(), ("csrf_token", "1.abc.def")],
+        address="mixed.test/adult",
+        scope_text="The whole website",
+        audience_text="Only me (to check it first)",
+        duration_text="1 hour",
+    )
+    page = Page(html)
+    assert "<script>" not in html and EVIL in page.text
+    [form] = page.forms
+    assert form["action"] == "/unblock/request"  # the portal's own origin, whichever it is
+    assert form["fields"] == {**fields, "csrf_token": "1.abc.def"}
+    assert "Nothing has been sent yet" in page.text
+    meta = [m for m in page.all("meta") if m.get("name") == "referrer"]
+    assert meta == [{"name": "referrer", "content": "same-origin"}]  # so its post has an Origin
 
 
 @pytest.mark.parametrize("staff", [False, True])
@@ -278,6 +306,16 @@ ALL_PAGES = {
     "illegal": lambda: render_block_page(_context(illegal=True)),
     "report_thanks": lambda: render_page("report_thanks.html", school="S", reference="R"),
     "portal_index": lambda: render_page("portal_index.html", school="S"),
+    "portal_confirm": lambda: render_page(
+        "portal_confirm.html",
+        school="S",
+        kind="report",
+        action="/report",
+        values={"ref": "R", "url": "http://x.test/", "message": "m"},
+        hidden=[("ref", "R"), ("csrf_token", "1.a.b")],
+        address="x.test",
+    ),
+    "already_sent": lambda: render_page("report_thanks.html", school="S", kind="already_sent"),
     "ca_install": lambda: render_page(
         "ca_install.html", school="S", subject="CN=S CA", fingerprint="AB:CD", not_after="2036"
     ),
@@ -320,6 +358,7 @@ def test_every_template_is_covered() -> None:
         "denied.html",
         "report_thanks.html",
         "portal_index.html",
+        "portal_confirm.html",
         "ca_install.html",
     }
 

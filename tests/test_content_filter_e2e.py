@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy_addons.blockpage import FORM_TOKEN_SLOT
 from tests.conftest import (
     ROOT,
     Gateway,
@@ -28,6 +26,7 @@ from tests.conftest import (
     start_mitmdump,
 )
 from tests.support.page_server import Page, PageServer
+from tests.support.portal_form import hidden_fields
 
 CAP = 200_000  # schoolgate_content_max_bytes for this gateway
 
@@ -235,13 +234,22 @@ def test_chunked_page_is_held_and_replaced(gateway: Gateway, client: httpx.Clien
 
 
 @pytest.mark.parametrize("path", ["/over.html", "/chunked.html"])
-def test_content_block_pages_carry_the_readers_form_token(client: httpx.Client, path: str) -> None:
-    """Buffered or held while streaming, the page's forms work for the person shown it."""
+def test_content_block_pages_send_a_report_through_the_portal(
+    client: httpx.Client, path: str
+) -> None:
+    """Buffered or held while streaming, the page carries no token (it is on the site's own
+    origin); its report is shown back on the portal and sent from there."""
     page = client.get(f"https://plain.test{path}").text
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found and found.group(1) != FORM_TOKEN_SLOT, page
-    form = {"csrf_token": found.group(1), "url": f"https://plain.test{path}", "message": "art"}
-    answer = client.post("http://schoolgate.local/report", data=form)
+    assert "csrf_token" not in page and 'action="https://schoolgate.local/report"' in page, page
+    form = {"ref": "SG-TEST", "url": f"https://plain.test{path}", "message": "art"}
+    shown = client.post("http://schoolgate.local/report", data=form)
+    assert shown.status_code == 200 and "Send this to the school?" in shown.text
+    fields = hidden_fields(shown.text)
+    assert fields.pop("csrf_token") and fields == form
+    origin = {"Origin": "http://schoolgate.local"}
+    answer = client.post(
+        "http://schoolgate.local/report", data=hidden_fields(shown.text), headers=origin
+    )
     assert answer.status_code == 200 and "Thank you" in answer.text
 
 

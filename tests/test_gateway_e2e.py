@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import reports
 from tests.conftest import Gateway, Upstream, copy_policy, start_mitmdump
+from tests.support.portal_form import curl_send_confirmed
 
 
 def body_and_status(result) -> tuple[str, int]:  # type: ignore[no-untyped-def]
@@ -125,10 +126,8 @@ def test_decisions_are_recorded_for_following_addons(gateway: Gateway) -> None:
     # The portal's report form records the reference, URL and reporter's profile.
     blocked, _ = body_and_status(gateway.curl("http://games.test/x", "-i"))
     ref = re.search(r"X-Schoolgate-Reference: (\S+)", blocked, re.I).group(1)  # type: ignore[union-attr]
-    token = re.search(r'name="csrf_token" value="([^"]+)"', blocked).group(1)  # type: ignore[union-attr]
-    form = ["-d", f"ref={ref}", "-d", "url=http://games.test/x", "-d", "message=for maths"]
-    form += ["-d", f"csrf_token={token}"]
-    body, code = body_and_status(gateway.curl("http://schoolgate.local/report", *form))
+    form = {"ref": ref, "url": "http://games.test/x", "message": "for maths"}
+    body, code = curl_send_confirmed(gateway, "http://schoolgate.local/report", form)
     assert code == 200 and "Thank you" in body
     store = Store.open(store_url(gateway.var))
     with store.connect() as conn:

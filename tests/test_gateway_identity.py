@@ -16,6 +16,7 @@ from proxy_addons.policy_runtime import load_all
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import unblocks
 from tests.conftest import Gateway, Upstream, copy_policy, start_mitmdump
+from tests.support.portal_form import STAFF_REQUEST, curl_form, curl_send_confirmed
 from tests.test_gateway_e2e import body_and_status
 
 
@@ -80,28 +81,14 @@ def test_staff_block_page_offers_an_access_request(auth_gateway: Gateway) -> Non
 def test_staff_request_from_the_block_page_creates_a_pending_unblock(
     auth_gateway: Gateway,
 ) -> None:
-    form = [
-        "-d",
-        "ref=SG-TEST",
-        "-d",
-        "url=https://adult.test/unit",
-        "-d",
-        "scope=domain",
-        "-d",
-        "audience=profile:ks2",
-        "-d",
-        "minutes=60",
-        "-d",
-        "reason=sex education unit",
-    ]
+    form = STAFF_REQUEST
     portal = "http://schoolgate.local/unblock/request"
-    teacher = ["-d", f"csrf_token={form_token(auth_gateway, 'teacher:t-pass')}"]
-    body, code = body_and_status(auth_gateway.curl(portal, *form, *teacher, user="teacher:t-pass"))
+    body, code = curl_send_confirmed(auth_gateway, portal, form, user="teacher:t-pass")
     assert code == 200
     uid = re.search(r"UB-[A-Z0-9]{6}", body)
     assert uid
-    pupil = ["-d", f"csrf_token={form_token(auth_gateway, 'pupil:p-pass')}"]
-    body, code = body_and_status(auth_gateway.curl(portal, *form, *pupil, user="pupil:p-pass"))
+    pupil = auth_gateway.curl(portal, *curl_form(form), user="pupil:p-pass")
+    body, code = body_and_status(pupil)
     assert code == 403 and "Only staff" in body
     store = Store.open(store_url(auth_gateway.var))
     with store.connect() as conn:
@@ -110,14 +97,6 @@ def test_staff_request_from_the_block_page_creates_a_pending_unblock(
     assert [(r.id, r.status, r.requested_by, r.target, r.audience) for r in rows] == [
         (uid.group(0), "pending", "teacher", "adult.test", ["ks2"])
     ]
-
-
-def form_token(gateway: Gateway, user: str) -> str:
-    """The portal forms' token on the block page the gateway shows `user` (portal.py)."""
-    page, _ = body_and_status(gateway.curl("https://adult.test/", user=user))
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
 
 
 def _libfaketime() -> str:

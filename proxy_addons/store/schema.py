@@ -349,6 +349,18 @@ web_sessions = sa.Table(
 )
 
 
+portal_form_uses = sa.Table(
+    "portal_form_uses",
+    metadata,
+    # One row per portal form token that has acted (proxy_addons/portal_forms.py): a token is
+    # good for one report or request, across every worker; rows go once the token has
+    # expired anyway; 0011.
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 hex of the token
+    _when("used_at", nullable=False),
+    sa.Index("ix_portal_form_uses_used_at", "used_at"),
+)
+
+
 __all__ = [
     "GENESIS_HASH",
     "UTCDateTime",
@@ -365,6 +377,7 @@ __all__ = [
     "device_alerts",
     "devices",
     "metadata",
+    "portal_form_uses",
     "reports",
     "seen_devices",
     "unblocks",
