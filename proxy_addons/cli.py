@@ -148,25 +148,39 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from proxy_addons.gateway_status import problems, read_status
+    """The gateway's state: 0 running and ok, 1 not running, 2 a problem (also a status
+    that is not a gateway's)."""
+    from proxy_addons.gateway_status import (
+        StatusError,
+        age,
+        found_problems,
+        is_running,
+        read_status,
+    )
 
     var = Path(args.var)
-    found = read_status(var, args.status_url)
+    path = var / "run" / "status.json"
+    try:
+        found = read_status(var, args.status_url)
+    except StatusError as exc:
+        return _fail(
+            f"The gateway's status cannot be read: {exc}\nNo gateway answers on its /status "
+            f"either. A running gateway writes {path} again at its next reload (touch the "
+            "policy file); if none is running, delete it.",
+            2,
+        )
     if found is None:
-        path = var / "run" / "status.json"
         return _fail(f"No gateway status at {path}: is a gateway running with --var {args.var}?")
     status = found.status
-    alive = found.live or _pid_alive(int(status.get("pid", 0)))
-    print(f"gateway:   {'running' if alive else 'not running'} (pid {status.get('pid')})")
+    running = is_running(found)
+    print(f"gateway:   {'running' if running.running else 'not running'}: {running.why}")
     if found.live:
         print(f"status:    live from {found.source}")
-    from proxy_addons.workers import read_state
-
-    workers = read_state(var / "run" / "workers.json")
-    if workers:
-        for w in workers["workers"]:
-            state = "running" if _pid_alive(int(w["pid"] or 0)) else "not running"
-            print(f"worker {w['index']}:  {state} (pid {w['pid']}, {w['restarts']} restarts)")
+    else:
+        written = found.written_at
+        print(f"status:    {found.source}, written at {written.isoformat()} ({age(written)})")
+    for line in _worker_lines(var):
+        print(line)
     print(f"school:    {status.get('school')}")
     print(f"policy:    {status.get('policy')} (in force since {status.get('loaded_at')})")
     profiles = ", ".join(status["profiles"])
@@ -175,29 +189,51 @@ def cmd_status(args: argparse.Namespace) -> int:
     if index.get("state") == "ok":
         print(f"index:     checksum verified at {index.get('verified_at')}")
     print(f"reloads:   {status.get('reloads')} ({status.get('failed_reloads', 0)} failed)")
-    bad, look = problems(status)
+    bad, look = found_problems(found)
     for line in look:
         print(f"WARNING:   {line}")
     for line in bad:
         print(f"PROBLEM:   {line}")
+    if not running.running:
+        print("state:     not running (the lines above are what it last wrote)")
+        return 2 if bad else 1
     if bad:
         return 2
     print("state:     ok")
-    return 0 if alive else 1
+    return 0
+
+
+def _worker_lines(var: Path) -> list[str]:
+    """A supervisor's workers (var/run/workers.json), each checked to be a gateway process
+    started before the file was written."""
+    from proxy_addons.gateway_status import gateway_process
+    from proxy_addons.workers import read_state
+
+    path = var / "run" / "workers.json"
+    state = read_state(path)
+    if state is None:
+        return []
+    lines = []
+    try:
+        written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        for worker in state["workers"]:
+            pid, restarts = worker["pid"], worker["restarts"]
+            if not isinstance(pid, int | None) or isinstance(pid, bool):
+                raise TypeError(pid)
+            running = pid is not None and pid > 0 and gateway_process(pid, written).running
+            lines.append(
+                f"worker {worker['index']}:  {'running' if running else 'not running'} "
+                f"(pid {pid}, {int(restarts)} restarts)"
+            )
+    except (OSError, KeyError, TypeError, ValueError):
+        return [f"WARNING:   {path} is not a list of workers (damaged?); ignored"]
+    return lines
 
 
 def cmd_web(args: argparse.Namespace) -> int:
     from proxy_addons.webapp import run_web
 
     return int(run_web(args) or 0)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return False
-    return pid > 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -449,17 +449,38 @@ def _list_update_status(var: Path, now: datetime) -> list[Check]:
 
 def check_gateway(var: Path, status_url: str | None = None) -> Check:
     """What the running gateway says of itself: a failed reload, a damaged index, a status
-    file it cannot write, lost access-log records (live /status first: gateway_status.py)."""
-    from proxy_addons.gateway_status import problems, read_status
+    file it cannot write, lost access-log records (live /status first: gateway_status.py).
+    A status that is not a gateway's is a FAIL; a live pid that is not the gateway's
+    process is "not running"."""
+    from proxy_addons.gateway_status import (
+        StatusError,
+        age,
+        found_problems,
+        is_running,
+        read_status,
+    )
 
-    found = read_status(var, status_url)
+    try:
+        found = read_status(var, status_url)
+    except StatusError as exc:
+        return fail(
+            "gateway",
+            f"the gateway's status cannot be read: {exc}",
+            "if a gateway runs, touch the policy file (its reload writes the status again); "
+            "if none does, delete the status file",
+        )
     if found is None:
         return warn("gateway", "no status: the gateway has not run with this var folder")
     status = found.status
-    pid = int(status.get("pid") or 0)
-    if not found.live and not _pid_running(pid):
-        return warn("gateway", f"not running (its last status, pid {pid}, is in {found.source})")
-    bad, look = problems(status)
+    running = is_running(found)
+    if not running.running:
+        written = found.written_at
+        return warn(
+            "gateway",
+            f"not running: {running.why} (its last status, written {age(written)}, is in "
+            f"{found.source})",
+        )
+    bad, look = found_problems(found)
     if bad:
         return fail(
             "gateway",
@@ -472,21 +493,9 @@ def check_gateway(var: Path, status_url: str | None = None) -> Check:
     index = status.get("list_index") or {}
     return ok(
         "gateway",
-        f"running (pid {pid}); policy in force since {status.get('loaded_at')}; list index "
-        f"verified at {index.get('verified_at')}",
+        f"running ({running.why}); policy in force since {status.get('loaded_at')}; list "
+        f"index verified at {index.get('verified_at')}",
     )
-
-
-def _pid_running(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True  # someone else's process, but there
-    except OSError:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------- store
