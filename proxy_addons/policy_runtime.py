@@ -10,10 +10,11 @@ written is retried and shown. A failed reload goes to `on_error` (metrics, alert
 and one that failed for a reason that may pass with nothing edited (a full disk, an
 unreadable file) is tried again every `retry_seconds` until it is in force.
 
-The list index is checked against its checksum when it is opened, and again by
-`verify_index` (every so often, and whenever its file changes). A damaged index is
-rebuilt; until it is, every lookup in it refuses, so the Filter blocks: damaged
-state never opens the filter.
+The list index is checked against its checksum, and its header against what the
+policy's lists give (an index of other lists under its name is damage too), when it
+is opened, and again by `verify_index` (every so often, and whenever its file changes
+or is replaced). A damaged index is rebuilt; until it is, every lookup in it refuses,
+so the Filter blocks: damaged state never opens the filter.
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ def load_all(
 ) -> LoadedPolicy:
     """Validate the policy and open (building if needed) its list index.
 
-    The index is checked against its checksum; a damaged one is rebuilt, after telling
-    `on_damaged`, and never served.
+    The index is checked against its checksum and the lists; a damaged one (or an index
+    of other lists under its name) is rebuilt, after telling `on_damaged`, and never
+    served.
     """
     try:
         policy = load_policy(policy_path)
@@ -313,7 +315,8 @@ class PolicyRuntime:
     # -- the index's integrity ---------------------------------------------------------
 
     def verify_index(self) -> bool:
-        """Check the index in force against its checksum; a damaged one blocks and is rebuilt."""
+        """Check the index in force (its checksum, and the file now under its name); a
+        damaged one blocks and is rebuilt."""
         loaded = self.current
         if loaded is None:
             return True

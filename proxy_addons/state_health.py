@@ -4,8 +4,9 @@ reloads are tried again, and lost access-log records raise an alert.
 What it adds to the PolicyRuntime (policy_runtime.py), which does the work:
 
 - every `schoolgate_index_verify_seconds` the index in force is checked against its
-  checksum (its file changing in place is caught at once by the runtime's watcher); a
-  damaged one blocks every request until it is rebuilt;
+  checksum, and the file under its name against its lists (its file changing in place
+  or being replaced is caught at once by the runtime's watcher); a damaged one blocks
+  every request until it is rebuilt;
 - a reload that failed for a reason that may pass (a full disk, an unreadable file) is
   tried again every `schoolgate_reload_retry_seconds`;
 - a technical alert when a damaged index is found (also one found at start-up, before
@@ -127,7 +128,8 @@ class StateHealth:
             int,
             600,
             "How often (seconds) the list index in use is checked against its checksum "
-            "(it is also checked when opened and whenever its file changes); 0: only then.",
+            "and its lists (it is also checked when opened and whenever its file changes); "
+            "0: only then.",
         )
         loader.add_option(
             "schoolgate_reload_retry_seconds",
