@@ -34,7 +34,7 @@ from proxy_addons.device_checks_api import checks_blueprint
 from proxy_addons.device_watch import alert_noncompliance, load_eol, with_eol
 from proxy_addons.policy import Policy
 from proxy_addons.store import Store
-from proxy_addons.webapp import LoginThrottle
+from proxy_addons.throttle import FailureCounter, address_key
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
     """The device API app: POST /api/v1/enrol and POST /api/v1/report."""
     app = Flask("schoolgate-devices")
     app.config.update(MAX_CONTENT_LENGTH=MAX_REPORT_BYTES)
-    throttle = LoginThrottle()  # wrong enrolment secrets, per address
+    # Wrong enrolment secrets: 5 per 15 minutes per client (an IPv4 address, an IPv6 /64).
+    throttle = FailureCounter(5, 15 * 60)
 
     @app.post("/api/v1/enrol")
     def enrol() -> Response:
@@ -115,7 +116,7 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
             return _problem(400, "should be the id this device was enrolled with", "device_id")
         current = _bearer() if again is not None else None
         address = dv.request_address(request.environ, policy().devices.trusted_relays) or "?"
-        if throttle.blocked("enrol", address):
+        if throttle.blocked(address_key(address)):
             return _problem(429, "too many wrong enrolment secrets: wait and try again", "secret")
         expected = dv.read_secret(policy().devices.enrolment_secret_file)
         try:
@@ -135,7 +136,7 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
         except dv.EnrolError as exc:
             wrong_secret = expected is not None and "secret" in str(exc)
             if wrong_secret:
-                throttle.failed("enrol", address)
+                throttle.failed(address_key(address))
                 logger.warning("enrolment with a wrong secret from %s", address)
             status = 403 if expected is None or wrong_secret else 400
             return _problem(status, str(exc), "secret" if wrong_secret else "hostname")

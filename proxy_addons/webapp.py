@@ -46,11 +46,14 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from itsdangerous import BadData, URLSafeTimedSerializer
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from proxy_addons import web_sessions
 from proxy_addons.accounts import Account, check_password, get_account, normalise_username
 from proxy_addons.policy import Policy
 from proxy_addons.store import Store
+from proxy_addons.throttle import FailureCounter, address_key
 from proxy_addons.unblock_workflow import Actor, UnblockWorkflow, WorkflowError
 from proxy_addons.unblocks import AudienceKind, Scope, Status, Unblock
 
@@ -88,37 +91,75 @@ View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
 
 
 class LoginThrottle:
-    """Slows password guessing: a user name from one address gets a few tries per window.
+    """Slows password guessing without locking the real user out.
 
-    Keyed by (user name, address), so a guesser can't lock the DSL out from elsewhere.
+    Per 15 minutes: 5 tries at one user name from one client, 20 from one client at any
+    names (one password tried on many accounts), where a client is its IPv4 address or its
+    IPv6 /64 (throttle.address_key: a host can use any address in its /64). And 10 tries at
+    one account from anywhere, so spreading guesses over many addresses gains nothing; a
+    browser that account has signed in on before (a signed cookie) is not held back by
+    others' failures, so the real user still gets in while someone else guesses.
     """
 
-    def __init__(self, attempts: int = 5, window: float = 15 * 60) -> None:
-        self.attempts = attempts
-        self.window = window
-        self._failures: dict[tuple[str, str], list[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, window: float = 15 * 60, clock: Callable[[], float] = time.monotonic):
+        self.by_name_here = FailureCounter(5, window, clock=clock)
+        self.by_client = FailureCounter(20, window, clock=clock)
+        self.by_account = FailureCounter(10, window, clock=clock)
 
-    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
-        times = [t for t in self._failures.get(key, []) if now - t < self.window]
-        if times:
-            self._failures[key] = times
-        else:
-            self._failures.pop(key, None)
-        return times
+    def refusal(self, user: str, address: str | None, known_browser: bool) -> str | None:
+        """Why this attempt is not even checked, in words for the person; None if it may be."""
+        client = address_key(address)
+        if self.by_name_here.blocked((user, client)) or self.by_client.blocked(client):
+            return "Too many failed sign-ins. Wait a few minutes and try again."
+        if not known_browser and self.by_account.blocked(user):
+            return (
+                "Too many failed sign-ins to this account from other computers. Sign in on a "
+                "computer you have signed in on before, or wait 15 minutes and try again. "
+                "If this keeps happening, tell the IT provider."
+            )
+        return None
 
-    def blocked(self, user: str, address: str) -> bool:
-        with self._lock:
-            return len(self._recent((user, address), time.monotonic())) >= self.attempts
+    def failed(self, user: str, address: str | None) -> None:
+        client = address_key(address)
+        self.by_name_here.failed((user, client))
+        self.by_client.failed(client)
+        self.by_account.failed(user)
 
-    def failed(self, user: str, address: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            self._failures[(user, address)] = [*self._recent((user, address), now), now]
+    def succeeded(self, user: str, address: str | None) -> None:
+        # Only this client's count for this name: the others count what someone else tried.
+        self.by_name_here.succeeded((user, address_key(address)))
 
-    def succeeded(self, user: str, address: str) -> None:
-        with self._lock:
-            self._failures.pop((user, address), None)
+
+class KnownBrowsers:
+    """A signed cookie saying "this account signed in on this browser", for LoginThrottle."""
+
+    LIFETIME = timedelta(days=120)
+
+    def __init__(self, secret_key: bytes, secure_cookies: bool) -> None:
+        self._signer = URLSafeTimedSerializer(secret_key, salt="schoolgate-known-browser")
+        self.cookie = "__Host-schoolgate-known" if secure_cookies else "schoolgate-known"
+        self.secure = secure_cookies
+
+    def knows(self, user: str) -> bool:
+        value = request.cookies.get(self.cookie)
+        if not value or len(value) > 500:
+            return False
+        try:
+            found = self._signer.loads(value, max_age=int(self.LIFETIME.total_seconds()))
+        except BadData:
+            return False
+        return bool(found == user)
+
+    def remember(self, response: WerkzeugResponse, user: str) -> None:
+        response.set_cookie(
+            self.cookie,
+            self._signer.dumps(user),
+            max_age=int(self.LIFETIME.total_seconds()),
+            secure=self.secure,
+            httponly=True,
+            samesite="Lax",
+            path="/",
+        )
 
 
 def create_app(
@@ -148,6 +189,7 @@ def create_app(
     )
     app.jinja_env.undefined = jinja2.StrictUndefined  # a missing value is a bug
     throttle = LoginThrottle()
+    browsers = KnownBrowsers(secret_key, secure_cookies)
 
     def policy() -> Policy:
         return workflow.policy()
@@ -230,18 +272,16 @@ def create_app(
         username = normalise_username(request.form.get("username", ""))[:200]
         password = request.form.get("password", "")
         address = request.remote_addr or "unknown"
-        if throttle.blocked(username, address):
-            logger.warning("sign-in refused for %s from %s: too many failures", username, address)
-            message = "Too many failed sign-ins. Wait a few minutes and try again."
-            return page("web_login.html", 429, next=next_page, username=username, error=message)
+        # An unknown name may be a password typed into the wrong box: never logged.
+        logged = username if get_account(store, username) is not None else "an unknown name"
+        refused = throttle.refusal(username, address, browsers.knows(username))
+        if refused:
+            logger.warning("sign-in refused for %s from %s: too many failures", logged, address)
+            return page("web_login.html", 429, next=next_page, username=username, error=refused)
         account = check_password(store, username, password)
         if account is None:
             throttle.failed(username, address)
-            # An unknown name may be a password typed into the wrong box: don't log it.
-            known = get_account(store, username) is not None
-            logger.warning(
-                "failed sign-in for %s from %s", username if known else "an unknown name", address
-            )
+            logger.warning("failed sign-in for %s from %s", logged, address)
             message = "That user name and password don't match an account."
             return page("web_login.html", 401, next=next_page, username=username, error=message)
         if not workflow.is_staff(account.username):
@@ -256,7 +296,9 @@ def create_app(
         )
         session["stamp"] = account.password_stamp
         logger.info("%s signed in from %s", account.username, address)
-        return redirect(next_page or url_for("unblock_list"), 303)
+        response = redirect(next_page or url_for("unblock_list"), 303)
+        browsers.remember(response, account.username)
+        return response
 
     @app.post("/logout")
     def logout() -> ResponseReturnValue:
@@ -672,6 +714,7 @@ def run_web(args: argparse.Namespace) -> int:
 
 
 __all__ = [
+    "KnownBrowsers",
     "LoginThrottle",
     "PolicyFile",
     "create_app",

@@ -682,3 +682,27 @@ def test_agent_enrol_send_and_run_subcommands(
     run_loop(client, timed_build, check_every=0, report_every=3600, rounds=4, sleep=lambda _: 0)
     device = last_accepted()  # round 1 sent (a new loop); 3 sent (a change); 2 and 4 not
     assert device.last_user == "second" and device.last_generated_at == made_at[2]
+
+
+# -- guessing the enrolment secret -----------------------------------------------------------
+
+
+def test_enrolment_guesses_from_one_ipv6_64_count_as_one_client(api: Api) -> None:
+    """The red team rotated fd00::1..8 and got 403 each time, never 429: a host can use any
+    address in its /64, so the /64 is the client (an IPv4 client is its address)."""
+    client = api.app.test_client()
+
+    def enrol(peer: str, secret: str = "guess") -> int:
+        body = {"secret": secret, "hostname": "pc"}
+        return client.post(
+            "/api/v1/enrol", json=body, environ_base={"REMOTE_ADDR": peer}
+        ).status_code
+
+    assert [enrol(f"fd00::{i}") for i in range(1, 9)] == [403] * 5 + [429] * 3
+    assert enrol("fd00::ffff:1:2:3", SECRET) == 429  # even the right secret waits
+    assert enrol("fd00::1%eth0") == 429  # a zone is not another host
+    # Another /64, and IPv4 clients (also written IPv4-mapped), are other clients.
+    assert enrol("fd00:0:0:1::1", SECRET) == 201
+    assert [enrol(f"10.20.0.{i}") for i in range(1, 7)] == [403] * 6
+    assert enrol("::ffff:10.20.0.1") == 403
+    assert enrol("::ffff:10.20.0.7", SECRET) == 201

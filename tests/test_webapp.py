@@ -334,12 +334,21 @@ def test_session_cookie_is_secure_httponly_lax(tmp_path: Path, seeded_db: Path) 
         data={"username": "teacher", "password": PASSWORD, "csrf_token": token(text(answer))},
     )
     assert answer.status_code == 303
-    expires = re.search(r"Expires=([^;]+)", answer.headers["Set-Cookie"])
+    [cookie] = [
+        c for c in answer.headers.getlist("Set-Cookie") if c.startswith("__Host-schoolgate=")
+    ]
+    expires = re.search(r"Expires=([^;]+)", cookie)
     assert expires
     lifetime = datetime.strptime(expires.group(1), "%a, %d %b %Y %H:%M:%S GMT").replace(
         tzinfo=UTC
     ) - datetime.now(UTC)
     assert timedelta(hours=7, minutes=55) < lifetime <= timedelta(hours=8)
+    # The throttle's "signed in on this browser before" cookie (LoginThrottle): the same care.
+    [known] = [
+        c for c in answer.headers.getlist("Set-Cookie") if c.startswith("__Host-schoolgate-known=")
+    ]
+    assert "Secure" in known and "HttpOnly" in known and "SameSite=Lax" in known
+    assert "Path=/" in known and "Domain" not in known
     headers = client.get("/unblocks", base_url="https://gate.test").headers
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert headers["Cache-Control"] == "no-store"
@@ -566,3 +575,59 @@ def test_the_request_form_accepts_kinds_from_the_workflow() -> None:
     source = html.read_text()
     for kind in AudienceKind:
         assert f'("{kind.value}", ' in source
+
+
+# -- slowing down password guessing ------------------------------------------------------------
+
+
+def attempt(client: FlaskClient, address: str, name: str, password: str) -> TestResponse:
+    """One sign-in as the browser `client`, from `address`."""
+    client.environ_base["REMOTE_ADDR"] = address
+    data = {"username": name, "password": password, "csrf_token": page_token(client, "/login")}
+    return client.post("/login", data=data)
+
+
+def test_guesses_from_one_ipv6_64_count_as_one_client(web: Web) -> None:
+    """The red team rotated fd00::1..8 and got 401 each time, never 429: a host can use any
+    address in its /64, so the /64 is the client."""
+    codes = [attempt(web.client(), f"fd00::{i}", "dsl", "guess").status_code for i in range(1, 9)]
+    assert codes == [401] * 5 + [429] * 3
+    assert attempt(web.client(), "fd00::abcd:1", "dsl", PASSWORD).status_code == 429
+    # Another /64 is another client.
+    assert attempt(web.client(), "fd00:0:0:1::7", "dsl", PASSWORD).status_code == 303
+
+
+def test_one_client_trying_many_names_is_held_back(web: Web) -> None:
+    codes = [
+        attempt(web.client(), "10.9.9.9", f"name{i}", "Summer2026").status_code for i in range(22)
+    ]
+    assert codes == [401] * 20 + [429] * 2
+    assert attempt(web.client(), "10.9.9.9", "teacher", PASSWORD).status_code == 429
+    assert attempt(web.client(), "10.9.9.10", "teacher", PASSWORD).status_code == 303
+
+
+def test_one_account_guessed_from_everywhere_is_slowed_but_not_locked(web: Web) -> None:
+    """Guesses at one account spread over many addresses (one each) are held back after 10
+    with a message saying what to do; the teacher's own browser (signed in on before) still
+    gets in, and other accounts are untouched."""
+    own = web.client()
+    assert attempt(own, "10.20.0.5", "teacher", PASSWORD).status_code == 303
+    own.post("/logout", data={"csrf_token": page_token(own, "/unblocks")})
+    shared = web.client()  # a browser the DSL signed in on, not the teacher
+    assert attempt(shared, "10.20.0.6", "dsl", PASSWORD).status_code == 303
+
+    codes = [
+        attempt(web.client(), f"10.30.{i}.1", "teacher", "guess").status_code for i in range(12)
+    ]
+    assert codes == [401] * 10 + [429] * 2
+    held = attempt(web.client(), "10.30.99.1", "teacher", PASSWORD)  # the right one: not tried
+    assert held.status_code == 429
+    assert "from other computers" in text(held) and "signed in on before" in text(held)
+    assert attempt(shared, "10.20.0.6", "teacher", PASSWORD).status_code == 429  # the DSL's
+    forged = web.client()
+    forged.set_cookie("schoolgate-known", "teacher")
+    assert attempt(forged, "10.20.0.7", "teacher", PASSWORD).status_code == 429
+    # The teacher's own browser, even from a new address: straight in.
+    assert attempt(own, "10.20.0.99", "teacher", PASSWORD).status_code == 303
+    assert "Signed in as teacher" in text(own.get("/unblocks"))
+    assert attempt(web.client(), "10.30.0.1", "deputy", PASSWORD).status_code == 303
