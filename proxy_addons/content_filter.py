@@ -12,19 +12,26 @@ untouched. Compressed bodies (gzip, deflate, br, zstd) are decoded for reading; 
 still gets the bytes the site sent.
 
 How, decided in `responseheaders` from the Content-Length:
-- known and within `schoolgate_content_max_bytes`: mitmproxy buffers the body as usual, it is
-  scored in `response`, and a page over the threshold is
-  replaced by the block page (403). Nothing of it reached the client before the decision.
-- known and larger than the cap: streamed through unscanned, and the access log says so.
-- unknown (chunked, streamed answers such as generative-AI server-sent events): the headers go
-  on at once (mitmproxy's streaming), but every body byte is held back and scored as it arrives,
-  with a carry-over window so phrases split across chunks are found. At the end the held body
-  is released unchanged, or replaced by a block notice in the same format (the block page for
-  HTML, an event for event streams, a JSON error, plain text), encoded as the headers said.
-  The status already sent (usually 200) can't become 403: that is the honest limit of a
-  streamed response. If the held body outgrows the cap, it is released (unless it is already
-  over the threshold) and the rest streams unscanned, logged as such. A streamed answer
-  therefore reaches the person when complete, not word by word.
+- known and within `schoolgate_content_max_bytes` (and not streamed): mitmproxy buffers the
+  body as usual, it is scored in `response`, and a page over the threshold is replaced by the
+  block page (403). Nothing of it reached the client before the decision.
+- anything else (larger, of unknown length such as generative-AI server-sent events, or
+  streamed by mitmproxy's `stream_large_bodies`): the headers go on at once, without a
+  Content-Length (the body may be replaced), but the body is held back and scored as it
+  arrives (`HeldBody`), with a carry-over window so phrases split across chunks are found. At
+  the end, or once the cap is read, the held head is released unchanged, or replaced by a
+  block notice in the same format (the block page for HTML, an event for event streams, a
+  JSON error, plain text), encoded as the headers said, and the rest dropped. The status
+  already sent (usually 200) can't become 403: that is the honest limit of a streamed
+  response. Past the cap the rest streams through unscanned (the head was judged), logged as
+  such. A streamed answer therefore reaches the person when complete, not word by word.
+
+Fail closed: a body that can't be read (a Content-Encoding that is not gzip, deflate, br or
+zstd, or a stack of them; a corrupt one; a scan that fails) is blocked, never passed unread.
+Memory is bounded: at most the cap is held per response, decoding stops at the cap (a small
+compressed body can decode to gigabytes), and bodies nobody reads stream through mitmproxy
+once over `stream_large_bodies`, which the add-on sets to the cap when the operator has not
+set it (uploads too: bench/large_bodies_bench.py).
 
 A block is logged (access log record, stage "response", reason "content") and raised as a
 safeguarding alert through the outbox, as the Filter's blocks are.
@@ -68,6 +75,7 @@ logger = logging.getLogger(__name__)
 CONTENT_KEY = "schoolgate_content"  # flow.metadata: what content filtering did (plain data)
 CONTENT_BLOCK = "content_block"  # alert kind
 _NO_BODY = frozenset({204, 304})
+MIN_STREAM_BYTES = 65_536  # stream_large_bodies is never set below this
 
 
 @dataclass
@@ -113,22 +121,37 @@ class ContentFiltering:
         # plain data: it is saved with flows).
         self._waiting: dict[str, Plan] = {}
         self._cap = 2_000_000  # schoolgate_content_max_bytes, read once per change
+        self._stream_default: str | None = None  # the stream_large_bodies this add-on set
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
             "schoolgate_content_max_bytes",
             int,
             2_000_000,
-            "Largest response body (decoded bytes) scored by content filtering; larger ones "
-            "stream through unscanned, and the access log says so.",
+            "How much of a response body (decoded bytes) content filtering holds and scores; "
+            "the rest of a larger one streams through unscanned, and the access log says so. "
+            "Also stream_large_bodies, unless that is set.",
         )
 
     def configure(self, updated: set[str]) -> None:
         if "schoolgate_content_max_bytes" in updated:
             self._cap = ctx.options.schoolgate_content_max_bytes
+        if updated & {"stream_large_bodies", "schoolgate_content_max_bytes"}:
+            self._bound_bodies()
         loaded = self.gate.runtime.current if self.gate.runtime else None
         if loaded is not None:
             self._policy_loaded(loaded)
+
+    def _bound_bodies(self) -> None:
+        """Unless the operator chose a `stream_large_bodies`, stream every body over the cap:
+        mitmproxy would otherwise hold a whole upload or download in memory."""
+        current = ctx.options.stream_large_bodies
+        if current and current != self._stream_default:
+            return  # the operator's own setting
+        wanted = str(max(self._cap, MIN_STREAM_BYTES))
+        self._stream_default = wanted
+        if current != wanted:
+            ctx.options.update(stream_large_bodies=wanted)
 
     # -- lists -------------------------------------------------------------------------------
 
@@ -152,26 +175,35 @@ class ContentFiltering:
 
     # -- hooks -------------------------------------------------------------------------------
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """A request already answered (a block page) whose body may pass stream_large_bodies:
+        mitmproxy can't both answer it and stream the body (it stalls, or crashes the
+        connection at each megabyte). The body goes nowhere: the connection is closed."""
+        if flow.response is not None and _body_may_stream(flow.request):
+            logger.info("Upload to a blocked address closed unread (%s)", flow.request.host)
+            flow.kill()
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         plan = self._plan(flow)
         if plan is None:
-            return
+            return  # not read: buffered up to stream_large_bodies, streamed past it
         response = flow.response
         assert response is not None
-        cap = self._cap
         flow.metadata[CONTENT_KEY] = {"outcome": "pending", "threshold": plan.threshold}
-        if plan.content_encoding not in Decoder.SUPPORTED:
-            self.unscanned(flow, plan, f"content encoding {plan.content_encoding} not read")
-            response.stream = True
+        if not Decoder.readable(plan.content_encoding):
+            self.refuse(flow, plan, f"content encoding {plan.content_encoding!r} can't be read")
+            self._answer_instead(flow, plan)
             return
         length = header(response.headers, b"content-length")
-        if length.isdigit():
-            if int(length) > cap:
-                response.stream = True
-                self.unscanned(flow, plan, f"body of {int(length)} bytes over the {cap} cap")
+        if length.isdigit() and int(length) <= self._cap and not response.stream:
             self._waiting[flow.id] = plan
             return  # buffered by mitmproxy; scored in `response`
-        response.stream = HeldBody(self, flow, plan, cap)
+        # Held and scored as it arrives; it may be replaced, so no length is promised.
+        if "content-length" in response.headers:
+            del response.headers["content-length"]
+            if flow.request.http_version == "HTTP/1.1":
+                response.headers["transfer-encoding"] = "chunked"
+        response.stream = HeldBody(self, flow, plan, self._cap)
 
     def response(self, flow: http.HTTPFlow) -> None:
         plan = self._waiting.pop(flow.id, None)
@@ -186,14 +218,13 @@ class ContentFiltering:
         try:
             # On the event loop: a 100 KB page costs a few milliseconds of CPU, and a thread
             # would only add GIL hand-overs (measured slower in bench/content_filter_bench.py).
-            score = _score_raw(lists, plan, body, cap)
-        except Exception as exc:  # an undecodable body: pass it, say so
-            self.unscanned(flow, plan, f"body could not be read: {exc}")
-            return
-        if score is None:  # decoded size over the cap
-            self.unscanned(flow, plan, f"decoded body over the {cap} cap")
-            return
-        self.decide(flow, plan, score)
+            score, whole = _score_raw(lists, plan, body, cap)
+        except Exception as exc:  # an unreadable body is not passed unread
+            self.refuse(flow, plan, f"body could not be read: {exc}")
+        else:
+            self.decide(flow, plan, score)
+            if not whole and plan.outcome != "blocked":
+                self.unscanned(flow, plan, f"decoded body over the {cap} cap: the rest unscanned")
         if plan.outcome == "blocked":
             flow.response = self._block_response(flow, plan)
 
@@ -297,6 +328,34 @@ class ContentFiltering:
         record.update(reason="unscanned", rule=f"content not scanned: {why}", stage="response")
         self._log(flow, record)
 
+    def refuse(self, flow: http.HTTPFlow, plan: Plan, why: str) -> None:
+        """Blocked because it could not be read: fail closed (no alert: nobody's doing)."""
+        logger.warning("Content blocked unread: %s: %s", flow.request.pretty_host, why)
+        plan.outcome = "blocked"
+        flow.metadata[CONTENT_KEY] = {"outcome": "blocked", "why": why}
+        record = dict(plan.record)
+        record.update(
+            action="block",
+            reason="content",
+            category="unreadable",
+            category_label="Content that could not be checked",
+            rule=f"content could not be checked: {why}",
+            stage="response",
+            reference=blockpage.new_reference(datetime.now(UTC)),
+            content_score=None,
+        )
+        plan.record = record
+        self._log(flow, record)
+
+    def _answer_instead(self, flow: http.HTTPFlow, plan: Plan) -> None:
+        """Before any of it has gone: the block page (403) instead of the site's body."""
+        response = flow.response
+        assert response is not None
+        page = self._block_response(flow, plan)
+        response.status_code, response.reason = 403, "Forbidden"
+        response.headers = page.headers
+        response.stream = _Instead(page.raw_content or b"")
+
     def _log(self, flow: http.HTTPFlow, record: dict[str, Any]) -> None:
         writer = self.access.writer
         if writer is None:
@@ -330,6 +389,8 @@ class ContentFiltering:
         label = str(record.get("category_label"))
         reason = (
             f"its content scored {score} for {label.lower()}, over the limit of {plan.threshold}"
+            if score is not None
+            else "its content could not be checked"
         )
         if staff and record.get("entry"):
             # Staff may ask for it to be unblocked, so they see why; pupils are not shown
@@ -386,27 +447,31 @@ class ContentFiltering:
         return encoding.encode(data, plan.content_encoding)
 
 
-def _score_raw(lists: WeightedLists, plan: Plan, body: bytes, cap: int) -> Score | None:
-    """Decode and score a whole buffered body; None if it decodes to more than the cap."""
-    decoder = Decoder(plan.content_encoding)
+def _score_raw(lists: WeightedLists, plan: Plan, body: bytes, cap: int) -> tuple[Score, bool]:
+    """Decode and score a buffered body, up to `cap` decoded bytes: (score, all of it read)."""
     scanner = ContentScanner(lists, plan.kind, plan.charset)
     if plan.content_encoding in ("", "identity"):
-        return scanner.read(body) if len(body) <= cap else None
-    # Compressed input a slice at a time, so a zip bomb stops at the cap.
-    step = 1 << 16
+        if len(body) <= cap:
+            return scanner.read(body), True
+        return scanner.read(body[:cap]), False
+    decoder = Decoder(plan.content_encoding)
+    step = 1 << 16  # compressed input a slice at a time; decoding stops at the cap
     for start in range(0, len(body), step):
-        scanner.feed(decoder.decompress(body[start : start + step]))
-        if scanner.scanned_bytes > cap:
-            return None
-    return scanner.finish()
+        scanner.feed(
+            decoder.decompress(body[start : start + step], cap + 1 - scanner.scanned_bytes)
+        )
+        if scanner.scanned_bytes > cap or decoder.cut:
+            return scanner.finish(), False
+    return scanner.finish(), True
 
 
 class HeldBody:
-    """mitmproxy's stream callable for a body of unknown length: hold, score, then release.
+    """mitmproxy's stream callable for a body that is not buffered: hold, score, then release.
 
     Called with each chunk as it arrives and with b"" at the end (mitmproxy's contract); what
     it returns is sent. While holding it returns an empty list, never b"": mitmproxy would
-    send an empty chunk, which in HTTP/1.1 chunked encoding ends the body.
+    send an empty chunk, which in HTTP/1.1 chunked encoding ends the body. It holds at most
+    `cap` bytes (raw and decoded); then the head is judged, and the rest passes or is dropped.
     """
 
     def __init__(self, addon: ContentFiltering, flow: http.HTTPFlow, plan: Plan, cap: int) -> None:
@@ -415,23 +480,22 @@ class HeldBody:
         self.plan = plan
         self.cap = cap
         self.held: list[bytes] = []
+        self.held_bytes = 0
         self.decoder = Decoder(plan.content_encoding)
         lists = addon.lists
         assert lists is not None
         self.scanner = ContentScanner(lists, plan.kind, plan.charset)
         self.mode = "hold"  # hold | pass | drop
-        self.decoded = 0
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         try:
             return self._step(chunk)
-        except Exception as exc:  # never break the connection over a scan
-            logger.exception("Content scan of a streamed body failed")
-            if self.mode == "hold":
-                self.mode = "pass"
-                self.addon.unscanned(self.flow, self.plan, f"body could not be read: {exc}")
-                return _some(self._release(chunk))
-            return [] if self.mode == "drop" else _some(chunk)
+        except Exception as exc:  # unreadable: blocked, never passed unread
+            if self.mode != "hold":
+                logger.exception("Content filter: a released body failed")
+                return [] if self.mode == "drop" else _some(chunk)
+            self.addon.refuse(self.flow, self.plan, f"body could not be read: {exc}")
+            return self._drop()
 
     def _step(self, chunk: bytes) -> list[bytes]:
         if self.mode == "pass":
@@ -440,34 +504,59 @@ class HeldBody:
             return []
         if chunk:
             self.held.append(chunk)
-            data = self.decoder.decompress(chunk)
-            self.decoded += len(data)
-            self.scanner.feed(data)
-            if self.decoded <= self.cap:
+            self.held_bytes += len(chunk)
+            room = self.cap + 1 - self.scanner.scanned_bytes
+            self.scanner.feed(self.decoder.decompress(chunk, room))
+            over = self.scanner.scanned_bytes > self.cap or self.held_bytes > self.cap
+            if not over and not self.decoder.cut:
                 return []
-            # Over the cap: decide on what was read; the rest passes unscanned.
-            score = self.scanner.finish()
-            self.addon.decide(self.flow, self.plan, score)
+            # The cap is read: decide on the head; the rest passes unscanned or is dropped.
+            self.addon.decide(self.flow, self.plan, self.scanner.finish())
             if self.plan.outcome == "blocked":
-                self.mode = "drop"
-                return [self.addon.block_notice(self.flow, self.plan)]
-            self.mode = "pass"
+                return self._drop()
             self.addon.unscanned(
                 self.flow, self.plan, f"streamed body over the {self.cap} cap: the rest unscanned"
             )
-            return _some(self._release(b""))
+            return self._release()
         # The end of the body: decide, then release or replace.
         self.addon.decide(self.flow, self.plan, self.scanner.finish())
         if self.plan.outcome == "blocked":
-            self.mode = "drop"
-            return [self.addon.block_notice(self.flow, self.plan)]
-        self.mode = "pass"
-        return _some(self._release(b""))
+            return self._drop()
+        return self._release()
 
-    def _release(self, chunk: bytes) -> bytes:
-        out = b"".join(self.held) + chunk
+    def _drop(self) -> list[bytes]:
+        self.mode = "drop"
         self.held.clear()
-        return out
+        return [self.addon.block_notice(self.flow, self.plan)]
+
+    def _release(self) -> list[bytes]:
+        self.mode = "pass"
+        out = b"".join(self.held)
+        self.held.clear()
+        return _some(out)
+
+
+class _Instead:
+    """A stream callable that sends `body` in place of whatever the site sends."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body: bytes | None = body
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        body, self.body = self.body, None
+        return _some(body or b"")
+
+
+def _body_may_stream(request: http.Request) -> bool:
+    """Over stream_large_bodies already, or of a length nobody said (chunked; HTTP/2 and 3
+    uploads without a Content-Length), so it may be."""
+    if request.stream or "transfer-encoding" in request.headers:
+        return True
+    return (
+        request.http_version in ("HTTP/2.0", "HTTP/3")
+        and "content-length" not in request.headers
+        and request.method in ("POST", "PUT", "PATCH")
+    )
 
 
 def _some(data: bytes) -> list[bytes]:

@@ -318,51 +318,101 @@ def charset_of(content_type: str) -> str:
 
 
 class _Decompressor(Protocol):
-    def decompress(self, data: bytes) -> bytes: ...
+    def decompress(self, data: bytes, limit: int) -> bytes: ...
+
+
+class _Zlib:
+    """zlib's formats; "deflate" also as raw deflate, which servers send under that name too."""
+
+    def __init__(self, wbits: int, raw_fallback: bool = False) -> None:
+        self._d = zlib.decompressobj(wbits)
+        self._raw_fallback = raw_fallback
+
+    def decompress(self, data: bytes, limit: int) -> bytes:
+        if self._raw_fallback:  # until the zlib header has been read, or refused
+            try:
+                out = self._d.decompress(data, max(limit, 0))
+            except zlib.error:
+                self._raw_fallback = False
+                self._d = zlib.decompressobj(-zlib.MAX_WBITS)
+            else:
+                self._raw_fallback = not out
+                return out
+        return self._d.decompress(data, max(limit, 0))  # 0: no limit
 
 
 class _Brotli:
-    def __init__(self, d: Any) -> None:
-        self._d = d
+    def __init__(self) -> None:
+        import brotli
 
-    def decompress(self, data: bytes) -> bytes:
-        return bytes(self._d.process(data))
+        self._d = brotli.Decompressor()
+
+    def decompress(self, data: bytes, limit: int) -> bytes:
+        if limit < 0:
+            return bytes(self._d.process(data))
+        return bytes(self._d.process(data, output_buffer_limit=limit))[:limit]
+
+
+class _Zstd:
+    def __init__(self) -> None:
+        from backports.zstd import ZstdDecompressor
+
+        self._d = ZstdDecompressor()
+
+    def decompress(self, data: bytes, limit: int) -> bytes:
+        return bytes(self._d.decompress(data, max_length=limit))
+
+
+_CODINGS: dict[str, Any] = {
+    "gzip": lambda: _Zlib(16 + zlib.MAX_WBITS),
+    "x-gzip": lambda: _Zlib(16 + zlib.MAX_WBITS),
+    "deflate": lambda: _Zlib(zlib.MAX_WBITS, raw_fallback=True),
+    "br": _Brotli,
+    "zstd": _Zstd,
+}
 
 
 class Decoder:
-    """Undoes Content-Encoding chunk by chunk (gzip, deflate, br, zstd); identity passes."""
+    """Undoes Content-Encoding chunk by chunk: gzip, deflate, br, zstd, and stacks of them
+    ("gzip, br": applied in the order listed, so undone from the last); identity passes.
 
-    SUPPORTED = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"})
+    `decompress(data, limit)` gives at most `limit` bytes (a small compressed body can decode
+    to gigabytes); what is cut off is never read: once cut, the decoder gives nothing more.
+    """
+
+    SUPPORTED = frozenset({"", "identity", *_CODINGS})
 
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding.strip().lower()
-        self._raw_deflate = False
-        self._d: _Decompressor | None = None
-        if self.encoding in ("gzip", "x-gzip"):
-            self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif self.encoding == "deflate":
-            self._d = zlib.decompressobj()
-        elif self.encoding == "br":
-            import brotli
-
-            self._d = _Brotli(brotli.Decompressor())
-        elif self.encoding == "zstd":
-            from backports.zstd import ZstdDecompressor
-
-            self._d = ZstdDecompressor()
-        elif self.encoding not in ("", "identity"):
+        names = [n.strip() for n in self.encoding.split(",")]
+        names = [n for n in names if n not in ("", "identity")]
+        unknown = [n for n in names if n not in _CODINGS]
+        if unknown:
             raise ValueError(f"unsupported content encoding {encoding!r}")
+        self._stages: list[_Decompressor] = [_CODINGS[n]() for n in reversed(names)]
+        self.cut = False
 
-    def decompress(self, data: bytes) -> bytes:
-        if self._d is None or not data:
-            return data
-        if self.encoding == "deflate" and not self._raw_deflate:
-            try:
-                return self._d.decompress(data)
-            except zlib.error:  # servers send raw deflate under "deflate" too
-                self._raw_deflate = True
-                self._d = zlib.decompressobj(-zlib.MAX_WBITS)
-        return self._d.decompress(data)
+    @classmethod
+    def readable(cls, encoding: str) -> bool:
+        try:
+            cls(encoding)
+        except ValueError:
+            return False
+        return True
+
+    def decompress(self, data: bytes, limit: int = -1) -> bytes:
+        if self.cut:
+            return b""
+        for stage in self._stages:
+            if not data:
+                return data
+            data = stage.decompress(data, limit)
+            if 0 <= limit <= len(data):  # what a stage holds back is lost to the next call
+                self.cut = True
+        if 0 <= limit < len(data):
+            self.cut = True
+            data = data[:limit]
+        return data
 
 
 _HIDDEN_OPEN = re.compile(r"<(script|style|noscript|template|svg)\b|<!--", re.I)

@@ -5,6 +5,7 @@ mitmdump -s proxy_addons/gateway.py --set schoolgate_policy=policies/school.yaml
 
 from __future__ import annotations
 
+from proxy_addons import mitm_fixes
 from proxy_addons.access_log import AccessLog
 from proxy_addons.alerting import Alerting
 from proxy_addons.autoconfig import AutoConfig
@@ -24,6 +25,7 @@ from proxy_addons.transparent_sign_in import TransparentSignIn
 
 
 def gateway_addons() -> list[object]:
+    mitm_fixes.install()  # connections ended by a hook are closed (mitm_fixes.py)
     gate = Filter()
     witness = CheckWitness(gate)  # last: it only looks, at the answers as finally sent
     access, alerting = AccessLog(gate), Alerting(gate)

@@ -69,11 +69,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class PageServer:
-    """Serves `pages` (path -> Page) on HTTP and HTTPS until `stop`."""
+class LoopbackServers:
+    """`handler` served on an HTTP and an HTTPS (self-signed) loopback port until `stop`."""
 
-    def __init__(self, pages: dict[str, Page], cert: Path, key: Path) -> None:
-        handler = type("Handler", (_Handler,), {"pages": dict(pages)})
+    def __init__(
+        self, handler: type[http.server.BaseHTTPRequestHandler], cert: Path, key: Path
+    ) -> None:
         self.plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.secure = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -95,3 +96,10 @@ class PageServer:
         for server in (self.plain, self.secure):
             server.shutdown()
             server.server_close()
+
+
+class PageServer(LoopbackServers):
+    """Serves `pages` (path -> Page) on HTTP and HTTPS until `stop`."""
+
+    def __init__(self, pages: dict[str, Page], cert: Path, key: Path) -> None:
+        super().__init__(type("Handler", (_Handler,), {"pages": dict(pages)}), cert, key)
