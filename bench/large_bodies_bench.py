@@ -135,7 +135,7 @@ def gateway(tmp: Path, bulk: BulkServer, extra: list[str]) -> Gateway:
         content_policy(tmp),
         tmp / "var",
         Upstream(bulk.http_port, bulk.https_port),
-        extra=["--set", "termlog_verbosity=warn", "--set", "flow_detail=0", *extra],
+        extra=["--set", "termlog_verbosity=warn", *extra],
     )
 
 
