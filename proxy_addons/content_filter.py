@@ -201,8 +201,8 @@ class ContentFiltering:
         # Held and scored as it arrives; it may be replaced, so no length is promised.
         if "content-length" in response.headers:
             del response.headers["content-length"]
-            if flow.request.http_version == "HTTP/1.1":
-                response.headers["transfer-encoding"] = "chunked"
+            if flow.request.http_version == "HTTP/1.1" and response.http_version != "HTTP/1.0":
+                response.headers["transfer-encoding"] = "chunked"  # else: until the close
         response.stream = HeldBody(self, flow, plan, self._cap)
 
     def response(self, flow: http.HTTPFlow) -> None:

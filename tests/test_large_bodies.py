@@ -11,7 +11,9 @@ import hashlib
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -283,3 +285,16 @@ def test_connections_closed_for_blocked_uploads_are_not_left_open(gateway: Gatew
 
     access_log(gateway.var, lambda _: not open_connections(), timeout=15)  # its wait
     assert open_connections() == []
+
+
+@pytest.mark.parametrize("version", ["--http1.0", "--http1.1", "--http2"])
+def test_a_held_page_is_framed_for_each_http_version(
+    gateway: Gateway, tmp_path: Path, version: str
+) -> None:
+    """Its length can't be promised: chunked for HTTP/1.1, until the close for 1.0."""
+    size, tag = 4 * MB, f"/framed{version.replace('--', '-')}.html"
+    out = tmp_path / "page.html"
+    url = f"https://plain.test{tag}?size={size}&head={quote(MILD)}"
+    result = gateway.curl(url, version, "-o", str(out))
+    assert result.stdout.strip().endswith("200"), result.stderr
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == body_sha256(size, "html", MILD.encode())
