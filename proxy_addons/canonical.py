@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 import ada_url
+from publicsuffixlist import PublicSuffixList
 
 
 class HostError(ValueError):
@@ -393,3 +394,10 @@ def host_suffixes(name: str) -> list[str]:
     """`a.b.c` -> [`a.b.c`, `b.c`, `c`]: the domains whose entries cover `name`."""
     parts = name.split(".")
     return [".".join(parts[i:]) for i in range(len(parts))]
+
+
+@functools.cache
+def public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List shipped with publicsuffixlist, private section included
+    (github.io, s3.amazonaws.com: names under which anyone can have a site)."""
+    return PublicSuffixList(only_icann=False)

@@ -12,12 +12,11 @@ calls.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from publicsuffix2 import get_sld
-
-from proxy_addons.canonical import Host, canonical_host
+from proxy_addons.canonical import Host, canonical_host, public_suffixes
 from proxy_addons.decision import Decision, Reason, Request
 from proxy_addons.policy import Action
 
@@ -34,14 +33,14 @@ _RANK = {
 }
 
 
+@functools.lru_cache(maxsize=65536)
 def registrable_domain(host: str) -> str:
-    """The site a host belongs to (example.co.uk for www.example.co.uk; IPs are their own)."""
+    """The site a host belongs to: example.co.uk for www.example.co.uk, b.github.io for
+    a.b.github.io (the Public Suffix List, private section included); an IP, or a name
+    that is itself a suffix, is its own."""
     if canonical_host(host).is_ip:
         return host
-    site = get_sld(host, strict=False) or host
-    if "." not in site and "." in host:  # a TLD missing from the suffix list
-        site = ".".join(host.split(".")[-2:])
-    return site
+    return public_suffixes().privatesuffix(host) or host
 
 
 @dataclass(frozen=True, slots=True)

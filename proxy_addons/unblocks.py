@@ -20,9 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from publicsuffixlist import PublicSuffixList
-
-from proxy_addons.canonical import HostError, canonical_host, canonical_url_entry
+from proxy_addons.canonical import HostError, canonical_host, canonical_url_entry, public_suffixes
 
 
 class Scope(enum.Enum):
@@ -112,12 +110,6 @@ def parse_target(text: str, scope: Scope | None = None) -> tuple[Scope, str]:
 _DNS_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")  # no wildcard, no empty label
 
 
-@functools.cache
-def _suffixes() -> PublicSuffixList:
-    """The Public Suffix List shipped with publicsuffixlist, private section included."""
-    return PublicSuffixList(only_icann=False)
-
-
 @functools.lru_cache(maxsize=4096)
 def scope_problem(scope: Scope, target: str) -> str | None:
     """Why an unblock of canonical `target` would open more than one site, or None.
@@ -137,7 +129,7 @@ def scope_problem(scope: Scope, target: str) -> str | None:
             f"'{host}' is not one site's name (no wildcards or empty labels): give the site, "
             "e.g. example.com, which covers its subdomains too"
         )
-    if _suffixes().privatesuffix(host) is not None:
+    if public_suffixes().privatesuffix(host) is not None:
         return None
     if scope is not Scope.DOMAIN and path.split("?", 1)[0]:
         return None  # one page or folder on that one host
