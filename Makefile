@@ -14,8 +14,11 @@ FIND_PYTHON = for c in python3.13 python3.12 python3 \
 run: $(STAMP)
 	$(VENV)/bin/schoolgate run
 
+# Two test processes (pytest-xdist), each taking whole files in order: most tests wait on
+# a real gateway, store or browser, so two halve the time on a 2-core machine.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Slow tests of the whole system, as root: deploy/install.sh in a clean Debian
 # root made by debootstrap (cached in var/system-test/), and others named

@@ -50,10 +50,11 @@ def _names_portal(value: str, host: str, *, whole_url: bool) -> bool:
         return False
     if parts.scheme not in DEFAULT_PORTS:
         return False
-    if not whole_url and (parts.path or parts.query or parts.fragment):
-        return False  # an origin is scheme://host[:port], nothing more
     wanted = host.lower()
-    return parts.netloc.lower() in (wanted, f"{wanted}:{DEFAULT_PORTS[parts.scheme]}")
+    netlocs = (wanted, f"{wanted}:{DEFAULT_PORTS[parts.scheme]}")
+    if not whole_url:  # an origin is exactly scheme://host[:port] ('#' or '?' alone too)
+        return value.lower() in {f"{parts.scheme}://{n}" for n in netlocs}
+    return parts.netloc.lower() in netlocs
 
 
 def _key(token: str) -> str:

@@ -522,7 +522,9 @@ def cli_status(live: Live, capsys: pytest.CaptureFixture[str]) -> tuple[int, str
     return code, capsys.readouterr().out
 
 
-@pytest.mark.parametrize("how", DAMAGE)
+# Through a real gateway, one kind of damage each (the issue's own, and the swap): every
+# kind is refused in-process above, on the same code path.
+@pytest.mark.parametrize("how", ["zeroed"])
 def test_gateway_restarted_on_a_damaged_index_rebuilds_it_and_says_so(
     tmp_path: Path, upstream: Upstream, capsys: pytest.CaptureFixture[str], how: str
 ) -> None:
@@ -551,7 +553,7 @@ def test_gateway_restarted_on_a_damaged_index_rebuilds_it_and_says_so(
         live.gateway.stop()
 
 
-@pytest.mark.parametrize("how", DAMAGE)
+@pytest.mark.parametrize("how", ["flipped", "swapped"])
 def test_gateway_blocks_while_its_index_is_damaged_then_rebuilds_it(
     tmp_path: Path, upstream: Upstream, capsys: pytest.CaptureFixture[str], how: str
 ) -> None:

@@ -167,7 +167,7 @@ def tunnel_raw(gw: Gateway, target: str, *chunks: bytes, tls: bool = False) -> b
                 stream.sendall(chunk)
             # The gateway may wait for the rest of a request head that never comes; an
             # upstream on loopback would have answered well within this.
-            return _read_all(stream, wait=2)
+            return _read_all(stream, wait=1)
         except (OSError, ssl.SSLError) as exc:
             return f"refused: {exc}".encode()
 
@@ -185,7 +185,7 @@ def tunnel_odd_tls(gw: Gateway, target: str, version_byte: int = 0x04) -> bytes:
         context.verify_mode = ssl.CERT_NONE
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = context.wrap_bio(incoming, outgoing)
-        sock.settimeout(2)  # as in tunnel_raw: the gateway may wait for more
+        sock.settimeout(1)  # as in tunnel_raw: the gateway may wait for more
         first = True
         try:
             while True:
