@@ -96,7 +96,6 @@ class WeightedLists:
         self._matcher = matcher
         self._uses = uses
         self._combinations = combinations
-        self._max_hits = max(1, len(uses))
         self.sources = sources
         cats = {u.category for us in uses.values() for u in us}
         self.categories = frozenset(cats | {c.use.category for c in combinations})

@@ -223,11 +223,6 @@ class Match:
     source: str  # the list file it came from
 
 
-def entry_key(data: bytes) -> int:
-    """The 64-bit key of a domain entry (URL entries: entry_key(b"u " + entry))."""
-    return (zlib.crc32(data) << 32) | zlib.adler32(data)
-
-
 # --------------------------------------------------------------------------- build
 
 

@@ -29,7 +29,3 @@ def schedule_active(policy: Policy, schedule: Schedule, now: datetime) -> bool:
         return True
     clock = local.time().replace(tzinfo=None)
     return any(r.start <= clock < r.end for r in schedule.times)
-
-
-def any_active(policy: Policy, names: tuple[str, ...], now: datetime) -> bool:
-    return any(schedule_active(policy, policy.schedules[n], now) for n in names)
