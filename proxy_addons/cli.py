@@ -11,12 +11,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from proxy_addons.canonical import HostError, canonical_url
-from proxy_addons.decision import Identity, Request, decide, resolve_profile
+from proxy_addons.canonical import HostError, canonical_host, canonical_url, valid_authority
+from proxy_addons.decision import Identity, decide, resolve_profile
 from proxy_addons.listsources import ListSourceError, iter_domains, iter_urls
 from proxy_addons.overrides import after_filter
 from proxy_addons.policy_loader import PolicyError, load_policy
 from proxy_addons.policy_runtime import PolicyLoadError, load_all
+from proxy_addons.request_names import Names, decide_names
 
 DEFAULT_POLICY = os.environ.get("SCHOOLGATE_POLICY", "policies/school.yaml")
 DEFAULT_VAR = os.environ.get("SCHOOLGATE_VAR", "var")
@@ -134,8 +135,16 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     path = url.path + (f"?{url.query}" if url.query else "")
     identity = Identity(args.user, tuple(args.group or ()), args.ip)
     request_path = None if args.host_only else path
-    decision = decide(
-        loaded.policy, loaded.index, identity, Request(url.host, request_path, url.scheme), when
+    try:  # the other names a request may carry: decided too, as the gateway does
+        claimed = [valid_authority(args.host_header)[0]] if args.host_header else []
+        claimed += [canonical_host(args.sni)] if args.sni else []
+    except HostError as exc:
+        return _fail(f"the gateway would refuse this request (400): {exc}")
+    decision = decide_names(
+        lambda request: decide(loaded.policy, loaded.index, identity, request, when),
+        Names(url.host, tuple(claimed)),
+        request_path,
+        url.scheme,
     )
     # Then what the gateway's later add-ons do with it: circumvention and safe search.
     profile, _ = resolve_profile(loaded.policy, identity)
@@ -272,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--host-only", action="store_true", help="decide on the host name only (no decryption)"
     )
+    explain.add_argument("--host-header", help="a Host header naming another site than the URL")
+    explain.add_argument("--sni", help="a TLS server name naming another site than the URL")
     explain.set_defaults(func=cmd_policy_explain)
 
     from proxy_addons.cli_workflow import add_parsers

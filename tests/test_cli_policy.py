@@ -95,6 +95,36 @@ def test_explain_allowed_url(var: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "entry:     bbc.co.uk" in out
 
 
+@pytest.mark.parametrize(
+    "names, reason, host",
+    [
+        (("--host-header", "www.facebook.com"), "rule", "www.facebook.com"),
+        (("--sni", "www.facebook.com"), "rule", "www.facebook.com"),
+        (("--host-header", "plain.example"), "fronting", "www.bbc.co.uk"),
+        (("--host-header", "bbc.co.uk:443", "--sni", "WWW.BBC.CO.UK."), None, "www.bbc.co.uk"),
+    ],
+)
+def test_explain_decides_every_name_as_the_gateway_does(
+    var: Path,
+    capsys: pytest.CaptureFixture[str],
+    names: tuple[str, ...],
+    reason: str | None,
+    host: str,
+) -> None:
+    code = main(explain(var, "www.bbc.co.uk/bitesize", "--ip", "10.10.3.7", *names))
+    out, _ = capsys.readouterr()
+    assert code == (3 if reason else 0)
+    assert (f"decision:  BLOCK ({reason})" if reason else "decision:  ALLOW (rule)") in out
+    assert f"host:      {host}" in out
+
+
+def test_explain_refuses_a_host_header_the_gateway_would(
+    var: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(explain(var, "www.bbc.co.uk/", "--host-header", "bbc.co.uk:#")) != 0
+    assert "400" in capsys.readouterr().err
+
+
 def test_explain_illegal_test_entry_blocks_staff(
     var: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
