@@ -19,7 +19,7 @@ from typing import Any
 
 from mitmproxy import connection, ctx, http
 from mitmproxy.addonmanager import Loader
-from mitmproxy.proxy import commands, events, layer
+from mitmproxy.proxy import commands, events, layer, layers
 
 from proxy_addons import circumvention as cv
 from proxy_addons import metrics
@@ -125,8 +125,8 @@ class Circumvention:
     def _sniff(self, nextlayer: layer.NextLayer, record: dict[str, Any] | None) -> None:
         """Close a tunnel: a connection whose first bytes are neither TLS nor HTTP."""
         data = nextlayer.data_client()
-        if not data:
-            return
+        if not data or isinstance(nextlayer.layer, layers.HttpLayer):
+            return  # HTTP (the Filter's choice too): every request is decided, junk refused
         kind = cv.sniff(data)
         if kind is None:
             nextlayer.layer = None  # too few bytes to tell: wait for more

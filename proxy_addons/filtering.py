@@ -362,11 +362,12 @@ class Filter:
     # -- helpers -------------------------------------------------------------
 
     async def _not_tls(self, nextlayer: layer.NextLayer, proposed: int) -> None:
-        """Bytes that are not TLS, on a connection not allowed whole: only HTTP may carry
-        them, so that every request is decided. mitmproxy passes bytes it doesn't take for
-        HTTP as raw TCP (a leading CRLF, a request line in two writes, a TLS record whose
-        version byte it doesn't know), which a server may still read as HTTP or TLS: here
-        they are parsed as HTTP whatever mitmproxy chose, and refused if they aren't.
+        """Bytes that are not TLS. mitmproxy passes bytes it doesn't take for HTTP as raw TCP
+        (a leading CRLF, a request line in two writes, a TLS record whose version byte it
+        doesn't know), which a server may still read as HTTP or TLS. On a connection not
+        allowed whole, only HTTP may carry them, so every request is decided; on an allowed
+        one, text that could be a request is parsed as HTTP too (else a Host header could
+        name another site on a shared front end).
 
         Explicit proxy: the CONNECT decision (or the TLS decision, inside a decrypted
         tunnel) says. Transparent mode: the destination address is decided here.
@@ -383,7 +384,12 @@ class Filter:
             if not _from_network(client):
                 return  # the explicit proxy's own first layer: its requests are decided
             only_http = await self._decide_address(nextlayer)
-        if only_http:
+        stripped = data.lstrip(b"\r\n")
+        if only_http or not stripped or (stripped[:1].isalpha() and not stripped[:4] == b"SSH-"):
+            # Text that a server may read as a request (a Host header naming another site,
+            # a request line split over writes, line ends first): every request is decided,
+            # even on a connection to an allowed site. Other protocols keep mitmproxy's
+            # choice.
             del nextlayer.context.layers[proposed:]
             nextlayer.layer = layers.HttpLayer(nextlayer.context, HTTPMode.transparent)
 

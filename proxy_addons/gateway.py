@@ -22,6 +22,7 @@ from proxy_addons.portal import Portal
 from proxy_addons.safe_search_addon import SafeSearchEnforcer
 from proxy_addons.state_health import StateHealth
 from proxy_addons.transparent_sign_in import TransparentSignIn
+from proxy_addons.upstream_guard import UpstreamGuard
 
 
 def gateway_addons() -> list[object]:
@@ -34,6 +35,7 @@ def gateway_addons() -> list[object]:
         TransparentSignIn(),  # transparent clients can't sign in to a proxy they don't know of
         AutoConfig(gate),  # before the filter: PAC/WPAD are the gateway's own answers
         gate,
+        UpstreamGuard(),  # never upstream to the gateway itself, whatever a name says
         Circumvention(gate),  # right after the Filter: their blocks replace its record
         SafeSearchEnforcer(gate),
         CheckMarker(gate, witness.book),  # browser-check canaries: no monitoring alerts

@@ -426,6 +426,26 @@ def _refused() -> Iterator[tuple[str, Send]]:
             gw, "plain.test:443", "plain.test", "plain.test", (("host", "www.chatter.test"),)
         ),
     )
+    # An allowed destination, and bytes mitmproxy alone would relay undecided: a Host header
+    # naming a blocked site must still be decided (a shared front end routes by it).
+    fronted = req("/", "www.chatter.test").encode()
+    for target, tls in (("plain.test:80", False), ("plain.test:443", True)):
+        yield (
+            f"connect {target} crlf-then-get host=chatter",
+            lambda gw, t=target, x=tls: tunnel_raw(gw, t, b"\r\n" + fronted, tls=x),
+        )
+        yield (
+            f"connect {target} get-split host=chatter",
+            lambda gw, t=target, x=tls: tunnel_raw(gw, t, fronted[:5], fronted[5:], tls=x),
+        )
+        yield (
+            f"connect {target} cr-alone-then-get host=chatter",
+            lambda gw, t=target, x=tls: tunnel_raw(gw, t, b"\r", fronted, tls=x),
+        )
+    # Names that resolve to the gateway itself: never an upstream connection there.
+    for url in ("http://localhost/", "http://LOCALHOST./metrics", "http://localhost:22/"):
+        yield f"absolute {url}", lambda gw, u=url: plain(gw, req(u, None))
+    yield "connect localhost:22", lambda gw: tunnel_raw(gw, "localhost:22", b"SSH-2.0-x\r\n")
     yield (
         "absolute plain folded host",
         lambda gw: plain(
