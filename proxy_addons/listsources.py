@@ -82,6 +82,7 @@ _LOCAL_NAMES = frozenset(
     }
 )
 _REPORT_FIRST = 5
+_MOSTLY_BAD_MIN = 3  # this many unreadable entries, and more than the good ones: refused
 
 
 class ListSourceError(Exception):
@@ -108,6 +109,21 @@ class SkipReport:
         self.count += 1
         if len(self.examples) < _REPORT_FIRST:
             self.examples.append(f"{self.path}:{line_no}: {text[:80]!r} ({reason})")
+
+    def finish(self, kept: int) -> None:
+        """Log what was skipped; refuse the file when most of it could not be understood.
+
+        A list overwritten with garbage (a failed download, a damaged disk) must not replace
+        the good one and open its category: the reload fails, the last good lists stay in
+        force, and the failure is told (status, metrics, alert).
+        """
+        self.log()
+        if self.count >= _MOSTLY_BAD_MIN and self.count > kept:
+            raise ListSourceError(
+                f"{self.path}: {self.count} of its {self.count + kept} entries could not be "
+                f"understood, e.g. {self.examples[0]}; is it damaged, or not a list? The "
+                "last good lists stay in force until it is fixed"
+            )
 
     def log(self) -> None:
         if self.count:
@@ -143,6 +159,8 @@ def source_files(src: ListSource) -> list[tuple[str, Path]]:
                 )
             raise ListSourceError(f"the UT1 list folder {path} does not exist; check the path")
         files = [(name, path / name) for name in UT1_FILES if (path / name).exists()]
+        for _, file in files:
+            _regular(file)
         if not files:
             raise ListSourceError(
                 f"the folder {path} has no 'domains', 'urls' or 'expressions' file, so it is "
@@ -158,7 +176,17 @@ def source_files(src: ListSource) -> list[tuple[str, Path]]:
         )
     if not path.exists():
         raise ListSourceError(f"the {src.kind} list {path} does not exist; check the path")
+    _regular(path)
     return [("urls" if src.kind == "urls" else "domains", path)]
+
+
+def _regular(path: Path) -> None:
+    """A list is a regular file: a device (/dev/zero), a pipe or a socket never ends and
+    would fill the builder's memory."""
+    if not path.is_file() and not path.is_dir():  # a folder is told as one when read
+        raise ListSourceError(
+            f"{path} is not a regular file (a device, pipe or socket?); a list must be a file"
+        )
 
 
 @contextlib.contextmanager
@@ -228,12 +256,13 @@ def _domain(text: str) -> str | None:
 
 def _domain_file_batches(path: Path) -> Iterator[DomainBatch]:
     report = SkipReport(path)
-    line_no = 0
+    line_no = kept = 0
     for chunk in _chunks(path):
         batch = parse_domain_chunk(chunk, line_no, report)
         line_no += chunk.count(b"\n")
+        kept += len(batch.names)
         yield batch
-    report.log()
+    report.finish(kept)
 
 
 def parse_domain_chunk(chunk: bytes, line_no: int, report: SkipReport) -> DomainBatch:
@@ -272,13 +301,14 @@ def _take_clean(lines: bytes, names: list[bytes]) -> bool:
 
 def _hosts_file_batches(path: Path) -> Iterator[DomainBatch]:
     report = SkipReport(path)
-    line_no = 0
+    line_no = kept = 0
     for lines in _lines(path):
         names = list(_hosts_names(lines, line_no, report))
         single = any("." not in n and ":" not in n for n in names)
+        kept += len(names)
         yield DomainBatch([n.encode() for n in names], single)
         line_no += len(lines)
-    report.log()
+    report.finish(kept)
 
 
 def _hosts_names(lines: list[str], line_no: int, report: SkipReport) -> Iterator[str]:
@@ -313,7 +343,7 @@ def url_entry(word: str) -> str:
 
 def _read_url_file(path: Path) -> Iterator[str]:
     report = SkipReport(path)
-    line_no = 0
+    line_no = kept = 0
     for lines in _lines(path):
         for line in lines:
             line_no += 1
@@ -324,10 +354,13 @@ def _read_url_file(path: Path) -> Iterator[str]:
                 report.skip(line_no, line, "more than one word")
                 continue
             try:
-                yield url_entry(words[0])
+                entry = url_entry(words[0])
             except ValueError as exc:  # HostError is a ValueError
                 report.skip(line_no, line, str(exc))
-    report.log()
+                continue
+            kept += 1
+            yield entry
+    report.finish(kept)
 
 
 def domain_batches(src: ListSource) -> Iterator[DomainBatch]:
@@ -374,7 +407,7 @@ def read_expressions(src: ListSource) -> list[str]:
                     report.skip(line_no, text, f"not a regular expression: {exc}")
                     continue
                 out.append(text)
-        report.log()
+        report.finish(len(out))
     return out
 
 

@@ -66,7 +66,11 @@ class Unblock:
         if scope_problem(self.scope, self.target) is not None:
             return False  # stored before scopes were checked, or edited in the store
         if self.scope is Scope.DOMAIN:
-            return host == self.target or host.endswith("." + self.target)
+            if host == self.target:
+                return True
+            # Under the target, and one site with it: amazonaws.com must not cover
+            # anybucket.s3.amazonaws.com, whose site is its own (a suffix lies between).
+            return host.endswith("." + self.target) and _same_site(host, self.target)
         if url_key is None:
             return False
         if self.scope is Scope.URL:
@@ -83,6 +87,13 @@ class Unblock:
         if kind is AudienceKind.DEVICE:
             return ip is not None and ip in self.audience
         return user is not None and user.lower() in self.audience
+
+
+@functools.lru_cache(maxsize=65536)
+def _same_site(host: str, target: str) -> bool:
+    """Is `host`'s registrable domain the target or a name above it (PSL, private too)?"""
+    site = public_suffixes().privatesuffix(host)
+    return site is not None and (target == site or target.endswith("." + site))
 
 
 def parse_target(text: str, scope: Scope | None = None) -> tuple[Scope, str]:

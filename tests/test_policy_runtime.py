@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from proxy_addons.policy_runtime import LoadedPolicy, PolicyRuntime
 from tests.conftest import copy_policy
 
@@ -94,3 +96,39 @@ def test_a_broken_phrase_library_is_a_broken_policy(tmp_path: Path) -> None:
     assert runtime.reload() is False
     assert runtime.last_error is not None
     assert f"{library}, line 3" in runtime.last_error["message"]
+
+
+@pytest.mark.parametrize("kind", ["social.txt", "games.hosts", "ut1-adult/urls"])
+def test_a_list_overwritten_with_garbage_keeps_the_last_good_lists(
+    tmp_path: Path, kind: str
+) -> None:
+    """A failed download or a damaged disk leaves noise in a list: its category must not
+    open. The reload fails, naming the file, and the last good lists stay in force."""
+    policy = copy_policy(tmp_path)
+    runtime = PolicyRuntime(policy, tmp_path / "var")
+    runtime.start()
+    good = runtime.current
+    noise = bytes(range(256)) * 12  # what `head -c 3000 /dev/urandom` leaves, reproducibly
+    (policy.parent / "lists" / kind).write_bytes(noise.replace(b"\n", b"\n\x07 \x01"))
+    assert runtime.reload() is False
+    assert runtime.current is good
+    assert _blocks(runtime, "chatter.test")
+    assert runtime.last_error is not None
+    assert "could not be understood" in runtime.last_error["message"]
+    assert str(policy.parent / "lists" / kind) in runtime.last_error["message"]
+
+
+@pytest.mark.parametrize("kind", ["social.txt", "ut1-adult/domains"])
+def test_a_list_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """`ln -sf /dev/zero list` would feed the builder for ever: refused, naming the file."""
+    policy = copy_policy(tmp_path)
+    runtime = PolicyRuntime(policy, tmp_path / "var")
+    runtime.start()
+    good = runtime.current
+    target = policy.parent / "lists" / kind
+    target.unlink()
+    target.symlink_to("/dev/zero")
+    assert runtime.reload() is False
+    assert runtime.current is good and _blocks(runtime, "chatter.test")
+    assert runtime.last_error is not None
+    assert "not a regular file" in runtime.last_error["message"]

@@ -185,6 +185,23 @@ def test_an_accepted_domain_opens_one_registrable_domain_only(
         assert not ub.covers(f"www.{neighbour}", f"www.{neighbour}/")
 
 
+@pytest.mark.parametrize(
+    "target, host",
+    [
+        ("amazonaws.com", "anybucket.s3.amazonaws.com"),
+        ("amazonaws.com", "x.execute-api.eu-west-2.amazonaws.com"),
+        ("windows.net", "pupil.blob.core.windows.net"),
+        ("fastly.net", "site.freetls.fastly.net"),
+    ],
+)
+def test_a_domain_with_suffixes_below_it_does_not_cover_their_sites(target: str, host: str) -> None:
+    """A registrable domain can have public suffixes under it (155 in the list): its
+    unblock covers its own names, never the sites anyone can make below those suffixes."""
+    ub = stored(*parse_target(target))
+    assert ub.covers(target, None) and ub.covers(f"www.{target}", None)
+    assert not ub.covers(host, None) and not ub.covers(host, f"{host}/")
+
+
 # -- decide(): a too-broad unblock in force opens nothing -----------------------------------
 
 
