@@ -19,6 +19,8 @@ import socket
 import time
 
 import psutil
+from mitmproxy import ctx
+from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,22 @@ class UpstreamGuard:
     def __init__(self) -> None:
         self._own: frozenset[str] = frozenset()
         self._own_at = -_OWN_SECONDS
+        self.allow_local = False
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "schoolgate_allow_local_upstreams",
+            bool,
+            False,
+            "Let clients reach the gateway's own loopback and addresses through the proxy "
+            "(a test lab whose web servers run on the gateway; never in a school).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "schoolgate_allow_local_upstreams" in updated:
+            self.allow_local = ctx.options.schoolgate_allow_local_upstreams
+            if self.allow_local:
+                logger.warning("schoolgate_allow_local_upstreams is on: for test labs only")
 
     def _own_addresses(self) -> frozenset[str]:
         now = time.monotonic()
@@ -70,7 +88,7 @@ class UpstreamGuard:
 
     async def server_connect(self, data: ServerConnectionHookData) -> None:
         server = data.server
-        if server.address is None or server.via is not None or server.error:
+        if self.allow_local or server.address is None or server.via is not None or server.error:
             return
         host = str(server.address[0])
         addresses = [host] if _address(host) is not None else await _resolve(host)

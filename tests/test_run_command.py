@@ -31,6 +31,8 @@ def test_run_serves_allowed_and_blocked_pages_with_the_example_policy(
         str(port),
         "--set",
         f"schoolgate_metrics_port={metrics_port}",
+        "--set",  # the test's upstream is on this machine's loopback (upstream_guard.py)
+        "schoolgate_allow_local_upstreams=true",
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -155,7 +157,8 @@ def test_run_passes_host_only_sites_through_with_their_own_certificate(
     port = free_port()
     log = tmp_path / "run.log"
     cmd = [SCHOOLGATE, "run", "--policy", str(policy), "--var", str(tmp_path / "var"),
-           "--listen-port", str(port), "--set", "schoolgate_metrics_port=0"]  # fmt: skip
+           "--listen-port", str(port), "--set", "schoolgate_metrics_port=0",
+           "--set", "schoolgate_allow_local_upstreams=true"]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -438,6 +438,10 @@ def test_units_run_the_gateway_which_filters_and_the_doctor_passes(
     # The new social network's name leads to this machine only (the chroot's hosts file).
     hosts = c.file("/etc/hosts")
     hosts.write_text(hosts.read_text() + f"127.0.0.1 {NEW_SOCIAL}\n")
+    # Its web servers are on this machine, which the proxy otherwise refuses to reach.
+    env_file = c.file("/etc/schoolgate/schoolgate.env")
+    lab = 'SCHOOLGATE_RUN_OPTIONS="--set schoolgate_allow_local_upstreams=true"\n'
+    _replace_keeping_mode(env_file, env_file.read_text() + lab)
     try:
         started = time.monotonic()
         gateway = c.start_unit("schoolgate.service")

@@ -133,7 +133,8 @@ def test_a_worker_killed_under_load_is_restarted_and_only_its_requests_fail(
     log = tmp_path / "run.log"
     cmd = [SCHOOLGATE, "run", "--policy", "policies/school.yaml", "--var", str(var),
            "--listen-port", str(port), "--workers", "2",
-           "--set", f"schoolgate_metrics_port={metrics}"]  # fmt: skip
+           "--set", f"schoolgate_metrics_port={metrics}",
+           "--set", "schoolgate_allow_local_upstreams=true"]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
