@@ -367,6 +367,49 @@ def match_key(url: str, *, fold_case: bool = False) -> str:
     return out.lower() if fold_case else out
 
 
+def illegal_key(url: str) -> str:
+    """match_key for the illegal tier: the path as the most lenient chain of servers reads
+    it, on top of match_key's case folding. ASCII escapes decoded up to three times (a
+    proxy, then an app: `%2570` is `p`, `%252f` a slash, `%3B` a ';'), a '?' so decoded
+    starting the query, and each segment as Windows opens a file: cut at a NUL or ';',
+    trailing dots and spaces and the `::$DATA` stream dropped. Entries and requests both
+    go through it, so they can't disagree; over-blocking by a hair is the price."""
+    rest, _, query = url.partition("?")
+    host, _, path = rest.partition("/")
+    path, _, more = _decode_deep(path).partition("?")
+    pieces = [_windows_name(p.partition("\x00")[0].partition(";")[0]) for p in _SLASHES.split(path)]
+    query = query or more
+    return match_key(host + "/" + "/".join(pieces) + (f"?{query}" if query else ""), fold_case=True)
+
+
+def _decode_deep(path: str) -> str:
+    for _ in range(3):
+        decoded = _ESCAPE.sub(_ascii_unescape, path)
+        if decoded == path:
+            break
+        path = decoded
+    return path
+
+
+def _ascii_unescape(m: re.Match[str]) -> str:
+    """An escape of an ASCII byte decoded; others (UTF-8) left for match_key's one form."""
+    byte = int(m.group(1), 16)
+    return chr(byte) if byte < 0x80 else m.group(0)
+
+
+def _windows_name(piece: str) -> str:
+    """Trailing dots and spaces and the default `::$DATA` stream dropped, as Windows opens
+    a file (IIS); `.` and `..` left for match_key to resolve."""
+    if piece.lower().endswith("::$data"):
+        piece = piece[: -len("::$data")]
+    if piece in (".", ".."):
+        return piece
+    return piece.rstrip(". ") or piece
+
+
+_SLASHES = re.compile(r"[/\\]")
+
+
 def key_host(key: str) -> str:
     """The host a match key (or a canonical URL entry) names."""
     end = _KEY_HOST_END.search(key)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol
 
-from proxy_addons.canonical import Host, host_suffixes, key_host, match_key
+from proxy_addons.canonical import Host, host_suffixes, illegal_key, key_host, match_key
 from proxy_addons.listindex import Match
 from proxy_addons.policy import Action, Decrypt, Policy, Profile, Rule
 from proxy_addons.schedules import schedule_active
@@ -205,7 +205,7 @@ def _illegal_hit(policy: Policy, host: str, path: str) -> tuple[str, str] | None
     Compared by case-folded match keys: every spelling some server reads as the entry's
     path (slashes, dots, escapes, ';parameters', case) is covered.
     """
-    key = match_key(host + path, fold_case=True)
+    key = illegal_key(host + path)
     tier = policy.illegal
     # An exact entry without a query also covers that URL with any query appended.
     for candidate in (key, key.partition("?")[0]):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from proxy_addons.canonical import match_key
+from proxy_addons.canonical import illegal_key
 from proxy_addons.listindex import CategorySources
 from proxy_addons.policy_yaml import Where
 
@@ -160,9 +160,9 @@ class IllegalTier:
     )
 
     def __post_init__(self) -> None:
-        exact = {match_key(e, fold_case=True): e for e in self.exact}
+        exact = {illegal_key(e): e for e in self.exact}
         prefixes = tuple(
-            (match_key(p, fold_case=True), p, source, p.endswith("/"))
+            (illegal_key(p), p, source, p.endswith("/"))
             for p, source in self.prefixes
         )
         object.__setattr__(self, "exact_keys", exact)

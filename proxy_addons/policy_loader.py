@@ -20,6 +20,7 @@ from proxy_addons.canonical import (
     HostError,
     canonical_host,
     canonical_url_entry,
+    illegal_key,
     key_host,
     match_key,
 )
@@ -766,7 +767,7 @@ def _protect_illegal_tier(
             if rule.action is not Action.ALLOW or (rule.profile, rule.index) in seen:
                 continue
             seen.add((rule.profile, rule.index))
-            urls = [match_key(u, fold_case=True) for u in rule.urls]
+            urls = [illegal_key(u) for u in rule.urls]
             for entry, key in entries:
                 hit = _covers(rule.domains, key_host(key)) or any(
                     key.startswith(u) or u.startswith(key) for u in urls

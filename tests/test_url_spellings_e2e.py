@@ -37,6 +37,19 @@ SPELLINGS = [
     "/EXACT.html",
     "/exact.html/",
     "/exact%2Ehtml;v=1?q=2",
+    # Read by a chain of servers (decoding twice, then ';' stripped) or by Windows (IIS):
+    "/%2570refix/a.jpg",
+    "/prefix%252fa.jpg",
+    "/x/%25252e%25252e/prefix/a.jpg",
+    "/x/..%3B/prefix/a.jpg",
+    "/.%3B/prefix/a.jpg",
+    "/prefix%3B/a.jpg",
+    "/prefix./a.jpg",
+    "/prefix%00/a.jpg",
+    "/exact.html.",
+    "/exact.html%20",
+    "/exact.html::$DATA",
+    "/exact.html%3Fx",
 ]
 UNLISTED = ["/", "/other.html", "/prefixx", "/pre/fix", "/exact.htm"]
 
