@@ -304,9 +304,7 @@ class Filter:
             else:
                 names = await self._names(client, canonical_host(server[0]), claimed)
             site = registrable_domain(names.destination.name)
-            user = self._connect_user.get(client)
-            identity = self._identity(user, _ip(client), self._check_as.get(client))
-            decision = decide_names(functools.partial(self._decide, identity), names)
+            decision = decide_names(self._decider(client), names)
         except Exception as exc:  # never fall open
             decision = self._failure(str(nextlayer.context.server.address), exc)
         self.connection_decisions[client] = _record({}, decision, "tls", started)
@@ -403,10 +401,7 @@ class Filter:
             if server is None:
                 raise HostError("a connection with no destination")
             names = await self._names(client, canonical_host(server[0]), ())
-            identity = self._identity(
-                self._connect_user.get(client), _ip(client), self._check_as.get(client)
-            )
-            decision = decide_names(functools.partial(self._decide, identity), names)
+            decision = decide_names(self._decider(client), names)
         except Exception as exc:  # never fall open
             decision = self._failure(str(nextlayer.context.server.address), exc)
         self.connection_decisions[client] = _record({}, decision, "tcp", started)
@@ -417,6 +412,14 @@ class Filter:
         loaded = self._loaded()
         unblocks = self.unblock_watch.current if self.unblock_watch else ()
         return decide(loaded.policy, loaded.index, identity, request, self.clock(), unblocks)
+
+    def _decider(self, client: connection.Client) -> Callable[[Request], Decision]:
+        """decide() for a connection's requests, as whoever signed in at CONNECT (or the
+        device report at its address)."""
+        identity = self._identity(
+            self._connect_user.get(client), _ip(client), self._check_as.get(client)
+        )
+        return functools.partial(self._decide, identity)
 
     async def _names(
         self, client: connection.Client, destination: Host, claimed: tuple[Host, ...]
@@ -616,12 +619,14 @@ def _claimed_names(flow: http.HTTPFlow, connect_host: str | None) -> tuple[Host,
     SNI and CONNECT target. A Host header that is repeated or not a valid host[:port] is a
     HostError (the request is refused, never decided on a guess)."""
     req = flow.request
+    hosts = []
     for name, value in req.headers.fields:
         if _FOLDED.search(name) or _FOLDED.search(value):
             # An obs-fold line or a stray CR/LF/NUL: a server may read a header mitmproxy
             # didn't (RFC 9112 5.2 lets a proxy refuse it).
             raise HostError("a folded or broken header line")
-    hosts = [v for k, v in req.headers.fields if k.lower() == b"host"]
+        if name.lower() == b"host":
+            hosts.append(value)
     if len(hosts) > 1:
         raise HostError("more than one Host header")
     claimed = [valid_authority(v.decode("utf-8", "surrogateescape"))[0] for v in hosts]

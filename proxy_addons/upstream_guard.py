@@ -23,6 +23,8 @@ from mitmproxy import ctx
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
+from proxy_addons.known_names import system_resolver
+
 logger = logging.getLogger(__name__)
 
 _OWN_SECONDS = 60.0  # interface addresses are read again this often
@@ -91,7 +93,7 @@ class UpstreamGuard:
         if self.allow_local or server.address is None or server.via is not None or server.error:
             return
         host = str(server.address[0])
-        addresses = [host] if _address(host) is not None else await _resolve(host)
+        addresses = {host} if _address(host) is not None else await _resolve(host)
         bad = next((a for a in addresses if self.forbidden(a)), None)
         if bad is not None:
             logger.warning(
@@ -100,13 +102,10 @@ class UpstreamGuard:
             server.error = f"Refused: {host} is the gateway itself or a local-only address"
 
 
-async def _resolve(name: str) -> list[str]:
+async def _resolve(name: str) -> set[str]:
     """The addresses mitmproxy would connect to; none when the name doesn't resolve (then
     mitmproxy's own connect fails too)."""
     try:
-        infos = await asyncio.wait_for(
-            asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM), 5.0
-        )
+        return await asyncio.wait_for(system_resolver(name), 5.0)
     except (OSError, TimeoutError, UnicodeError):
-        return []
-    return [str(info[4][0]) for info in infos]
+        return set()
