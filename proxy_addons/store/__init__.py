@@ -26,6 +26,8 @@ write lock), or makes the update conditional (`WHERE id=:id AND status=:expected
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -110,7 +112,7 @@ def _create_engine(url: str) -> sa.Engine:
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
             # FULL: a commit is on disk before it returns, so a power cut loses no unblock or
             # queued alert (NORMAL in WAL mode may lose the last commits; it never corrupts).
             cursor.execute("PRAGMA synchronous = FULL")
@@ -124,6 +126,29 @@ def _create_engine(url: str) -> sa.Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch a database file to WAL, waiting for a process that is switching it too.
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked"
+    at once instead of calling the busy handler: two processes opening a new
+    file together would fail. WAL is persistent, so once one has switched the
+    others find it set and don't ask again.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 class Store:
