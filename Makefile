@@ -22,9 +22,9 @@ test: $(STAMP)
 
 # Slow tests of the whole system, as root: deploy/install.sh in a clean Debian
 # root made by debootstrap (cached in var/system-test/), and others named
-# tests/test_system_*.py. `make test` skips them.
+# tests/*/test_system_*.py. `make test` skips them.
 test-system: $(STAMP)
-	SCHOOLGATE_SYSTEM_TESTS=1 $(PY) -m pytest -q -s -p no:cacheprovider $(wildcard tests/test_system_*.py)
+	SCHOOLGATE_SYSTEM_TESTS=1 $(PY) -m pytest -q -s -p no:cacheprovider $(wildcard tests/*/test_system_*.py)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check proxy_addons agent tests bench
@@ -41,11 +41,11 @@ $(PY):
 	echo "Using $$py ($$($$py --version))"; \
 	$$py -m venv $(VENV)
 
-# The install also builds the C part (proxy_addons/_piece_memo.c) in place.
-$(STAMP): $(PY) pyproject.toml setup.py proxy_addons/_piece_memo.c
+# The install also builds the C part (proxy_addons/core/content/_piece_memo.c) in place.
+$(STAMP): $(PY) pyproject.toml setup.py proxy_addons/core/content/_piece_memo.c
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) var/index var/run proxy_addons/*.so build
+	rm -rf $(VENV) var/index var/run proxy_addons/core/content/*.so build

@@ -31,7 +31,7 @@ from typing import Any
 from agent.client import Client, ClientError
 from agent.client_cli import DEFAULT_STATE
 from agent.net_path import ProxyFinder, fetch
-from proxy_addons.check_suite import CheckCase, Expect, Observation, Outcome, classify
+from proxy_addons.checks.suite import CheckCase, Expect, Observation, Outcome, classify
 
 SUITE_PATH = "/api/v1/checks"
 RUNS_PATH = "/api/v1/checks/runs"

@@ -21,7 +21,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from proxy_addons.circumvention_watch import classify
+from proxy_addons.devices.circumvention_watch import classify
 
 RESOLVERS = frozenset({"10.9.0.53"})
 

@@ -54,8 +54,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from proxy_addons.content_scoring import load_weighted_lists, score_body  # noqa: E402
-from proxy_addons.piece_memo import native  # noqa: E402
+from proxy_addons.core.content.piece_memo import native  # noqa: E402
+from proxy_addons.core.content.scoring import load_weighted_lists, score_body  # noqa: E402
 from tests.conftest import (  # noqa: E402
     Gateway,
     Upstream,

@@ -17,9 +17,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from proxy_addons.canonical import canonical_host
-from proxy_addons.decision import Identity, Request, decide
-from proxy_addons.policy_runtime import load_all
+from proxy_addons.core.decide import Identity, Request, decide
+from proxy_addons.core.hosts import canonical_host
+from proxy_addons.core.policy.runtime import load_all
 
 ROOT = Path(__file__).resolve().parent.parent
 

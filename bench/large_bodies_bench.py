@@ -1,7 +1,7 @@
 """The gateway's memory under several large uploads and downloads at once.
 
 A real mitmdump with the gateway's add-ons (the test policy with content filtering for the
-default profile, as tests/test_large_bodies.py) in front of a local upstream that makes
+default profile, as tests/gateway/test_large_bodies.py) in front of a local upstream that makes
 bodies as it sends them and hashes uploads as they arrive (tests/support/bulk_server.py),
 so only the gateway holds anything. Several clients at once send uploads (half with a
 Content-Length, half chunked) and fetch downloads (a file, and an HTML page the content
@@ -35,8 +35,8 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from tests.conftest import Gateway, Upstream, _self_signed, start_mitmdump  # noqa: E402
+from tests.gateway.test_content_filter_e2e import MILD, content_policy  # noqa: E402
 from tests.support.bulk_server import BulkServer, body_blocks, body_sha256  # noqa: E402
-from tests.test_content_filter_e2e import MILD, content_policy  # noqa: E402
 
 MB = 1 << 20
 

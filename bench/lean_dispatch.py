@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mitmproxy import ctx
 
-from proxy_addons import hook_dispatch
+from proxy_addons.gateway import hook_dispatch
 
 
 class LeanDispatch:

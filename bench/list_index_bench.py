@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proxy_addons.listindex import CategorySources, ListIndex, build_index  # noqa: E402
-from proxy_addons.listsources import ListSource, iter_domains  # noqa: E402
+from proxy_addons.core.lists.index import CategorySources, ListIndex, build_index  # noqa: E402
+from proxy_addons.core.lists.sources import ListSource, iter_domains  # noqa: E402
 
 SYLLABLES = (
     "ka ro mi na te so lu vi de pa zo ri fe ga bo ne tu la xi mo "

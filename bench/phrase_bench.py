@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proxy_addons import phrases  # noqa: E402
+from proxy_addons.core.content import phrases  # noqa: E402
 
 COMMON = (
     "the of and to a in is you that it he was for on are as with his they i at be this have "

@@ -152,7 +152,7 @@ if ! py_ok "$PYTHON"; then
   py_ok "$PYTHON" || die "$PYTHON cannot make a virtual environment: install python$ver-venv"
 fi
 say "using $PYTHON ($("$PYTHON" --version 2>&1))"
-# Built from source, the content scan's piece memory is compiled C (proxy_addons/_piece_memo.c):
+# Built from source, the content scan's piece memory is compiled C (proxy_addons/core/content/_piece_memo.c):
 # it needs a compiler and Python's headers. Without them it installs and runs in Python, slower;
 # `schoolgate doctor` says which.
 if [ -z "$WHEELS" ] && ! py_headers "$PYTHON"; then

@@ -189,7 +189,7 @@ def start_mitmdump(
         "--listen-port",
         str(port),
         "-s",
-        str(ROOT / "proxy_addons" / "gateway.py"),
+        str(ROOT / "proxy_addons" / "gateway" / "chain.py"),
         "-s",
         str(ROOT / "tests" / "support" / "local_upstream.py"),
         "--set",

@@ -176,7 +176,7 @@ alert_outbox = sa.Table(
 access_log = sa.Table(
     "access_log",
     metadata,
-    # One row per filtering decision (see proxy_addons/access_records.py); purged
+    # One row per filtering decision (see proxy_addons/record/access_records.py); purged
     # after the policy's monitoring.retention_days.
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
     _when("at", nullable=False),
@@ -237,7 +237,7 @@ devices = sa.Table(
 seen_devices = sa.Table(
     "seen_devices",
     metadata,
-    # Every MAC the gateway has seen on the network (ARP, DHCP); see proxy_addons/netwatch.py.
+    # Every MAC the gateway has seen on the network (ARP, DHCP); see devices/netwatch.py.
     sa.Column("mac", sa.String(17), primary_key=True),  # lower case, colon-separated
     sa.Column("ip", sa.String(64), nullable=True),
     sa.Column("hostname", sa.String(253), nullable=True),  # DHCP option 12, when sent
@@ -250,14 +250,14 @@ device_alerts = sa.Table(
     "device_alerts",
     metadata,
     # Which device alerts were raised (stale, non-compliant, unknown MAC), so a restart or a
-    # second gateway doesn't raise them again; see proxy_addons/device_alerts.py.
+    # second gateway doesn't raise them again; see proxy_addons/devices/alert_state.py.
     sa.Column("kind", sa.String(40), primary_key=True),
     sa.Column("subject", sa.String(64), primary_key=True),  # device id or MAC
     sa.Column("state", sa.Text, nullable=False),  # what was raised (e.g. the last report time)
     _when("raised_at", nullable=False),
 )
 
-# -- termly effectiveness checks (proxy_addons/check_records.py) --
+# -- termly effectiveness checks (proxy_addons/checks/records.py) --
 check_runs = sa.Table(
     "check_runs",
     metadata,
@@ -338,7 +338,7 @@ check_windows = sa.Table(
 web_sessions = sa.Table(
     "web_sessions",
     metadata,
-    # One row per signed-in admin web app session (proxy_addons/web_sessions.py): the cookie
+    # One row per signed-in admin web app session (proxy_addons/workflow/sessions.py): the cookie
     # holds the id, the store its hash. Signing out deletes the row, so a copied cookie
     # stops working; a new password deletes all the account's rows; 0010.
     sa.Column("id_hash", sa.String(64), primary_key=True),  # sha256 hex of the session id
@@ -352,7 +352,7 @@ web_sessions = sa.Table(
 portal_form_uses = sa.Table(
     "portal_form_uses",
     metadata,
-    # One row per portal form token that has acted (proxy_addons/portal_forms.py): a token is
+    # One row per portal form token that has acted (gateway/portal_forms.py): a token is
     # good for one report or request, across every worker; rows go once the token has
     # expired anyway; 0011.
     sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 hex of the token
@@ -383,4 +383,3 @@ __all__ = [
     "unblocks",
     "web_sessions",
 ]
-

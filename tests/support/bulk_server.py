@@ -1,4 +1,4 @@
-"""A local upstream for large bodies, for tests/test_large_bodies.py and
+"""A local upstream for large bodies, for tests/gateway/test_large_bodies.py and
 bench/large_bodies_bench.py.
 
 Downloads of any size are made as they are sent and uploads are hashed as they arrive, so

@@ -1,7 +1,7 @@
 """Sending a block page's form as a browser does: post it, then Send on the portal's page.
 
 A block page is on the blocked site's origin and carries no token; the portal shows what it
-posted back on its own origin with a token (proxy_addons/portal_forms.py), and the browser
+posted back on its own origin with a token (proxy_addons/gateway/portal_forms.py), and the browser
 posts that page's form with the portal as its Origin.
 """
 

@@ -5,7 +5,7 @@ Revises:
 Create Date: 2025-11-25
 
 Written out in full rather than built from schema.py, so that later changes to
-schema.py can't change what this revision did; tests/test_store.py checks that
+schema.py can't change what this revision did; tests/store/test_store.py checks that
 head matches schema.py.
 """
 

@@ -1,0 +1,1 @@
+"""Telling people: what is worth an alert, the durable outbox and the channels that deliver it."""

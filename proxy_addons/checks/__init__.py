@@ -1,0 +1,1 @@
+"""Termly effectiveness checks: suites, runs, records, reminders and the governors' report."""

@@ -1,0 +1,1 @@
+"""`schoolgate`: one module per command group."""

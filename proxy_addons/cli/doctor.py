@@ -1,0 +1,167 @@
+"""`schoolgate doctor` (check an installation) and `schoolgate store upgrade` (migrate the store).
+
+The doctor reads the installation's settings (/etc/schoolgate/schoolgate.env,
+as deploy/install.sh writes it), runs the checks in `doctor.py` and prints one
+line each, with what to do for every WARN and FAIL. Its exit status is 1 when
+anything FAILs, so scripts and monitoring can run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from proxy_addons.ops import doctor
+from proxy_addons.ops.doctor import Check, Level
+from proxy_addons.ops.install_config import ENV_FILE, ConfigError, InstallConfig, read_env_file
+
+
+def _config(args: argparse.Namespace) -> InstallConfig:
+    env_file = Path(args.env)
+    values = read_env_file(env_file) if env_file.exists() else {}
+    if not env_file.exists():  # not an installation: what this shell would run with
+        values = {k: v for k, v in os.environ.items() if k.startswith("SCHOOLGATE_")}
+    if args.policy:
+        values["SCHOOLGATE_POLICY"] = args.policy
+    if args.var:
+        values["SCHOOLGATE_VAR"] = args.var
+    if args.user:
+        values["SCHOOLGATE_USER"] = args.user
+    return InstallConfig.from_values(values, env_file if env_file.exists() else None)
+
+
+def _store_check(cfg: InstallConfig) -> Check:
+    """The store check; as root on SQLite, run as the data's owner so no file becomes root's."""
+    from proxy_addons.store import store_url
+
+    url = store_url(cfg.var, cfg.dsn or None)
+    owner = cfg.var.stat().st_uid if cfg.var.exists() else 0
+    if os.geteuid() != 0 or cfg.dsn or owner == 0:
+        return doctor.check_store(url)
+    env = dict(os.environ)
+    root = str(Path(doctor.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "proxy_addons.ops.doctor", "store", url],
+            user=owner,
+            group=cfg.var.stat().st_gid,
+            extra_groups=[],
+            cwd="/",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return doctor.warn(
+            "store",
+            f"can't check the store as its owner (uid {owner}): {exc}",
+            "run schoolgate doctor as the service user",
+        )
+    try:
+        found = json.loads(proc.stdout.strip().splitlines()[-1])
+        return Check(found["name"], Level(found["level"]), found["message"], found["fix"])
+    except (ValueError, IndexError, KeyError):
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        return doctor.fail("store", f"the store check failed: {why}")
+
+
+def _status_url(cfg: InstallConfig) -> str:
+    """The installation's live /status (on worker 0's metrics port)."""
+    host = "127.0.0.1" if cfg.metrics_host in ("", "0.0.0.0") else cfg.metrics_host
+    return f"http://{f'[{host}]' if ':' in host else host}:{cfg.metrics_port}/status"
+
+
+def run_checks(cfg: InstallConfig) -> list[Check]:
+    checks = [doctor.check_python(), doctor.check_content_scan()]
+    checks += doctor.check_permissions(cfg)
+    checks += doctor.check_ca(cfg.var / "ca")
+    checks += doctor.check_lists(cfg.policy, cfg.var)
+    checks.append(doctor.check_gateway(cfg.var, _status_url(cfg)))
+    checks.append(_store_check(cfg))
+    checks += doctor.check_ports(cfg)
+    checks.append(doctor.check_time_sync())
+    checks.append(doctor.check_firewall(cfg))
+    return checks
+
+
+def print_checks(checks: list[Check], out: object = None) -> None:
+    stream = out or sys.stdout
+    for check in checks:
+        print(f"{check.level.value:<5} {check.name:<17} {check.message}", file=stream)  # type: ignore[arg-type]
+        if check.fix and check.level is not Level.OK:
+            print(f"{'':<23} fix: {check.fix}", file=stream)  # type: ignore[arg-type]
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    try:
+        cfg = _config(args)
+    except (ConfigError, OSError) as exc:
+        print(f"doctor: can't read the settings: {exc}", file=sys.stderr)
+        return 1
+    checks = run_checks(cfg)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"name": c.name, "level": c.level.value, "message": c.message, "fix": c.fix}
+                    for c in checks
+                ],
+                indent=2,
+            )
+        )
+    else:
+        print_checks(checks)
+        oks, warns, fails = doctor.summary(checks)
+        print(f"doctor: {oks} OK, {warns} WARN, {fails} FAIL")
+    return 1 if any(c.level is Level.FAIL for c in checks) else 0
+
+
+def cmd_store_upgrade(args: argparse.Namespace) -> int:
+    from proxy_addons.store import Store, StoreError, store_url
+
+    url = store_url(Path(args.var), args.dsn or None)
+    try:
+        store = Store.open(url)
+    except StoreError as exc:
+        print(f"store upgrade failed: {exc}", file=sys.stderr)
+        return 1
+    try:
+        from alembic.runtime.migration import MigrationContext
+
+        with store.connect() as conn:
+            heads = sorted(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        store.dispose()
+    print(f"store {store!r} at schema {', '.join(heads)}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
+    doc = sub.add_parser(
+        "doctor", help="check this installation and say what to fix (exit 1 on FAIL)"
+    )
+    doc.add_argument("--env", default=str(ENV_FILE), help="the installation's settings file")
+    doc.add_argument("--policy", help="the policy (default: SCHOOLGATE_POLICY of the settings)")
+    doc.add_argument("--var", help="the data folder (default: SCHOOLGATE_VAR of the settings)")
+    doc.add_argument("--user", help="the service user (default: schoolgate)")
+    doc.add_argument("--json", action="store_true", help="the results as JSON")
+    doc.set_defaults(func=cmd_doctor)
+
+    store = sub.add_parser("store", help="the gateway's database").add_subparsers(
+        dest="store_command", required=True
+    )
+    up = store.add_parser("upgrade", help="migrate the store to this version's schema")
+    up.add_argument("--var", default=var)
+    up.add_argument(
+        "--dsn",
+        default=os.environ.get("SCHOOLGATE_DSN") or None,
+        help="PostgreSQL DSN (default: SCHOOLGATE_DSN, else SQLite under --var)",
+    )
+    up.set_defaults(func=cmd_store_upgrade)

@@ -1,0 +1,51 @@
+"""`schoolgate lists update`: fetch the configured list archives, check them, swap them in."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from proxy_addons.ops.list_update import CONFIG_NAME, UpdateError, load_config, update_lists
+
+
+def cmd_lists_update(args: argparse.Namespace) -> int:
+    policy = Path(args.policy)
+    config_path = Path(args.config) if args.config else policy.parent / CONFIG_NAME
+    if not config_path.exists():
+        print(f"no list updates configured ({config_path} does not exist); nothing to do")
+        return 0
+    try:
+        config = load_config(config_path)
+    except UpdateError as exc:
+        print(f"lists update: {exc}", file=sys.stderr)
+        return 1
+    if not config.archives:
+        print(f"no archives in {config_path}; nothing to do")
+        return 0
+    result = update_lists(policy, Path(args.var), config, force=args.force)
+    for archive in result.archives:
+        print(f"{archive['url']}: {archive['bytes']} bytes, sha256 {archive['sha256']}")
+        for item in archive["lists"]:  # type: ignore[attr-defined]
+            print(f"  {item['list']:<30} {item['before']} -> {item['after']} entries")
+    if not result.ok:
+        print(f"lists update FAILED, the lists in use are kept: {result.message}", file=sys.stderr)
+        return 1
+    print(f"lists update: {result.message}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
+    lists = sub.add_parser("lists", help="the category lists").add_subparsers(
+        dest="lists_command", required=True
+    )
+    up = lists.add_parser(
+        "update", help="fetch the list archives of list-updates.yaml, check and swap them in"
+    )
+    up.add_argument("--policy", default=policy)
+    up.add_argument("--var", default=var)
+    up.add_argument("--config", help=f"default: {CONFIG_NAME} beside the policy")
+    up.add_argument(
+        "--force", action="store_true", help="take lists that shrank below min_fraction"
+    )
+    up.set_defaults(func=cmd_lists_update)

@@ -1,0 +1,1 @@
+"""Page content: risk phrases, weighted scoring and the scan's piece memory."""

@@ -1,0 +1,1 @@
+"""School devices: enrolment, reports, identity, and watching the network for devices."""

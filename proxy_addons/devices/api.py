@@ -1,0 +1,227 @@
+"""The device API the agents talk to: enrol once, then report.
+
+A Flask app of its own rather than routes in the admin app: it has no sessions and no CSRF
+(devices authenticate with a bearer token), and keeping it apart means no admin-page rule
+(sign-in redirects, HTML errors) ever applies to it. `mount` serves it from the admin web
+app's process under `/api/`, so `schoolgate web --cert ... --key ...` is the one HTTPS
+server on the gateway.
+
+Every answer is JSON. Bad input gets a 4xx with `{"error": ..., "field": ...}`; anything
+unexpected is logged and answered 400, never 500 (the agent keeps a 5xx report and retries
+it forever, which is right for an outage but not for a report that can't be stored).
+
+A report speaks for the address it comes from (`devices.request_address`): the peer, or,
+when the peer is one of the policy's `devices.trusted_relays`, the address that relay
+forwarded in X-Forwarded-For. A forwarded address from anyone else is not read at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from agent.report import MAX_REPORT_BYTES, ReportError, parse_report
+from proxy_addons.checks.device_api import checks_blueprint
+from proxy_addons.core.policy.model import Policy
+from proxy_addons.devices import registry as dv
+from proxy_addons.devices.watch import alert_noncompliance, load_eol, with_eol
+from proxy_addons.store import Store
+from proxy_addons.workflow.throttle import FailureCounter, address_key
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/api/"
+_NUL = re.compile(rb"\\u0000", re.IGNORECASE)
+MAX_ENROL_BYTES = 4096
+
+Clock = Callable[[], datetime]
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _answer(status: int, **body: Any) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _problem(status: int, message: str, field: str | None = None) -> Response:
+    return _answer(status, error=message, field=field)
+
+
+def _json_body(limit: int) -> Any:
+    """The request's JSON; raises ReportError("body", ...) on anything else."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _TooBig()
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise _TooBig()
+    # PostgreSQL refuses NUL in text and NaN in JSON: refused here, they are a 400, not a 503.
+    if _NUL.search(raw):
+        raise ReportError("body", "may not contain NUL characters")
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError("body", "is not valid JSON") from exc
+
+
+def _no_constant(name: str) -> Any:
+    raise ReportError("body", f"{name} is not a JSON number")
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _bearer() -> str | None:
+    """The bearer token of the request, if it has one."""
+    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock = _now) -> Flask:
+    """The device API app: POST /api/v1/enrol and POST /api/v1/report."""
+    app = Flask("schoolgate-devices")
+    app.config.update(MAX_CONTENT_LENGTH=MAX_REPORT_BYTES)
+    # Wrong enrolment secrets: 5 per 15 minutes per client (an IPv4 address, an IPv6 /64).
+    throttle = FailureCounter(5, 15 * 60)
+
+    @app.post("/api/v1/enrol")
+    def enrol() -> Response:
+        try:
+            data = _json_body(MAX_ENROL_BYTES)
+        except _TooBig:
+            return _problem(413, "the enrolment request is too large")
+        except ReportError as exc:
+            return _problem(400, exc.message, exc.field)
+        if not isinstance(data, dict):
+            return _problem(400, "should be a JSON object", "body")
+        secret, hostname = data.get("secret"), data.get("hostname")
+        again = data.get("device_id")  # enrolling again under its old id: a new token
+        if not isinstance(secret, str) or not secret:
+            return _problem(400, "should be the school's enrolment secret", "secret")
+        if not isinstance(hostname, str):
+            return _problem(400, "should be the device's name", "hostname")
+        if again is not None and (not isinstance(again, str) or not 1 <= len(again) <= 64):
+            return _problem(400, "should be the id this device was enrolled with", "device_id")
+        current = _bearer() if again is not None else None
+        address = dv.request_address(request.environ, policy().devices.trusted_relays) or "?"
+        if throttle.blocked(address_key(address)):
+            return _problem(429, "too many wrong enrolment secrets: wait and try again", "secret")
+        expected = dv.read_secret(policy().devices.enrolment_secret_file)
+        try:
+            device_id, token = dv.enrol(
+                store,
+                secret,
+                expected,
+                hostname,
+                clock(),
+                device_id=again,
+                current_token=current,
+                address=address,
+            )
+        except (dv.DeviceTaken, dv.NoSuchDevice) as exc:
+            taken = isinstance(exc, dv.DeviceTaken)
+            return _problem(409 if taken else 404, str(exc), "device_id")
+        except dv.EnrolError as exc:
+            wrong_secret = expected is not None and "secret" in str(exc)
+            if wrong_secret:
+                throttle.failed(address_key(address))
+                logger.warning("enrolment with a wrong secret from %s", address)
+            status = 403 if expected is None or wrong_secret else 400
+            return _problem(status, str(exc), "secret" if wrong_secret else "hostname")
+        return _answer(201, device_id=device_id, token=token)
+
+    @app.post("/api/v1/report")
+    def report() -> Response:
+        token = _bearer()
+        checked = dv.check_token(store, token) if token else dv.TokenCheck(None)
+        device_id = checked.device_id
+        if device_id is None:
+            message = "a valid device token is needed (enrol first)"
+            if checked.revoked_at is not None:
+                message = (
+                    f"this device's token was revoked on {checked.revoked_at:%Y-%m-%d %H:%M} "
+                    "UTC: enrol it again (schoolgate-agent enrol --device-id ...)"
+                )
+            response = _problem(401, message)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="schoolgate"'
+            return response
+        try:
+            parsed = parse_report(_json_body(MAX_REPORT_BYTES))
+        except _TooBig:
+            return _problem(413, f"a report may be at most {MAX_REPORT_BYTES} bytes")
+        except ReportError as exc:
+            return _problem(400, exc.message, exc.field)
+        if parsed.device_id != device_id:
+            return _problem(403, "is not the device this token was issued to", "device_id")
+        # -- device watch: the gateway's OS end-of-life verdict, and an alert on failing --
+        now, current = clock(), policy()
+        parsed = with_eol(parsed, load_eol(current.devices.eol_file), now.date())
+        source = dv.request_address(request.environ, current.devices.trusted_relays)
+        try:
+            ignored = dv.record_report(store, parsed, now, source=source)
+        except dv.ReportRejected as exc:
+            return _problem(409, str(exc), "generated_at")
+        try:  # the report is stored: a 5xx now would only make the agent resend it
+            alert_noncompliance(store, current, parsed, now)
+        except Exception:  # not remembered as raised, so the next report tries again
+            logger.exception("device API: alert for %s not raised", device_id)
+        # -- end device watch --
+        logger.info("report from %s: compliant=%s", device_id, parsed.compliant)
+        # Said back, so an agent (and whoever runs it) can see which addresses count.
+        return _answer(
+            202, accepted=True, compliant=parsed.compliant, address=source, ignored_ips=ignored
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        if exc.code == 413:
+            return _problem(413, f"a report may be at most {MAX_REPORT_BYTES} bytes")
+        return _problem(exc.code or 400, exc.description or exc.name)
+
+    @app.errorhandler(sa.exc.DBAPIError)
+    def store_down(exc: sa.exc.DBAPIError) -> Response:
+        # The store is unreachable: a 503 makes the agent keep the report and send it later.
+        logger.error("device API: store error on %s: %s", request.path, exc.orig)
+        return _problem(503, "the gateway can't store reports just now; try again later")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # Logged with its traceback for us; the device gets a 4xx, never a 500 (see above).
+        logger.exception("device API: unexpected error on %s", request.path)
+        return _problem(400, "the request could not be processed")
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    # Termly filtering checks from the agent: GET /api/v1/checks, POST /api/v1/checks/runs.
+    app.register_blueprint(checks_blueprint(store, policy, clock))
+    return app
+
+
+def mount(outer: WSGIApp, api: WSGIApp) -> WSGIApp:
+    """A WSGI app sending `/api/...` to `api` and everything else to `outer`."""
+
+    def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        target = api if path.startswith(PREFIX) else outer
+        return target(environ, start_response)
+
+    return dispatch
+
+
+__all__ = ["create_device_api", "mount"]

@@ -1,0 +1,1 @@
+"""The gateway's mitmproxy add-ons, one class per module, in chain order in chain.py."""

@@ -1,0 +1,1 @@
+"""Running an installation: doctor, backups, the school CA, workers, list updates, status."""

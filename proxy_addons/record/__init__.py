@@ -1,0 +1,1 @@
+"""What happened: access-log records, metrics and the termly monitoring report."""

@@ -1,0 +1,1 @@
+"""The admin web app for staff."""

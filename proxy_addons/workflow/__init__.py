@@ -1,0 +1,1 @@
+"""Staff work: temporary unblocks, the audit trail, accounts and sessions."""
