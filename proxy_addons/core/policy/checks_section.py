@@ -1,6 +1,6 @@
 """The policy's `checks:` section: which suite the termly check runs, who is reminded, when.
 
-Called by `policy_loader.load_policy`; problems go to its checker, so a broken suite is a
+Called by `load.load_policy`; problems go to its checker, so a broken suite is a
 broken policy, named with its file and line like any other mistake.
 
     checks:
@@ -12,19 +12,17 @@ broken policy, named with its file and line like any other mistake.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from proxy_addons.checks.suite import SuiteError, load_suite, suite_problems
+from proxy_addons.core.policy.checker import Checker
 from proxy_addons.core.policy.model import Checks, Profile
 from proxy_addons.core.policy.yaml_reader import Where
-
-if TYPE_CHECKING:
-    from proxy_addons.core.policy.load import _Checker
 
 KEYS = ("suite", "remind", "due_after_days", "profiles")
 
 
-def load_checks(ck: _Checker, raw: Any, where: Where, profiles: dict[str, Profile]) -> Checks:
+def load_checks(ck: Checker, raw: Any, where: Where, profiles: dict[str, Profile]) -> Checks:
     if raw is None:
         return Checks()
     m = ck.mapping(raw, where, "checks", KEYS)

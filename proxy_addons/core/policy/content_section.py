@@ -1,4 +1,4 @@
-"""Reading the policy's content-filter settings (called by policy_loader.py).
+"""Reading the policy's content-filter settings (called by load.py and profiles_section.py).
 
 Two places in the policy:
 
@@ -19,19 +19,15 @@ calls in; each mistake is reported with its file and line, like the rest of the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from proxy_addons.core.content.phrases import PhraseError
+from proxy_addons.core.content.scoring import load_weighted_lists
+from proxy_addons.core.policy.checker import Checker
 from proxy_addons.core.policy.model import Category, ContentFilter, Profile
 from proxy_addons.core.policy.yaml_reader import LList, LMap, Where
 
 MAX_THRESHOLD = 100_000
-
-
-class Checker(Protocol):
-    """What policy_loader's checker offers: collect a problem, resolve a file."""
-
-    def fail(self, where: Where, message: str) -> None: ...
-    def path(self, value: Any, where: Where, what: str) -> Path | None: ...
 
 
 def _threshold(ck: Checker, value: Any, where: Where, what: str) -> int | None:
@@ -107,9 +103,6 @@ def content_lists(
                         paths.append(path)
     known: frozenset[str] = frozenset()
     if paths:
-        from proxy_addons.core.content.phrases import PhraseError
-        from proxy_addons.core.content.scoring import load_weighted_lists
-
         try:
             known = load_weighted_lists(paths).categories
         except PhraseError as exc:  # a broken list is a broken policy, said with its line

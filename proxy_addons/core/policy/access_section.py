@@ -1,0 +1,158 @@
+"""Who may use the gateway and how it sees them: `decryption:`, `authentication:` (proxy
+sign-in), `network:` (client and management networks) and `devices:` (enrolment,
+staleness, the school's resolvers and relays).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from proxy_addons.core.policy.checker import Checker, domain_names, empty_map, enum_setting
+from proxy_addons.core.policy.model import (
+    Authentication,
+    Category,
+    Decrypt,
+    Decryption,
+    Devices,
+    IPNetwork,
+    Network,
+    UntrustedClients,
+)
+from proxy_addons.core.policy.yaml_reader import LList, LMap, Where
+
+
+def load_decryption(
+    ck: Checker, raw: Any, where: Where, categories: dict[str, Category]
+) -> Decryption:
+    m = ck.mapping(raw, where, "decryption", ["default", "host_only", "untrusted_clients"])
+    m = m if m is not None else empty_map(where)
+    default = enum_setting(ck, Decrypt, m, "default", Decrypt.DECRYPT) or Decrypt.DECRYPT
+    untrusted = enum_setting(
+        ck, UntrustedClients, m, "untrusted_clients", UntrustedClients.HOST_ONLY
+    )
+    ho = ck.mapping(m.get("host_only"), m.at("host_only"), "host_only", ["categories", "domains"])
+    ho = ho if ho is not None else empty_map(where)
+    cats = frozenset(
+        str(c) for c in ck.listing(ho.get("categories"), ho.at("categories"), "categories") or []
+    )
+    for cat in sorted(cats - ck.declared_categories):
+        ck.fail(ho.at("categories"), f"category '{cat}' is not defined under 'categories:'")
+    domains = domain_names(ck, ho.get("domains"), ho.at("domains"))
+    return Decryption(
+        default, cats, domains, untrusted or UntrustedClients.HOST_ONLY, ho.at("domains")
+    )
+
+
+def load_authentication(ck: Checker, raw: Any, where: Where) -> Authentication:
+    m = ck.mapping(raw, where, "authentication", ["htpasswd", "ldap"])
+    m = m if m is not None else empty_map(where)
+    htpasswd = (
+        ck.path(m["htpasswd"], m.at("htpasswd"), "the htpasswd file") if m.get("htpasswd") else None
+    )
+    ldap = m.get("ldap")
+    if ldap is not None and not str(ldap).startswith("ldap"):
+        ck.fail(m.at("ldap"), "ldap should be a mitmproxy proxyauth spec starting ldap: or ldaps:")
+        ldap = None
+    if htpasswd and ldap:
+        ck.fail(where, "use either htpasswd or ldap for proxy sign-in, not both")
+    return Authentication(htpasswd, str(ldap) if ldap else None)
+
+
+def load_devices(ck: Checker, raw: Any, where: Where) -> Devices:
+    """The `devices:` section: enrolment secret file, staleness and identity windows."""
+    keys = ["enrolment_secret_file", "stale_days", "identity_minutes", "eol_file"]
+    keys += ["school_resolvers", "trusted_relays"]
+    m = ck.mapping(raw, where, "devices", keys)
+    if m is None:
+        return Devices()
+
+    def whole(key: str, default: int, low: int, high: int) -> int:
+        value = m.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            ck.fail(m.at(key), f"{key} should be a whole number from {low} to {high}")
+            return default
+        return value
+
+    secret = None
+    if m.get("enrolment_secret_file") is not None:
+        # Not ck.path: that adds it to Policy.files, whose hashes go into the audit log.
+        at = m.at("enrolment_secret_file")
+        text = ck.text(m["enrolment_secret_file"], at, "enrolment_secret_file")
+        secret = (ck.base / text).resolve() if text else None
+        if secret is not None and not secret.is_file():
+            ck.fail(at, f"enrolment_secret_file '{text}' does not exist (looked for {secret})")
+            secret = None
+    eol = None
+    if m.get("eol_file") is not None:
+        # The OS end-of-life table; like the secret, read when used (a report arrives).
+        at = m.at("eol_file")
+        text = ck.text(m["eol_file"], at, "eol_file")
+        eol = (ck.base / text).resolve() if text else None
+        if eol is not None and not eol.is_file():
+            ck.fail(at, f"eol_file '{text}' does not exist (looked for {eol})")
+            eol = None
+    resolvers: set[str] = set()
+    listed = m.get("school_resolvers", [])
+    if not isinstance(listed, list):
+        ck.fail(m.at("school_resolvers"), "school_resolvers should be a list of IP addresses")
+        listed = []
+    for i, address in enumerate(listed):
+        try:
+            resolvers.add(str(ipaddress.ip_address(str(address).strip())))
+        except ValueError:
+            at = listed.at(i) if isinstance(listed, LList) else m.at("school_resolvers")
+            ck.fail(at, f"school_resolvers: '{address}' is not an IP address")
+    relays = _networks(ck, m, "trusted_relays") or ()
+    for relay in relays:
+        if relay.prefixlen < (24 if relay.version == 4 else 64):
+            # Every address in it could say which device it speaks for.
+            ck.fail(
+                m.at("trusted_relays"),
+                f"trusted_relays: {relay} is wider than a /24 (or an "
+                "IPv6 /64): name the relays' own addresses",
+            )
+    return Devices(
+        trusted_relays=relays,
+        school_resolvers=frozenset(resolvers),
+        enrolment_secret_file=secret,
+        eol_file=eol,
+        stale_days=whole("stale_days", 7, 1, 365),
+        identity_minutes=whole("identity_minutes", 30, 1, 1440),
+    )
+
+
+def _networks(ck: Checker, m: LMap, key: str) -> tuple[IPNetwork, ...] | None:
+    """A list of networks (an address is a network of one); None when `key` is not given."""
+    if key not in m:
+        return None
+    items = ck.listing(m[key], m.at(key), key)
+    if items is None:
+        return None
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(ipaddress.ip_network(str(item).strip(), strict=False))
+        except ValueError:
+            ck.fail(items.at(i), f"'{item}' in {key} is not a network, e.g. 10.20.0.0/16")
+    return tuple(out)
+
+
+def load_network(ck: Checker, raw: Any, where: Where) -> Network:
+    """The `network:` section: who may use the proxy, and the admin app (docs/network.md)."""
+    m = ck.mapping(raw, where, "network", ["client_networks", "management_networks"])
+    if m is None:
+        return Network()
+
+    def networks(key: str) -> tuple[IPNetwork, ...] | None:
+        found = _networks(ck, m, key)  # None: the default, private addresses
+        if found == ():
+            ck.fail(m.at(key), f"{key} names no network: the gateway would serve nobody")
+        return found
+
+    clients, managers = networks("client_networks"), networks("management_networks")
+    default = Network()
+    return Network(
+        client_networks=clients or default.client_networks,
+        management_networks=managers or default.management_networks,
+    )
