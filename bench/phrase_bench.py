@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proxy_addons.core.content import phrases  # noqa: E402
+from proxy_addons.core.content.phrase_library import load_libraries  # noqa: E402
 
 COMMON = (
     "the of and to a in is you that it he was for on are as with his they i at be this have "
@@ -88,7 +88,7 @@ def main() -> None:
     ]
 
     start = time.perf_counter()
-    matcher = phrases.load_libraries(libraries)
+    matcher = load_libraries(libraries)
     print(f"load {len(matcher)} phrases:        {(time.perf_counter() - start) * 1000:8.1f} ms")
 
     first, second = page(rng, args.kb, 0.05), page(rng, args.kb, 0.05)
@@ -99,7 +99,7 @@ def main() -> None:
     print(f"  hits on the first page: {sorted({h.phrase for h in hits})}")
 
     worst = unique_page(args.kb)
-    fresh = phrases.load_libraries(libraries)
+    fresh = load_libraries(libraries)
     print(f"all words new ({len(worst.split())} words): {ms(fresh.match, worst):8.1f} ms")
 
     terms = [" ".join(rng.choice(COMMON) for _ in range(rng.randint(1, 6))) for _ in range(10_000)]

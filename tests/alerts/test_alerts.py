@@ -46,7 +46,8 @@ from proxy_addons.alerts.notify import (
     TeamsNotifier,
     WebhookNotifier,
 )
-from proxy_addons.core.content.phrases import PhraseMatcher, load_libraries
+from proxy_addons.core.content.phrase_library import load_libraries
+from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.decide import Decision, Reason
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Action, Policy

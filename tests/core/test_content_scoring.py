@@ -14,7 +14,8 @@ from backports import zstd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy_addons.core.content.phrases import PhraseError, load_libraries
+from proxy_addons.core.content.phrase_library import PhraseError, compile_phrases, load_libraries
+from proxy_addons.core.content.piece_memo import PyPieceMemo, native
 from proxy_addons.core.content.scoring import (
     ContentScanner,
     Decoder,
@@ -27,6 +28,7 @@ from proxy_addons.core.content.scoring import (
     score_body,
 )
 from proxy_addons.core.policy.load import PolicyError, load_policy
+from proxy_addons.core.policy.yaml_reader import Where
 from proxy_addons.gateway.addons.content_filter import plan_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -320,10 +322,6 @@ PIECE_VOCAB = [
 @pytest.fixture(scope="module", params=["native", "python"])
 def piece_matcher(request):  # type: ignore[no-untyped-def]
     """Once with the C piece memo, once with the Python one: both find what match finds."""
-    from proxy_addons.core.content.phrases import compile_phrases
-    from proxy_addons.core.content.piece_memo import PyPieceMemo, native
-    from proxy_addons.core.policy.yaml_reader import Where
-
     if request.param == "native" and not native():
         pytest.skip("the C piece memo is not built")
     where = Where("test", 1)

@@ -17,15 +17,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy_addons.core.content.phrases import (
-    CATEGORIES,
-    PhraseError,
-    PhraseHit,
-    PhraseMatcher,
-    load_libraries,
-    main,
-    normalise,
-)
+from proxy_addons.core.content.phrase_library import PhraseError, load_libraries, main
+from proxy_addons.core.content.phrases import CATEGORIES, PhraseHit, PhraseMatcher
+from proxy_addons.core.content.words import normalise
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARIES = ROOT / "policies" / "phrases"

@@ -8,15 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy_addons.core.content.phrases import (
-    COMPOUND_MIN,
-    FUZZY_MIN,
-    PhraseMatcher,
-    load_libraries,
-    normalise,
-)
+from proxy_addons.core.content import phrases
+from proxy_addons.core.content.phrase_index import COMPOUND_MIN, FUZZY_MIN, piece_index
+from proxy_addons.core.content.phrase_library import load_libraries
+from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.content.piece_memo import Pieces, PyPieceMemo, native
 from proxy_addons.core.content.scoring import load_weighted_lists
+from proxy_addons.core.content.words import normalise
 
 if not native():  # pragma: no cover - the C part is built by `make` (pip install -e .)
     pytest.skip("the C piece memo is not built", allow_module_level=True)
@@ -170,7 +168,7 @@ def matchers() -> dict[str, PhraseMatcher]:
 
 
 def phrase_words(matcher: PhraseMatcher) -> list[str]:
-    index = matcher._piece_index()
+    index = piece_index(matcher._words, matcher._letters, matcher._innocent)
     return sorted(
         {w for w in index["firsts"] if w.isalpha()}
         | {k.split(" ")[1] for k in index["second"] if k.split(" ")[1].isalpha()}
@@ -225,7 +223,9 @@ def test_a_plain_piece_judged_cold_has_no_hot_word(
 ) -> None:
     matcher = matchers[which]
     memo = _piece_memo.PieceMemo()
-    memo.index(**matcher._piece_index(), fuzzy_min=FUZZY_MIN)
+    memo.index(
+        **piece_index(matcher._words, matcher._letters, matcher._innocent), fuzzy_min=FUZZY_MIN
+    )
     judged = {"cold": 0, "left": 0}
 
     @settings(max_examples=1500, deadline=None)
@@ -362,8 +362,6 @@ def memo_scan_learns_nothing(matcher: PhraseMatcher, text: str) -> bool:
 def test_the_memory_is_bounded_whatever_pages_bring(monkeypatch: pytest.MonkeyPatch) -> None:
     # The C memo adds the plain pieces and pairs it judges itself: the matcher empties it
     # when full, before a page, even when no page ever hands a piece back to learn.
-    from proxy_addons.core.content import phrases
-
     monkeypatch.setattr(phrases, "_CHUNK_CACHE", 500)
     lists = load_weighted_lists(
         [ROOT / "policies" / "phrases" / "weighted" / f for f in ("en.yaml", "pl.yaml")]

@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from proxy_addons.core.content.phrases import PhraseError, PhraseMatcher, compile_phrases, normalise
+from proxy_addons.core.content.phrase_library import PhraseError, compile_phrases
+from proxy_addons.core.content.phrases import PhraseMatcher
+from proxy_addons.core.content.words import normalise
 from proxy_addons.core.policy.yaml_reader import LList, LMap, PolicySyntaxError, Where, load_located
 
 log = logging.getLogger(__name__)

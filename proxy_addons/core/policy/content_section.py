@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from proxy_addons.core.content.phrases import PhraseError
+from proxy_addons.core.content.phrase_library import PhraseError
 from proxy_addons.core.content.scoring import load_weighted_lists
 from proxy_addons.core.policy.checker import Checker
 from proxy_addons.core.policy.model import Category, ContentFilter, Profile

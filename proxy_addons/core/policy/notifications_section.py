@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy_addons.core.content.phrases import PhraseError, load_libraries
+from proxy_addons.core.content.phrase_library import PhraseError, load_libraries
 from proxy_addons.core.policy.checker import RESERVED_CATEGORY, Checker, empty_map, name_set
 from proxy_addons.core.policy.model import (
     Category,

@@ -55,7 +55,8 @@ from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.checks.probes import PROBE_MARK
 from proxy_addons.core import search_terms
 from proxy_addons.core.background import Worker
-from proxy_addons.core.content.phrases import PhraseMatcher, load_libraries
+from proxy_addons.core.content.phrase_library import load_libraries
+from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.content.scoring import html_text
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.policy.runtime import LoadedPolicy, PolicyRuntime
