@@ -55,7 +55,8 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from proxy_addons.core.content.piece_memo import native  # noqa: E402
-from proxy_addons.core.content.scoring import load_weighted_lists, score_body  # noqa: E402
+from proxy_addons.core.content.scoring import score_body  # noqa: E402
+from proxy_addons.core.content.weighted_lists import load_weighted_lists  # noqa: E402
 from tests.conftest import (  # noqa: E402
     Gateway,
     Upstream,

@@ -16,13 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy_addons.core.content import scoring as content_scoring
-from proxy_addons.core.content.scoring import (
-    ContentScanner,
-    Kind,
-    WeightedLists,
-    load_weighted_lists,
-)
+from proxy_addons.core.content import page_text
+from proxy_addons.core.content.page_text import Kind
+from proxy_addons.core.content.scoring import ContentScanner
+from proxy_addons.core.content.weighted_lists import WeightedLists, load_weighted_lists
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTED = [ROOT / "policies" / "phrases" / "weighted" / f for f in ("en.yaml", "pl.yaml")]
@@ -78,9 +75,9 @@ html_text = st.lists(st.sampled_from(_PIECES), max_size=30).map("".join)
 @given(html_text)
 @settings(max_examples=400, deadline=None)
 def test_hidden_patterns_match_as_the_lazy_ones_do(text: str) -> None:
-    assert content_scoring._UNSEEN.sub(" ", text) == _LAZY_UNSEEN.sub(" ", text)
+    assert page_text._UNSEEN.sub(" ", text) == _LAZY_UNSEEN.sub(" ", text)
     for start in range(len(text)):
-        fast = content_scoring._HIDDEN.match(text, start)
+        fast = page_text._HIDDEN.match(text, start)
         lazy = _LAZY_HIDDEN.match(text, start)
         assert (fast and fast.span()) == (lazy and lazy.span())
 
@@ -88,7 +85,7 @@ def test_hidden_patterns_match_as_the_lazy_ones_do(text: str) -> None:
 def test_an_unclosed_script_is_read_as_the_lazy_pattern_reads_it() -> None:
     # No closing tag: the opening tag is dropped as a tag and the rest read as text.
     text = "<script>" + "if (a) { x = '<b>hardcore</b>'; }\n" * 20_000
-    visible = content_scoring._UNSEEN.sub(" ", text)
+    visible = page_text._UNSEEN.sub(" ", text)
     assert visible == _LAZY_UNSEEN.sub(" ", text)
     assert visible.startswith(" if (a) { x = ' hardcore ';")
 

@@ -1,5 +1,5 @@
-"""Weighted phrase scoring (content_scoring.py), the fast matcher path it uses, and the
-policy settings of content filtering."""
+"""Weighted phrase scoring (scoring.py, weighted_lists.py, page_text.py), the fast matcher
+path it uses, and the policy settings of content filtering."""
 
 from __future__ import annotations
 
@@ -14,19 +14,11 @@ from backports import zstd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proxy_addons.core.content.page_text import Decoder, Kind, TextExtractor, charset_of, kind_of
 from proxy_addons.core.content.phrase_library import PhraseError, compile_phrases, load_libraries
 from proxy_addons.core.content.piece_memo import PyPieceMemo, native
-from proxy_addons.core.content.scoring import (
-    ContentScanner,
-    Decoder,
-    Kind,
-    TextExtractor,
-    WeightedLists,
-    charset_of,
-    kind_of,
-    load_weighted_lists,
-    score_body,
-)
+from proxy_addons.core.content.scoring import ContentScanner, score_body
+from proxy_addons.core.content.weighted_lists import WeightedLists, load_weighted_lists
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.yaml_reader import Where
 from proxy_addons.gateway.addons.content_filter import plan_for

@@ -13,7 +13,7 @@ from proxy_addons.core.content.phrase_index import COMPOUND_MIN, FUZZY_MIN, piec
 from proxy_addons.core.content.phrase_library import load_libraries
 from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.content.piece_memo import Pieces, PyPieceMemo, native
-from proxy_addons.core.content.scoring import load_weighted_lists
+from proxy_addons.core.content.weighted_lists import load_weighted_lists
 from proxy_addons.core.content.words import normalise
 
 if not native():  # pragma: no cover - the C part is built by `make` (pip install -e .)

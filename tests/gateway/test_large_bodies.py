@@ -21,7 +21,7 @@ import pytest
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons
 
-from proxy_addons.core.content.scoring import Decoder
+from proxy_addons.core.content.page_text import Decoder
 from proxy_addons.gateway.addons.content_filter import MIN_STREAM_BYTES, ContentFiltering
 from tests.conftest import ROOT, Gateway, Upstream, _self_signed, access_log, start_mitmdump
 from tests.gateway.test_content_filter_e2e import HARMFUL, MILD, content_policy

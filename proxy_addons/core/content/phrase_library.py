@@ -53,7 +53,7 @@ def load_libraries(paths: Sequence[Path]) -> PhraseMatcher:
 
 
 def compile_phrases(phrases: Iterable[tuple[str, str, Where, str]], library: str) -> PhraseMatcher:
-    """A matcher over phrases kept in another list format (content_scoring's weighted lists).
+    """A matcher over phrases kept in another list format (weighted_lists.py).
 
     Each item is (key, phrase, where, field); the phrase is checked as library phrases are
     (PhraseError names its file and line), normalised the same way, and a hit's `category`

@@ -170,7 +170,7 @@ class PhraseMatcher:
     def categories_in(self, text: str) -> set[str]:
         """The categories of every phrase `match` would find in `text`, faster on long text.
 
-        For page scanning (content_scoring.py and alerting), where a 100 KB page must cost
+        For page scanning (scoring.py and alerting), where a 100 KB page must cost
         well under a millisecond. The same normalisation, indexes and walks as `match`, but
         the text is split at whitespace (no word crosses it), each distinct piece is judged
         once and remembered (piece_memo.py), and walks run only from the pieces that start
@@ -248,7 +248,7 @@ class PhraseMatcher:
         return start is not _NOWHERE
 
     def _categories_by_piece(self, text: str) -> set[str]:
-        """`categories_in` for matchers without innocent phrases (content_scoring's lists).
+        """`categories_in` for matchers without innocent phrases (weighted_lists.py's lists).
 
         Works on the whitespace-separated pieces themselves, never building the text's word
         list: a piece is hot if one of its words is, and pieces in a row (2 to MAX_RUN) by

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy_addons.core.content.phrase_library import PhraseError
-from proxy_addons.core.content.scoring import load_weighted_lists
+from proxy_addons.core.content.weighted_lists import load_weighted_lists
 from proxy_addons.core.policy.checker import Checker
 from proxy_addons.core.policy.model import Category, ContentFilter, Profile
 from proxy_addons.core.policy.yaml_reader import LList, LMap, Where

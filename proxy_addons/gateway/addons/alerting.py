@@ -57,7 +57,7 @@ from proxy_addons.core import search_terms
 from proxy_addons.core.background import Worker
 from proxy_addons.core.content.phrase_library import load_libraries
 from proxy_addons.core.content.phrases import PhraseMatcher
-from proxy_addons.core.content.scoring import html_text
+from proxy_addons.core.content.page_text import html_text
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.policy.runtime import LoadedPolicy, PolicyRuntime
 from proxy_addons.gateway import option_types

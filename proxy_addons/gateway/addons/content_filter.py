@@ -51,16 +51,9 @@ from mitmproxy.net import encoding
 
 from proxy_addons.alerts.events import Audience, Event, local_time
 from proxy_addons.checks.probes import PROBE_MARK
-from proxy_addons.core.content.scoring import (
-    ContentScanner,
-    Decoder,
-    Kind,
-    Score,
-    WeightedLists,
-    charset_of,
-    kind_of,
-    load_weighted_lists,
-)
+from proxy_addons.core.content.page_text import Decoder, Kind, charset_of, kind_of
+from proxy_addons.core.content.scoring import ContentScanner
+from proxy_addons.core.content.weighted_lists import Score, WeightedLists, load_weighted_lists
 from proxy_addons.core.policy.model import Policy, Profile
 from proxy_addons.core.policy.runtime import LoadedPolicy
 from proxy_addons.gateway.addons.access_log import AccessLog
