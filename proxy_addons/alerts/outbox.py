@@ -34,24 +34,21 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from proxy_addons.alerts.events import (
-    OUTBOX_STUCK,
-    Event,
-    Route,
-    notification_for,
-    outbox_stuck_event,
-)
-from proxy_addons.alerts.notify import Notification, Notifier, NotifyError
+from proxy_addons.alerts.events import OUTBOX_STUCK, Event, outbox_stuck_event
+from proxy_addons.alerts.notify.base import BaseChannel, Notification, NotifyError
+from proxy_addons.alerts.notify.from_policy import CHANNELS
+from proxy_addons.alerts.routing import Route
+from proxy_addons.alerts.wording import note_from_json, note_to_json, notification_for
 from proxy_addons.record import metrics
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alert_outbox
 
 logger = logging.getLogger(__name__)
 
-CHANNELS = ("email", "webhook", "teams", "slack", "syslog")
 PENDING, SENT = "pending", "sent"
 IDLE_POLL_SECONDS = 30.0  # also picks up rows another gateway enqueued
 BATCH = 20
+PURGE_EVERY = timedelta(minutes=10)
 
 
 def fold_hash(fold_key: str) -> str:
@@ -80,10 +77,11 @@ class AlertOutbox:
         self.stuck_attempts = stuck_attempts
         self.on_stuck = on_stuck
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.notifiers: Mapping[str, Notifier] = {}
+        self.channels: Mapping[str, BaseChannel] = {}  # set from the policy (dispatch.py)
         self._wake = {channel: threading.Event() for channel in CHANNELS}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._last_purge = self.clock()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -159,7 +157,7 @@ class AlertOutbox:
                 )
         now = self.clock()
         key = fold_hash(f"{note.kind}|{secrets.token_hex(16)}")  # folds with nothing
-        content = (note.kind[:40], severity, audience, {"notification": _note_json(note)})
+        content = (note.kind[:40], severity, audience, {"notification": note_to_json(note)})
         ids = [_insert(conn, route, key, content, now, now, now) for route in routes]
         for route in routes:
             self.wake(route.channel)
@@ -211,6 +209,7 @@ class AlertOutbox:
                 .where(
                     t.id == row_id,
                     t.status == PENDING,
+                    t.next_attempt_at <= now,  # a fold's follow-up waits for its window
                     sa.or_(t.lease_until.is_(None), t.lease_until <= now),
                 )
                 .values(lease_until=now + self.lease)
@@ -220,11 +219,11 @@ class AlertOutbox:
             return conn.execute(sa.select(alert_outbox).where(t.id == row_id)).one()
 
     def _send(self, row: Any) -> bool:
-        notifier = self.notifiers.get(row.channel)
+        channel = self.channels.get(row.channel)
         try:
-            if notifier is None:
+            if channel is None:
                 raise NotifyError(f"{row.channel}: channel is not configured")
-            notifier.send(_message(row))
+            channel.send(_message(row))
         except Exception as exc:
             if not isinstance(exc, NotifyError):
                 logger.exception(
@@ -366,25 +365,30 @@ class AlertOutbox:
             thread.join(timeout)
         self._threads.clear()
 
+    def deliver_round(self, channel: str) -> float:
+        """One round of a channel's delivery job: send what is due, count what waits (and,
+        on the first channel, purge now and then); returns the seconds until the next is due.
+        A Periodic may run it as its tick; `start` runs it in a thread per channel, woken at
+        once by `enqueue`."""
+        try:
+            self.deliver_due(channel)
+            self._report_queued(channel)
+            if channel == CHANNELS[0] and self.clock() - self._last_purge > PURGE_EVERY:
+                self._last_purge = self.clock()
+                self.purge()
+            due = self._next_due(channel)
+        except Exception as exc:  # the store is unreachable: try again shortly
+            logger.error("Alert outbox (%s): %s", channel, exc)
+            due = self.clock() + timedelta(seconds=5)
+        if due is None:
+            return IDLE_POLL_SECONDS
+        return min(IDLE_POLL_SECONDS, max(0.0, (due - self.clock()).total_seconds()))
+
     def _run(self, channel: str) -> None:
         wake = self._wake[channel]
-        purge_every, last_purge = timedelta(minutes=10), self.clock()
         while not self._stop.is_set():
             wake.clear()
-            try:
-                self.deliver_due(channel)
-                self._report_queued(channel)
-                if channel == CHANNELS[0] and self.clock() - last_purge > purge_every:
-                    last_purge = self.clock()
-                    self.purge()
-                due = self._next_due(channel)
-            except Exception as exc:  # the store is unreachable: try again shortly
-                logger.error("Alert outbox (%s): %s", channel, exc)
-                due = self.clock() + timedelta(seconds=5)
-            wait = IDLE_POLL_SECONDS
-            if due is not None:
-                wait = min(wait, max(0.0, (due - self.clock()).total_seconds()))
-            wake.wait(wait)
+            wake.wait(self.deliver_round(channel))
 
 
 def _leased(row: Any, now: datetime) -> bool:
@@ -423,29 +427,11 @@ def _insert(
     return int(result.inserted_primary_key[0])
 
 
-def _note_json(note: Notification) -> dict[str, Any]:
-    """A ready-made message as stored (recipients are the row's own)."""
-    return {
-        "kind": note.kind,
-        "subject": note.subject,
-        "text": note.text,
-        "link": note.link,
-        "data": note.data,
-    }
-
-
 def _message(row: Any) -> Notification:
     """What a row says: a stored message as it was written, or its (folded) alert rendered."""
     stored = row.event.get("notification")
     if stored is not None:
-        return Notification(
-            kind=stored["kind"],
-            subject=stored["subject"],
-            text=stored["text"],
-            recipients=tuple(row.recipients),
-            link=stored.get("link"),
-            data=dict(stored.get("data") or {}),
-        )
+        return note_from_json(stored, tuple(row.recipients))
     return notification_for(
         Event.from_json(row.event),
         occurrences=row.occurrences,

@@ -12,9 +12,9 @@ Every way of running a check records through `record_and_alert`, so none forgets
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
-from proxy_addons.alerts.events import Audience, Event, local_time, routes
+from proxy_addons.alerts.dispatch import deliver_now, raise_alert
+from proxy_addons.alerts.events import Audience, Event, local_time
 from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.checks.records import CheckRun, record_run
 from proxy_addons.checks.suite import Expect
@@ -88,35 +88,14 @@ def raise_failures(
     gateway's outbox worker, which would otherwise find them at its next poll); one that can't
     be sent now stays in the outbox for the gateway to retry. Leases stop a double send.
     """
-    from proxy_addons.gateway.addons.alerting import configured_channels
-
-    configured = configured_channels(policy)
     outbox = AlertOutbox(store)
-    written = 0
+    written: list[int] = []
     for event in failure_events(run_id, run, policy):
-        chosen = routes(event, policy, configured)
-        logger.info(
-            "Check run %d failed: %s alert to %s",
-            run_id,
-            event.audience.value,
-            ", ".join(r.channel for r in chosen) or "nobody (no channel configured)",
-        )
-        written += len(outbox.enqueue(event, chosen, policy.monitoring.fold_minutes))
+        logger.info("Check run %d failed: %s alert", run_id, event.audience.value)
+        written += raise_alert(outbox, policy, event)
     if deliver and written:
-        send_now(outbox, policy, configured)
-    return written
-
-
-def send_now(outbox: AlertOutbox, policy: Policy, channels: Iterable[str]) -> None:
-    """Deliver what is due on `channels` from this process, now; what fails stays queued."""
-    from proxy_addons.gateway.addons.alerting import alert_channels
-
-    outbox.notifiers = alert_channels(policy)
-    for channel in sorted(set(channels)):
-        try:
-            outbox.deliver_due(channel)
-        except Exception:  # the gateway's worker retries what is left
-            logger.exception("Sending check alerts on %s failed; left in the outbox", channel)
+        deliver_now(outbox, policy, written)
+    return len(written)
 
 
 def record_and_alert(store: Store, policy: Policy, run: CheckRun, *, deliver: bool = True) -> int:
@@ -127,4 +106,4 @@ def record_and_alert(store: Store, policy: Policy, run: CheckRun, *, deliver: bo
     return run_id
 
 
-__all__ = ["CHECK_FAILED", "failure_events", "raise_failures", "record_and_alert", "send_now"]
+__all__ = ["CHECK_FAILED", "failure_events", "raise_failures", "record_and_alert"]

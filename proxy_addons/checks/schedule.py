@@ -16,9 +16,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from proxy_addons.alerts.events import Audience, Event, Route
+from proxy_addons.alerts.dispatch import deliver_now, raise_alert
+from proxy_addons.alerts.events import Audience, Event
+from proxy_addons.alerts.notify.from_policy import configured_channels
 from proxy_addons.alerts.outbox import AlertOutbox
-from proxy_addons.checks.alerts import send_now
+from proxy_addons.alerts.routing import Route
 from proxy_addons.checks.records import profiles_covered
 from proxy_addons.core.periodic import Periodic
 from proxy_addons.core.policy.model import Policy, Term
@@ -77,10 +79,6 @@ def reminder_event(policy: Policy, due: Due, at: datetime) -> Event:
 def reminder_routes(policy: Policy) -> list[Route]:
     """Email to the people named in `checks.remind`; the webhook too, when there is one.
     Nobody named (or no `checks:` section): no reminders at all."""
-    from proxy_addons.gateway.addons.alerting import (
-        configured_channels,  # imports the gateway's add-ons
-    )
-
     if not policy.checks.remind:
         return []
     configured = configured_channels(policy)
@@ -141,15 +139,17 @@ def remind_if_due(
     if not _claim_day(store, due.term.name, today, now):
         return None
     outbox = AlertOutbox(store)
-    outbox.enqueue(reminder_event(policy, due, now), chosen, fold_minutes=0)
+    written = raise_alert(
+        outbox, policy, reminder_event(policy, due, now), to=chosen, fold_minutes=0
+    )
     if deliver:
-        send_now(outbox, policy, {r.channel for r in chosen})
+        deliver_now(outbox, policy, written)
     logger.info("Reminded %s: filtering check for %s is due", policy.checks.remind, due.term.name)
     return due
 
 
 class CheckReminders(Periodic):
-    """Calls `remind_if_due` every hour in a thread of the gateway."""
+    """The check reminders' periodic job: `remind_if_due` every hour."""
 
     thread_name = "check-reminders"
     failure = "Check reminder failed; trying again later"

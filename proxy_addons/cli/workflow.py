@@ -8,7 +8,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from proxy_addons.alerts.channels import notifier_from_policy
 from proxy_addons.cli.args import add_store_arguments
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy
@@ -25,9 +24,7 @@ def _open(args: argparse.Namespace) -> tuple[Policy, Store]:
 
 def _workflow(args: argparse.Namespace) -> UnblockWorkflow:
     policy, store = _open(args)
-    return UnblockWorkflow(
-        store, lambda: policy, notifier_from_policy(policy), send_in_background=False
-    )
+    return UnblockWorkflow(store, lambda: policy, send_in_background=False)
 
 
 def _when(text: str | None, policy: Policy) -> datetime | None:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from proxy_addons.alerts.events import DEVICE_UNKNOWN, Audience, Event, local_time
 from proxy_addons.core.policy.model import Policy
@@ -30,11 +31,7 @@ UNKNOWN_SINCE_DAYS = 1  # only MACs seen lately are news
 
 
 def _insert(store: Store) -> Any:
-    if store.dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    return insert
+    return postgresql.insert if store.dialect == "postgresql" else sqlite.insert
 
 
 def claim(store: Store, kind: str, subject: str, state: str, at: datetime) -> bool:

@@ -42,8 +42,12 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 from scapy.utils import PcapReader
 
+from proxy_addons.alerts.dispatch import raise_alert
 from proxy_addons.alerts.events import CIRCUMVENTION, Audience, Event, local_time
+from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.core.policy.model import Policy
+from proxy_addons.devices.identity import users_by_ip
+from proxy_addons.devices.registry import list_devices
 from proxy_addons.store import Store
 
 logger = logging.getLogger(__name__)
@@ -242,9 +246,6 @@ class Who:
 
 def identify(store: Store, policy: Policy, ip: str, mac: str | None, now: datetime) -> Who:
     """The enrolled device at this MAC (or, failing that, address) and its signed-in user."""
-    from proxy_addons.devices.identity import users_by_ip
-    from proxy_addons.devices.registry import list_devices
-
     found = list_devices(store, now, stale_days=365)
     device = next((d for d in found if mac and mac in d.last_macs), None)
     device = device or next((d for d in found if ip in d.last_ips), None)
@@ -306,16 +307,10 @@ def events(finding: Finding, who: Who, policy: Policy, at: datetime) -> list[Eve
 
 
 def raise_events(store: Store, policy: Policy, found: Iterable[Event]) -> int:
-    """Into the alerting outbox, to the channels each event's audience uses."""
-    from proxy_addons.alerts.events import routes
-    from proxy_addons.alerts.outbox import AlertOutbox
-    from proxy_addons.gateway.addons.alerting import configured_channels
-
-    outbox, configured, rows = AlertOutbox(store), configured_channels(policy), 0
-    for event in found:
-        chosen = routes(event, policy, configured)
-        rows += len(outbox.enqueue(event, chosen, policy.monitoring.fold_minutes))
-    return rows
+    """Into the alert outbox, to the channels each event's audience uses; the gateway's
+    outbox workers deliver them (this runs in `schoolgate devices watch`, another process)."""
+    outbox = AlertOutbox(store)
+    return sum(len(raise_alert(outbox, policy, event)) for event in found)
 
 
 class CircumventionWatch:

@@ -18,21 +18,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
+from scapy.arch.common import compile_filter
+from scapy.error import Scapy_Exception
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.l2 import ARP
 from scapy.packet import Packet
 from scapy.sendrecv import AsyncSniffer
 from scapy.utils import PcapReader
+from sqlalchemy.dialects import postgresql, sqlite
 
+from proxy_addons.devices.circumvention_watch import BPF_FILTER as CIRCUMVENTION_FILTER
+from proxy_addons.devices.circumvention_watch import CircumventionWatch
 from proxy_addons.devices.registry import list_devices
 from proxy_addons.store import Store
 from proxy_addons.store.schema import seen_devices
-
-if TYPE_CHECKING:
-    from proxy_addons.devices.circumvention_watch import CircumventionWatch
 
 logger = logging.getLogger(__name__)
 
@@ -150,10 +152,7 @@ def record(store: Store, sightings: Iterable[Sighting], at: datetime) -> int:
     rows = list(sightings)
     if not rows:
         return 0
-    if store.dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
     with store.begin() as conn:
         for s in rows:
             mac = s.mac.lower()
@@ -224,9 +223,6 @@ def unknown_devices(store: Store, now: datetime, since_days: int) -> list[SeenDe
 
 def _kernel_filter(wanted: str = BPF_FILTER) -> str | None:
     """`wanted` if libpcap can compile it; else None, and Python does the filtering."""
-    from scapy.arch.common import compile_filter
-    from scapy.error import Scapy_Exception
-
     try:
         compile_filter(wanted)
     except (ImportError, OSError, Scapy_Exception) as exc:
@@ -269,8 +265,6 @@ class NetWatch:
     def start(self) -> None:
         wanted = BPF_FILTER
         if self.circumvention is not None:
-            from proxy_addons.devices.circumvention_watch import BPF_FILTER as CIRCUMVENTION_FILTER
-
             wanted = f"({BPF_FILTER}) or ({CIRCUMVENTION_FILTER})"
         self._sniffer = AsyncSniffer(
             iface=self.interface, filter=_kernel_filter(wanted), prn=self._on_packet, store=False

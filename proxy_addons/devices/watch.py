@@ -21,13 +21,13 @@ import yaml
 
 from agent.checks import version_tuple
 from agent.report import CheckResult, DeviceReport
+from proxy_addons.alerts.dispatch import raise_alert
 from proxy_addons.alerts.events import (
     DEVICE_NONCOMPLIANT,
     DEVICE_STALE,
     Audience,
     Event,
     local_time,
-    routes,
 )
 from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.core.periodic import Periodic
@@ -181,18 +181,10 @@ def stale_event(device: dv.Device, policy: Policy, at: datetime) -> Event:
 
 
 def raise_technical(store: Store, policy: Policy, event: Event) -> int:
-    """Store `event` in the outbox for the technical channels; returns the rows written."""
-    # Here, not at the top: alerting imports filtering, which starts the sweep.
-    from proxy_addons.gateway.addons.alerting import configured_channels
-
-    chosen = routes(event, policy, configured_channels(policy))
-    logger.info(
-        "Alert raised: %s for %s to %s",
-        event.kind,
-        event.fields.get("device_id", "?"),
-        ", ".join(r.channel for r in chosen) or "nobody (no channel configured)",
-    )
-    return len(AlertOutbox(store).enqueue(event, chosen, policy.monitoring.fold_minutes))
+    """Store `event` in the outbox for the technical channels; returns the rows written.
+    The gateway's outbox workers deliver it (rows another process wrote at their idle poll)."""
+    logger.info("Device alert: %s for %s", event.kind, event.fields.get("device_id", "?"))
+    return len(raise_alert(AlertOutbox(store), policy, event))
 
 
 def alert_noncompliance(store: Store, policy: Policy, report: DeviceReport, at: datetime) -> bool:
@@ -217,8 +209,9 @@ def alert_noncompliance(store: Store, policy: Policy, report: DeviceReport, at: 
 
 
 class StaleSweep(Periodic):
-    """Raises each stale device once, until it reports again (then it may go stale anew),
-    and each unknown MAC seen on the network once (proxy_addons/devices/alert_state.py).
+    """The device sweep's periodic job. Raises each stale device once, until it reports
+    again (then it may go stale anew), and each unknown MAC seen on the network once
+    (proxy_addons/devices/alert_state.py).
 
     What was raised is kept in the store, keyed by the device's last report, so neither a
     restart nor a second gateway raises a still-stale device again. A device that never

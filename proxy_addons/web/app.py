@@ -659,7 +659,6 @@ def run_web(args: argparse.Namespace) -> int:
     from werkzeug.middleware.proxy_fix import ProxyFix
     from werkzeug.serving import make_server
 
-    from proxy_addons.alerts.channels import notifier_from_policy
     from proxy_addons.core.policy.load import PolicyError
     from proxy_addons.store import store_url
 
@@ -671,7 +670,7 @@ def run_web(args: argparse.Namespace) -> int:
         print(f"schoolgate web cannot start: {exc}", flush=True)
         return 1
     store = Store.open(store_url(var, getattr(args, "dsn", None)))
-    workflow = UnblockWorkflow(store, policy, notifier_from_policy(policy.current))
+    workflow = UnblockWorkflow(store, policy)
     app = create_app(workflow, store, secret_key=read_secret_key(var))
     # The device API shares this process and its HTTPS server (see device_api.py).
     from proxy_addons.devices.api import create_device_api, mount

@@ -2,18 +2,17 @@
 
 Every step changes the store and appends its audit record in one transaction,
 so the trail and the state never disagree; the messages it sends (to the
-deciders, the requester, the IT provider) are stored in the alert outbox in that
-same transaction, tried at once, and retried by any running gateway until they
-arrive (alert_outbox.py). Bad input raises `WorkflowError` with a sentence for
-the person and changes nothing.
+deciders, the requester, the IT provider; unblock_messages.py) are stored in the
+alert outbox in that same transaction, tried at once, and retried by any running
+gateway until they arrive. Bad input raises `WorkflowError` with a sentence for
+the person and changes nothing. The pure rules (lessons, the illegal tier) are
+in unblock_rules.py.
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
-import secrets
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,8 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from proxy_addons.alerts.events import Route
-from proxy_addons.alerts.notify import Notification, Notifier
+from proxy_addons.alerts.dispatch import queue_message
 from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.unblocks import (
@@ -34,14 +32,21 @@ from proxy_addons.core.unblocks import (
     parse_target,
     scope_problem,
 )
-from proxy_addons.pages.blockpage import REFERENCE_ALPHABET
 from proxy_addons.store import Store
 from proxy_addons.store.schema import accounts, unblocks
-from proxy_addons.workflow import audit
+from proxy_addons.workflow import audit, unblock_records
+from proxy_addons.workflow.unblock_messages import outcome_message, request_message, send_soon
+from proxy_addons.workflow.unblock_rules import (
+    STAFF_ROLES,
+    describe,
+    illegal_overlap,
+    jsonable,
+    new_unblock_id,
+    rest_of_lesson,
+    row_to_unblock,
+)
 
 logger = logging.getLogger(__name__)
-
-STAFF_ROLES = {"staff", "dsl", "deputy", "it"}
 
 
 class WorkflowError(ValueError):
@@ -60,35 +65,15 @@ class Actor:
         return self.user.strip().lower()
 
 
-def new_unblock_id() -> str:
-    return "UB-" + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(6))
-
-
-def _row_to_unblock(row: Any) -> Unblock:
-    return Unblock(
-        id=row.id,
-        scope=Scope(row.scope),
-        target=row.target,
-        audience_kind=AudienceKind(row.audience_kind),
-        audience=tuple(row.audience),
-        starts_at=_aware(row.starts_at),
-        ends_at=_aware(row.ends_at),
-        reason=row.reason,
-        requested_by=row.requested_by,
-        status=Status(row.status),
-    )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class UnblockWorkflow:
+    """Every unblock step, for the web app, the CLI, the portal and the gateway alike.
+    Messages go to the channels the policy in force configures."""
+
     def __init__(
         self,
         store: Store,
         policy: Callable[[], Policy],
-        notifier: Notifier | None = None,
+        *,
         clock: Callable[[], datetime] | None = None,
         send_in_background: bool = True,
     ) -> None:
@@ -98,17 +83,6 @@ class UnblockWorkflow:
         self.send_in_background = send_in_background
         # Only to store messages and try them once; a gateway's outbox workers retry them.
         self.outbox = AlertOutbox(store, clock=self.clock)
-        self.notifier = notifier
-
-    @property
-    def notifier(self) -> Notifier | None:
-        return self._notifier
-
-    @notifier.setter
-    def notifier(self, notifier: Notifier | None) -> None:
-        """The channels messages are stored for (the policy's; set again when it changes)."""
-        self._notifier = notifier
-        self.outbox.notifiers = _channels(notifier)
 
     # -- who may do what ---------------------------------------------------
 
@@ -212,21 +186,13 @@ class UnblockWorkflow:
                 actor=actor.name,
                 action="unblock.requested",
                 subject=unblock.id,
-                detail=_describe(unblock),
+                detail=describe(unblock),
                 address=actor.address,
                 at=now,
             )
-            queued = self._queue(
-                conn,
-                "unblock.requested",
-                f"Unblock request {unblock.id} from {actor.name}: {canonical}",
-                f"{actor.name} asks to unblock {canonical} ({scope.value}) for "
-                f"{audience_kind.value} {', '.join(people)} until {_local(policy, ends)}.\n"
-                f"Reason: {unblock.reason}\n",
-                policy.unblocks.deciders,
-                unblock,
-            )
-        self._send_soon(queued)
+            note = request_message(policy, unblock)
+            queued = queue_message(self.outbox, policy, note, conn=conn)
+        send_soon(self.outbox, policy, queued, self.send_in_background)
         return unblock
 
     def approve(self, actor: Actor, unblock_id: str, comment: str = "") -> Unblock:
@@ -334,72 +300,28 @@ class UnblockWorkflow:
 
     def expire_due(self) -> builtins.list[Unblock]:
         """Record every unblock whose window has passed, also ones that ended while down."""
-        now = self.clock()
-        with self.store.connect() as conn:
-            rows = conn.execute(
-                sa.select(unblocks.c.id).where(
-                    unblocks.c.status.in_([s.value for s in _LIVE]), unblocks.c.ends_at <= now
-                )
-            ).all()
-        done = []
-        for row in rows:
-            with self.store.begin() as conn:
-                current = conn.execute(sa.select(unblocks).where(unblocks.c.id == row.id)).one()
-                changed = conn.execute(
-                    unblocks.update()
-                    .where(unblocks.c.id == row.id, unblocks.c.status == current.status)
-                    .values(
-                        status=Status.EXPIRED.value,
-                        ended_at=current.ends_at,
-                        version=current.version + 1,
-                    )
-                ).rowcount
-                if changed:
-                    audit.append(
-                        conn,
-                        actor="schoolgate",
-                        action="unblock.expired",
-                        subject=row.id,
-                        detail={
-                            "ended_at": _aware(current.ends_at).isoformat(),
-                            "was": current.status,
-                        },
-                        at=now,
-                    )
-                    done.append(row.id)
-        return [self.get(i) for i in done]
+        return [self.get(i) for i in unblock_records.expire_due(self.store, self.clock())]
 
     # -- reading ------------------------------------------------------------
 
     def get(self, unblock_id: str) -> Unblock:
-        with self.store.connect() as conn:
-            row = conn.execute(sa.select(unblocks).where(unblocks.c.id == unblock_id)).first()
-        if row is None:
-            raise WorkflowError(f"There is no unblock {unblock_id}.")
-        return _row_to_unblock(row)
+        return row_to_unblock(self._stored(unblock_id))
 
     def details(self, unblock_id: str) -> dict[str, Any]:
-        with self.store.connect() as conn:
-            row = conn.execute(sa.select(unblocks).where(unblocks.c.id == unblock_id)).first()
-        if row is None:
-            raise WorkflowError(f"There is no unblock {unblock_id}.")
-        return dict(row._mapping)
+        return dict(self._stored(unblock_id)._mapping)
 
     def list(self, statuses: Sequence[Status] = ()) -> list[Unblock]:
-        query = sa.select(unblocks).order_by(unblocks.c.requested_at.desc())
-        if statuses:
-            query = query.where(unblocks.c.status.in_([s.value for s in statuses]))
-        with self.store.connect() as conn:
-            return [_row_to_unblock(r) for r in conn.execute(query)]
+        return unblock_records.listed(self.store, statuses)
 
     def in_force(self) -> builtins.list[Unblock]:
         """Active unblocks whose window has not ended (the proxy's working set)."""
-        now = self.clock()
-        query = sa.select(unblocks).where(
-            unblocks.c.status == Status.ACTIVE.value, unblocks.c.ends_at > now
-        )
-        with self.store.connect() as conn:
-            return [_row_to_unblock(r) for r in conn.execute(query)]
+        return unblock_records.in_force(self.store, self.clock())
+
+    def _stored(self, unblock_id: str) -> Any:
+        row = unblock_records.stored(self.store, unblock_id)
+        if row is None:
+            raise WorkflowError(f"There is no unblock {unblock_id}.")
+        return row
 
     # -- helpers ---------------------------------------------------------------
 
@@ -432,6 +354,7 @@ class UnblockWorkflow:
         tell: tuple[str, str] | None = None,  # (what happened, comment) for the people told
     ) -> Unblock:
         queued: builtins.list[int] = []
+        policy = self.policy()
         with self.store.begin() as conn:
             row = conn.execute(sa.select(unblocks).where(unblocks.c.id == unblock_id)).first()
             if row is None:
@@ -453,14 +376,15 @@ class UnblockWorkflow:
                 actor=actor.name,
                 action=action,
                 subject=unblock_id,
-                detail={k: _jsonable(v) for k, v in {**detail, **values}.items()},
+                detail={k: jsonable(v) for k, v in {**detail, **values}.items()},
                 address=actor.address,
                 at=self.clock(),
             )
             if tell is not None:
                 now = conn.execute(sa.select(unblocks).where(unblocks.c.id == unblock_id)).one()
-                queued = self._tell_outcome(conn, _row_to_unblock(now), *tell)
-        self._send_soon(queued)
+                note = outcome_message(policy, row_to_unblock(now), *tell)
+                queued = queue_message(self.outbox, policy, note, conn=conn)
+        send_soon(self.outbox, policy, queued, self.send_in_background)
         return self.get(unblock_id)
 
     def _check_audience(self, policy: Policy, kind: AudienceKind, people: tuple[str, ...]) -> None:
@@ -504,130 +428,3 @@ class UnblockWorkflow:
         if until - start > limit:
             raise WorkflowError(f"An unblock can last at most {policy.unblocks.max_days} days.")
         return until.astimezone(UTC)
-
-    def _tell_outcome(
-        self, conn: sa.Connection, unblock: Unblock, what: str, comment: str
-    ) -> builtins.list[int]:
-        policy = self.policy()
-        people = {unblock.requested_by, *policy.unblocks.it_provider}
-        note = f"\nComment: {comment}" if comment else ""
-        return self._queue(
-            conn,
-            "unblock.decided",
-            f"Unblock {unblock.id} {what}: {unblock.target}",
-            f"Unblock {unblock.id} for {unblock.target} was {what}. "
-            f"It is now {unblock.status.value}, until {_local(policy, unblock.ends_at)}.{note}\n",
-            people,
-            unblock,
-        )
-
-    def _queue(
-        self,
-        conn: sa.Connection,
-        kind: str,
-        subject: str,
-        text: str,
-        people: Any,
-        unblock: Unblock,
-    ) -> builtins.list[int]:
-        """Store the message for each channel in the step's own transaction: it is sent even
-        if a channel is down now, or this process ends before it could send."""
-        channels = self.outbox.notifiers
-        if not channels:
-            return []
-        policy = self.policy()
-        link = f"{policy.unblocks.web_url}/unblocks/{unblock.id}"
-        contacts = policy.notifications.contacts
-        recipients = tuple(sorted(contacts[p] for p in people if p in contacts))
-        note = Notification(
-            kind=kind,
-            subject=subject,
-            text=text + f"\nOpen it: {link}\n",
-            recipients=recipients,
-            link=link,
-            data={**_describe(unblock), "status": unblock.status.value},
-        )
-        routes = [
-            Route(name, recipients if name == "email" else ())
-            for name in channels
-            if name != "email" or recipients  # nobody to email: the other channels only
-        ]
-        return self.outbox.enqueue_notification(note, routes, conn=conn)
-
-    def _send_soon(self, ids: builtins.list[int]) -> None:
-        """Try the stored messages now; whatever fails stays queued for the retries."""
-        if not ids:
-            return
-        outbox = self.outbox
-
-        def send() -> None:
-            try:
-                outbox.deliver_now(ids)
-            except Exception as exc:  # the store went away: the gateway's workers retry
-                logger.error("Unblock messages %s not sent now: %s", ids, exc)
-
-        if self.send_in_background:
-            threading.Thread(target=send, daemon=True, name="unblock-notify").start()
-        else:
-            send()
-
-
-def _channels(notifier: Notifier | None) -> dict[str, Notifier]:
-    """The channels (by name) of a notifier, or of each in a FanOut."""
-    if notifier is None:
-        return {}
-    parts = getattr(notifier, "notifiers", None)
-    return {n.name: n for n in parts} if parts is not None else {notifier.name: notifier}
-
-
-_LIVE = (Status.ACTIVE, Status.AWAITING_IT, Status.PENDING)
-
-
-def rest_of_lesson(policy: Policy, now: datetime) -> datetime | None:
-    """The end of the lesson happening now (school time), or None outside lessons."""
-    local = now.astimezone(policy.timezone)
-    clock = local.time().replace(tzinfo=None)
-    for lesson in policy.unblocks.lessons:
-        if lesson.start <= clock < lesson.end:
-            end = datetime.combine(local.date(), lesson.end, policy.timezone)
-            return end.astimezone(UTC)
-    return None
-
-
-def illegal_overlap(policy: Policy, scope: Scope, target: str) -> str | None:
-    """An illegal-tier entry the requested scope would touch, if any."""
-    tier = policy.illegal
-    entries = [*tier.exact, *(p for p, _ in tier.prefixes)]
-    if scope is Scope.DOMAIN:
-        for entry in entries:
-            host = entry.split("/", 1)[0]
-            if host == target or host.endswith("." + target):
-                return entry
-        return None
-    base = target.split("?", 1)[0]
-    for entry in entries:
-        if entry.startswith(base) or base.startswith(entry.split("?", 1)[0]):
-            return entry
-    return None
-
-
-def _describe(unblock: Unblock) -> dict[str, Any]:
-    return {
-        "id": unblock.id,
-        "scope": unblock.scope.value,
-        "target": unblock.target,
-        "audience_kind": unblock.audience_kind.value,
-        "audience": list(unblock.audience),
-        "starts_at": unblock.starts_at.isoformat(),
-        "ends_at": unblock.ends_at.isoformat(),
-        "reason": unblock.reason,
-        "requested_by": unblock.requested_by,
-    }
-
-
-def _local(policy: Policy, when: datetime) -> str:
-    return when.astimezone(policy.timezone).strftime("%H:%M on %a %d %b %Y")
-
-
-def _jsonable(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value

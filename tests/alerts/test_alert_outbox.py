@@ -12,14 +12,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from proxy_addons.alerts.events import OUTBOX_STUCK, Audience, Event, Route
-from proxy_addons.alerts.notify import (
-    EmailNotifier,
-    SmtpSettings,
-    WebhookNotifier,
-    WebhookSettings,
-)
+from proxy_addons.alerts.events import OUTBOX_STUCK, Audience, Event
+from proxy_addons.alerts.notify.base import BaseChannel, Notification
+from proxy_addons.alerts.notify.email import EmailChannel, SmtpSettings
+from proxy_addons.alerts.notify.webhook import WebhookChannel, WebhookSettings
 from proxy_addons.alerts.outbox import AlertOutbox
+from proxy_addons.alerts.routing import Route
 from proxy_addons.record import metrics
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alert_outbox
@@ -66,8 +64,8 @@ def store(db_url: str) -> Iterator[Store]:  # noqa: F811
     s.dispose()
 
 
-def webhook(server: _Receiver) -> WebhookNotifier:
-    return WebhookNotifier(WebhookSettings(hook_url(server), SECRET, timeout=5))
+def webhook(server: _Receiver) -> WebhookChannel:
+    return WebhookChannel(WebhookSettings(hook_url(server), SECRET, timeout=5))
 
 
 def rows(store: Store) -> list[Any]:
@@ -99,7 +97,7 @@ def test_repeats_fold_into_one_alert_with_a_count(
 ) -> None:
     clock = Clock()
     outbox = AlertOutbox(store, clock=clock)
-    outbox.notifiers = {"webhook": webhook(receiver)}
+    outbox.channels = {"webhook": webhook(receiver)}
 
     first = outbox.enqueue(event(), HOOK, fold_minutes=10)
     clock.advance(minutes=1)
@@ -149,7 +147,7 @@ def test_channel_down_then_up_is_retried_with_backoff_and_delivered_once(
         sample("schoolgate_alerts_sent_total", "webhook"),
     )
     outbox = AlertOutbox(store, backoff_seconds=0.1, backoff_max_seconds=5)
-    outbox.notifiers = {"webhook": webhook(receiver)}
+    outbox.channels = {"webhook": webhook(receiver)}
     outbox.start(["webhook"])
     try:
         started = time.monotonic()
@@ -178,7 +176,7 @@ def test_backoff_doubles_up_to_the_maximum(store: Store) -> None:
     clock = Clock()
     outbox = AlertOutbox(store, clock=clock, backoff_seconds=5, backoff_max_seconds=30)
     dead = f"http://127.0.0.1:{_free_port()}/hook"
-    outbox.notifiers = {"webhook": WebhookNotifier(WebhookSettings(dead, SECRET, timeout=2))}
+    outbox.channels = {"webhook": WebhookChannel(WebhookSettings(dead, SECRET, timeout=2))}
     outbox.enqueue(event(), HOOK, fold_minutes=10)
     waits = []
     for _ in range(5):
@@ -196,7 +194,7 @@ def test_pending_alerts_survive_a_restart(
 ) -> None:
     receiver.status = 503  # the receiving end is down while the first gateway runs
     first = AlertOutbox(Store.open(db_url), backoff_seconds=60)
-    first.notifiers = {"webhook": webhook(receiver)}
+    first.channels = {"webhook": webhook(receiver)}
     first.start(["webhook"])
     for n in range(3):
         first.enqueue(event(key=f"k{n}", n=str(n)), HOOK, fold_minutes=10)
@@ -207,7 +205,7 @@ def test_pending_alerts_survive_a_restart(
 
     receiver.status = 200
     second = AlertOutbox(Store.open(db_url), backoff_seconds=60)  # a new process, as it were
-    second.notifiers = {"webhook": webhook(receiver)}
+    second.channels = {"webhook": webhook(receiver)}
     started = time.monotonic()
     second.start(["webhook"])
     try:
@@ -225,7 +223,7 @@ def test_most_severe_goes_first(
     receiver: _Receiver,  # noqa: F811
 ) -> None:
     outbox = AlertOutbox(store)
-    outbox.notifiers = {"webhook": webhook(receiver)}
+    outbox.channels = {"webhook": webhook(receiver)}
     outbox.enqueue(event(key="a", severity=2), HOOK, fold_minutes=10)
     outbox.enqueue(event(key="b", severity=5), HOOK, fold_minutes=10)
     outbox.enqueue(event(key="c", severity=3), HOOK, fold_minutes=10)
@@ -239,7 +237,7 @@ def test_two_gateways_sharing_the_store_send_each_alert_once(
 ) -> None:
     gateways = [AlertOutbox(Store.open(db_url)) for _ in range(2)]
     for outbox in gateways:
-        outbox.notifiers = {"webhook": webhook(receiver)}
+        outbox.channels = {"webhook": webhook(receiver)}
     for n in range(12):
         gateways[n % 2].enqueue(event(key=f"k{n}", n=str(n)), HOOK, fold_minutes=10)
     for outbox in gateways:
@@ -259,7 +257,7 @@ def test_a_stuck_channel_raises_one_technical_alert(store: Store) -> None:
     clock = Clock()
     outbox = AlertOutbox(store, clock=clock, stuck_attempts=3, on_stuck=raised.append)
     dead = f"http://127.0.0.1:{_free_port()}/hook"
-    outbox.notifiers = {"webhook": WebhookNotifier(WebhookSettings(dead, SECRET, timeout=2))}
+    outbox.channels = {"webhook": WebhookChannel(WebhookSettings(dead, SECRET, timeout=2))}
     outbox.enqueue(event(), HOOK, fold_minutes=10)
     for _ in range(6):
         outbox.deliver_due("webhook")
@@ -279,13 +277,36 @@ def test_a_channel_missing_from_the_policy_keeps_its_alerts(store: Store) -> Non
     assert row.status == "pending" and "not configured" in row.last_error
 
 
+def test_a_broken_channel_does_not_silence_the_others(
+    store: Store,
+    receiver: _Receiver,  # noqa: F811
+) -> None:
+    """Each channel has its own row: one that raises (a bug) keeps its alert, with the error,
+    while the webhook delivers (what FanOut did for unblock messages before the outbox)."""
+
+    class Broken(BaseChannel):
+        name = "email"
+
+        def send(self, note: Notification) -> None:
+            raise RuntimeError("bug")
+
+    outbox = AlertOutbox(store)
+    outbox.channels = {"email": Broken(), "webhook": webhook(receiver)}
+    outbox.enqueue(event(), [Route("email", ("dsl@test.example",)), *HOOK], fold_minutes=10)
+    assert outbox.deliver_due("email") == 0
+    assert outbox.deliver_due("webhook") == 1
+    assert [d.valid for d in receiver.deliveries] == [True]
+    [waiting] = [r for r in rows(store) if r.status == "pending"]
+    assert waiting.channel == "email" and waiting.last_error == "bug"
+
+
 def test_sent_alerts_keep_no_content_and_are_purged_after_their_window(
     store: Store,
     receiver: _Receiver,  # noqa: F811
 ) -> None:
     clock = Clock()
     outbox = AlertOutbox(store, clock=clock)
-    outbox.notifiers = {"webhook": webhook(receiver)}
+    outbox.channels = {"webhook": webhook(receiver)}
     outbox.enqueue(event(), HOOK, fold_minutes=10)
     outbox.deliver_due("webhook")
     [row] = rows(store)
@@ -304,7 +325,7 @@ def test_email_alerts_go_to_the_routed_people(
     settings = SmtpSettings(
         host="127.0.0.1", port=plain_smtp_server.port, starttls=False, sender="gw@test.example"
     )
-    outbox.notifiers = {"email": EmailNotifier(settings)}
+    outbox.channels = {"email": EmailChannel(settings)}
     before = len(plain_smtp_server.mailbox.messages)
     route = Route("email", ("deputy@test.example", "dsl@test.example"))
     outbox.enqueue(event(), [route], fold_minutes=10)

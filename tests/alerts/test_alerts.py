@@ -28,30 +28,23 @@ from proxy_addons.alerts.events import (
     Audience,
     Event,
     Pseudonymiser,
-    RepeatTracker,
-    Route,
-    events_for_decision,
-    notification_for,
-    phrase_event,
     reload_failed_event,
-    routes,
 )
-from proxy_addons.alerts.notify import (
-    IncomingWebhookSettings,
-    Notification,
-    NotifyError,
-    SlackNotifier,
-    SyslogNotifier,
-    SyslogSettings,
-    TeamsNotifier,
-    WebhookNotifier,
-)
-from proxy_addons.core.content.phrase_library import load_libraries
-from proxy_addons.core.content.phrases import PhraseMatcher
+from proxy_addons.alerts.notify.base import Notification, NotifyError
+from proxy_addons.alerts.notify.from_policy import build_channels, configured_channels
+from proxy_addons.alerts.notify.incoming_webhook import IncomingWebhookSettings
+from proxy_addons.alerts.notify.slack import SlackChannel
+from proxy_addons.alerts.notify.syslog import SyslogChannel, SyslogSettings
+from proxy_addons.alerts.notify.teams import TeamsChannel
+from proxy_addons.alerts.notify.webhook import WebhookChannel
+from proxy_addons.alerts.request_events import RepeatTracker, events_for_decision, phrase_event
+from proxy_addons.alerts.routing import Route, routes
+from proxy_addons.alerts.wording import notification_for
+from proxy_addons.core.content.phrases import PhraseMatcher, load_libraries
 from proxy_addons.core.decide import Decision, Reason
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Action, Policy
-from proxy_addons.gateway.addons.alerting import alert_channels, configured_channels, visible_text
+from proxy_addons.gateway.addons.alerting import visible_text
 from tests.conftest import copy_policy
 
 KEY = Pseudonymiser(b"k" * 32)
@@ -148,9 +141,9 @@ def blocked(**overrides: Any) -> dict[str, Any]:
 def rendered(event: Event) -> str:
     """Everything any channel would carry for `event`, as one string to search."""
     note = notification_for(event, recipients=("dsl@test.example",))
-    teams = TeamsNotifier(IncomingWebhookSettings("https://teams.example/x")).payload(note)
-    slack = SlackNotifier(IncomingWebhookSettings("https://hooks.slack.example/x")).payload(note)
-    hook = WebhookNotifier.body(note, NOW).decode()
+    teams = TeamsChannel(IncomingWebhookSettings("https://teams.example/x")).payload(note)
+    slack = SlackChannel(IncomingWebhookSettings("https://hooks.slack.example/x")).payload(note)
+    hook = WebhookChannel.body(note, NOW).decode()
     return "\n".join(
         [note.subject, note.text, json.dumps(note.data), json.dumps(teams), json.dumps(slack), hook]
     )
@@ -323,7 +316,7 @@ def test_policy_reads_chat_and_syslog_channels(tmp_path: Path) -> None:
     assert n.teams_url_file == (policy.path.parent / "teams-url").resolve()
     assert n.slack_url_file is not None and n.syslog is not None
     assert (n.syslog.host, n.syslog.port, n.syslog.protocol) == ("127.0.0.1", 5514, "tcp")
-    channels = alert_channels(policy)
+    channels = build_channels(policy)
     assert sorted(channels) == ["email", "slack", "syslog", "teams", "webhook"]
     assert "tok-teams" not in repr(channels) and "tok-slack" not in repr(channels)
 
@@ -397,7 +390,7 @@ def test_teams_gets_an_adaptive_card(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     url = chat_url(chat, "/webhookb2/tok-teams")
-    TeamsNotifier(IncomingWebhookSettings(url)).send(alert_note(policy, matcher))
+    TeamsChannel(IncomingWebhookSettings(url)).send(alert_note(policy, matcher))
 
     [post] = chat.posts
     assert post.path == "/webhookb2/tok-teams"
@@ -416,7 +409,7 @@ def test_teams_gets_an_adaptive_card(
 
     # What a pupil typed can't become a link or formatting in the DSL's channel.
     term = "[kill myself](http://evil.example) *now*"
-    TeamsNotifier(IncomingWebhookSettings(url)).send(alert_note(policy, matcher, term))
+    TeamsChannel(IncomingWebhookSettings(url)).send(alert_note(policy, matcher, term))
     facts = chat.posts[-1].payload["attachments"][0]["content"]["body"][1]["facts"]
     [search] = [f["value"] for f in facts if f["title"] == "Search"]
     assert search == r"\[kill myself\](http://evil.example) \*now\*"
@@ -427,7 +420,7 @@ def test_slack_gets_block_kit_with_user_text_escaped(
 ) -> None:
     term = "<!channel> kill myself & <http://evil.example|click>"
     url = chat_url(chat, "/services/T0/B0/tok-slack")
-    SlackNotifier(IncomingWebhookSettings(url)).send(alert_note(policy, matcher, term))
+    SlackChannel(IncomingWebhookSettings(url)).send(alert_note(policy, matcher, term))
 
     [post] = chat.posts
     payload = post.payload
@@ -445,10 +438,10 @@ def test_chat_channel_down_or_refusing_is_notify_error(chat: ChatReceiver) -> No
     chat.status = 404
     note = Notification("alert.x", "subject", "text", ())
     with pytest.raises(NotifyError, match="answered 404"):
-        SlackNotifier(IncomingWebhookSettings(chat_url(chat, "/s/tok"))).send(note)
+        SlackChannel(IncomingWebhookSettings(chat_url(chat, "/s/tok"))).send(note)
     dead = f"http://127.0.0.1:{_free_port()}/x"
     with pytest.raises(NotifyError, match="unreachable"):
-        TeamsNotifier(IncomingWebhookSettings(dead, timeout=2)).send(note)
+        TeamsChannel(IncomingWebhookSettings(dead, timeout=2)).send(note)
     with pytest.raises(ValueError):
         IncomingWebhookSettings("file:///etc/passwd")
 
@@ -579,7 +572,7 @@ def test_syslog_sends_rfc5424_with_structured_data(
     vpn = blocked(host="vpn.example", category="circumvention", category_label='A "b" ]c\\')
     [event] = events_for_decision(vpn, policy, None, [], pseudonym=KEY, at=NOW)
     settings = SyslogSettings("127.0.0.1", collector.port, collector.protocol, hostname="gw1")
-    notifier = SyslogNotifier(settings)
+    notifier = SyslogChannel(settings)
     notifier.send(notification_for(event))
     notifier.send(notification_for(reload_failed_event(policy, "bad ] line", at=NOW)))
 
@@ -602,7 +595,7 @@ def test_syslog_sends_rfc5424_with_structured_data(
 
 
 def test_syslog_refuses_safeguarding_alerts(policy: Policy, matcher: PhraseMatcher) -> None:
-    notifier = SyslogNotifier(SyslogSettings("127.0.0.1", _free_port(), "udp"))
+    notifier = SyslogChannel(SyslogSettings("127.0.0.1", _free_port(), "udp"))
     with pytest.raises(NotifyError, match="only technical alerts"):
         notifier.send(alert_note(policy, matcher))
     with pytest.raises(ValueError):
@@ -610,7 +603,7 @@ def test_syslog_refuses_safeguarding_alerts(policy: Policy, matcher: PhraseMatch
 
 
 def test_syslog_collector_down_is_notify_error() -> None:
-    notifier = SyslogNotifier(SyslogSettings("127.0.0.1", _free_port(), "tcp", timeout=2))
+    notifier = SyslogChannel(SyslogSettings("127.0.0.1", _free_port(), "tcp", timeout=2))
     note = Notification("alert.x", "s", "t", (), data={"audience": "technical"})
     with pytest.raises(NotifyError, match="ConnectionRefusedError"):
         notifier.send(note)

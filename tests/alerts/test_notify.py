@@ -29,15 +29,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from proxy_addons.alerts.notify import (
+from proxy_addons.alerts.notify.base import Notification, NotifyError
+from proxy_addons.alerts.notify.email import EmailChannel, SmtpSettings
+from proxy_addons.alerts.notify.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    EmailNotifier,
-    FanOut,
-    Notification,
-    NotifyError,
-    SmtpSettings,
-    WebhookNotifier,
+    WebhookChannel,
     WebhookSettings,
     verify_webhook_signature,
 )
@@ -247,7 +244,7 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]
 def test_email_arrives_over_starttls_with_auth(
     smtp_server: SmtpServer, certs: Certs, logs: pytest.LogCaptureFixture
 ) -> None:
-    notifier = EmailNotifier(smtp_settings(smtp_server.port), tls_context=certs.client_context())
+    notifier = EmailChannel(smtp_settings(smtp_server.port), tls_context=certs.client_context())
     before = len(smtp_server.mailbox.messages)
     notifier.send(note())
 
@@ -273,7 +270,7 @@ def test_email_arrives_over_starttls_with_auth(
 def test_email_adds_link_missing_from_text_and_folds_subject(
     smtp_server: SmtpServer, certs: Certs
 ) -> None:
-    notifier = EmailNotifier(smtp_settings(smtp_server.port), tls_context=certs.client_context())
+    notifier = EmailChannel(smtp_settings(smtp_server.port), tls_context=certs.client_context())
     notifier.send(note(text="Please decide.", subject="Unblock\r\nBcc: evil@example.org  now"))
     msg = smtp_server.mailbox.messages[-1].message
     assert msg["Subject"] == "Unblock Bcc: evil@example.org now"
@@ -284,7 +281,7 @@ def test_email_adds_link_missing_from_text_and_folds_subject(
 def test_wrong_password_is_notify_error(
     smtp_server: SmtpServer, certs: Certs, logs: pytest.LogCaptureFixture
 ) -> None:
-    notifier = EmailNotifier(
+    notifier = EmailChannel(
         smtp_settings(smtp_server.port, password="not-the-password"),
         tls_context=certs.client_context(),
     )
@@ -297,12 +294,12 @@ def test_untrusted_certificate_is_notify_error(smtp_server: SmtpServer) -> None:
     """Without the test CA, the system trust store must reject the self-signed certificate."""
     before = len(smtp_server.mailbox.messages)
     with pytest.raises(NotifyError, match="CERTIFICATE_VERIFY_FAILED"):
-        EmailNotifier(smtp_settings(smtp_server.port)).send(note())
+        EmailChannel(smtp_settings(smtp_server.port)).send(note())
     assert len(smtp_server.mailbox.messages) == before
 
 
 def test_no_starttls_offered_is_notify_error(plain_smtp_server: SmtpServer, certs: Certs) -> None:
-    notifier = EmailNotifier(
+    notifier = EmailChannel(
         smtp_settings(plain_smtp_server.port), tls_context=certs.client_context()
     )
     with pytest.raises(NotifyError, match="STARTTLS"):
@@ -311,21 +308,21 @@ def test_no_starttls_offered_is_notify_error(plain_smtp_server: SmtpServer, cert
 
 
 def test_smtp_server_down_is_notify_error(logs: pytest.LogCaptureFixture) -> None:
-    notifier = EmailNotifier(smtp_settings(free_port()))
+    notifier = EmailChannel(smtp_settings(free_port()))
     with pytest.raises(NotifyError, match="ConnectionRefusedError"):
         notifier.send(note())
 
 
 def test_no_recipients_is_notify_error() -> None:
     with pytest.raises(NotifyError, match="no recipients"):
-        EmailNotifier(smtp_settings(free_port())).send(note(recipients=()))
+        EmailChannel(smtp_settings(free_port())).send(note(recipients=()))
 
 
 def test_smtp_settings_refuse_auth_in_the_clear_and_hide_password() -> None:
     with pytest.raises(ValueError, match="starttls"):
         smtp_settings(25, starttls=False)
     settings = smtp_settings(587)
-    notifier = EmailNotifier(settings)
+    notifier = EmailChannel(settings)
     assert_no_secrets(repr(settings) + repr(notifier) + str(settings))
     assert "password" not in repr(settings)
 
@@ -388,7 +385,7 @@ def hook_url(server: _Receiver) -> str:
 
 
 def test_webhook_delivers_signed_json(receiver: _Receiver, logs: pytest.LogCaptureFixture) -> None:
-    WebhookNotifier(WebhookSettings(hook_url(receiver), SECRET, timeout=5)).send(note())
+    WebhookChannel(WebhookSettings(hook_url(receiver), SECRET, timeout=5)).send(note())
 
     [got] = receiver.deliveries
     assert got.valid
@@ -412,7 +409,7 @@ def test_webhook_delivers_signed_json(receiver: _Receiver, logs: pytest.LogCaptu
 
 
 def test_signature_rejects_tampering_wrong_secret_and_stale(receiver: _Receiver) -> None:
-    WebhookNotifier(WebhookSettings(hook_url(receiver), SECRET)).send(note())
+    WebhookChannel(WebhookSettings(hook_url(receiver), SECRET)).send(note())
     [got] = receiver.deliveries
     ts, body, sig = got.timestamp, got.body, got.signature
     now = float(ts)
@@ -434,7 +431,7 @@ def test_signature_rejects_tampering_wrong_secret_and_stale(receiver: _Receiver)
 
 
 def test_receiver_refusing_signature_is_notify_error(receiver: _Receiver) -> None:
-    notifier = WebhookNotifier(WebhookSettings(hook_url(receiver), b"not-the-shared-secret"))
+    notifier = WebhookChannel(WebhookSettings(hook_url(receiver), b"not-the-shared-secret"))
     with pytest.raises(NotifyError, match="answered 401"):
         notifier.send(note())
     assert [d.valid for d in receiver.deliveries] == [False]
@@ -444,7 +441,7 @@ def test_receiver_refusing_signature_is_notify_error(receiver: _Receiver) -> Non
 def test_webhook_non_2xx_is_notify_error(receiver: _Receiver, status: int) -> None:
     """A 302 too: urllib would otherwise follow it with a GET and report success."""
     receiver.status = status
-    notifier = WebhookNotifier(WebhookSettings(hook_url(receiver), SECRET))
+    notifier = WebhookChannel(WebhookSettings(hook_url(receiver), SECRET))
     with pytest.raises(NotifyError, match=f"answered {status}") as info:
         notifier.send(note())
     assert "tok-abc123" not in str(info.value)
@@ -454,7 +451,7 @@ def test_webhook_non_2xx_is_notify_error(receiver: _Receiver, status: int) -> No
 def test_webhook_unreachable_is_notify_error() -> None:
     url = f"http://127.0.0.1:{free_port()}/hook"
     with pytest.raises(NotifyError, match="unreachable"):
-        WebhookNotifier(WebhookSettings(url, SECRET, timeout=2)).send(note())
+        WebhookChannel(WebhookSettings(url, SECRET, timeout=2)).send(note())
 
 
 def test_webhook_settings_validate_and_hide_secret() -> None:
@@ -464,43 +461,6 @@ def test_webhook_settings_validate_and_hide_secret() -> None:
     with pytest.raises(ValueError):
         WebhookSettings("https://example.org/hook", b"")
     settings = WebhookSettings("https://hooks.example.org:8443/T0/B1/tok-abc123?k=v", SECRET)
-    text = repr(settings) + str(settings) + repr(WebhookNotifier(settings))
+    text = repr(settings) + str(settings) + repr(WebhookChannel(settings))
     assert_no_secrets(text)
     assert "tok-abc123" not in text and "hooks.example.org:8443" in text
-
-
-# --- several channels ---------------------------------------------------------------------------
-
-
-def test_fanout_delivers_on_live_channel_and_names_the_dead_one(
-    receiver: _Receiver, logs: pytest.LogCaptureFixture
-) -> None:
-    dead_email = EmailNotifier(smtp_settings(free_port()))
-    hook = WebhookNotifier(WebhookSettings(hook_url(receiver), SECRET))
-
-    failed = FanOut([dead_email, hook]).send(note())
-
-    assert failed == ["email"]
-    assert [d.valid for d in receiver.deliveries] == [True]
-    assert "unblock.requested not sent via email" in logs.text
-
-
-def test_fanout_raises_only_when_every_channel_failed(logs: pytest.LogCaptureFixture) -> None:
-    dead_email = EmailNotifier(smtp_settings(free_port()))
-    dead_hook = WebhookNotifier(WebhookSettings(f"http://127.0.0.1:{free_port()}/h", SECRET))
-    with pytest.raises(NotifyError, match="any channel: email, webhook"):
-        FanOut([dead_email, dead_hook]).send(note())
-    with pytest.raises(ValueError):
-        FanOut([])
-
-
-def test_fanout_survives_a_channel_with_a_bug(receiver: _Receiver) -> None:
-    class Broken:
-        name = "broken"
-
-        def send(self, note: Notification) -> None:
-            raise RuntimeError("bug")
-
-    hook = WebhookNotifier(WebhookSettings(hook_url(receiver), SECRET))
-    assert FanOut([Broken(), hook]).send(note()) == ["broken"]
-    assert len(receiver.deliveries) == 1

@@ -11,7 +11,7 @@ from proxy_addons.core.hosts import canonical_url
 from proxy_addons.core.policy.model import Action
 from proxy_addons.core.policy.runtime import LoadedPolicy, load_all
 from proxy_addons.core.unblocks import AudienceKind, Scope, Status, Unblock, parse_target
-from proxy_addons.workflow.unblocks import illegal_overlap, rest_of_lesson
+from proxy_addons.workflow.unblock_rules import illegal_overlap, rest_of_lesson
 from tests.conftest import ROOT
 
 NOW = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)  # a Wednesday in term, in a lesson

@@ -256,7 +256,7 @@ def _status(store: Store, uid: str) -> str:
 
 def test_workflow_refuses_at_request_approval_confirmation_and_extension(tmp_path: Path) -> None:
     store = Store.open(store_url(tmp_path))
-    flow = UnblockWorkflow(store, lambda: POLICY, None)
+    flow = UnblockWorkflow(store, lambda: POLICY)
     for target in ("com", "github.io", "https://co.uk/"):
         with pytest.raises(WorkflowError, match="public suffix"):
             flow.request(

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from proxy_addons.alerts.events import Audience, Event, Route
+from proxy_addons.alerts.events import Audience, Event
 from proxy_addons.alerts.outbox import AlertOutbox
+from proxy_addons.alerts.routing import Route
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.unblocks import AudienceKind, Status
 from proxy_addons.ops import backup, school_ca
@@ -73,7 +74,7 @@ class Site:
     def seed(self) -> None:
         store = Store.open(self.url)
         policy = load_policy(self.policy)
-        flow = UnblockWorkflow(store, lambda: policy, None)
+        flow = UnblockWorkflow(store, lambda: policy)
 
         def ask(target: str) -> str:
             return flow.request(
@@ -176,7 +177,7 @@ def test_backup_wipe_restore_verify(tmp_path: Path, db_url: str) -> None:  # noq
     # new rows get new ids (PostgreSQL's sequences were moved past the restored ones).
     store = Store.open(db_url)
     policy = load_policy(site.policy)
-    flow = UnblockWorkflow(store, lambda: policy, None)
+    flow = UnblockWorkflow(store, lambda: policy)
     statuses = sorted(u.status.value for u in flow.list())
     assert statuses == sorted([Status.ACTIVE.value, Status.PENDING.value])
     outbox = AlertOutbox(store)

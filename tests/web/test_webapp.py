@@ -80,7 +80,7 @@ def make_web(var: Path, seeded_db: Path, *, secure_cookies: bool = False) -> Web
     shutil.copy(seeded_db, var / DB_FILE)
     store = Store.open(store_url(var))
     policy = load_policy(POLICY)
-    workflow = UnblockWorkflow(store, lambda: policy, None, send_in_background=False)
+    workflow = UnblockWorkflow(store, lambda: policy, send_in_background=False)
     app = create_app(workflow, store, secret_key=SECRET, secure_cookies=secure_cookies)
     return Web(app, store, workflow, policy)
 

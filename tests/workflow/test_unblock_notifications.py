@@ -12,11 +12,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
-from proxy_addons.alerts.channels import notifier_from_policy
+from proxy_addons.alerts.notify.from_policy import build_channels
 from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.unblocks import AudienceKind
-from proxy_addons.gateway.addons.alerting import alert_channels
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import alert_outbox
 from proxy_addons.workflow.unblocks import Actor, UnblockWorkflow
@@ -77,9 +76,7 @@ def test_request_and_decision_reach_the_right_people(
 ) -> None:
     policy = load_policy(policy_with_channels(tmp_path, plain_smtp_server.port, receiver))
     store = Store.open(store_url(tmp_path / "var"))
-    flow = UnblockWorkflow(
-        store, lambda: policy, notifier_from_policy(policy), send_in_background=False
-    )
+    flow = UnblockWorkflow(store, lambda: policy, send_in_background=False)
     mailbox = plain_smtp_server.mailbox
     before = len(mailbox.messages)
 
@@ -112,9 +109,7 @@ def test_sent_while_both_channels_are_down_they_arrive_when_they_are_back(
     smtp_port = free_port()  # and nothing listens for mail yet
     policy = load_policy(policy_with_channels(tmp_path, smtp_port, receiver))
     store = Store.open(store_url(tmp_path / "var"))
-    flow = UnblockWorkflow(
-        store, lambda: policy, notifier_from_policy(policy), send_in_background=False
-    )
+    flow = UnblockWorkflow(store, lambda: policy, send_in_background=False)
     uid = ask(flow)
     flow.approve(Actor("dsl", "10.20.0.2"), uid, "fine")
     waiting = outbox_rows(store)
@@ -134,7 +129,7 @@ def test_sent_while_both_channels_are_down_they_arrive_when_they_are_back(
     smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
     gateway = AlertOutbox(store, backoff_seconds=0.1)
-    gateway.notifiers = alert_channels(policy)
+    gateway.channels = build_channels(policy)
     gateway.start(["email", "webhook"])
     try:
         wait_for(lambda: all(r.status == "sent" for r in outbox_rows(store)))

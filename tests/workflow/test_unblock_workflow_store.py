@@ -24,7 +24,7 @@ POLICY = load_policy(ROOT / "tests/data/policy/school.yaml")
 
 
 def workflow(url: str) -> UnblockWorkflow:
-    return UnblockWorkflow(Store.open(url), lambda: POLICY, None)
+    return UnblockWorkflow(Store.open(url), lambda: POLICY)
 
 
 def ask(flow: UnblockWorkflow, by: str = "teacher") -> str:
@@ -118,7 +118,7 @@ def test_it_confirmation_when_the_policy_asks_for_it(db_url: str, tmp_path: Path
         text.replace("  max_days: 7", "  max_days: 7\n  require_it_confirmation: true")
     )
     policy = load_policy(copy / "school.yaml")
-    flow = UnblockWorkflow(Store.open(db_url), lambda: policy, None)
+    flow = UnblockWorkflow(Store.open(db_url), lambda: policy)
     uid = ask(flow)
     assert flow.approve(Actor("dsl"), uid).status is Status.AWAITING_IT
     assert flow.in_force() == []

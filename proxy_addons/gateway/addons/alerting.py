@@ -32,32 +32,16 @@ from mitmproxy.net import encoding
 from mitmproxy.net.http.headers import infer_content_encoding
 from mitmproxy.proxy import layer
 
-from proxy_addons.alerts.channels import notifier_from_policy
-from proxy_addons.alerts.events import (
-    Event,
-    Pseudonymiser,
-    RepeatTracker,
-    ca_refused_event,
-    events_for_decision,
-    phrase_event,
-    reload_failed_event,
-    routes,
-)
-from proxy_addons.alerts.notify import (
-    IncomingWebhookSettings,
-    Notifier,
-    SlackNotifier,
-    SyslogNotifier,
-    SyslogSettings,
-    TeamsNotifier,
-)
+from proxy_addons.alerts.dispatch import raise_alert
+from proxy_addons.alerts.events import Event, Pseudonymiser, ca_refused_event, reload_failed_event
+from proxy_addons.alerts.notify.from_policy import build_channels
 from proxy_addons.alerts.outbox import AlertOutbox
+from proxy_addons.alerts.request_events import RepeatTracker, events_for_decision, phrase_event
 from proxy_addons.checks.probes import PROBE_MARK
 from proxy_addons.core import search_terms
 from proxy_addons.core.background import Worker
-from proxy_addons.core.content.phrase_library import load_libraries
-from proxy_addons.core.content.phrases import PhraseMatcher
-from proxy_addons.core.content.page_text import html_text
+from proxy_addons.core.content.phrases import PhraseMatcher, load_libraries
+from proxy_addons.core.content.scoring import html_text
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.policy.runtime import LoadedPolicy, PolicyRuntime
 from proxy_addons.gateway import option_types
@@ -206,7 +190,7 @@ class Alerting:
 
     def _set_channels(self, policy: Policy) -> None:
         if self.outbox is not None:
-            self.outbox.notifiers = alert_channels(policy)
+            self.outbox.channels = build_channels(policy)
 
     def _ca_refused(self, device: str, site: str) -> None:
         loaded = self._runtime.current if self._runtime else None
@@ -232,22 +216,10 @@ class Alerting:
             logger.error("Alert %s not raised: no policy or store yet", event.kind)
             metrics.alert_not_stored(event.kind)
             return False
-        policy = loaded.policy
-        chosen = routes(event, policy, configured_channels(policy))
-        logger.info(
-            "Alert raised: %s (%s, severity %d) to %s",
-            event.kind,
-            event.audience.value,
-            event.severity,
-            ", ".join(r.channel for r in chosen) or "nobody (no channel configured)",
-        )
-        if chosen:
-            try:
-                outbox.enqueue(event, chosen, policy.monitoring.fold_minutes)
-            except Exception as exc:  # the store is down or its disk full: log and count
-                logger.error("Alert %s not stored (%s): %s", event.kind, exc, event.summary)
-                metrics.alert_not_stored(event.kind)
-                return False
+        try:
+            raise_alert(outbox, loaded.policy, event)
+        except Exception:  # the store is down or its disk full: logged and counted there
+            return False
         return True
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
@@ -434,50 +406,6 @@ def _is_navigation(request: http.Request) -> bool:
     """
     dest = header(request.headers, b"sec-fetch-dest").lower()
     return dest in ("", "document", "iframe", "frame")
-
-
-# -- channels ------------------------------------------------------------------------------------
-
-
-def configured_channels(policy: Policy) -> set[str]:
-    """The channels the policy asks for (whether or not they work right now)."""
-    n = policy.notifications
-    wanted = {
-        "email": n.email is not None,
-        "webhook": n.webhook is not None,
-        "teams": n.teams_url_file is not None,
-        "slack": n.slack_url_file is not None,
-        "syslog": n.syslog is not None,
-    }
-    return {name for name, on in wanted.items() if on}
-
-
-def alert_channels(policy: Policy) -> dict[str, Notifier]:
-    """A notifier per configured channel; one whose secret can't be read is left out (its
-    alerts wait in the outbox, and a stuck-outbox alert follows)."""
-    out: dict[str, Notifier] = {}
-    n = policy.notifications
-    try:
-        fanout = notifier_from_policy(policy)
-        for notifier in fanout.notifiers if fanout else ():
-            out[notifier.name] = notifier
-    except (OSError, ValueError) as exc:
-        logger.error("Alert email/webhook channels not set up: %s", exc)
-    for name, path, cls in (
-        ("teams", n.teams_url_file, TeamsNotifier),
-        ("slack", n.slack_url_file, SlackNotifier),
-    ):
-        if path is None:
-            continue
-        try:
-            url = path.read_text().strip()
-            out[name] = cls(IncomingWebhookSettings(url), name=name)
-        except (OSError, ValueError) as exc:
-            logger.error("Alert channel %s not set up (%s): %s", name, path, exc)
-    if n.syslog is not None:
-        s = n.syslog
-        out["syslog"] = SyslogNotifier(SyslogSettings(s.host, s.port, s.protocol))
-    return out
 
 
 def _pseudonym_key(var: Path) -> bytes:

@@ -26,7 +26,6 @@ from mitmproxy.proxy.layers.http import HTTPMode
 from mitmproxy.proxy.layers.tls import parse_client_hello
 from mitmproxy.proxy.mode_specs import RegularMode, ReverseMode, Socks5Mode, UpstreamMode
 
-from proxy_addons.alerts.channels import notifier_from_policy
 from proxy_addons.checks.identity import CHECK_HEADER, CheckIdentity
 from proxy_addons.core.decide import Decision, Identity, Reason, Request, decide, resolve_profile
 from proxy_addons.core.hosts import Host, HostError, canonical_host, request_url, valid_authority
@@ -178,9 +177,7 @@ class Filter:
             self.unblock_watch.stop()
         self.runtime = runtime
         self.store = store
-        self.workflow = UnblockWorkflow(
-            store, self._policy, notifier_from_policy(runtime_policy(runtime))
-        )
+        self.workflow = UnblockWorkflow(store, self._policy)
         runtime.on_reload = self._policy_changed
         self.unblock_watch = UnblockWatch(self.workflow)
         self.unblock_watch.start()
@@ -228,7 +225,6 @@ class Filter:
         """Every policy change goes into the audit trail, with the files' fingerprints."""
         if self.store is None or self.workflow is None:
             return
-        self.workflow.notifier = notifier_from_policy(loaded.policy)
         detail = {str(p): _sha256(p) for p in loaded.policy.files if p.is_file()}
         with self.store.begin() as conn:
             audit.append(
