@@ -40,7 +40,8 @@ from proxy_addons.alerts.notify.webhook import WebhookChannel
 from proxy_addons.alerts.request_events import RepeatTracker, events_for_decision, phrase_event
 from proxy_addons.alerts.routing import Route, routes
 from proxy_addons.alerts.wording import notification_for
-from proxy_addons.core.content.phrases import PhraseMatcher, load_libraries
+from proxy_addons.core.content.phrase_library import load_libraries
+from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.decide import Decision, Reason
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Action, Policy

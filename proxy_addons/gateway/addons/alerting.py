@@ -40,8 +40,9 @@ from proxy_addons.alerts.request_events import RepeatTracker, events_for_decisio
 from proxy_addons.checks.probes import PROBE_MARK
 from proxy_addons.core import search_terms
 from proxy_addons.core.background import Worker
-from proxy_addons.core.content.phrases import PhraseMatcher, load_libraries
-from proxy_addons.core.content.scoring import html_text
+from proxy_addons.core.content.page_text import html_text
+from proxy_addons.core.content.phrase_library import load_libraries
+from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.policy.runtime import LoadedPolicy, PolicyRuntime
 from proxy_addons.gateway import option_types
