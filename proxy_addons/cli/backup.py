@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-from proxy_addons.cli.args import add_store_arguments
 from proxy_addons.ops import backup
 
 
@@ -64,23 +63,3 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return 2
     print(f"audit: OK: {done.audit.checked} audit records, chain intact")
     return 0
-
-
-def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
-    def common(p: argparse.ArgumentParser) -> None:
-        add_store_arguments(p, policy, var)
-        p.add_argument("--ca-dir", help="the CA folder, if not VAR/ca")
-
-    make = sub.add_parser("backup", help="back up the store, configuration, CA and audit trail")
-    make.add_argument("--to", required=True, help="folder for the archive")
-    make.add_argument("--keep", type=int, default=None, help="then keep only the newest N")
-    common(make)
-    make.set_defaults(func=cmd_backup)
-
-    back = sub.add_parser("restore", help="restore a backup (the gateway must be stopped)")
-    back.add_argument("archive")
-    back.add_argument(
-        "--force", action="store_true", help="replace an existing store and differing files"
-    )
-    common(back)
-    back.set_defaults(func=cmd_restore)

@@ -41,16 +41,3 @@ def cmd_ca(args: argparse.Namespace) -> int:
     except school_ca.CAError as exc:
         print(f"schoolgate: {exc}", file=sys.stderr)
         return 1
-
-
-def add_parsers(sub: argparse._SubParsersAction, var: str) -> None:  # type: ignore[type-arg]
-    ca = sub.add_parser("ca", help="the school's own certificate authority")
-    casub = ca.add_subparsers(dest="ca_command", required=True)
-    init = casub.add_parser("init", help="create the school's CA (named for the school)")
-    init.add_argument("--school", required=True, help='the school\'s name, e.g. "Oakfield Primary"')
-    init.add_argument("--force", action="store_true", help="replace an existing CA")
-    show = casub.add_parser("show", help="subject, SHA-256 fingerprint and validity")
-    for p in (init, show):
-        p.add_argument("--var", default=var, help="state folder; the CA is in VAR/ca")
-        p.add_argument("--dir", help="the CA folder (mitmproxy's confdir), instead of VAR/ca")
-    ca.set_defaults(func=cmd_ca)

@@ -1,4 +1,4 @@
-"""`schoolgate doctor` (check an installation) and `schoolgate store upgrade` (migrate the store).
+"""`schoolgate doctor`: check an installation.
 
 The doctor reads the installation's settings (/etc/schoolgate/schoolgate.env,
 as deploy/install.sh writes it), runs the checks in `doctor.py` and prints one
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from proxy_addons.ops import doctor
 from proxy_addons.ops.doctor import Check, Level
-from proxy_addons.ops.install_config import ENV_FILE, ConfigError, InstallConfig, read_env_file
+from proxy_addons.ops.install_config import ConfigError, InstallConfig, read_env_file
+from proxy_addons.store import store_url
 
 
 def _config(args: argparse.Namespace) -> InstallConfig:
@@ -36,8 +37,6 @@ def _config(args: argparse.Namespace) -> InstallConfig:
 
 def _store_check(cfg: InstallConfig) -> Check:
     """The store check; as root on SQLite, run as the data's owner so no file becomes root's."""
-    from proxy_addons.store import store_url
-
     url = store_url(cfg.var, cfg.dsn or None)
     owner = cfg.var.stat().st_uid if cfg.var.exists() else 0
     if os.geteuid() != 0 or cfg.dsn or owner == 0:
@@ -121,47 +120,3 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         oks, warns, fails = doctor.summary(checks)
         print(f"doctor: {oks} OK, {warns} WARN, {fails} FAIL")
     return 1 if any(c.level is Level.FAIL for c in checks) else 0
-
-
-def cmd_store_upgrade(args: argparse.Namespace) -> int:
-    from proxy_addons.store import Store, StoreError, store_url
-
-    url = store_url(Path(args.var), args.dsn or None)
-    try:
-        store = Store.open(url)
-    except StoreError as exc:
-        print(f"store upgrade failed: {exc}", file=sys.stderr)
-        return 1
-    try:
-        from alembic.runtime.migration import MigrationContext
-
-        with store.connect() as conn:
-            heads = sorted(MigrationContext.configure(conn).get_current_heads())
-    finally:
-        store.dispose()
-    print(f"store {store!r} at schema {', '.join(heads)}")
-    return 0
-
-
-def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
-    doc = sub.add_parser(
-        "doctor", help="check this installation and say what to fix (exit 1 on FAIL)"
-    )
-    doc.add_argument("--env", default=str(ENV_FILE), help="the installation's settings file")
-    doc.add_argument("--policy", help="the policy (default: SCHOOLGATE_POLICY of the settings)")
-    doc.add_argument("--var", help="the data folder (default: SCHOOLGATE_VAR of the settings)")
-    doc.add_argument("--user", help="the service user (default: schoolgate)")
-    doc.add_argument("--json", action="store_true", help="the results as JSON")
-    doc.set_defaults(func=cmd_doctor)
-
-    store = sub.add_parser("store", help="the gateway's database").add_subparsers(
-        dest="store_command", required=True
-    )
-    up = store.add_parser("upgrade", help="migrate the store to this version's schema")
-    up.add_argument("--var", default=var)
-    up.add_argument(
-        "--dsn",
-        default=os.environ.get("SCHOOLGATE_DSN") or None,
-        help="PostgreSQL DSN (default: SCHOOLGATE_DSN, else SQLite under --var)",
-    )
-    up.set_defaults(func=cmd_store_upgrade)

@@ -33,19 +33,3 @@ def cmd_lists_update(args: argparse.Namespace) -> int:
         return 1
     print(f"lists update: {result.message}")
     return 0
-
-
-def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
-    lists = sub.add_parser("lists", help="the category lists").add_subparsers(
-        dest="lists_command", required=True
-    )
-    up = lists.add_parser(
-        "update", help="fetch the list archives of list-updates.yaml, check and swap them in"
-    )
-    up.add_argument("--policy", default=policy)
-    up.add_argument("--var", default=var)
-    up.add_argument("--config", help=f"default: {CONFIG_NAME} beside the policy")
-    up.add_argument(
-        "--force", action="store_true", help="take lists that shrank below min_fraction"
-    )
-    up.set_defaults(func=cmd_lists_update)

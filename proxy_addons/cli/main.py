@@ -1,254 +1,44 @@
-"""`schoolgate`: run the gateway, check and explain policies, show status."""
+"""`schoolgate`: run the gateway, check and explain policies, show status.
+
+This module only builds the parser and dispatches. Each command's work is in its own module
+of this package, named in the command's `handler` ("module:function"), and imported only
+when that command runs (importlib): some load what the others must not pay for, e.g. `run`
+loads mitmproxy and the whole add-on chain, `ca` mitmproxy's certificate code, `netwatch`
+scapy, and `schoolgate web` (a separate service) must load none of them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
+import importlib
 import os
-import signal
 import sys
-from datetime import UTC, datetime
-from pathlib import Path
 
-from proxy_addons.core.decide import Identity, decide, resolve_profile
-from proxy_addons.core.hosts import HostError, canonical_host, canonical_url, valid_authority
-from proxy_addons.core.lists.sources import ListSourceError, iter_domains, iter_urls
-from proxy_addons.core.names import Names, decide_names
-from proxy_addons.core.pipeline import after_filter
-from proxy_addons.core.policy.load import PolicyError, load_policy
-from proxy_addons.core.policy.runtime import PolicyLoadError, load_all
+from proxy_addons.cli.args import add_store_arguments, missing_defaults
+from proxy_addons.core.policy.load import PolicyError
+from proxy_addons.core.policy.runtime import PolicyLoadError
+from proxy_addons.core.unblocks import Scope, Status
+from proxy_addons.ops.install_config import ENV_FILE
+from proxy_addons.ops.list_update import CONFIG_NAME
 
 DEFAULT_POLICY = os.environ.get("SCHOOLGATE_POLICY", "policies/school.yaml")
 DEFAULT_VAR = os.environ.get("SCHOOLGATE_VAR", "var")
+DEFAULT_PROXY = os.environ.get("SCHOOLGATE_PROXY", "http://127.0.0.1:8080")
+
+Commands = argparse._SubParsersAction  # type: ignore[type-arg]
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(message, file=sys.stderr)
-    return code
+def _runs(parser: argparse.ArgumentParser, handler: str) -> None:
+    """The command's handler, "module:function" in proxy_addons.cli."""
+    parser.set_defaults(handler=handler)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    if args.workers != 1 and args.worker_index is None:
-        from proxy_addons.cli.workers import run_supervised
-
-        return run_supervised(args)
-    if args.worker_index is not None:
-        from proxy_addons.ops.workers import enable_reuse_port
-
-        enable_reuse_port()
-    return _run_gateway(args)
+def _store_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    add_store_arguments(parser, DEFAULT_POLICY, DEFAULT_VAR)
+    return parser
 
 
-def _run_gateway(args: argparse.Namespace) -> int:
-    from mitmproxy import exceptions, options
-    from mitmproxy.tools.dump import DumpMaster
-
-    from proxy_addons.gateway import hook_dispatch
-    from proxy_addons.gateway.chain import gateway_addons
-
-    try:
-        policy = load_policy(Path(args.policy))
-    except PolicyError as exc:
-        return _fail(f"Schoolgate cannot start: {exc}")
-    var = Path(args.var)
-    from proxy_addons.ops import school_ca
-
-    if school_ca.ensure(var / "ca", policy.school):  # a CA named for the school, not "mitmproxy"
-        print(f"Created the school's CA in {var / 'ca'} (schoolgate ca show)", flush=True)
-    settings: dict[str, object] = {
-        "listen_host": args.listen_host,
-        "listen_port": args.listen_port,
-        "confdir": str(var / "ca"),
-        "connection_strategy": "lazy",
-        "onboarding": False,
-        "schoolgate_policy": str(Path(args.policy).resolve()),
-        "schoolgate_var": str(var.resolve()),
-    }
-
-    async def main() -> int:
-        # As mitmdump does: the root logger passes everything; termlog filters by verbosity.
-        logging.getLogger().setLevel(logging.DEBUG)
-        for noisy in ("tornado", "asyncio", "hpack", "quic"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        master = DumpMaster(options.Options(), with_termlog=True, with_dumper=False)
-        master.addons.add(*gateway_addons())
-        hook_dispatch.install(master.addons)  # skip add-ons without the hook (hook_dispatch.py)
-        try:
-            master.options.update(**settings)
-            master.options.set(*(args.set or []))  # "name=value", parsed by the option's type
-        except (exceptions.OptionsError, KeyError) as exc:
-            print(exc, file=sys.stderr)
-            return 1
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, master.shutdown)
-        print(
-            f"Schoolgate for {policy.school} on {args.listen_host}:{args.listen_port}", flush=True
-        )
-        await master.run()
-        return 0
-
-    return asyncio.run(main())
-
-
-def cmd_policy_check(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(Path(args.file))
-    except PolicyError as exc:
-        return _fail(str(exc))
-    total = 0
-    for category in policy.categories.values():
-        count = 0
-        try:
-            for source in category.sources.sources:
-                if source.kind in ("ut1", "domains", "hosts"):
-                    count += sum(1 for _ in iter_domains(source))
-                if source.kind in ("ut1", "urls"):
-                    count += sum(1 for _ in iter_urls(source))
-        except ListSourceError as exc:
-            return _fail(f"{exc}")
-        total += count
-        print(f"  category {category.name:<20} {count:>9} entries  ({category.label})")
-    tier = policy.illegal
-    print(f"  illegal tier: {len(tier.exact)} exact, {len(tier.prefixes)} prefix entries")
-    print(
-        f"{policy.path}: OK: {len(policy.profiles)} profiles, {len(policy.categories)} "
-        f"categories, {total} list entries, default profile '{policy.identities.default_profile}'"
-    )
-    return 0
-
-
-def cmd_policy_explain(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_all(Path(args.policy), Path(args.var) / "index")
-    except PolicyLoadError as exc:
-        return _fail(str(exc))
-    when = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=loaded.policy.timezone)
-    target = args.url if "://" in args.url else f"https://{args.url}"
-    try:
-        url = canonical_url(target)
-    except HostError as exc:
-        return _fail(str(exc))
-    path = url.path + (f"?{url.query}" if url.query else "")
-    identity = Identity(args.user, tuple(args.group or ()), args.ip)
-    request_path = None if args.host_only else path
-    try:  # the other names a request may carry: decided too, as the gateway does
-        claimed = [valid_authority(args.host_header)[0]] if args.host_header else []
-        claimed += [canonical_host(args.sni)] if args.sni else []
-    except HostError as exc:
-        return _fail(f"the gateway would refuse this request (400): {exc}")
-    decision = decide_names(
-        lambda request: decide(loaded.policy, loaded.index, identity, request, when),
-        Names(url.host, tuple(claimed)),
-        request_path,
-        url.scheme,
-    )
-    # Then what the gateway's later add-ons do with it: circumvention and safe search.
-    profile, _ = resolve_profile(loaded.policy, identity)
-    decision, enforced = after_filter(decision, profile, request_path)
-    print(f"at:        {when.isoformat()}")
-    print(decision.explain())
-    if enforced:
-        print(f"enforced:  {enforced}")
-    return 0 if not decision.blocked else 3
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    """The gateway's state: 0 running and ok, 1 not running, 2 a problem (also a status
-    that is not a gateway's)."""
-    from proxy_addons.ops.status import (
-        StatusError,
-        age,
-        found_problems,
-        is_running,
-        read_status,
-    )
-
-    var = Path(args.var)
-    path = var / "run" / "status.json"
-    try:
-        found = read_status(var, args.status_url)
-    except StatusError as exc:
-        return _fail(
-            f"The gateway's status cannot be read: {exc}\nNo gateway answers on its /status "
-            f"either. A running gateway writes {path} again at its next reload (touch the "
-            "policy file); if none is running, delete it.",
-            2,
-        )
-    if found is None:
-        return _fail(f"No gateway status at {path}: is a gateway running with --var {args.var}?")
-    status = found.status
-    running = is_running(found)
-    print(f"gateway:   {'running' if running.running else 'not running'}: {running.why}")
-    if found.live:
-        print(f"status:    live from {found.source}")
-    else:
-        written = found.written_at
-        print(f"status:    {found.source}, written at {written.isoformat()} ({age(written)})")
-    for line in _worker_lines(var):
-        print(line)
-    print(f"school:    {status.get('school')}")
-    print(f"policy:    {status.get('policy')} (in force since {status.get('loaded_at')})")
-    profiles = ", ".join(status["profiles"])
-    print(f"lists:     {status.get('list_entries')} entries; profiles: {profiles}")
-    index = status.get("list_index") or {}
-    if index.get("state") == "ok":
-        print(f"index:     checksum verified at {index.get('verified_at')}")
-    print(f"reloads:   {status.get('reloads')} ({status.get('failed_reloads', 0)} failed)")
-    bad, look = found_problems(found)
-    for line in look:
-        print(f"WARNING:   {line}")
-    for line in bad:
-        print(f"PROBLEM:   {line}")
-    if not running.running:
-        print("state:     not running (the lines above are what it last wrote)")
-        return 2 if bad else 1
-    if bad:
-        return 2
-    print("state:     ok")
-    return 0
-
-
-def _worker_lines(var: Path) -> list[str]:
-    """A supervisor's workers (var/run/workers.json), each checked to be a gateway process
-    started before the file was written."""
-    from proxy_addons.ops.status import gateway_process
-    from proxy_addons.ops.workers import read_state
-
-    path = var / "run" / "workers.json"
-    state = read_state(path)
-    if state is None:
-        return []
-    lines = []
-    try:
-        written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        for worker in state["workers"]:
-            pid, restarts = worker["pid"], worker["restarts"]
-            if not isinstance(pid, int | None) or isinstance(pid, bool):
-                raise TypeError(pid)
-            running = pid is not None and pid > 0 and gateway_process(pid, written).running
-            lines.append(
-                f"worker {worker['index']}:  {'running' if running else 'not running'} "
-                f"(pid {pid}, {int(restarts)} restarts)"
-            )
-    except (OSError, KeyError, TypeError, ValueError):
-        return [f"WARNING:   {path} is not a list of workers (damaged?); ignored"]
-    return lines
-
-
-def cmd_web(args: argparse.Namespace) -> int:
-    from proxy_addons.web.app import run_web
-
-    return int(run_web(args) or 0)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="schoolgate", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_run(sub: Commands) -> None:
     run = sub.add_parser("run", help="run the gateway")
     run.add_argument("--policy", default=DEFAULT_POLICY)
     run.add_argument("--var", default=DEFAULT_VAR, help="state folder (CA, index, status)")
@@ -262,14 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="gateway processes sharing the listening port (one per core)",
     )
     run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
-    run.set_defaults(func=cmd_run)
+    _runs(run, "run:cmd_run")
 
+
+def _add_policy(sub: Commands) -> None:
     policy = sub.add_parser("policy", help="check or explain a policy").add_subparsers(
         dest="policy_command", required=True
     )
     check = policy.add_parser("check", help="validate a policy and its lists")
     check.add_argument("file")
-    check.set_defaults(func=cmd_policy_check)
+    _runs(check, "policy:cmd_policy_check")
     explain = policy.add_parser("explain", help="show the decision for a URL and why")
     explain.add_argument("url")
     explain.add_argument("--policy", default=DEFAULT_POLICY)
@@ -283,25 +75,237 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--host-header", help="a Host header naming another site than the URL")
     explain.add_argument("--sni", help="a TLS server name naming another site than the URL")
-    explain.set_defaults(func=cmd_policy_explain)
+    _runs(explain, "policy:cmd_policy_explain")
 
-    from proxy_addons.cli.workflow import add_parsers
 
-    add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)
-    from proxy_addons.cli import backup as cli_backup
-    from proxy_addons.cli import ca as cli_ca
+def _add_unblock(sub: Commands) -> None:
+    unblock = sub.add_parser("unblock", help="temporary educational unblocks")
+    usub = unblock.add_subparsers(dest="unblock_command", required=True)
+    req = usub.add_parser("request", help="ask for a page or site to be unblocked")
+    req.add_argument("target", help="URL, URL prefix or domain")
+    req.add_argument("--as", dest="as_user", required=True, help="the member of staff asking")
+    req.add_argument("--scope", choices=[s.value for s in Scope])
+    req.add_argument("--for-user")
+    req.add_argument("--for-users", help="comma-separated user names, e.g. a class")
+    req.add_argument("--for-profile")
+    req.add_argument("--for-device", help="a device's IP address")
+    req.add_argument("--until", help="end time (school time zone), e.g. 2026-11-25T15:15")
+    req.add_argument("--minutes", type=int)
+    req.add_argument("--reason", help="the educational reason (required)")
+    for name in ("approve", "reject", "confirm", "revoke", "extend", "show"):
+        p = usub.add_parser(name)
+        p.add_argument("id")
+        if name != "show":
+            p.add_argument("--as", dest="as_user", required=True)
+        if name in ("approve", "reject"):
+            p.add_argument("--comment")
+        if name in ("revoke", "extend"):
+            p.add_argument("--reason")
+        if name == "extend":
+            p.add_argument("--until", required=True)
+        _store_args(p)
+    lst = usub.add_parser("list")
+    lst.add_argument("--status", action="append", choices=[s.value for s in Status])
+    _store_args(lst)
+    _store_args(req)
+    _store_args(usub.add_parser("expire", help="record unblocks whose window has ended"))
+    _runs(unblock, "unblock:cmd_unblock")
 
-    cli_ca.add_parsers(sub, DEFAULT_VAR)
-    cli_backup.add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)
-    from proxy_addons.cli import checks as cli_checks
 
-    cli_checks.add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)  # termly filtering checks
-    from proxy_addons.cli import doctor as cli_doctor
-    from proxy_addons.cli import lists as cli_lists
+def _add_records(sub: Commands) -> None:
+    """The audit trail, the termly report, web accounts and the access log."""
+    aud = sub.add_parser("audit", help="the tamper-evident audit trail")
+    asub = aud.add_subparsers(dest="audit_command", required=True)
+    _store_args(asub.add_parser("verify", help="check the hash chain"))
+    export = asub.add_parser("export", help="records as CSV or JSON")
+    export.add_argument("--from", dest="start")
+    export.add_argument("--to", dest="end")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    _store_args(export)
+    _runs(aud, "audit:cmd_audit")
 
-    cli_doctor.add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)  # doctor, store upgrade
-    cli_lists.add_parsers(sub, DEFAULT_POLICY, DEFAULT_VAR)  # lists update
+    rep = sub.add_parser("report", help="the termly monitoring report for governors")
+    rep.add_argument("--term", required=True, help="a term's name from the policy")
+    rep.add_argument("--out", default="report", help="folder for report.html and the CSVs")
+    _store_args(rep)
+    _runs(rep, "report:cmd_report")
 
+    acc = sub.add_parser("account", help="web app accounts")
+    accsub = acc.add_subparsers(dest="account_command", required=True)
+    add = accsub.add_parser("add")
+    add.add_argument("username")
+    add.add_argument(
+        "--role", action="append", required=True, choices=["staff", "dsl", "deputy", "it"]
+    )
+    add.add_argument("--email")
+    add.add_argument("--password-stdin", action="store_true")
+    _store_args(add)
+    _runs(acc, "account:cmd_account")
+
+    log = sub.add_parser("log", help="the access log: search it, purge old records")
+    logsub = log.add_subparsers(dest="log_command", required=True)
+    find = logsub.add_parser("search", help="records matching every filter given, oldest first")
+    find.add_argument("--user")
+    find.add_argument("--ip", help="the device's IP address")
+    find.add_argument("--profile")
+    find.add_argument("--category")
+    find.add_argument("--decision", choices=["allow", "block"])
+    find.add_argument("--host", help="a host and its subdomains")
+    find.add_argument("--term", help="part of a search term")
+    find.add_argument("--from", dest="start", help="school time, e.g. 2026-11-25T09:00")
+    find.add_argument("--to", dest="end", help="school time; a date alone includes that day")
+    find.add_argument("--limit", type=int, default=100, help="the newest N records (default 100)")
+    find.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _store_args(find)
+    _store_args(logsub.add_parser("purge", help="delete records older than the retention period"))
+    _runs(log, "log:cmd_log")
+
+
+def _add_devices(sub: Commands) -> None:
+    dev = sub.add_parser("devices", help="enrolled devices: inventory and compliance")
+    devsub = dev.add_subparsers(dest="devices_command", required=True)
+    _store_args(devsub.add_parser("list", help="every device, its compliance and last report"))
+    show = devsub.add_parser("show", help="one device's last report")
+    show.add_argument("id")
+    _store_args(show)
+    rev = devsub.add_parser("revoke", help="refuse a device's token until it enrols again")
+    rev.add_argument("id")
+    rev.add_argument("--as", dest="as_user", required=True, help="who revokes it (audited)")
+    rev.add_argument("--reason")
+    _store_args(rev)
+    dexp = devsub.add_parser("export", help="the inventory as CSV")
+    dexp.add_argument("--format", choices=["csv"], default="csv")
+    _store_args(dexp)
+    _runs(dev, "devices:cmd_devices")
+
+    unk = devsub.add_parser("unknown", help="devices seen on the network that never enrolled")
+    unk.add_argument("--since-days", type=int, default=7, help="seen within N days (default 7)")
+    _store_args(unk)
+    _runs(unk, "netwatch:cmd_devices_unknown")
+    watch = sub.add_parser(
+        "netwatch", help="record devices seen on the network (ARP, DHCP) and circumvention"
+    )
+    watch.add_argument("--interface", required=True, help="the school network's interface")
+    watch.add_argument(
+        "--no-circumvention",
+        action="store_true",
+        help="only ARP and DHCP: don't look for outside DNS, DoT, VPNs and QUIC",
+    )
+    _store_args(watch)
+    _runs(watch, "netwatch:cmd_netwatch")
+
+
+def _add_ca_and_backup(sub: Commands) -> None:
+    ca = sub.add_parser("ca", help="the school's own certificate authority")
+    casub = ca.add_subparsers(dest="ca_command", required=True)
+    init = casub.add_parser("init", help="create the school's CA (named for the school)")
+    init.add_argument("--school", required=True, help='the school\'s name, e.g. "Oakfield Primary"')
+    init.add_argument("--force", action="store_true", help="replace an existing CA")
+    show = casub.add_parser("show", help="subject, SHA-256 fingerprint and validity")
+    for p in (init, show):
+        p.add_argument("--var", default=DEFAULT_VAR, help="state folder; the CA is in VAR/ca")
+        p.add_argument("--dir", help="the CA folder (mitmproxy's confdir), instead of VAR/ca")
+    _runs(ca, "ca:cmd_ca")
+
+    make = sub.add_parser("backup", help="back up the store, configuration, CA and audit trail")
+    make.add_argument("--to", required=True, help="folder for the archive")
+    make.add_argument("--keep", type=int, default=None, help="then keep only the newest N")
+    back = sub.add_parser("restore", help="restore a backup (the gateway must be stopped)")
+    back.add_argument("archive")
+    back.add_argument(
+        "--force", action="store_true", help="replace an existing store and differing files"
+    )
+    for p in (make, back):
+        _store_args(p).add_argument("--ca-dir", help="the CA folder, if not VAR/ca")
+    _runs(make, "backup:cmd_backup")
+    _runs(back, "backup:cmd_restore")
+
+
+def _add_checks(sub: Commands) -> None:
+    """Termly filtering checks (docs/checks.md)."""
+    checks = sub.add_parser("checks", help="termly filtering checks (docs/checks.md)")
+    csub = checks.add_subparsers(dest="checks_command", required=True)
+
+    run = csub.add_parser("run", help="run the suite from the gateway as a profile")
+    run.add_argument("--profile", required=True)
+    run.add_argument("--by", required=True, help="the member of staff running the check")
+    run.add_argument("--suite", help="suite file (default: the policy's checks.suite)")
+    run.add_argument("--proxy", default=DEFAULT_PROXY, help="the gateway's proxy address")
+    run.add_argument("--ca", help="the school's CA certificate (default: VAR/ca/...)")
+    run.add_argument("--timeout", type=float, default=10.0, help="seconds per case")
+    run.add_argument(
+        "--proxy-user",
+        help="with proxy sign-in on: an account to sign in as (password from "
+        "SCHOOLGATE_CHECK_PROXY_PASSWORD or asked for); the profile is still --profile",
+    )
+    _runs(_store_args(run), "checks:cmd_checks_run")
+
+    lst = csub.add_parser("list", help="recorded runs, newest first")
+    lst.add_argument("--term")
+    lst.add_argument("--limit", type=int, default=50)
+    _runs(_store_args(lst), "checks:cmd_checks_list")
+
+    show = csub.add_parser("show", help="one run: every case's result and the actions")
+    show.add_argument("run", type=int)
+    _runs(_store_args(show), "checks:cmd_checks_show")
+
+    action = csub.add_parser("action", help="record what was done about a run or a case")
+    action.add_argument("run", type=int)
+    action.add_argument("--case", help="the case it is about (default: the whole run)")
+    action.add_argument("--by", required=True)
+    action.add_argument("--text", required=True)
+    _runs(_store_args(action), "checks:cmd_checks_action")
+
+    due = csub.add_parser("due", help="is this term's check due and not done?")
+    due.add_argument("--remind", action="store_true", help="remind the named people now")
+    _runs(_store_args(due), "checks:cmd_checks_due")
+
+    report = csub.add_parser("report", help="the governors' report (HTML and CSV)")
+    report.add_argument("--term", required=True)
+    report.add_argument("--out", default="checks-report")
+    _runs(_store_args(report), "checks:cmd_checks_report")
+
+
+def _add_upkeep(sub: Commands) -> None:
+    """The doctor, store upgrades and list updates."""
+    doc = sub.add_parser(
+        "doctor", help="check this installation and say what to fix (exit 1 on FAIL)"
+    )
+    doc.add_argument("--env", default=str(ENV_FILE), help="the installation's settings file")
+    doc.add_argument("--policy", help="the policy (default: SCHOOLGATE_POLICY of the settings)")
+    doc.add_argument("--var", help="the data folder (default: SCHOOLGATE_VAR of the settings)")
+    doc.add_argument("--user", help="the service user (default: schoolgate)")
+    doc.add_argument("--json", action="store_true", help="the results as JSON")
+    _runs(doc, "doctor:cmd_doctor")
+
+    store = sub.add_parser("store", help="the gateway's database").add_subparsers(
+        dest="store_command", required=True
+    )
+    up = store.add_parser("upgrade", help="migrate the store to this version's schema")
+    up.add_argument("--var", default=DEFAULT_VAR)
+    up.add_argument(
+        "--dsn",
+        default=os.environ.get("SCHOOLGATE_DSN") or None,
+        help="PostgreSQL DSN (default: SCHOOLGATE_DSN, else SQLite under --var)",
+    )
+    _runs(up, "store:cmd_store_upgrade")
+
+    lists = sub.add_parser("lists", help="the category lists").add_subparsers(
+        dest="lists_command", required=True
+    )
+    update = lists.add_parser(
+        "update", help="fetch the list archives of list-updates.yaml, check and swap them in"
+    )
+    update.add_argument("--policy", default=DEFAULT_POLICY)
+    update.add_argument("--var", default=DEFAULT_VAR)
+    update.add_argument("--config", help=f"default: {CONFIG_NAME} beside the policy")
+    update.add_argument(
+        "--force", action="store_true", help="take lists that shrank below min_fraction"
+    )
+    _runs(update, "lists:cmd_lists_update")
+
+
+def _add_web_and_status(sub: Commands) -> None:
     web = sub.add_parser("web", help="run the admin web app (unblock approvals) and the device API")
     web.add_argument("--policy", default=DEFAULT_POLICY)
     web.add_argument("--var", default=DEFAULT_VAR)
@@ -313,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument(
         "--trusted-proxies", type=int, default=0, help="reverse-proxy hops to trust X-Forwarded-*"
     )
-    web.set_defaults(func=cmd_web)
+    _runs(web, "web:cmd_web")
 
     status = sub.add_parser("status", help="the running gateway's state")
     status.add_argument("--var", default=DEFAULT_VAR)
@@ -322,23 +326,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway's live /status (default: the one the status file names, "
         "then http://127.0.0.1:9464/status)",
     )
-    status.set_defaults(func=cmd_status)
+    _runs(status, "status:cmd_status")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="schoolgate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_policy(sub)
+    _add_unblock(sub)
+    _add_records(sub)
+    _add_devices(sub)
+    _add_ca_and_backup(sub)
+    _add_checks(sub)
+    _add_upkeep(sub)
+    _add_web_and_status(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from proxy_addons.cli.args import missing_defaults
-
     args = build_parser().parse_args(argv)
     problem = missing_defaults(args, DEFAULT_POLICY, DEFAULT_VAR)
     if problem:
-        return _fail(f"schoolgate: {problem}")
+        print(f"schoolgate: {problem}", file=sys.stderr)
+        return 1
+    module, function = args.handler.split(":")
     try:
-        return int(args.func(args))
+        command = getattr(importlib.import_module(f"proxy_addons.cli.{module}"), function)
+        return int(command(args))
     except Exception as exc:  # a file, policy or store problem is a message, not a traceback
         if not _plain_error(exc):
             raise
-        return _fail(f"schoolgate: {exc}")
+        print(f"schoolgate: {exc}", file=sys.stderr)
+        return 1
 
 
 def _plain_error(exc: Exception) -> bool:

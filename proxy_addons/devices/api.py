@@ -1,10 +1,12 @@
 """The device API the agents talk to: enrol once, then report.
 
-A Flask app of its own rather than routes in the admin app: it has no sessions and no CSRF
+A blueprint for a Flask app of its own (`web.app.create_device_api`, which adds the termly
+checks' blueprint) rather than routes in the admin app: it has no sessions and no CSRF
 (devices authenticate with a bearer token), and keeping it apart means no admin-page rule
-(sign-in redirects, HTML errors) ever applies to it. `mount` serves it from the admin web
-app's process under `/api/`, so `schoolgate web --cert ... --key ...` is the one HTTPS
-server on the gateway.
+(sign-in redirects, HTML errors) ever applies to it. So its error handlers and headers are
+the whole app's (`app_errorhandler`). `web.app.mount` serves it from the admin web app's
+process under `/api/`, so `schoolgate web --cert ... --key ...` is the one HTTPS server on
+the gateway.
 
 Every answer is JSON. Bad input gets a 4xx with `{"error": ..., "field": ...}`; anything
 unexpected is logged and answered 400, never 500 (the agent keeps a 5xx report and retries
@@ -20,16 +22,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, request
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from agent.report import MAX_REPORT_BYTES, ReportError, parse_report
-from proxy_addons.checks.device_api import checks_blueprint
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.devices import registry as dv
 from proxy_addons.devices.watch import alert_noncompliance, load_eol, with_eol
@@ -38,12 +39,10 @@ from proxy_addons.workflow.throttle import FailureCounter, address_key
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "/api/"
 _NUL = re.compile(rb"\\u0000", re.IGNORECASE)
 MAX_ENROL_BYTES = 4096
 
 Clock = Callable[[], datetime]
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def _now() -> datetime:
@@ -89,14 +88,13 @@ def _bearer() -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
-def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock = _now) -> Flask:
-    """The device API app: POST /api/v1/enrol and POST /api/v1/report."""
-    app = Flask("schoolgate-devices")
-    app.config.update(MAX_CONTENT_LENGTH=MAX_REPORT_BYTES)
+def device_blueprint(store: Store, policy: Callable[[], Policy], clock: Clock = _now) -> Blueprint:
+    """POST /api/v1/enrol and POST /api/v1/report, with the device API's JSON errors."""
+    bp = Blueprint("device_api", __name__)
     # Wrong enrolment secrets: 5 per 15 minutes per client (an IPv4 address, an IPv6 /64).
     throttle = FailureCounter(5, 15 * 60)
 
-    @app.post("/api/v1/enrol")
+    @bp.post("/api/v1/enrol")
     def enrol() -> Response:
         try:
             data = _json_body(MAX_ENROL_BYTES)
@@ -142,7 +140,7 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
             return _problem(status, str(exc), "secret" if wrong_secret else "hostname")
         return _answer(201, device_id=device_id, token=token)
 
-    @app.post("/api/v1/report")
+    @bp.post("/api/v1/report")
     def report() -> Response:
         token = _bearer()
         checked = dv.check_token(store, token) if token else dv.TokenCheck(None)
@@ -184,44 +182,31 @@ def create_device_api(store: Store, policy: Callable[[], Policy], clock: Clock =
             202, accepted=True, compliant=parsed.compliant, address=source, ignored_ips=ignored
         )
 
-    @app.errorhandler(HTTPException)
+    @bp.app_errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         if exc.code == 413:
             return _problem(413, f"a report may be at most {MAX_REPORT_BYTES} bytes")
         return _problem(exc.code or 400, exc.description or exc.name)
 
-    @app.errorhandler(sa.exc.DBAPIError)
+    @bp.app_errorhandler(sa.exc.DBAPIError)
     def store_down(exc: sa.exc.DBAPIError) -> Response:
         # The store is unreachable: a 503 makes the agent keep the report and send it later.
         logger.error("device API: store error on %s: %s", request.path, exc.orig)
         return _problem(503, "the gateway can't store reports just now; try again later")
 
-    @app.errorhandler(Exception)
+    @bp.app_errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         # Logged with its traceback for us; the device gets a 4xx, never a 500 (see above).
         logger.exception("device API: unexpected error on %s", request.path)
         return _problem(400, "the request could not be processed")
 
-    @app.after_request
+    @bp.after_app_request
     def headers(response: Response) -> Response:
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    # Termly filtering checks from the agent: GET /api/v1/checks, POST /api/v1/checks/runs.
-    app.register_blueprint(checks_blueprint(store, policy, clock))
-    return app
+    return bp
 
 
-def mount(outer: WSGIApp, api: WSGIApp) -> WSGIApp:
-    """A WSGI app sending `/api/...` to `api` and everything else to `outer`."""
-
-    def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        target = api if path.startswith(PREFIX) else outer
-        return target(environ, start_response)
-
-    return dispatch
-
-
-__all__ = ["create_device_api", "mount"]
+__all__ = ["device_blueprint"]

@@ -29,9 +29,9 @@ from agent.client import Client
 from proxy_addons.checks.records import load_runs
 from proxy_addons.checks.suite import Outcome
 from proxy_addons.core.policy.load import load_policy
-from proxy_addons.devices.api import create_device_api
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import check_results, check_runs
+from proxy_addons.web.app import create_device_api
 from tests.conftest import (
     ROOT,
     Gateway,

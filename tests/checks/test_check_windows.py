@@ -41,9 +41,9 @@ from proxy_addons.checks.announced import open_window as store_window
 from proxy_addons.checks.records import load_runs
 from proxy_addons.checks.suite import Outcome
 from proxy_addons.core.policy.load import load_policy
-from proxy_addons.devices.api import create_device_api
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alert_outbox, check_windows
+from proxy_addons.web.app import create_device_api
 from tests.agent.test_agent_filter_checks import agent, wait_for_ks2
 from tests.conftest import (
     Gateway,

@@ -36,10 +36,10 @@ from proxy_addons.cli.main import main as schoolgate
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.devices import registry as dv
-from proxy_addons.devices.api import create_device_api
 from proxy_addons.devices.identity import users_by_ip
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import devices
+from proxy_addons.web.app import create_device_api
 from tests.conftest import ROOT, copy_policy, free_port, wait_for_port
 from tests.pg import db_url  # noqa: F401  (a fixture)
 

@@ -20,12 +20,12 @@ from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.devices import registry as dv
 from proxy_addons.devices.alert_state import claim, recalled
-from proxy_addons.devices.api import create_device_api
 from proxy_addons.devices.identity import users_by_ip
 from proxy_addons.devices.netwatch import Sighting, record
 from proxy_addons.devices.watch import StaleSweep
 from proxy_addons.store import Store, alembic_config
 from proxy_addons.store.schema import alert_outbox, audit_log, device_alerts, devices
+from proxy_addons.web.app import create_device_api
 from proxy_addons.workflow import audit
 from tests.devices.test_device_api import SECRET, T0, Clock, report
 from tests.devices.test_device_watch import alerts, watched_policy

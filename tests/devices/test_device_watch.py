@@ -19,10 +19,10 @@ from proxy_addons.alerts.events import DEVICE_NONCOMPLIANT, DEVICE_STALE
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.devices import registry as dv
-from proxy_addons.devices.api import create_device_api
 from proxy_addons.devices.watch import StaleSweep, load_eol, os_verdict, with_eol
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import alert_outbox
+from proxy_addons.web.app import create_device_api
 from tests.conftest import ROOT, Upstream, copy_policy, free_port, start_mitmdump, wait_for_port
 from tests.devices.test_device_api import SECRET, T0, Clock, report
 from tests.pg import db_url  # noqa: F401  (a fixture)

@@ -22,7 +22,9 @@ from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.unblocks import AudienceKind, Status
 from proxy_addons.store import DB_FILE, Store, store_url
 from proxy_addons.store.schema import audit_log, unblocks, web_sessions
-from proxy_addons.web.app import create_app, parse_when, read_secret_key
+from proxy_addons.web.app import create_app
+from proxy_addons.web.serving import read_secret_key
+from proxy_addons.web.unblock_forms import parse_when
 from proxy_addons.workflow.accounts import (
     AccountError,
     add_account,

@@ -32,7 +32,7 @@ from proxy_addons.gateway.addons.filter import Filter
 from proxy_addons.gateway.portal_identity import FORM_FIELD, current_tokens, environ_who, who_of
 from proxy_addons.pages import blockpage
 from proxy_addons.store.schema import reports
-from proxy_addons.web.app import parse_minutes
+from proxy_addons.web.unblock_forms import parse_minutes
 from proxy_addons.workflow.unblocks import Actor, WorkflowError
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,50 @@
+"""`schoolgate log search|purge`: the access log."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from proxy_addons.cli.common import open_policy_and_store, school_time
+from proxy_addons.core.policy.load import PolicyError
+from proxy_addons.record import access_records as ar
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """`log search` answers a DSL's questions from the store; `log purge` enforces retention."""
+    try:
+        policy, store = open_policy_and_store(args)
+        start = school_time(getattr(args, "start", None), policy)
+        end = school_time(getattr(args, "end", None), policy)
+    except (PolicyError, ValueError) as exc:
+        print(f"schoolgate: {exc}", file=sys.stderr)
+        return 1
+    if args.log_command == "purge":
+        days = policy.monitoring.retention_days
+        rows, files = ar.purge(store, Path(args.var) / ar.JSON_FILE, days, datetime.now(UTC))
+        print(f"purged {rows} records and {len(files)} files older than {days} days")
+        return 0
+    if end is not None and len(args.end) == 10:  # a date: up to the end of that day
+        end += timedelta(days=1)
+    query = ar.Query(
+        user=args.user,
+        ip=args.ip,
+        profile=args.profile,
+        category=args.category,
+        decision=args.decision,
+        host=args.host,
+        term=args.term,
+        start=start,
+        end=end,
+        limit=args.limit,
+    )
+    found = ar.search(store, query)
+    if args.format == "csv":
+        sys.stdout.write(ar.to_csv(found))
+    elif args.format == "json":
+        sys.stdout.write(ar.to_json(found))
+    else:
+        sys.stdout.write(ar.to_table(found, policy.timezone))
+    return 0

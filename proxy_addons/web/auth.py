@@ -1,0 +1,108 @@
+"""Signing in and out of the admin app, and who is signed in on each request.
+
+Sessions are kept in the store (`web_sessions`): the cookie (Secure, HttpOnly, SameSite=Lax,
+signed) carries only a random session id, looked up on every request, for eight hours from
+sign-in. Signing out deletes it on the server, so a copy of the cookie stops working too.
+Each request re-reads the account, so disabling it or changing its password ends its sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, g, redirect, request, session, url_for
+from flask.typing import ResponseReturnValue
+
+from proxy_addons.web.context import page, services
+from proxy_addons.workflow import sessions as web_sessions
+from proxy_addons.workflow.accounts import Account, check_password, get_account, normalise_username
+
+logger = logging.getLogger(__name__)
+
+SESSION_LIFETIME = timedelta(hours=8)
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.before_app_request
+def load_account() -> None:
+    """The signed-in account: its session must be live in the store (not signed out,
+    not expired), and the account is re-read so disabling it or a new password ends it."""
+    g.account = None
+    if "sid" not in session:
+        return
+    found = services()
+    user = web_sessions.user_of(found.store, session.get("sid"), found.workflow.clock())
+    account = get_account(found.store, user) if user else None
+    if account is None or account.disabled or session.get("stamp") != account.password_stamp:
+        session.clear()
+        return
+    g.account = account
+
+
+@bp.get("/")
+def home() -> ResponseReturnValue:
+    return redirect(url_for("unblocks.unblock_list"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    found = services()
+    store, workflow, throttle = found.store, found.workflow, found.throttle
+    next_page = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        return page("web_login.html", next=next_page, username="", error=None)
+    username = normalise_username(request.form.get("username", ""))[:200]
+    password = request.form.get("password", "")
+    address = request.remote_addr or "unknown"
+    # An unknown name may be a password typed into the wrong box: never logged.
+    logged = username if get_account(store, username) is not None else "an unknown name"
+    refused = throttle.refusal(username, address, found.browsers.knows(username))
+    if refused:
+        logger.warning("sign-in refused for %s from %s: too many failures", logged, address)
+        return page("web_login.html", 429, next=next_page, username=username, error=refused)
+    account = check_password(store, username, password)
+    if account is None:
+        throttle.failed(username, address)
+        logger.warning("failed sign-in for %s from %s", logged, address)
+        message = "That user name and password don't match an account."
+        return page("web_login.html", 401, next=next_page, username=username, error=message)
+    if not workflow.is_staff(account.username):
+        logger.warning("sign-in refused for %s from %s: not staff", account.username, address)
+        message = "This site is for school staff only."
+        return page("web_login.html", 403, next=next_page, username=username, error=message)
+    throttle.succeeded(username, address)
+    session.clear()  # a new session (and CSRF token): nothing set before sign-in survives
+    session.permanent = True
+    session["sid"] = web_sessions.start(store, account.username, workflow.clock(), SESSION_LIFETIME)
+    session["stamp"] = account.password_stamp
+    logger.info("%s signed in from %s", account.username, address)
+    response = redirect(next_page or url_for("unblocks.unblock_list"), 303)
+    found.browsers.remember(response, account.username)
+    return response
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    account: Account | None = g.account
+    if account is not None:
+        logger.info("%s signed out", account.username)
+    web_sessions.end(services().store, session.get("sid"))  # a copy of the cookie no longer works
+    session.clear()
+    flash("You have signed out.", "ok")
+    return redirect(url_for("auth.login"), 303)
+
+
+def safe_next(value: str | None) -> str | None:
+    """Only a path on this site: "//host" or "/\\host" would send people elsewhere."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in value):
+        return None
+    return value
+
+
+__all__ = ["SESSION_LIFETIME", "bp", "safe_next"]
