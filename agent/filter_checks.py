@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.check_suite import CheckCase, Observation, Outcome, classify
 from agent.client import Client, ClientError
 from agent.client_cli import DEFAULT_STATE
 from agent.net_path import ProxyFinder, fetch
-from proxy_addons.checks.suite import CheckCase, Expect, Observation, Outcome, classify
 
 SUITE_PATH = "/api/v1/checks"
 RUNS_PATH = "/api/v1/checks/runs"
@@ -46,24 +46,13 @@ class Tried:
     route: str
 
 
-def _case(data: dict[str, Any]) -> CheckCase:
-    return CheckCase(
-        id=str(data["id"]),
-        url=str(data["url"]),
-        category=str(data["category"]),
-        profiles=frozenset(str(p) for p in data.get("profiles") or ()),
-        expect=Expect(str(data["expect"])),
-        note=str(data.get("note") or ""),
-    )
-
-
 def fetch_suite(client: Client) -> tuple[str, str, list[CheckCase]]:
     """The suite's name, this device's profile and its cases, from the gateway."""
     status, answer = client.call("GET", SUITE_PATH)
     if status != 200:
         raise ClientError(f"the gateway did not give the suite ({status}): {answer.get('error')}")
     try:
-        cases = [_case(c) for c in answer["cases"]]
+        cases = [CheckCase.from_json(c) for c in answer["cases"]]
         return str(answer["name"]), str(answer["profile"]), cases
     except (KeyError, TypeError, ValueError) as exc:
         raise ClientError("the gateway's suite was not understood") from exc

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
-from proxy_addons.checks.suite import Observation, observe_error, observe_response
+from agent.check_suite import Observation, observe_error, observe_response
 
 logger = logging.getLogger(__name__)
 

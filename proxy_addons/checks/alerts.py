@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 
+from agent.check_suite import Expect
 from proxy_addons.alerts.dispatch import deliver_now, raise_alert
 from proxy_addons.alerts.events import Audience, Event, local_time
 from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.checks.records import CheckRun, record_run
-from proxy_addons.checks.suite import Expect
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from agent.check_suite import Observation
 from proxy_addons.checks.alerts import record_and_alert
 from proxy_addons.checks.announced import (
     DEFAULT_SECONDS,
@@ -36,8 +37,8 @@ from proxy_addons.checks.announced import (
     open_window,
 )
 from proxy_addons.checks.records import CheckRecordError, CheckRun, result_for, term_at
-from proxy_addons.checks.suite import Observation, Suite, SuiteError, load_suite
 from proxy_addons.core.decide import Identity, resolve_profile
+from proxy_addons.core.policy.check_suite_file import Suite, SuiteError, load_suite
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.devices import registry as dv
 from proxy_addons.store import Store

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from flask import Flask, Response, abort, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
 
+from agent.check_suite import CheckCase
 from proxy_addons.checks.alerts import record_and_alert
 from proxy_addons.checks.probes import BrowserSaw, ProbeBook, ProbeBusy, ProbeError, conclude
 from proxy_addons.checks.records import (
@@ -43,8 +44,8 @@ from proxy_addons.checks.records import (
     result_for,
     term_at,
 )
-from proxy_addons.checks.suite import CheckCase, Suite, SuiteError, load_suite
 from proxy_addons.checks.user_agent import browser_of, os_of
+from proxy_addons.core.policy.check_suite_file import Suite, SuiteError, load_suite
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.gateway.addons.filter import Filter
 from proxy_addons.pages import blockpage

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from proxy_addons.checks.suite import Observation
+from agent.check_suite import Observation
 from proxy_addons.core.hosts import HostError, canonical_host
 
 # Set in a Filter decision record (check_marker.py) for a request a browser check's probe is

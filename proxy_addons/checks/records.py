@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from proxy_addons.checks.suite import CheckCase, Observation, Outcome, classify
+from agent.check_suite import CheckCase, Observation, Outcome, classify
 from proxy_addons.core.policy.model import Policy, Term
 from proxy_addons.store.schema import check_actions, check_results, check_runs
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.check_suite import Outcome
 from proxy_addons.checks.alerts import ILLEGAL_CATEGORIES
 from proxy_addons.checks.records import Database, StoredRun, load_runs
 from proxy_addons.checks.schedule import required_profiles
-from proxy_addons.checks.suite import Outcome
 from proxy_addons.core.policy.model import Policy, Term
 from proxy_addons.pages.blockpage import render_page
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from agent.check_suite import CheckCase, Observation, observe_error, observe_response
 from proxy_addons.checks.identity import CHECK_HEADER, header_value
 from proxy_addons.checks.records import CaseResult, result_for
-from proxy_addons.checks.suite import CheckCase, Observation, observe_error, observe_response
 
 BODY_LIMIT = 200_000  # enough of a page to find the block page's or an engine's markers
 USER_AGENT = "Schoolgate-Check/1 (termly filtering check)"

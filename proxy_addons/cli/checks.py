@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agent.check_suite import CheckCase
 from proxy_addons.checks.alerts import record_and_alert
 from proxy_addons.checks.identity import read_token, token_path
 from proxy_addons.checks.records import (
@@ -19,8 +20,8 @@ from proxy_addons.checks.records import (
     load_runs,
     term_at,
 )
-from proxy_addons.checks.suite import CheckCase, Suite, SuiteError, load_suite
 from proxy_addons.cli.args import add_store_arguments
+from proxy_addons.core.policy.check_suite_file import Suite, SuiteError, load_suite
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store, store_url

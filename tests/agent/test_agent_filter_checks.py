@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from agent.check_suite import Outcome
 from agent.client import Client
 from proxy_addons.checks.records import load_runs
-from proxy_addons.checks.suite import Outcome
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import check_results, check_runs

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.check_suite import CheckCase, Expect, Outcome, classify
 from agent.net_path import ProxyFinder, Route, _pac_route, fetch
-from proxy_addons.checks.suite import CheckCase, Expect, Outcome, classify
 from tests.conftest import free_port
 
 PAC = """

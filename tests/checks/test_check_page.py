@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask, request
 
+from agent.check_suite import CheckCase, Expect, Observation, Outcome, classify
 from proxy_addons.checks.page import add_check_page
 from proxy_addons.checks.probes import (
     BrowserSaw,
@@ -28,17 +29,9 @@ from proxy_addons.checks.probes import (
     host_of,
 )
 from proxy_addons.checks.records import CheckRun, load_runs, record_run
-from proxy_addons.checks.suite import (
-    CheckCase,
-    Expect,
-    Observation,
-    Outcome,
-    Suite,
-    classify,
-    load_suite,
-)
 from proxy_addons.checks.user_agent import browser_of, os_of
 from proxy_addons.core.decide import Identity, resolve_profile
+from proxy_addons.core.policy.check_suite_file import Suite, load_suite
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store

@@ -24,10 +24,10 @@ import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from agent.check_suite import Outcome
 from proxy_addons.checks.alerts import CHECK_FAILED
 from proxy_addons.checks.records import load_runs
 from proxy_addons.checks.schedule import CHECK_DUE
-from proxy_addons.checks.suite import Outcome
 from proxy_addons.core.decide import Identity, resolve_profile
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.store import Store, store_url

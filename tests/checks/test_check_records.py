@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agent.check_suite import CheckCase, Expect, Outcome, observe_error, observe_response
 from proxy_addons.checks.records import (
     CaseResult,
     CheckRecordError,
@@ -18,7 +19,6 @@ from proxy_addons.checks.records import (
     result_for,
     terms_with_runs,
 )
-from proxy_addons.checks.suite import CheckCase, Expect, Outcome, observe_error, observe_response
 from proxy_addons.store import Store
 from tests.pg import db_url  # noqa: F401  (a fixture)
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from agent.check_suite import CheckCase, Expect, observe_response
 from proxy_addons.alerts.events import Audience
 from proxy_addons.checks.alerts import CHECK_FAILED, failure_events, record_and_alert
 from proxy_addons.checks.identity import CHECK_HEADER, CheckIdentity, header_value, is_loopback
 from proxy_addons.checks.records import CheckRun, add_action, result_for
 from proxy_addons.checks.report import ILLEGAL_URL_SHOWN, build_checks_report, write_checks_report
 from proxy_addons.checks.schedule import CHECK_DUE, check_status, remind_if_due
-from proxy_addons.checks.suite import CheckCase, Expect, observe_response
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy, Term
 from proxy_addons.store import Store
@@ -131,7 +131,7 @@ def test_gateway_workers_starting_together_share_one_token(tmp_path: Path) -> No
 def _run(
     policy: Policy, at: datetime, profile: str = "ks2", adult_blocked: bool = True
 ) -> CheckRun:
-    from proxy_addons.checks.suite import load_suite
+    from proxy_addons.core.policy.check_suite_file import load_suite
 
     assert policy.checks.suite is not None
     suite = load_suite(policy.checks.suite)

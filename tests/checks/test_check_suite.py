@@ -6,20 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from proxy_addons.checks.suite import (
+from agent.check_suite import (
     CheckCase,
     Expect,
     Observation,
     Outcome,
-    SuiteError,
     block_sign,
     classify,
-    load_suite,
     observe_error,
     observe_response,
     safe_search_seen,
-    suite_problems,
 )
+from proxy_addons.core.policy.check_suite_file import SuiteError, load_suite, suite_problems
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.pages.blockpage import BlockPageContext, render_block_page
 

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from agent.check_suite import Outcome
 from agent.client import Client
 from agent.filter_checks import close_window, open_window
 from proxy_addons.checks.announced import (
@@ -39,7 +40,6 @@ from proxy_addons.checks.announced import (
 )
 from proxy_addons.checks.announced import open_window as store_window
 from proxy_addons.checks.records import load_runs
-from proxy_addons.checks.suite import Outcome
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alert_outbox, check_windows

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from agent.check_suite import Outcome
 from proxy_addons.checks.identity import CHECK_HEADER, read_token
 from proxy_addons.checks.records import StoredRun, load_runs
-from proxy_addons.checks.suite import Outcome
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import alert_outbox
 from tests.alerts.test_notify import SmtpServer

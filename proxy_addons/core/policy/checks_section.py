@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy_addons.checks.suite import SuiteError, load_suite, suite_problems
+from proxy_addons.core.policy.check_suite_file import SuiteError, load_suite, suite_problems
 from proxy_addons.core.policy.checker import Checker
 from proxy_addons.core.policy.model import Checks, Profile
 from proxy_addons.core.policy.yaml_reader import Where

@@ -18,8 +18,8 @@ from urllib.parse import urljoin
 from mitmproxy import connection, http, tls
 from mitmproxy.proxy import layer, layers
 
+from agent.check_suite import Observation, observe_response
 from proxy_addons.checks.probes import Probe, ProbeBook, ProbeError, Sighting, Stage, host_of
-from proxy_addons.checks.suite import Observation, observe_response
 from proxy_addons.core.hosts import HostError, canonical_host
 from proxy_addons.gateway.addons.filter import METADATA_KEY, Filter
 from proxy_addons.gateway.refuse_layer import RefuseLayer

@@ -1,12 +1,14 @@
-"""Termly effectiveness checks: the test suite, what was seen, and pass or fail (pure).
+"""Termly effectiveness checks: what a case expects, what was seen, and pass or fail (pure).
 
 A school must check at least termly, on a range of devices, that its filtering works (DfE
-filtering standards; the SWGfL Test Filtering tool is the public example). A suite is a YAML
-list of cases, each a URL with the outcome the policy should give it. The gateway, the device
-agent and the browser check page all run the same suite and judge what they saw with the same
-functions here, so "blocked" means one thing wherever the check ran:
+filtering standards; the SWGfL Test Filtering tool is the public example). A suite is a list of
+cases, each a URL with the outcome the policy should give it. The gateway, the device agent
+and the browser check page all run the same suite and judge what they saw with the same
+functions here, so "blocked" means one thing wherever the check ran. This module is the
+contract both sides share, so it lives with the agent (which imports nothing from the
+gateway); the gateway reads suite files with `proxy_addons.core.policy.check_suite_file`.
 
-- `load_suite` reads the YAML, naming file and line for every mistake;
+- `CheckCase` is one case (`to_json` / `from_json` are its form on the device API);
 - `observe_response` / `observe_error` turn what a client saw into an `Observation`;
 - `classify` compares it with the case's expectation: PASS, FAIL, or ERROR when nothing
   could be judged (a timeout, DNS failure): an error is neither a pass nor a fail.
@@ -18,14 +20,11 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from proxy_addons.core.policy.yaml_reader import LList, LMap, PolicySyntaxError, Where, load_located
-
-# The response header the gateway puts on its block page (filtering.py), and the wording of
-# its plain-text refusal of a CONNECT (a blocked site the client can't have decrypted).
+# The response header the gateway puts on its block page (gateway/addons/filter.py), and the
+# wording of its plain-text refusal of a CONNECT (a blocked site the client can't have decrypted).
 BLOCK_REFERENCE_HEADER = "X-Schoolgate-Reference"
 REFERENCE_PATTERN = re.compile(
     r"\bSG-[23456789BCDFGHJKMNPQRSTVWXYZ]{4}-[23456789BCDFGHJKMNPQRSTVWXYZ]{4}\b"
@@ -56,7 +55,6 @@ SAFE_SEARCH_HOSTS = frozenset(
         "restrictmoderate.youtube.com",
     }
 )
-_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
 class Expect(enum.StrEnum):
@@ -71,13 +69,14 @@ class Outcome(enum.StrEnum):
     ERROR = "error"  # nothing could be judged: neither a pass nor a fail
 
 
-class SuiteError(ValueError):
-    """Problems in a suite file, each with its place."""
+class Place(Protocol):
+    """Where a case was written in its suite file (the gateway's reader fills it in)."""
 
-    def __init__(self, problems: list[tuple[Where, str]]) -> None:
-        self.problems = problems
-        lines = [f"{where}: {message}" for where, message in problems]
-        super().__init__(f"{len(problems)} problem(s) in the check suite:\n" + "\n".join(lines))
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def line(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class CheckCase:
     profiles: frozenset[str]  # empty: every profile
     expect: Expect
     note: str = ""
-    where: Where | None = field(default=None, compare=False)
+    where: Place | None = field(default=None, compare=False)  # the agent's cases have none
 
     def applies_to(self, profile: str) -> bool:
         return not self.profiles or profile in self.profiles
@@ -104,26 +103,17 @@ class CheckCase:
             "note": self.note,
         }
 
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    cases: tuple[CheckCase, ...]
-    path: Path | None = None
-
-    def cases_for(self, profile: str) -> tuple[CheckCase, ...]:
-        return tuple(c for c in self.cases if c.applies_to(profile))
-
-    def case(self, case_id: str) -> CheckCase | None:
-        return next((c for c in self.cases if c.id == case_id), None)
-
-    @property
-    def categories(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(c.category for c in self.cases))
-
-    def to_json(self, profile: str | None = None) -> dict[str, Any]:
-        cases = self.cases if profile is None else self.cases_for(profile)
-        return {"name": self.name, "cases": [c.to_json() for c in cases]}
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CheckCase:
+        """From the suite the gateway serves; raises KeyError, TypeError or ValueError."""
+        return cls(
+            id=str(data["id"]),
+            url=str(data["url"]),
+            category=str(data["category"]),
+            profiles=frozenset(str(p) for p in data.get("profiles") or ()),
+            expect=Expect(str(data["expect"])),
+            note=str(data.get("note") or ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -168,123 +158,6 @@ class Observation:
             error=str(error)[:500] if error else None,
             evidence=str(data.get("evidence", ""))[:1000],
         )
-
-
-# -- reading a suite ---------------------------------------------------------------------------
-
-
-def load_suite(path: Path) -> Suite:
-    """Read and check a suite file; raise SuiteError naming the file and line of each problem."""
-    path = Path(path).resolve()
-    try:
-        raw = load_located(path)
-    except PolicySyntaxError as exc:
-        raise SuiteError([(exc.where, exc.message)]) from exc
-    problems: list[tuple[Where, str]] = []
-    top_where = Where(str(path), 1)
-    if not isinstance(raw, LMap):
-        raise SuiteError([(top_where, "a check suite is a mapping with 'name:' and 'cases:'")])
-    for key in raw:
-        if key not in ("name", "cases"):
-            problems.append((raw.at(key), f"'{key}' is not a setting of a suite (name, cases)"))
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
-        problems.append((raw.at("name"), "the suite needs a 'name:' (some text)"))
-        name = path.stem
-    items = raw.get("cases")
-    if not isinstance(items, LList) or not items:
-        problems.append((raw.at("cases"), "the suite needs a list of 'cases:'"))
-        raise SuiteError(problems)
-    cases: list[CheckCase] = []
-    seen: dict[str, Where] = {}
-    for i, item in enumerate(items):
-        at = items.at(i)
-        case = _case(item, at, problems)
-        if case is None:
-            continue
-        if case.id in seen:
-            problems.append(
-                (at, f"case id '{case.id}' is used twice (first at line {seen[case.id].line})")
-            )
-            continue
-        seen[case.id] = at
-        cases.append(case)
-    if problems:
-        raise SuiteError(problems)
-    return Suite(name.strip(), tuple(cases), path)
-
-
-_CASE_KEYS = ("id", "url", "category", "profiles", "expect", "note")
-
-
-def _case(item: Any, at: Where, problems: list[tuple[Where, str]]) -> CheckCase | None:
-    if not isinstance(item, LMap):
-        problems.append((at, "a case is a mapping: id, url, category, expect (profiles, note)"))
-        return None
-    before = len(problems)
-    for key in item:
-        if key not in _CASE_KEYS:
-            problems.append(
-                (item.at(key), f"'{key}' is not a setting of a case ({', '.join(_CASE_KEYS)})")
-            )
-    case_id = str(item.get("id", "")).strip().lower()
-    if not _ID.fullmatch(case_id):
-        problems.append(
-            (item.at("id"), "each case needs an 'id:' of letters, digits, '-', '_' or '.'")
-        )
-    url = str(item.get("url", "")).strip()
-    parts = urlsplit(url) if url else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append(
-            (item.at("url"), f"'{url}' is not a web address starting http:// or https://")
-        )
-    category = str(item.get("category", "")).strip()
-    if not category:
-        problems.append((item.at("category"), "each case needs a 'category:'"))
-    expect_raw = str(item.get("expect", "")).strip().lower()
-    try:
-        expect = Expect(expect_raw)
-    except ValueError:
-        choices = ", ".join(e.value for e in Expect)
-        problems.append(
-            (item.at("expect"), f"expect should be one of {choices}, not '{expect_raw}'")
-        )
-        expect = Expect.BLOCKED
-    profiles_raw = item.get("profiles", [])
-    if isinstance(profiles_raw, str):
-        profiles_raw = [profiles_raw]
-    if not isinstance(profiles_raw, list):
-        problems.append((item.at("profiles"), "profiles should be a list, e.g. [ks2, early_years]"))
-        profiles_raw = []
-    note = item.get("note", "")
-    if len(problems) > before:
-        return None
-    return CheckCase(
-        id=case_id,
-        url=url,
-        category=category,
-        profiles=frozenset(str(p).strip() for p in profiles_raw if str(p).strip()),
-        expect=expect,
-        note=" ".join(str(note or "").split()),
-        where=at,
-    )
-
-
-def suite_problems(suite: Suite, profiles: set[str] | frozenset[str]) -> list[tuple[Where, str]]:
-    """Cases naming a profile the policy doesn't have (checked against the policy in force)."""
-    out = []
-    for case in suite.cases:
-        for name in sorted(case.profiles - set(profiles)):
-            out.append(
-                (
-                    case.where or Where(str(suite.path), 0),
-                    f"case '{case.id}': '{name}' is not a profile of the policy",
-                )
-            )
-    return out
-
-
-# -- judging what was seen -------------------------------------------------------------------
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -392,22 +265,3 @@ def classify(case: CheckCase, observation: Observation) -> Outcome:
     if observation.safe_search is None:
         return Outcome.ERROR
     return Outcome.PASS if observation.safe_search else Outcome.FAIL
-
-
-__all__ = [
-    "BLOCK_REFERENCE_HEADER",
-    "SAFE_SEARCH_HEADER",
-    "CheckCase",
-    "Expect",
-    "Observation",
-    "Outcome",
-    "Suite",
-    "SuiteError",
-    "block_sign",
-    "classify",
-    "load_suite",
-    "observe_error",
-    "observe_response",
-    "safe_search_seen",
-    "suite_problems",
-]
