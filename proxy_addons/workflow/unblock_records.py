@@ -1,5 +1,6 @@
-"""Reading stored unblocks, and ending those whose window has passed (recorded in the audit
-trail as `unblock.expired`, also for ones that ended while no gateway was running)."""
+"""Storing a request, reading stored unblocks, and ending those whose window has passed
+(recorded in the audit trail as `unblock.expired`, also for ones that ended while no gateway
+was running)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,26 @@ from proxy_addons.store import Store
 from proxy_addons.store.schema import unblocks
 from proxy_addons.workflow import audit
 from proxy_addons.workflow.unblock_rules import LIVE, aware, row_to_unblock
+
+
+def insert_request(conn: sa.Connection, unblock: Unblock, address: str | None) -> None:
+    """Store a new request (`unblock`, pending), made from `address`."""
+    conn.execute(
+        unblocks.insert().values(
+            id=unblock.id,
+            scope=unblock.scope.value,
+            target=unblock.target,
+            audience_kind=unblock.audience_kind.value,
+            audience=list(unblock.audience),
+            starts_at=unblock.starts_at,
+            ends_at=unblock.ends_at,
+            reason=unblock.reason,
+            requested_by=unblock.requested_by,
+            requested_at=unblock.starts_at,
+            requested_from=address,
+            status=unblock.status.value,
+        )
+    )
 
 
 def stored(store: Store, unblock_id: str) -> Any:

@@ -6,7 +6,8 @@ deciders, the requester, the IT provider; unblock_messages.py) are stored in the
 alert outbox in that same transaction, tried at once, and retried by any running
 gateway until they arrive. Bad input raises `WorkflowError` with a sentence for
 the person and changes nothing. The pure rules (lessons, the illegal tier) are
-in unblock_rules.py.
+in unblock_rules.py, what a request may ask for (audience, window) in
+unblock_limits.py, the table's reads and expiry in unblock_records.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import builtins
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,7 @@ from proxy_addons.core.unblocks import (
 from proxy_addons.store import Store
 from proxy_addons.store.schema import accounts, unblocks
 from proxy_addons.workflow import audit, unblock_records
+from proxy_addons.workflow.unblock_limits import check_audience, window_end
 from proxy_addons.workflow.unblock_messages import outcome_message, request_message, send_soon
 from proxy_addons.workflow.unblock_rules import (
     STAFF_ROLES,
@@ -42,7 +44,6 @@ from proxy_addons.workflow.unblock_rules import (
     illegal_overlap,
     jsonable,
     new_unblock_id,
-    rest_of_lesson,
     row_to_unblock,
 )
 
@@ -132,10 +133,10 @@ class UnblockWorkflow:
         try:
             scope, canonical = parse_target(target, scope)
             people = normalise_audience(audience_kind, list(audience))
+            check_audience(self.store, policy, audience_kind, people)
+            ends = window_end(policy, now, until, minutes)
         except ValueError as exc:
             raise WorkflowError(str(exc)) from exc
-        self._check_audience(policy, audience_kind, people)
-        ends = self._window_end(policy, now, until, minutes)
         illegal = illegal_overlap(policy, scope, canonical)
         if illegal:
             with self.store.begin() as conn:
@@ -165,22 +166,7 @@ class UnblockWorkflow:
             Status.PENDING,
         )
         with self.store.begin() as conn:
-            conn.execute(
-                unblocks.insert().values(
-                    id=unblock.id,
-                    scope=scope.value,
-                    target=canonical,
-                    audience_kind=audience_kind.value,
-                    audience=list(people),
-                    starts_at=now,
-                    ends_at=ends,
-                    reason=unblock.reason,
-                    requested_by=actor.name,
-                    requested_at=now,
-                    requested_from=actor.address,
-                    status=Status.PENDING.value,
-                )
-            )
+            unblock_records.insert_request(conn, unblock, actor.address)
             audit.append(
                 conn,
                 actor=actor.name,
@@ -285,7 +271,10 @@ class UnblockWorkflow:
         if not reason.strip():
             raise WorkflowError("Say why the unblock is extended.")
         self._require_one_site(unblock_id, "extended")
-        ends = self._window_end(policy, current.starts_at, until, None, now=self.clock())
+        try:
+            ends = window_end(policy, current.starts_at, until, None, now=self.clock())
+        except ValueError as exc:
+            raise WorkflowError(str(exc)) from exc
         if ends <= current.ends_at:
             raise WorkflowError("An extension must end later than the unblock does now.")
         return self._transition(
@@ -386,45 +375,3 @@ class UnblockWorkflow:
                 queued = queue_message(self.outbox, policy, note, conn=conn)
         send_soon(self.outbox, policy, queued, self.send_in_background)
         return self.get(unblock_id)
-
-    def _check_audience(self, policy: Policy, kind: AudienceKind, people: tuple[str, ...]) -> None:
-        if kind is AudienceKind.PROFILE:
-            unknown = [p for p in people if p not in policy.profiles]
-            if unknown:
-                names = ", ".join(sorted(policy.profiles))
-                raise WorkflowError(f"No profile called {', '.join(unknown)} (there are: {names}).")
-        if kind in (AudienceKind.USER, AudienceKind.USERS):
-            known = set(policy.identities.users)
-            with self.store.connect() as conn:
-                known.update(r.username for r in conn.execute(sa.select(accounts.c.username)))
-            unknown = [p for p in people if p not in known]
-            if unknown:
-                raise WorkflowError(f"Unknown user(s): {', '.join(unknown)}.")
-
-    def _window_end(
-        self,
-        policy: Policy,
-        start: datetime,
-        until: datetime | None,
-        minutes: int | None,
-        now: datetime | None = None,
-    ) -> datetime:
-        now = now or start
-        if until is not None and until.tzinfo is None:
-            until = until.replace(tzinfo=policy.timezone)
-        if minutes is not None:
-            if minutes <= 0:
-                raise WorkflowError("The number of minutes must be more than 0.")
-            until = now + timedelta(minutes=minutes)
-        if until is None:
-            until = rest_of_lesson(policy, now)
-            if until is None:
-                raise WorkflowError(
-                    "It is not lesson time now: say until when (a time or minutes)."
-                )
-        if until <= now:
-            raise WorkflowError("That end time has already passed.")
-        limit = timedelta(days=policy.unblocks.max_days)
-        if until - start > limit:
-            raise WorkflowError(f"An unblock can last at most {policy.unblocks.max_days} days.")
-        return until.astimezone(UTC)
