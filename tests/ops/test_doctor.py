@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from proxy_addons.cli import main as cli
-from proxy_addons.core.lists.index import build_index
+from proxy_addons.core.lists.build import build_index
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.ops import doctor, school_ca
 from proxy_addons.ops.doctor import Level, check_ca, check_firewall, check_lists, check_port
