@@ -1,4 +1,4 @@
-"""`schoolgate backup --to DIR` and `schoolgate restore ARCHIVE` (see backup.py)."""
+"""`schoolgate backup --to DIR` and `schoolgate restore ARCHIVE` (see ops/backup/)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import os
 import sys
 from pathlib import Path
 
-from proxy_addons.ops import backup
+from proxy_addons.ops.backup.archive import BackupError, Where, check
+from proxy_addons.ops.backup.create import create
+from proxy_addons.ops.backup.restore import restore
 
 
-def _where(args: argparse.Namespace) -> backup.Where:
-    return backup.Where(
+def _where(args: argparse.Namespace) -> Where:
+    return Where(
         policy=Path(args.policy),
         var=Path(args.var),
         dsn=args.dsn,
@@ -31,11 +33,11 @@ def _gateway_running(var: Path) -> int | None:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     try:
-        path = backup.create(_where(args), Path(args.to), keep=args.keep)
-    except (backup.BackupError, OSError) as exc:
+        path = create(_where(args), Path(args.to), keep=args.keep)
+    except (BackupError, OSError) as exc:
         print(f"schoolgate: backup failed: {exc}", file=sys.stderr)
         return 1
-    manifest = backup.check(path).manifest
+    manifest = check(path).manifest
     rows = sum(manifest["store"]["rows"].values())
     size = path.stat().st_size
     print(f"{path}: {len(manifest['members'])} files, {rows} store rows, {size} bytes")
@@ -51,8 +53,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"schoolgate: the gateway is running (pid {pid}): stop it first", file=sys.stderr)
         return 1
     try:
-        done = backup.restore(Path(args.archive), where, force=args.force)
-    except backup.BackupError as exc:
+        done = restore(Path(args.archive), where, force=args.force)
+    except BackupError as exc:
         print(f"schoolgate: {exc}", file=sys.stderr)
         return 1
     rows = ", ".join(f"{n} {c}" for n, c in done.rows.items() if c)

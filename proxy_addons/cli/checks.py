@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from datetime import UTC, datetime
@@ -20,23 +21,19 @@ from proxy_addons.checks.records import (
     load_runs,
     term_at,
 )
-from proxy_addons.cli.args import add_store_arguments
+from proxy_addons.checks.report import build_checks_report, write_checks_report
+from proxy_addons.checks.runner import GatewayTarget, run_cases, this_machine
+from proxy_addons.checks.schedule import check_status, remind_if_due
+from proxy_addons.cli.common import open_policy_and_store
 from proxy_addons.core.policy.check_suite_file import Suite, SuiteError, load_suite
-from proxy_addons.core.policy.load import PolicyError, load_policy
+from proxy_addons.core.policy.load import PolicyError
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.store import Store, store_url
-
-DEFAULT_PROXY = os.environ.get("SCHOOLGATE_PROXY", "http://127.0.0.1:8080")
+from proxy_addons.record.term_report import find_term
 
 
 def _fail(message: str, code: int = 1) -> int:
     print(f"schoolgate: {message}", file=sys.stderr)
     return code
-
-
-def _open(args: argparse.Namespace) -> tuple[Policy, Store]:
-    policy = load_policy(Path(args.policy))
-    return policy, Store.open(store_url(Path(args.var), args.dsn))
 
 
 def _suite(args: argparse.Namespace, policy: Policy) -> Suite:
@@ -51,10 +48,8 @@ def _when(policy: Policy, at: datetime) -> str:
 
 
 def cmd_checks_run(args: argparse.Namespace) -> int:
-    from proxy_addons.checks.runner import GatewayTarget, run_cases, this_machine
-
     try:
-        policy, store = _open(args)
+        policy, store = open_policy_and_store(args)
     except PolicyError as exc:
         return _fail(str(exc))
     if args.profile not in policy.profiles:
@@ -79,8 +74,6 @@ def cmd_checks_run(args: argparse.Namespace) -> int:
     if args.proxy_user:
         password = os.environ.get("SCHOOLGATE_CHECK_PROXY_PASSWORD")
         if password is None:
-            import getpass
-
             password = getpass.getpass(f"Proxy password for {args.proxy_user}: ")
         auth = (args.proxy_user, password)
     target = GatewayTarget(
@@ -126,7 +119,7 @@ def cmd_checks_run(args: argparse.Namespace) -> int:
 
 def cmd_checks_list(args: argparse.Namespace) -> int:
     try:
-        policy, store = _open(args)
+        policy, store = open_policy_and_store(args)
     except PolicyError as exc:
         return _fail(str(exc))
     runs = load_runs(store, term=args.term, limit=args.limit)
@@ -146,7 +139,7 @@ def cmd_checks_list(args: argparse.Namespace) -> int:
 
 def cmd_checks_show(args: argparse.Namespace) -> int:
     try:
-        policy, store = _open(args)
+        policy, store = open_policy_and_store(args)
     except PolicyError as exc:
         return _fail(str(exc))
     stored = get_run(store, args.run)
@@ -168,7 +161,7 @@ def cmd_checks_show(args: argparse.Namespace) -> int:
 
 def cmd_checks_action(args: argparse.Namespace) -> int:
     try:
-        _, store = _open(args)
+        _, store = open_policy_and_store(args)
         action_id = add_action(store, args.run, args.case, args.by, args.text)
     except (PolicyError, CheckRecordError) as exc:
         return _fail(str(exc))
@@ -178,10 +171,8 @@ def cmd_checks_action(args: argparse.Namespace) -> int:
 
 def cmd_checks_due(args: argparse.Namespace) -> int:
     """Is this term's check due and not done? With --remind, remind the named people now."""
-    from proxy_addons.checks.schedule import check_status, remind_if_due
-
     try:
-        policy, store = _open(args)
+        policy, store = open_policy_and_store(args)
     except PolicyError as exc:
         return _fail(str(exc))
     now = datetime.now(UTC)
@@ -203,11 +194,8 @@ def cmd_checks_due(args: argparse.Namespace) -> int:
 
 
 def cmd_checks_report(args: argparse.Namespace) -> int:
-    from proxy_addons.checks.report import build_checks_report, write_checks_report
-    from proxy_addons.record.term_report import find_term
-
     try:
-        policy, store = _open(args)
+        policy, store = open_policy_and_store(args)
         term = find_term(policy, args.term)
     except (PolicyError, ValueError) as exc:
         return _fail(str(exc))
@@ -215,56 +203,3 @@ def cmd_checks_report(args: argparse.Namespace) -> int:
     for path in write_checks_report(report, policy, Path(args.out)):
         print(path)
     return 0
-
-
-def add_parsers(sub: argparse._SubParsersAction, policy: str, var: str) -> None:  # type: ignore[type-arg]
-    def common(p: argparse.ArgumentParser) -> None:
-        add_store_arguments(p, policy, var)
-
-    checks = sub.add_parser("checks", help="termly filtering checks (docs/checks.md)")
-    csub = checks.add_subparsers(dest="checks_command", required=True)
-
-    run = csub.add_parser("run", help="run the suite from the gateway as a profile")
-    run.add_argument("--profile", required=True)
-    run.add_argument("--by", required=True, help="the member of staff running the check")
-    run.add_argument("--suite", help="suite file (default: the policy's checks.suite)")
-    run.add_argument("--proxy", default=DEFAULT_PROXY, help="the gateway's proxy address")
-    run.add_argument("--ca", help="the school's CA certificate (default: VAR/ca/...)")
-    run.add_argument("--timeout", type=float, default=10.0, help="seconds per case")
-    run.add_argument(
-        "--proxy-user",
-        help="with proxy sign-in on: an account to sign in as (password from "
-        "SCHOOLGATE_CHECK_PROXY_PASSWORD or asked for); the profile is still --profile",
-    )
-    common(run)
-    run.set_defaults(func=cmd_checks_run)
-
-    lst = csub.add_parser("list", help="recorded runs, newest first")
-    lst.add_argument("--term")
-    lst.add_argument("--limit", type=int, default=50)
-    common(lst)
-    lst.set_defaults(func=cmd_checks_list)
-
-    show = csub.add_parser("show", help="one run: every case's result and the actions")
-    show.add_argument("run", type=int)
-    common(show)
-    show.set_defaults(func=cmd_checks_show)
-
-    action = csub.add_parser("action", help="record what was done about a run or a case")
-    action.add_argument("run", type=int)
-    action.add_argument("--case", help="the case it is about (default: the whole run)")
-    action.add_argument("--by", required=True)
-    action.add_argument("--text", required=True)
-    common(action)
-    action.set_defaults(func=cmd_checks_action)
-
-    due = csub.add_parser("due", help="is this term's check due and not done?")
-    due.add_argument("--remind", action="store_true", help="remind the named people now")
-    common(due)
-    due.set_defaults(func=cmd_checks_due)
-
-    report = csub.add_parser("report", help="the governors' report (HTML and CSV)")
-    report.add_argument("--term", required=True)
-    report.add_argument("--out", default="checks-report")
-    common(report)
-    report.set_defaults(func=cmd_checks_report)

@@ -1,7 +1,7 @@
 """`schoolgate doctor`: check an installation.
 
 The doctor reads the installation's settings (/etc/schoolgate/schoolgate.env,
-as deploy/install.sh writes it), runs the checks in `doctor.py` and prints one
+as deploy/install.sh writes it), runs the checks in `ops/doctor/` and prints one
 line each, with what to do for every WARN and FAIL. Its exit status is 1 when
 anything FAILs, so scripts and monitoring can run it.
 """
@@ -15,8 +15,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from proxy_addons.ops import doctor
-from proxy_addons.ops.doctor import Check, Level
+from proxy_addons.ops.doctor import store as store_doctor
+from proxy_addons.ops.doctor.ca import check_ca
+from proxy_addons.ops.doctor.findings import Check, Level, fail, summary, warn
+from proxy_addons.ops.doctor.gateway import check_gateway
+from proxy_addons.ops.doctor.lists import check_lists
+from proxy_addons.ops.doctor.machine import (
+    check_content_scan,
+    check_firewall,
+    check_python,
+    check_time_sync,
+)
+from proxy_addons.ops.doctor.permissions import check_permissions
+from proxy_addons.ops.doctor.ports import check_ports
 from proxy_addons.ops.install_config import ConfigError, InstallConfig, read_env_file
 from proxy_addons.store import store_url
 
@@ -40,13 +51,13 @@ def _store_check(cfg: InstallConfig) -> Check:
     url = store_url(cfg.var, cfg.dsn or None)
     owner = cfg.var.stat().st_uid if cfg.var.exists() else 0
     if os.geteuid() != 0 or cfg.dsn or owner == 0:
-        return doctor.check_store(url)
+        return store_doctor.check_store(url)
     env = dict(os.environ)
-    root = str(Path(doctor.__file__).resolve().parents[1])
+    root = str(Path(store_doctor.__file__).resolve().parents[3])  # the repository
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "proxy_addons.ops.doctor", "store", url],
+            [sys.executable, "-m", "proxy_addons.ops.doctor.store", "store", url],
             user=owner,
             group=cfg.var.stat().st_gid,
             extra_groups=[],
@@ -58,7 +69,7 @@ def _store_check(cfg: InstallConfig) -> Check:
             check=False,
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        return doctor.warn(
+        return warn(
             "store",
             f"can't check the store as its owner (uid {owner}): {exc}",
             "run schoolgate doctor as the service user",
@@ -68,7 +79,7 @@ def _store_check(cfg: InstallConfig) -> Check:
         return Check(found["name"], Level(found["level"]), found["message"], found["fix"])
     except (ValueError, IndexError, KeyError):
         why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        return doctor.fail("store", f"the store check failed: {why}")
+        return fail("store", f"the store check failed: {why}")
 
 
 def _status_url(cfg: InstallConfig) -> str:
@@ -78,15 +89,15 @@ def _status_url(cfg: InstallConfig) -> str:
 
 
 def run_checks(cfg: InstallConfig) -> list[Check]:
-    checks = [doctor.check_python(), doctor.check_content_scan()]
-    checks += doctor.check_permissions(cfg)
-    checks += doctor.check_ca(cfg.var / "ca")
-    checks += doctor.check_lists(cfg.policy, cfg.var)
-    checks.append(doctor.check_gateway(cfg.var, _status_url(cfg)))
+    checks = [check_python(), check_content_scan()]
+    checks += check_permissions(cfg)
+    checks += check_ca(cfg.var / "ca")
+    checks += check_lists(cfg.policy, cfg.var)
+    checks.append(check_gateway(cfg.var, _status_url(cfg)))
     checks.append(_store_check(cfg))
-    checks += doctor.check_ports(cfg)
-    checks.append(doctor.check_time_sync())
-    checks.append(doctor.check_firewall(cfg))
+    checks += check_ports(cfg)
+    checks.append(check_time_sync())
+    checks.append(check_firewall(cfg))
     return checks
 
 
@@ -117,6 +128,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         )
     else:
         print_checks(checks)
-        oks, warns, fails = doctor.summary(checks)
+        oks, warns, fails = summary(checks)
         print(f"doctor: {oks} OK, {warns} WARN, {fails} FAIL")
     return 1 if any(c.level is Level.FAIL for c in checks) else 0

@@ -23,7 +23,9 @@ from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.alerts.routing import Route
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.unblocks import AudienceKind, Status
-from proxy_addons.ops import backup, school_ca
+from proxy_addons.ops import school_ca
+from proxy_addons.ops.backup.archive import Where, check
+from proxy_addons.ops.backup.create import create
 from proxy_addons.store import Store
 from proxy_addons.store.schema import metadata, reports
 from proxy_addons.workflow import audit
@@ -153,7 +155,7 @@ def test_backup_wipe_restore_verify(tmp_path: Path, db_url: str) -> None:  # noq
     assert made.returncode == 0, made.stderr
     [archive] = (tmp_path / "backups").glob("schoolgate-backup-*.tar.gz")
     assert archive.stat().st_mode & 0o077 == 0  # it holds the CA key and password hashes
-    manifest = backup.check(archive).manifest
+    manifest = check(archive).manifest
     assert manifest["store"]["rows"]["unblocks"] == 2
     assert "config/policy/enrolment-secret" in manifest["members"]
     assert "config/policy/lists/social.txt" in manifest["members"]
@@ -195,9 +197,7 @@ def test_restore_refuses_to_overwrite_a_store_without_force(
 ) -> None:
     site = Site(tmp_path, db_url)
     site.seed()
-    archive = backup.create(
-        backup.Where(site.policy, site.var, site.url if site.pg else None), tmp_path / "b"
-    )
+    archive = create(Where(site.policy, site.var, site.url if site.pg else None), tmp_path / "b")
     refused = sg("restore", str(archive), *site.args)
     assert refused.returncode == 1 and "--force" in refused.stderr
     forced = sg("restore", str(archive), "--force", *site.args)
@@ -220,7 +220,7 @@ def _rewrite(archive: Path, target: Path, change: Any) -> None:
 def test_a_damaged_or_altered_archive_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     site = Site(tmp_path, f"sqlite:///{tmp_path / 'var' / 'schoolgate.db'}")
     site.seed()
-    archive = backup.create(backup.Where(site.policy, site.var), tmp_path / "b")
+    archive = create(Where(site.policy, site.var), tmp_path / "b")
     site.wipe()
 
     def refused(path: Path) -> str:
@@ -295,9 +295,7 @@ def test_a_backup_taken_while_the_store_is_written_is_consistent(
     thread.start()
     try:
         archives = [
-            backup.create(
-                backup.Where(site.policy, site.var, site.url if site.pg else None), tmp_path / "b"
-            )
+            create(Where(site.policy, site.var, site.url if site.pg else None), tmp_path / "b")
             for _ in range(3)
         ]
     finally:
@@ -305,7 +303,7 @@ def test_a_backup_taken_while_the_store_is_written_is_consistent(
         thread.join()
         store.dispose()
     assert appended[0] > 0
-    heads = [backup.check(a).manifest["store"]["audit_head"]["seq"] for a in archives]
+    heads = [check(a).manifest["store"]["audit_head"]["seq"] for a in archives]
     for archive, head in zip(archives, heads, strict=True):
         rows = _member(archive, "store/audit_log.jsonl").count(b"\n")
         assert rows == head  # the rows and the head were read in one snapshot
@@ -324,8 +322,8 @@ def _member(archive: Path, name: str) -> bytes:
 
 def test_keep_prunes_old_backups_and_names_never_clash(tmp_path: Path) -> None:
     site = Site(tmp_path, f"sqlite:///{tmp_path / 'var' / 'schoolgate.db'}")
-    where = backup.Where(site.policy, site.var)
-    made = [backup.create(where, tmp_path / "b", keep=2) for _ in range(4)]
+    where = Where(site.policy, site.var)
+    made = [create(where, tmp_path / "b", keep=2) for _ in range(4)]
     left = sorted((tmp_path / "b").iterdir())
     assert len(set(made)) == 4 and len(left) == 2 and set(left) == set(made[-2:])
     assert all(gzip.open(p).read(1) for p in left)
@@ -339,7 +337,7 @@ def test_a_broken_policy_still_gets_its_whole_folder_backed_up(tmp_path: Path) -
     assert made.returncode == 0, made.stderr
     assert "the policy did not load" in made.stderr
     [archive] = (tmp_path / "b").iterdir()
-    members = backup.check(archive).manifest["members"]
+    members = check(archive).manifest["members"]
     assert "config/policy/school.yaml" in members and "config/policy/notes.txt" in members
     assert _member(archive, "config/policy/school.yaml") == site.policy.read_bytes()
 
@@ -357,7 +355,7 @@ def test_a_sqlite_backup_restores_into_postgresql(tmp_path: Path, pg_url: str) -
     source = Site(tmp_path / "src", f"sqlite:///{tmp_path / 'src' / 'var' / 'schoolgate.db'}")
     source.seed()
     before = dump(source.url)
-    archive = backup.create(backup.Where(source.policy, source.var), tmp_path / "b")
+    archive = create(Where(source.policy, source.var), tmp_path / "b")
     policy = tmp_path / "dst" / "etc" / "policy" / "school.yaml"
     target = ["--policy", str(policy), "--var", str(tmp_path / "dst" / "var"), "--dsn", pg_url]
     result = sg("restore", str(archive), *target)

@@ -29,10 +29,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from proxy_addons.cli import main as cli
-from proxy_addons.core.lists.build import build_index
+from proxy_addons.cli.doctor import _store_check
+from proxy_addons.core.lists.index import build_index
 from proxy_addons.core.policy.load import load_policy
-from proxy_addons.ops import doctor, school_ca
-from proxy_addons.ops.doctor import Level, check_ca, check_firewall, check_lists, check_port
+from proxy_addons.ops import school_ca
+from proxy_addons.ops.doctor.ca import check_ca
+from proxy_addons.ops.doctor.findings import Check, Level
+from proxy_addons.ops.doctor.lists import check_lists
+from proxy_addons.ops.doctor.machine import (
+    check_content_scan,
+    check_firewall,
+    check_python,
+    check_time_sync,
+)
+from proxy_addons.ops.doctor.permissions import check_permissions
+from proxy_addons.ops.doctor.ports import check_port, check_ports, tcp_listeners
+from proxy_addons.ops.doctor.store import check_store
 from proxy_addons.ops.install_config import ConfigError, InstallConfig, read_env_file
 from proxy_addons.store import Store, store_url
 from tests.conftest import copy_policy, free_port
@@ -41,7 +53,7 @@ from tests.pg import db_url  # noqa: F401  (a fixture)
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown to another user)")
 
 
-def levels(checks: list[doctor.Check]) -> list[Level]:
+def levels(checks: list[Check]) -> list[Level]:
     return [c.level for c in checks]
 
 
@@ -77,15 +89,15 @@ def test_env_file_is_read_as_systemd_and_sh_read_it(tmp_path: Path) -> None:
 
 
 def test_python_version() -> None:
-    assert doctor.check_python((3, 13, 5)).level is Level.OK
-    old = doctor.check_python((3, 11, 2))
+    assert check_python((3, 13, 5)).level is Level.OK
+    old = check_python((3, 11, 2))
     assert old.level is Level.FAIL and "3.11.2" in old.message and "--python" in old.fix
 
 
 def test_content_scan_memory_in_c() -> None:
     # Built by `make` (pip install -e .) here; without it, a warning that says how to fix it.
-    assert doctor.check_content_scan().level is Level.OK
-    missing = doctor.check_content_scan(built=False)
+    assert check_content_scan().level is Level.OK
+    missing = check_content_scan(built=False)
     assert missing.level is Level.WARN and "python3-dev" in missing.fix
 
 
@@ -129,7 +141,7 @@ def layout(tmp_path: Path) -> InstallConfig:
 
 @ROOT_ONLY
 def test_permissions_ok_as_installed(layout: InstallConfig) -> None:
-    assert levels(doctor.check_permissions(layout)) == [Level.OK]
+    assert levels(check_permissions(layout)) == [Level.OK]
 
 
 @ROOT_ONLY
@@ -139,7 +151,7 @@ def test_permissions_each_problem_is_named(layout: InstallConfig) -> None:
     (layout.etc / "secrets").chmod(0o770)  # the service could change what's in it
     (layout.var / "ca" / "mitmproxy-ca.pem").chmod(0o640)
     os.chown(layout.var / "schoolgate.db", 0, 0)  # left by root running a command
-    found = doctor.check_permissions(layout)
+    found = check_permissions(layout)
     messages = "\n".join(c.message for c in found)
     assert set(levels(found)) == {Level.FAIL}
     assert "secrets anyone on this machine can read" in messages and "schoolgate.env" in messages
@@ -155,9 +167,9 @@ def test_permissions_world_readable_data_counts_only_where_others_can_reach_it(
     layout: InstallConfig,
 ) -> None:
     (layout.var / "schoolgate.db").chmod(0o644)
-    assert levels(doctor.check_permissions(layout)) == [Level.OK]  # var is 0750
+    assert levels(check_permissions(layout)) == [Level.OK]  # var is 0750
     layout.var.chmod(0o755)
-    [found] = doctor.check_permissions(layout)
+    [found] = check_permissions(layout)
     assert found.level is Level.FAIL and "schoolgate.db" in found.message
     assert "lists" not in found.message  # the lists are public anyway
 
@@ -166,11 +178,11 @@ def test_permissions_missing_user_and_unreadable_policy(layout: InstallConfig) -
     missing = InstallConfig(
         etc=layout.etc, var=layout.var, service_user=f"no-{uuid.uuid4().hex[:8]}"
     )
-    [found] = doctor.check_permissions(missing)
+    [found] = check_permissions(missing)
     assert found.level is Level.FAIL and "there is no user" in found.message
     if os.geteuid() == 0:
         (layout.policy).chmod(0o600)  # root:nogroup 0600: nobody can't read it
-        found_all = doctor.check_permissions(layout)
+        found_all = check_permissions(layout)
         assert any("cannot read" in c.message for c in found_all)
 
 
@@ -265,26 +277,26 @@ def test_lists_broken_policy_or_missing_list_fail(tmp_path: Path) -> None:
 
 def test_store_at_head_and_behind(db_url: str) -> None:  # noqa: F811
     Store.open(db_url).dispose()
-    found = doctor.check_store(db_url)
+    found = check_store(db_url)
     assert found.level is Level.OK and "(current)" in found.message
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
     engine.dispose()
-    behind = doctor.check_store(db_url)
+    behind = check_store(db_url)
     assert behind.level is Level.FAIL and "at schema 0001" in behind.message
     assert "store upgrade" in behind.fix
 
 
 def test_store_missing_empty_or_unreachable(tmp_path: Path) -> None:
-    missing = doctor.check_store(store_url(tmp_path / "none"))
+    missing = check_store(store_url(tmp_path / "none"))
     assert missing.level is Level.FAIL and "no store" in missing.message
     assert not (tmp_path / "none").exists(), "the check must not create the store"
     sqlite3.connect(tmp_path / "empty.db").close()
-    empty = doctor.check_store(f"sqlite:///{tmp_path / 'empty.db'}")
+    empty = check_store(f"sqlite:///{tmp_path / 'empty.db'}")
     assert empty.level is Level.FAIL and "no Schoolgate schema" in empty.message
     port = free_port()  # nothing listens there
-    gone = doctor.check_store(f"postgresql+psycopg://u:secret@127.0.0.1:{port}/db")
+    gone = check_store(f"postgresql+psycopg://u:secret@127.0.0.1:{port}/db")
     assert gone.level is Level.FAIL and "can't reach" in gone.message
     assert "secret" not in gone.message
 
@@ -292,7 +304,7 @@ def test_store_missing_empty_or_unreachable(tmp_path: Path) -> None:
 def test_store_upgrade_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["store", "upgrade", "--var", str(tmp_path)]) == 0
     assert "at schema" in capsys.readouterr().out
-    assert doctor.check_store(store_url(tmp_path)).level is Level.OK
+    assert check_store(store_url(tmp_path)).level is Level.OK
 
 
 # ----------------------------------------------------------------- ports
@@ -330,7 +342,7 @@ def test_port_ours_listening_other_program_or_nothing(
         port,
         "SCHOOLGATE_LISTEN_PORT",
         "schoolgate",
-        doctor.tcp_listeners(),
+        tcp_listeners(),
     )
     assert nothing.level is Level.WARN and "not running" in nothing.message
 
@@ -341,7 +353,7 @@ def test_port_ours_listening_other_program_or_nothing(
         port,
         "SCHOOLGATE_LISTEN_PORT",
         "schoolgate",
-        doctor.tcp_listeners(),
+        tcp_listeners(),
     )
     assert other.level is Level.FAIL and "taken by another program" in other.message
     assert "some-other-server" in other.message and "SCHOOLGATE_LISTEN_PORT" in other.fix
@@ -354,7 +366,7 @@ def test_port_ours_listening_other_program_or_nothing(
         port,
         "SCHOOLGATE_LISTEN_PORT",
         "schoolgate",
-        doctor.tcp_listeners(),
+        tcp_listeners(),
     )
     assert ours.level is Level.OK and f"127.0.0.1:{port}" in ours.message
 
@@ -367,7 +379,7 @@ def test_port_on_an_address_this_machine_does_not_have() -> None:
 
 def test_ports_covers_the_transparent_listener() -> None:
     cfg = InstallConfig(listen_port=free_port(), proxy_modes="--set mode=transparent@8082")
-    names = [c.name for c in doctor.check_ports(cfg, listeners={})]
+    names = [c.name for c in check_ports(cfg, listeners={})]
     assert names == ["proxy port", "web port", "metrics port", "transparent port"]
 
 
@@ -399,21 +411,21 @@ def test_time_sync_timedatectl_and_chrony(tmp_path: Path, monkeypatch: pytest.Mo
     bin_dir = tmp_path / "bin"
     monkeypatch.setenv("PATH", str(bin_dir))
     bin_dir.mkdir()
-    nothing = doctor.check_time_sync(systemd=True)
+    nothing = check_time_sync(systemd=True)
     assert nothing.level is Level.WARN and "can't tell" in nothing.message
 
     _stand_in(bin_dir, "timedatectl", "yes")
-    assert doctor.check_time_sync(systemd=True).level is Level.OK
+    assert check_time_sync(systemd=True).level is Level.OK
     _stand_in(bin_dir, "timedatectl", "no")
-    unsynced = doctor.check_time_sync(systemd=True)
+    unsynced = check_time_sync(systemd=True)
     assert unsynced.level is Level.FAIL and "set-ntp" in unsynced.fix
 
     (bin_dir / "timedatectl").unlink()
     _stand_in(bin_dir, "chronyc", CHRONY_SYNCED)
-    synced = doctor.check_time_sync(systemd=False)
+    synced = check_time_sync(systemd=False)
     assert synced.level is Level.OK and "0.000" in synced.message
     _stand_in(bin_dir, "chronyc", CHRONY_UNSYNCED)
-    found = doctor.check_time_sync(systemd=False)
+    found = check_time_sync(systemd=False)
     assert found.level is Level.FAIL and "Not synchronised" in found.message
 
 
@@ -514,8 +526,6 @@ def test_doctor_as_root_checks_the_store_as_its_owner(tmp_path: Path) -> None:
         os.chown(path, 65534, 65534)
     env = tmp_path / "schoolgate.env"
     env.write_text(f"SCHOOLGATE_VAR={var}\nSCHOOLGATE_POLICY={tmp_path / 'none.yaml'}\n")
-    from proxy_addons.cli.doctor import _store_check
-
     found = _store_check(InstallConfig.load(env))
     # This Python may not be one 'nobody' can run (the test venv under /root): then the
     # doctor says so rather than open the store as root. The system test runs the
@@ -538,4 +548,4 @@ def test_socket_helper_sees_a_port_in_use() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        assert port in doctor.tcp_listeners()
+        assert port in tcp_listeners()

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from proxy_addons.cli import main as cli
 from proxy_addons.core.policy.runtime import PolicyRuntime
 from proxy_addons.ops import status as gateway_status
-from proxy_addons.ops.doctor import Level, check_gateway
+from proxy_addons.ops.doctor.findings import Level
+from proxy_addons.ops.doctor.gateway import check_gateway
 from proxy_addons.ops.status import check_status, gateway_process
 from tests.conftest import Upstream, copy_policy, free_port, start_mitmdump
 from tests.gateway.test_damaged_state import wait_for

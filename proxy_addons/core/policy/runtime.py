@@ -34,12 +34,11 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from proxy_addons.core.lists.build_process import build_in_subprocess
-from proxy_addons.core.lists.index import Builder, ListIndex, open_built
-from proxy_addons.core.lists.layout import error_may_pass
+from proxy_addons.core.lists.index import ListIndex, error_may_pass, open_index
 from proxy_addons.core.lists.sources import ListSourceError
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy
+from proxy_addons.record import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +66,14 @@ class PolicyLoadError(RuntimeError):
         self.may_pass = may_pass
 
 
-def load_with(
+def load_all(
     policy_path: Path,
     index_dir: Path,
-    build: Builder,
     *,
+    in_subprocess: bool = False,
     on_damaged: Callable[[str], None] | None = None,
 ) -> LoadedPolicy:
-    """Validate the policy and open its list index, built (if need be) by `build`.
+    """Validate the policy and open (building if needed) its list index.
 
     The index is checked against its checksum and the lists; a damaged one (or an index
     of other lists under its name) is rebuilt, after telling `on_damaged`, and never
@@ -83,7 +82,7 @@ def load_with(
     try:
         policy = load_policy(policy_path)
         cats = [c.sources for c in policy.categories.values()]
-        index = open_built(cats, index_dir, build, on_damaged=on_damaged)
+        index = open_index(cats, index_dir, in_subprocess=in_subprocess, on_damaged=on_damaged)
     except (PolicyError, ListSourceError) as exc:
         raise PolicyLoadError(str(exc), may_pass=error_may_pass(exc)) from exc
     return LoadedPolicy(policy, index, datetime.now(UTC))
@@ -126,7 +125,6 @@ class PolicyRuntime:
         var_dir: Path,
         on_reload: Callable[[LoadedPolicy], None] | None = None,
         on_error: Callable[[str], None] | None = None,
-        count_index_damage: Callable[[], None] | None = None,
     ) -> None:
         self.policy_path = Path(policy_path).resolve()
         self.var_dir = Path(var_dir)
@@ -134,8 +132,6 @@ class PolicyRuntime:
         self.status_path = self.var_dir / "run" / "status.json"
         self.on_reload = on_reload
         self.on_error = on_error
-        # Told of every damaged list index found, first (the gateway's metrics count them).
-        self.count_index_damage = count_index_damage
         # A damaged list index was found (it is being rebuilt): alerting.py listens.
         self.on_index_damaged: Callable[[str], None] | None = None
         self.current: LoadedPolicy | None = None
@@ -164,16 +160,11 @@ class PolicyRuntime:
 
     def start(self) -> LoadedPolicy:
         """Load at start-up; raises PolicyLoadError so the gateway refuses to start."""
-        loaded = self._load()
+        loaded = load_all(
+            self.policy_path, self.index_dir, in_subprocess=True, on_damaged=self._index_damaged
+        )
         self._install(loaded)
         return loaded
-
-    def _load(self) -> LoadedPolicy:
-        """The policy and its index, built in a subprocess: off the request path, and numpy
-        (the builder's) never loaded into the gateway."""
-        return load_with(
-            self.policy_path, self.index_dir, build_in_subprocess, on_damaged=self._index_damaged
-        )
 
     def watch(self) -> None:
         """Watch the folders of every policy and list file (one observer, kept running),
@@ -248,7 +239,9 @@ class PolicyRuntime:
     def _reload(self) -> bool:
         started = time.monotonic()
         try:
-            loaded = self._load()
+            loaded = load_all(
+                self.policy_path, self.index_dir, in_subprocess=True, on_damaged=self._index_damaged
+            )
         except PolicyLoadError as exc:
             self._failed(exc)
             return False
@@ -346,11 +339,7 @@ class PolicyRuntime:
             return  # the same damage, met again by the rebuild
         self.index_damage = {"at": _now(), "message": problem, "rebuilt_at": None}
         self.index_damage_found += 1
-        if self.count_index_damage is not None:
-            try:
-                self.count_index_damage()
-            except Exception:
-                logger.exception("Counting a damaged list index failed")
+        metrics.list_index_damaged()
         self.write_status()
         self.index_damage_untold = not _tell(self.on_index_damaged, problem)
 
