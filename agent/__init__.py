@@ -1,0 +1,1 @@
+"""Schoolgate's device agent: checks this device and the filter from it, reports to the gateway."""

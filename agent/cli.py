@@ -10,9 +10,12 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from agent.checks import Context, run_checks
+from agent.checks import run_checks
+from agent.checks.base import Context
 from agent.checks.thresholds import Thresholds
+from agent.client_cli import add_parsers as add_client_parsers
 from agent.device_facts import current_platform, gather
+from agent.filter_checks import add_parser as add_filter_checks
 from agent.report import DeviceReport
 from agent.runner import FixtureRunner, Runner, SystemRunner
 
@@ -90,12 +93,10 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--fixture", help=argparse.SUPPRESS)  # a recorded device, for demos
     check.set_defaults(func=cmd_check)
     # enrol, send, run: talking to the gateway (agent/client_cli.py).
-    from agent.client_cli import add_parsers
-
-    add_parsers(sub, build=lambda: build_report(SystemRunner("/"), current_platform()).to_json())
+    add_client_parsers(
+        sub, build=lambda: build_report(SystemRunner("/"), current_platform()).to_json()
+    )
     # checks: the termly filtering check over this device's network path (agent/filter_checks.py).
-    from agent.filter_checks import add_parser as add_filter_checks
-
     add_filter_checks(sub)
     return p
 

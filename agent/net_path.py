@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
+from pypac.os_settings import autoconfig_url_from_preferences, autoconfig_url_from_registry
+from pypac.parser import PACFile
+
 from agent.check_suite import Observation, observe_error, observe_response
 
 logger = logging.getLogger(__name__)
@@ -132,10 +135,6 @@ def _pac_route(value: str) -> Route:
 
 def _load_pac(where: str) -> Callable[[str, str], str]:
     """The PAC script's FindProxyForURL, from a URL (fetched directly) or a file."""
-    try:
-        from pypac.parser import PACFile
-    except ImportError as exc:  # pragma: no cover - pypac is a dependency
-        raise OSError("a PAC file is configured but pypac is not installed") from exc
     if urlsplit(where).scheme in ("http", "https"):
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via proxy
         with opener.open(where, timeout=15) as answer:
@@ -151,12 +150,8 @@ def system_pac_url() -> str | None:
     """The automatic configuration script the system names, if any."""
     try:
         if sys.platform == "win32":
-            from pypac.os_settings import autoconfig_url_from_registry
-
             return autoconfig_url_from_registry() or None
         if sys.platform == "darwin":
-            from pypac.os_settings import autoconfig_url_from_preferences
-
             return autoconfig_url_from_preferences() or None
     except Exception as exc:  # unreadable settings: carry on as if none
         logger.warning("could not read the system's proxy settings: %s", exc)

@@ -7,7 +7,7 @@ import getpass
 import re
 from datetime import UTC, datetime
 
-from agent.checks import (
+from agent.checks.base import (
     Check,
     Context,
     clip,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from agent.checks import (
+from agent.checks.base import (
     Check,
     Context,
     clip,

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.checks import (
+from agent.checks.base import (
     Check,
     Context,
     clip,

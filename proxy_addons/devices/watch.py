@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from agent.checks import version_tuple
+from agent.checks.base import version_tuple
 from agent.report import CheckResult, DeviceReport
 from proxy_addons.alerts.dispatch import raise_alert
 from proxy_addons.alerts.events import (

@@ -32,12 +32,9 @@ import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-
-if TYPE_CHECKING:
-    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +49,18 @@ _MIGRATION_LOCK = zlib.crc32(b"schoolgate store migrations")
 READ_ONLY_OPTION = "schoolgate_read_only"
 
 
-# Alembic says "setup plugin ..." and "Context impl ..." at INFO on every start
-# (which is why it is imported only after this); the gateway's log gets our one
-# line about an upgrade instead, unless someone has set these loggers' levels.
+# Alembic says "setup plugin ..." and "Context impl ..." at INFO on every start, the first
+# while it is being imported: so it is imported only after this, and the gateway's log gets
+# our one line about an upgrade instead, unless someone has set these loggers' levels.
 for _name in ("alembic.runtime.plugins", "alembic.runtime.migration"):
     if logging.getLogger(_name).level == logging.NOTSET:
         logging.getLogger(_name).setLevel(logging.WARNING)
+
+from alembic import command  # noqa: E402 - after the loggers above are quietened
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+from alembic.util import CommandError  # noqa: E402
 
 
 class StoreError(RuntimeError):
@@ -82,8 +85,6 @@ def alembic_config(
     A new revision: `command.revision(alembic_config(url), "message",
     rev_id="0002", autogenerate=True)` against a database at head.
     """
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", str(script_location))
     if url is not None:
@@ -177,11 +178,6 @@ class Store:
         return store
 
     def _upgrade(self, migrations: Path) -> None:
-        from alembic import command
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
-        from alembic.util import CommandError
-
         script = ScriptDirectory.from_config(alembic_config(script_location=migrations))
         heads = set(script.get_heads())
         # On SQLite, begin() is BEGIN IMMEDIATE: the second process waits here.

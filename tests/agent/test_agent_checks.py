@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.checks import Context, checks_for, run_checks
+from agent.checks import checks_for, run_checks
+from agent.checks.base import Context
 from agent.checks.thresholds import Thresholds
 from agent.cli import build_report, main
 from agent.report import CheckResult, parse_report

@@ -1,0 +1,133 @@
+"""What every platform's checks are made of: a check, the context its probe reads, the
+pass/fail/unknown results, and the judgements all platforms share (OS support, patches).
+
+Every probe answers pass, fail or unknown with a reason and the raw evidence; any
+error, timeout or output it can't parse becomes unknown, which never counts as compliant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from agent.checks.thresholds import Thresholds
+from agent.report import CheckResult
+from agent.runner import CommandResult, Runner
+
+PLATFORMS = ("linux", "macos", "windows")
+
+
+@dataclass(frozen=True)
+class Context:
+    runner: Runner
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+Probe = Callable[[Context], CheckResult]
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    platform: str
+    probe: Probe
+    thresholds: tuple[str, ...] = ()  # names of the Thresholds fields it reads
+
+
+def ok(check_id: str, reason: str, **evidence: Any) -> CheckResult:
+    return CheckResult(check_id, "pass", reason, evidence)
+
+
+def fail(check_id: str, reason: str, **evidence: Any) -> CheckResult:
+    return CheckResult(check_id, "fail", reason, evidence)
+
+
+def unknown(check_id: str, reason: str, **evidence: Any) -> CheckResult:
+    return CheckResult(check_id, "unknown", reason, evidence)
+
+
+def clip(text: str, limit: int = 600) -> str:
+    """Evidence must stay small (the report caps it), so long raw output is cut."""
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def describe(result: CommandResult) -> str:
+    """A short sentence for why a command gave us nothing usable."""
+    detail = " ".join(clip(result.stderr or result.stdout, 200).split()) or "no output"
+    return f"exit {result.returncode}: {detail}"
+
+
+def version_tuple(version: str) -> tuple[int, ...] | None:
+    parts = re.findall(r"\d+", version)
+    return tuple(int(p) for p in parts) if parts else None
+
+
+def os_support(
+    check_id: str, os_id: str, version: str, ctx: Context, **evidence: Any
+) -> CheckResult:
+    """Minimum version is decided here; end of life only with the gateway's EOL table."""
+    evidence = {"os": os_id, "version": version, **evidence}
+    have = version_tuple(version)
+    if not os_id or have is None:
+        return unknown(check_id, "Couldn't read the OS name and version.", **evidence)
+    minimum = ctx.thresholds.min_os_versions.get(os_id)
+    want = version_tuple(minimum) if minimum else None
+    if want is not None and have < want:
+        return fail(check_id, f"{os_id} {version} is older than the minimum {minimum}.", **evidence)
+    for key, until in ctx.thresholds.eol.items():
+        name, _, eol_version = key.partition(" ")
+        eol_tuple = version_tuple(eol_version)
+        if name != os_id or eol_tuple is None or have[: len(eol_tuple)] != eol_tuple:
+            continue
+        try:
+            end = date.fromisoformat(until)
+        except ValueError:
+            return unknown(check_id, f"The EOL date for {key} is not a date.", **evidence)
+        evidence["eol"] = until
+        if ctx.now.date() > end:
+            return fail(check_id, f"{os_id} {version} reached end of life on {until}.", **evidence)
+        return ok(check_id, f"{os_id} {version} is supported until {until}.", **evidence)
+    return unknown(
+        check_id, "End of life is decided on the gateway; no EOL table here.", **evidence
+    )
+
+
+def judge_patches(cid: str, ev: dict[str, object], ctx: Context) -> CheckResult:
+    """Shared by all platforms: security updates must not wait longer than the policy allows.
+
+    A device can't know when an update was published, so we use the last successful
+    update: pending security updates with no update for N days means they waited N days.
+    """
+    t = ctx.thresholds
+    last = ev.get("last_update")
+    days = None
+    if isinstance(last, str):
+        try:
+            days = (ctx.now - datetime.fromisoformat(last)).days
+        except ValueError:
+            days = None
+    ev = {**ev, "days_since_update": days}
+    if ev.get("reboot_required") is True:
+        return fail(cid, "Updates are installed but waiting for a reboot.", **ev)
+    if ev.get("auto_updates") is False:
+        return fail(cid, "Automatic updates are off.", **ev)
+    security = ev.get("security")
+    if isinstance(security, int) and security > 0:
+        if days is None:
+            return unknown(
+                cid, f"{security} security updates pending; couldn't tell since when.", **ev
+            )
+        if days > t.security_update_max_days:
+            return fail(
+                cid, f"{security} security updates pending and no update for {days} days.", **ev
+            )
+    if ev.get("auto_updates") is None:
+        return unknown(cid, "Couldn't tell whether automatic updates are on.", **ev)
+    return ok(
+        cid, f"{ev.get('pending')} updates pending, {security} security; within policy.", **ev
+    )
