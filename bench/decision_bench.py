@@ -19,7 +19,7 @@ from pathlib import Path
 
 from proxy_addons.core.decide import Identity, Request, decide
 from proxy_addons.core.hosts import canonical_host
-from proxy_addons.core.policy.runtime import load_all
+from proxy_addons.core.policy.standalone import load_all
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proxy_addons.core.lists.index import CategorySources, ListIndex, build_index  # noqa: E402
+from proxy_addons.core.lists.build import build_index  # noqa: E402
+from proxy_addons.core.lists.index import ListIndex  # noqa: E402
+from proxy_addons.core.lists.layout import CategorySources  # noqa: E402
 from proxy_addons.core.lists.sources import ListSource, iter_domains  # noqa: E402
 
 SYLLABLES = (

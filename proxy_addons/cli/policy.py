@@ -14,7 +14,8 @@ from proxy_addons.core.lists.sources import ListSourceError, iter_domains, iter_
 from proxy_addons.core.names import Names, decide_names
 from proxy_addons.core.pipeline import after_filter
 from proxy_addons.core.policy.load import PolicyError, load_policy
-from proxy_addons.core.policy.runtime import PolicyLoadError, load_all
+from proxy_addons.core.policy.runtime import PolicyLoadError
+from proxy_addons.core.policy.standalone import load_all
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:

@@ -382,7 +382,8 @@ def update_lists(
     policy_path: Path, var: Path, config: UpdateConfig, *, force: bool = False
 ) -> Result:
     """Update every archive, then rebuild the index; on any failure put the old files back."""
-    from proxy_addons.core.policy.runtime import PolicyLoadError, load_all
+    from proxy_addons.core.policy.runtime import PolicyLoadError
+    from proxy_addons.core.policy.standalone import load_all
 
     swaps: list[Swap] = []
     infos: list[dict[str, object]] = []

@@ -282,7 +282,7 @@ def test_a_broken_channel_does_not_silence_the_others(
     receiver: _Receiver,  # noqa: F811
 ) -> None:
     """Each channel has its own row: one that raises (a bug) keeps its alert, with the error,
-    while the webhook delivers (what FanOut did for unblock messages before the outbox)."""
+    while the webhook delivers (unblock messages too: they take the same outbox)."""
 
     class Broken(BaseChannel):
         name = "email"

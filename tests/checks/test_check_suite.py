@@ -225,7 +225,7 @@ def test_the_shipped_suite_expects_what_the_example_policy_decides(tmp_path: Pat
 
     from proxy_addons.core.decide import Identity, Request, decide
     from proxy_addons.core.hosts import canonical_url
-    from proxy_addons.core.policy.runtime import load_all
+    from proxy_addons.core.policy.standalone import load_all
 
     loaded = load_all(ROOT / "policies" / "school.yaml", tmp_path / "index")
     policy = loaded.policy

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from proxy_addons.core.decide import Decision, Identity, Reason, Request, decide, url_prefix_match
 from proxy_addons.core.hosts import HostError, canonical_host, canonical_url, request_url
 from proxy_addons.core.policy.model import Action
-from proxy_addons.core.policy.runtime import LoadedPolicy, load_all
+from proxy_addons.core.policy.runtime import LoadedPolicy
+from proxy_addons.core.policy.standalone import load_all
 from tests.conftest import ROOT, copy_policy
 
 LONDON = ZoneInfo("Europe/London")

@@ -15,9 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy_addons.core.hosts import canonical_host, canonical_url_entry, host_suffixes, match_key
+from proxy_addons.core.lists import build as listbuild
 from proxy_addons.core.lists import index as listindex
+from proxy_addons.core.lists import layout as listlayout
 from proxy_addons.core.lists import sources as listsources
-from proxy_addons.core.lists.index import CategorySources, ListIndex, Match, build_index
+from proxy_addons.core.lists.build import build_index
+from proxy_addons.core.lists.index import ListIndex
+from proxy_addons.core.lists.layout import CategorySources, Match
 from proxy_addons.core.lists.sources import (
     _CLEAN_LINE,
     ListSource,
@@ -363,7 +367,8 @@ def test_an_index_of_older_entry_keys_is_not_reused(
     built before URL entries were match keys ('b.com/dir/', not 'b.com/dir') is not read."""
     cats = [cat("u", ("urls", write(tmp_path / "u", "b.com/dir/\n")))]
     monkeypatch.setattr(listsources, "FORMAT_VERSION", listsources.FORMAT_VERSION - 1)
-    monkeypatch.setattr(listindex, "FORMAT_VERSION", listsources.FORMAT_VERSION)
+    for module in (listbuild, listlayout):  # writes and reads the header's format
+        monkeypatch.setattr(module, "FORMAT_VERSION", listsources.FORMAT_VERSION)
     old = build_index(cats, tmp_path / "index")
     monkeypatch.undo()
     new = build_index(cats, tmp_path / "index")

@@ -9,7 +9,8 @@ import pytest
 from proxy_addons.core.decide import Identity, Reason, Request, decide
 from proxy_addons.core.hosts import canonical_url
 from proxy_addons.core.policy.model import Action
-from proxy_addons.core.policy.runtime import LoadedPolicy, load_all
+from proxy_addons.core.policy.runtime import LoadedPolicy
+from proxy_addons.core.policy.standalone import load_all
 from proxy_addons.core.unblocks import AudienceKind, Scope, Status, Unblock, parse_target
 from proxy_addons.workflow.unblock_rules import illegal_overlap, rest_of_lesson
 from tests.conftest import ROOT

@@ -35,22 +35,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy_addons.cli import main as cli
 from proxy_addons.core.decide import Identity, Request, decide
 from proxy_addons.core.hosts import canonical_host
-from proxy_addons.core.lists import index as listindex
-from proxy_addons.core.lists.index import (
+from proxy_addons.core.lists import build_process as listindex
+from proxy_addons.core.lists.build import build_index, open_index
+from proxy_addons.core.lists.index import ListIndex, verify_file
+from proxy_addons.core.lists.layout import (
     PREFIX,
     CategorySources,
     Expected,
     IndexDamaged,
-    ListIndex,
     TransientListError,
-    build_index,
     error_may_pass,
-    open_index,
-    verify_file,
 )
 from proxy_addons.core.lists.sources import ListSource, ListSourceError
 from proxy_addons.core.policy.load import load_policy
-from proxy_addons.core.policy.runtime import PolicyLoadError, PolicyRuntime, load_all
+from proxy_addons.core.policy.runtime import PolicyLoadError, PolicyRuntime
+from proxy_addons.core.policy.standalone import load_all
 from proxy_addons.ops.doctor.findings import Level
 from proxy_addons.ops.doctor.gateway import check_gateway
 from proxy_addons.ops.doctor.lists import check_lists

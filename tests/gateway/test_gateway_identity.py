@@ -12,7 +12,7 @@ import bcrypt
 import pytest
 import sqlalchemy as sa
 
-from proxy_addons.core.policy.runtime import load_all
+from proxy_addons.core.policy.standalone import load_all
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import unblocks
 from tests.conftest import Gateway, Upstream, copy_policy, start_mitmdump

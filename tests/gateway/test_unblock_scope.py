@@ -19,7 +19,8 @@ from publicsuffixlist import PublicSuffixList
 from proxy_addons.core.decide import Identity, Reason, Request, decide
 from proxy_addons.core.hosts import canonical_url
 from proxy_addons.core.policy.load import load_policy
-from proxy_addons.core.policy.runtime import LoadedPolicy, load_all
+from proxy_addons.core.policy.runtime import LoadedPolicy
+from proxy_addons.core.policy.standalone import load_all
 from proxy_addons.core.unblocks import (
     AudienceKind,
     Scope,

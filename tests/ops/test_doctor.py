@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from proxy_addons.cli import main as cli
 from proxy_addons.cli.doctor import _store_check
-from proxy_addons.core.lists.index import build_index
+from proxy_addons.core.lists.build import build_index
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.ops import school_ca
 from proxy_addons.ops.doctor.ca import check_ca

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from proxy_addons.cli import main as cli
-from proxy_addons.core.policy.runtime import load_all
+from proxy_addons.core.policy.standalone import load_all
 from proxy_addons.ops.doctor.findings import Level
 from proxy_addons.ops.doctor.lists import check_lists
 from proxy_addons.ops.list_update import (

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy_addons.core.hosts import HostError, canonical_url_entry, illegal_key, key_host
-from proxy_addons.core.lists.index import CategorySources
+from proxy_addons.core.lists.layout import CategorySources
 from proxy_addons.core.lists.sources import ListSource
 from proxy_addons.core.policy.checker import RESERVED_CATEGORY, Checker
 from proxy_addons.core.policy.model import Action, Category, Decryption, IllegalTier, Profile

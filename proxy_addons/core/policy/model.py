@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from proxy_addons.core.hosts import illegal_key
-from proxy_addons.core.lists.index import CategorySources
+from proxy_addons.core.lists.layout import CategorySources
 from proxy_addons.core.policy.yaml_reader import Where
 
 

@@ -34,11 +34,12 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from proxy_addons.core.lists.index import ListIndex, error_may_pass, open_index
+from proxy_addons.core.lists.build_process import build_in_subprocess
+from proxy_addons.core.lists.index import Builder, ListIndex, open_built
+from proxy_addons.core.lists.layout import error_may_pass
 from proxy_addons.core.lists.sources import ListSourceError
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.record import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +67,14 @@ class PolicyLoadError(RuntimeError):
         self.may_pass = may_pass
 
 
-def load_all(
+def load_with(
     policy_path: Path,
     index_dir: Path,
+    build: Builder,
     *,
-    in_subprocess: bool = False,
     on_damaged: Callable[[str], None] | None = None,
 ) -> LoadedPolicy:
-    """Validate the policy and open (building if needed) its list index.
+    """Validate the policy and open its list index, built (if need be) by `build`.
 
     The index is checked against its checksum and the lists; a damaged one (or an index
     of other lists under its name) is rebuilt, after telling `on_damaged`, and never
@@ -82,7 +83,7 @@ def load_all(
     try:
         policy = load_policy(policy_path)
         cats = [c.sources for c in policy.categories.values()]
-        index = open_index(cats, index_dir, in_subprocess=in_subprocess, on_damaged=on_damaged)
+        index = open_built(cats, index_dir, build, on_damaged=on_damaged)
     except (PolicyError, ListSourceError) as exc:
         raise PolicyLoadError(str(exc), may_pass=error_may_pass(exc)) from exc
     return LoadedPolicy(policy, index, datetime.now(UTC))
@@ -125,6 +126,7 @@ class PolicyRuntime:
         var_dir: Path,
         on_reload: Callable[[LoadedPolicy], None] | None = None,
         on_error: Callable[[str], None] | None = None,
+        count_index_damage: Callable[[], None] | None = None,
     ) -> None:
         self.policy_path = Path(policy_path).resolve()
         self.var_dir = Path(var_dir)
@@ -132,6 +134,8 @@ class PolicyRuntime:
         self.status_path = self.var_dir / "run" / "status.json"
         self.on_reload = on_reload
         self.on_error = on_error
+        # Told of every damaged list index found, first (the gateway's metrics count them).
+        self.count_index_damage = count_index_damage
         # A damaged list index was found (it is being rebuilt): alerting.py listens.
         self.on_index_damaged: Callable[[str], None] | None = None
         self.current: LoadedPolicy | None = None
@@ -160,11 +164,16 @@ class PolicyRuntime:
 
     def start(self) -> LoadedPolicy:
         """Load at start-up; raises PolicyLoadError so the gateway refuses to start."""
-        loaded = load_all(
-            self.policy_path, self.index_dir, in_subprocess=True, on_damaged=self._index_damaged
-        )
+        loaded = self._load()
         self._install(loaded)
         return loaded
+
+    def _load(self) -> LoadedPolicy:
+        """The policy and its index, built in a subprocess: off the request path, and numpy
+        (the builder's) never loaded into the gateway."""
+        return load_with(
+            self.policy_path, self.index_dir, build_in_subprocess, on_damaged=self._index_damaged
+        )
 
     def watch(self) -> None:
         """Watch the folders of every policy and list file (one observer, kept running),
@@ -239,9 +248,7 @@ class PolicyRuntime:
     def _reload(self) -> bool:
         started = time.monotonic()
         try:
-            loaded = load_all(
-                self.policy_path, self.index_dir, in_subprocess=True, on_damaged=self._index_damaged
-            )
+            loaded = self._load()
         except PolicyLoadError as exc:
             self._failed(exc)
             return False
@@ -339,7 +346,11 @@ class PolicyRuntime:
             return  # the same damage, met again by the rebuild
         self.index_damage = {"at": _now(), "message": problem, "rebuilt_at": None}
         self.index_damage_found += 1
-        metrics.list_index_damaged()
+        if self.count_index_damage is not None:
+            try:
+                self.count_index_damage()
+            except Exception:
+                logger.exception("Counting a damaged list index failed")
         self.write_status()
         self.index_damage_untold = not _tell(self.on_index_damaged, problem)
 

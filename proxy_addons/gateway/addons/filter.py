@@ -29,7 +29,7 @@ from mitmproxy.proxy.mode_specs import RegularMode, ReverseMode, Socks5Mode, Ups
 from proxy_addons.checks.identity import CHECK_HEADER, CheckIdentity
 from proxy_addons.core.decide import Decision, Identity, Reason, Request, decide, resolve_profile
 from proxy_addons.core.hosts import Host, HostError, canonical_host, request_url, valid_authority
-from proxy_addons.core.lists.index import IndexDamaged
+from proxy_addons.core.lists.layout import IndexDamaged
 from proxy_addons.core.names import Names, by_destination, decide_names, registrable_domain
 from proxy_addons.core.policy.model import Action, Audience, Policy, UntrustedClients
 from proxy_addons.core.policy.runtime import LoadedPolicy, PolicyLoadError, PolicyRuntime
@@ -41,6 +41,7 @@ from proxy_addons.gateway.headers import has_header, host_header
 from proxy_addons.gateway.known_names import KnownNames
 from proxy_addons.gateway.refuse_layer import RefuseLayer
 from proxy_addons.pages import blockpage
+from proxy_addons.record import metrics
 from proxy_addons.store import Store, store_url
 from proxy_addons.workflow import audit
 from proxy_addons.workflow.unblock_watch import UnblockWatch
@@ -159,7 +160,9 @@ class Filter:
             logger.warning("schoolgate_policy is not set: blocking everything until it is.")
             return
         runtime = PolicyRuntime(
-            Path(ctx.options.schoolgate_policy), Path(ctx.options.schoolgate_var)
+            Path(ctx.options.schoolgate_policy),
+            Path(ctx.options.schoolgate_var),
+            count_index_damage=metrics.list_index_damaged,
         )
         try:
             runtime.start()

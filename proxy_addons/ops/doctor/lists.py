@@ -9,7 +9,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from proxy_addons.core.lists.index import Expected, IndexDamaged, ListIndex, build_index
+from proxy_addons.core.lists.build import build_index
+from proxy_addons.core.lists.index import ListIndex
+from proxy_addons.core.lists.layout import Expected, IndexDamaged
 from proxy_addons.core.lists.sources import ListSourceError
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.ops.doctor.findings import Check, fail, ok, warn
