@@ -3,7 +3,7 @@
 The agent fetches the suite from the gateway's device API (the cases for the profile the
 gateway puts this device in), tries each URL over the device's own network path exactly as
 its browser would (agent/net_path.py: PAC, proxy settings, or direct when the school
-intercepts transparently), judges what it saw with the shared `check_suite` functions, prints
+intercepts transparently), judges what it saw with the shared `agent.check_suite` functions, prints
 the table and posts the run back with its evidence. The gateway judges the run again itself
 and records it (source "agent", this device's id and OS).
 

@@ -7,9 +7,9 @@ the agent opens a window (`POST /api/v1/checks/windows`): the device API stores 
 sees the device at, the suite's URLs for the device's profile (worked out by the gateway, not
 taken from the device) and an expiry of a few minutes; posting the run closes it.
 
-The gateway's check marker (check_marker.py) reads the open windows through a `WindowBook`:
-a thread refreshes it from the store every few seconds, the request path only looks in a
-dict. A request is a check request only if it comes from the window's address, during the
+The gateway's check marker (gateway/addons/check_marker.py) reads the open windows through
+a `WindowBook`: a thread refreshes it from the store every few seconds, the request path only
+looks in a dict. A request is a check request only if it comes from the window's address, during the
 window, for one of the suite's URLs (or, where only the host name is known - a CONNECT or a
 TLS hello - for one of their hosts). Fail safe: if the store can't be read, or the book has
 not been refreshed lately, no request is exempt and alerts are raised as usual.

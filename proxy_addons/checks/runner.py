@@ -2,8 +2,8 @@
 
 Each case's URL is fetched through the gateway's proxy port exactly as a device's browser
 would (CONNECT and TLS through the school's CA for https), with the check header
-(`check_identity`) so the gateway applies the profile being checked. What came back is
-judged by the shared `check_suite` functions, so a gateway run and a browser run agree.
+(`checks/identity.py`) so the gateway applies the profile being checked. What came back is
+judged by the shared `agent.check_suite` functions, so a gateway run and a browser run agree.
 """
 
 from __future__ import annotations

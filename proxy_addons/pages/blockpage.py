@@ -4,7 +4,7 @@ Pure rendering, no mitmproxy: the block-page add-on decides, this module only wo
 value is HTML-escaped (autoescape), the pages load nothing from elsewhere and need no
 JavaScript, so they work on any device and cannot be turned against the pupil reading them.
 A block page is served on the blocked site's own origin, so it holds no secret: its forms
-carry no token and the portal asks for confirmation on its own origin (portal_forms.py).
+carry no token and the portal asks for confirmation on its own origin (gateway/portal_forms.py).
 """
 
 from __future__ import annotations

@@ -323,7 +323,7 @@ check_windows = sa.Table(
     "check_windows",
     metadata,
     # An agent's check run in progress: its test URLs, from its address, raise no monitoring
-    # alerts until the window closes or expires (check_windows.py).
+    # alerts until the window closes or expires (checks/announced.py).
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("device_id", sa.String(64), nullable=False),
     sa.Column("ip", sa.String(64), nullable=False),
