@@ -13,11 +13,12 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol
 
-from proxy_addons.core.hosts import Host, host_suffixes, illegal_key, key_host, match_key
+from proxy_addons.core.hosts import Host, host_suffixes
 from proxy_addons.core.lists.layout import Match
 from proxy_addons.core.policy.model import Action, Decrypt, Policy, Profile, Rule
 from proxy_addons.core.schedules import schedule_active
 from proxy_addons.core.unblocks import Unblock
+from proxy_addons.core.url_keys import illegal_key, key_host, match_key
 
 
 class Reason(enum.Enum):

@@ -35,12 +35,11 @@ from proxy_addons.core.hosts import (
     canonical_url,
     canonical_url_entry,
     host_suffixes,
-    key_host,
-    match_key,
     request_url,
     split_authority,
     valid_authority,
 )
+from proxy_addons.core.url_keys import key_host, match_key
 
 WPT = Path(__file__).parents[1] / "data" / "wpt"
 HTTP_SCHEMES = ("http", "https")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy_addons.core.hosts import canonical_host, canonical_url_entry, host_suffixes, match_key
+from proxy_addons.core.hosts import canonical_host, canonical_url_entry, host_suffixes
 from proxy_addons.core.lists import build as listbuild
 from proxy_addons.core.lists import index as listindex
 from proxy_addons.core.lists import layout as listlayout
@@ -33,6 +33,7 @@ from proxy_addons.core.lists.sources import (
     parse_domain_chunk,
     read_expressions,
 )
+from proxy_addons.core.url_keys import match_key
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parents[1] / "data" / "lists" / "ut1"

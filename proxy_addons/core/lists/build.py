@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from proxy_addons.core.hosts import key_host
 from proxy_addons.core.lists.build_process import build_in_subprocess
 from proxy_addons.core.lists.index import ListIndex, open_built, verify_file
 from proxy_addons.core.lists.layout import (
@@ -58,6 +57,7 @@ from proxy_addons.core.lists.sources import (
     read_expressions,
     source_files,
 )
+from proxy_addons.core.url_keys import key_host
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy_addons.core.hosts import match_key
 from proxy_addons.core.lists.layout import (
     MARK_ADLER,
     MARK_CRC,
@@ -36,6 +35,7 @@ from proxy_addons.core.lists.layout import (
     problem_at,
 )
 from proxy_addons.core.lists.sources import ListSourceError, compile_expression
+from proxy_addons.core.url_keys import match_key
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ class ListIndex:
     def match_url(self, host: str, path_and_query: str) -> list[Match]:
         """URL entries whose match keys are prefixes of the request's at a '/' or '?'.
 
-        Entries are stored as canonical.match_key writes them, and the request is keyed
+        Entries are stored as url_keys.match_key writes them, and the request is keyed
         the same way, so "a.com/x" covers a.com/x, a.com//x/, a.com/x;p/y and a.com/x?q
         but not a.com/xy. Hosts must be equal. Hosts without URL entries cost one probe.
         """

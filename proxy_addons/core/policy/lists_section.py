@@ -9,12 +9,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from proxy_addons.core.hosts import HostError, canonical_url_entry, illegal_key, key_host
+from proxy_addons.core.hosts import HostError, canonical_url_entry
 from proxy_addons.core.lists.layout import CategorySources
 from proxy_addons.core.lists.sources import ListSource
 from proxy_addons.core.policy.checker import RESERVED_CATEGORY, Checker
 from proxy_addons.core.policy.model import Action, Category, Decryption, IllegalTier, Profile
 from proxy_addons.core.policy.yaml_reader import LMap, Where
+from proxy_addons.core.url_keys import illegal_key, key_host
 
 _SOURCE_KINDS = ("ut1", "domains", "hosts", "urls")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from proxy_addons.core.hosts import illegal_key
 from proxy_addons.core.lists.layout import CategorySources
 from proxy_addons.core.policy.yaml_reader import Where
+from proxy_addons.core.url_keys import illegal_key
 
 
 class Action(enum.Enum):
@@ -151,7 +151,7 @@ class IllegalTier:
     hosts: frozenset[str]  # every host named by an entry: these must be decrypted
     sources: tuple[Path, ...]
     # What requests are matched against (decision._illegal_hit): each entry's case-folded
-    # match key (canonical.match_key). exact_keys: key -> entry. prefix_keys: (key, entry,
+    # match key (url_keys.match_key). exact_keys: key -> entry. prefix_keys: (key, entry,
     # list file, whether it ends at a path boundary: a folder entry "a/b/" covers a/b,
     # a/b/... and a/b?..., a plain prefix "a/b" covers every key that starts with a/b).
     exact_keys: dict[str, str] = field(init=False, repr=False, compare=False)

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from proxy_addons.core.circumvention import KINDS
-from proxy_addons.core.hosts import HostError, canonical_url_entry, match_key
+from proxy_addons.core.hosts import HostError, canonical_url_entry
 from proxy_addons.core.policy.checker import (
     RESERVED_CATEGORY,
     Checker,
@@ -31,6 +31,7 @@ from proxy_addons.core.policy.model import (
     Schedule,
 )
 from proxy_addons.core.policy.yaml_reader import LList, LMap, Where
+from proxy_addons.core.url_keys import match_key
 
 _RULE_KEYS = ("allow", "block", "when", "name")
 _MATCH_KEYS = ("categories", "domains", "urls", "bare_ip")

@@ -15,6 +15,9 @@ policy's lists give (an index of other lists under its name is damage too), when
 is opened, and again by `verify_index` (every so often, and whenever its file changes
 or is replaced). A damaged index is rebuilt; until it is, every lookup in it refuses,
 so the Filter blocks: damaged state never opens the filter.
+
+About 440 lines: one class, whose reloads, retries, index checks and status share its
+locks, timers and state.
 """
 
 from __future__ import annotations
