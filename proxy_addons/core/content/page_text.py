@@ -16,6 +16,17 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+# Optional: installed with mitmproxy, not dependencies of the core. Without one, a body in its
+# encoding cannot be read, and a body that cannot be read is blocked (content_filter.py).
+try:
+    import brotli
+except ImportError:
+    brotli = None
+try:
+    from backports.zstd import ZstdDecompressor
+except ImportError:
+    ZstdDecompressor = None  # type: ignore[assignment,misc]
+
 
 class Kind:
     """How a content type is read; None from `kind_of` means it is not scanned."""
@@ -85,8 +96,8 @@ class _Zlib:
 
 class _Brotli:
     def __init__(self) -> None:
-        import brotli  # optional: installed with mitmproxy, not a dependency of the core
-
+        if brotli is None:
+            raise ImportError("brotli is not installed: a br body cannot be read")
         self._d = brotli.Decompressor()
 
     def decompress(self, data: bytes, limit: int) -> bytes:
@@ -97,8 +108,8 @@ class _Brotli:
 
 class _Zstd:
     def __init__(self) -> None:
-        from backports.zstd import ZstdDecompressor  # optional, as brotli
-
+        if ZstdDecompressor is None:
+            raise ImportError("backports.zstd is not installed: a zstd body cannot be read")
         self._d = ZstdDecompressor()
 
     def decompress(self, data: bytes, limit: int) -> bytes:
