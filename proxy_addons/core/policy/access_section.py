@@ -67,31 +67,9 @@ def load_devices(ck: Checker, raw: Any, where: Where) -> Devices:
     if m is None:
         return Devices()
 
-    def whole(key: str, default: int, low: int, high: int) -> int:
-        value = m.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            ck.fail(m.at(key), f"{key} should be a whole number from {low} to {high}")
-            return default
-        return value
-
-    secret = None
-    if m.get("enrolment_secret_file") is not None:
-        # Not ck.path: that adds it to Policy.files, whose hashes go into the audit log.
-        at = m.at("enrolment_secret_file")
-        text = ck.text(m["enrolment_secret_file"], at, "enrolment_secret_file")
-        secret = (ck.base / text).resolve() if text else None
-        if secret is not None and not secret.is_file():
-            ck.fail(at, f"enrolment_secret_file '{text}' does not exist (looked for {secret})")
-            secret = None
-    eol = None
-    if m.get("eol_file") is not None:
-        # The OS end-of-life table; like the secret, read when used (a report arrives).
-        at = m.at("eol_file")
-        text = ck.text(m["eol_file"], at, "eol_file")
-        eol = (ck.base / text).resolve() if text else None
-        if eol is not None and not eol.is_file():
-            ck.fail(at, f"eol_file '{text}' does not exist (looked for {eol})")
-            eol = None
+    # The enrolment secret, and the OS end-of-life table (read when a report arrives).
+    secret = ck.file_read_when_used(m, "enrolment_secret_file")
+    eol = ck.file_read_when_used(m, "eol_file")
     resolvers: set[str] = set()
     listed = m.get("school_resolvers", [])
     if not isinstance(listed, list):
@@ -117,8 +95,8 @@ def load_devices(ck: Checker, raw: Any, where: Where) -> Devices:
         school_resolvers=frozenset(resolvers),
         enrolment_secret_file=secret,
         eol_file=eol,
-        stale_days=whole("stale_days", 7, 1, 365),
-        identity_minutes=whole("identity_minutes", 30, 1, 1440),
+        stale_days=ck.whole(m, "stale_days", 7, 1, 365),
+        identity_minutes=ck.whole(m, "identity_minutes", 30, 1, 1440),
     )
 
 

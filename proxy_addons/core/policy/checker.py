@@ -79,6 +79,27 @@ class Checker:
         self.files.append(path)
         return path
 
+    def file_read_when_used(self, m: LMap, key: str) -> Path | None:
+        """`m[key]`, a file the gateway reads when it needs it (a secret, a table): checked
+        to exist, but not added to `files`, whose hashes go into the audit log."""
+        if m.get(key) is None:
+            return None
+        at = m.at(key)
+        text = self.text(m[key], at, key)
+        path = (self.base / text).resolve() if text else None
+        if path is not None and not path.is_file():
+            self.fail(at, f"{key} '{text}' does not exist (looked for {path})")
+            return None
+        return path
+
+    def whole(self, m: LMap, key: str, default: int, low: int, high: int) -> int:
+        """`m[key]` (else `default`), a whole number from `low` to `high`."""
+        value = m.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            self.fail(m.at(key), f"{key} should be a whole number from {low} to {high}")
+            return default
+        return value
+
 
 def empty_map(where: Where) -> LMap:
     out = LMap()

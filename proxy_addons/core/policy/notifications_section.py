@@ -137,13 +137,6 @@ def load_monitoring(
     m = ck.mapping(raw, where, "monitoring", keys)
     m = m if m is not None else empty_map(where)
 
-    def whole(key: str, default: int, low: int, high: int) -> int:
-        value = m.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            ck.fail(m.at(key), f"{key} should be a whole number from {low} to {high}")
-            return default
-        return value
-
     scan = name_set(ck, m.get("scan_page_text"), m.at("scan_page_text"), "scan_page_text")
     for name in sorted(scan - {p.lower() for p in profiles}):
         ck.fail(m.at("scan_page_text"), f"'{name}' is not a profile defined under 'profiles:'")
@@ -181,13 +174,13 @@ def load_monitoring(
         except PhraseError as exc:
             ck.fail(Where(exc.file, exc.line), f"{exc.field}: {exc.message}")
     return Monitoring(
-        retention_days=whole("retention_days", 90, 1, 3650),
+        retention_days=ck.whole(m, "retention_days", 90, 1, 3650),
         scan_page_text=frozenset(p for p in profiles if p.lower() in scan),
         phrase_libraries=tuple(libraries),
         high_risk_categories=risky,
         repeat_count=repeat_count,
         repeat_minutes=repeat_minutes,
-        fold_minutes=whole("fold_minutes", 10, 0, 1440),
+        fold_minutes=ck.whole(m, "fold_minutes", 10, 0, 1440),
         safeguarding=safeguarding or unblocks.deciders,
         technical=technical or unblocks.it_provider,
     )
