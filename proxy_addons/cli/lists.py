@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from proxy_addons.ops.list_update import CONFIG_NAME, UpdateError, load_config, update_lists
+from proxy_addons.ops.list_update.config import CONFIG_NAME, UpdateError, load_config
+from proxy_addons.ops.list_update.update import update_lists
 
 
 def cmd_lists_update(args: argparse.Namespace) -> int:

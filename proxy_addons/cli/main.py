@@ -19,7 +19,7 @@ from proxy_addons.core.policy.load import PolicyError
 from proxy_addons.core.policy.runtime import PolicyLoadError
 from proxy_addons.core.unblocks import Scope, Status
 from proxy_addons.ops.install_config import ENV_FILE
-from proxy_addons.ops.list_update import CONFIG_NAME
+from proxy_addons.ops.list_update.config import CONFIG_NAME
 
 DEFAULT_POLICY = os.environ.get("SCHOOLGATE_POLICY", "policies/school.yaml")
 DEFAULT_VAR = os.environ.get("SCHOOLGATE_VAR", "var")

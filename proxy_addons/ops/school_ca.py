@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
+from mitmproxy.certs import DEFAULT_DHPARAM
 
 BASENAME = "mitmproxy"
 KEY_FILE = f"{BASENAME}-ca.pem"
@@ -157,8 +158,6 @@ def _write(folder: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
 
 
 def _mitmproxy_dhparam() -> bytes:
-    from mitmproxy.certs import DEFAULT_DHPARAM
-
     return DEFAULT_DHPARAM
 
 

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 STATUS_FILE = Path("run") / "status.json"
 DEFAULT_STATUS_URL = "http://127.0.0.1:9464/status"  # the Metrics add-on's default port
 
@@ -241,8 +243,6 @@ def is_running(found: Found) -> Running:
 def gateway_process(pid: int, written_at: datetime | None = None) -> Running:
     """Whether `pid` is a Schoolgate gateway (schoolgate run, or mitmdump with the
     gateway's add-on), started before `written_at` if given."""
-    import psutil
-
     try:
         proc = psutil.Process(pid)
         argv, started = proc.cmdline(), proc.create_time()

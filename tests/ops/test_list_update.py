@@ -26,13 +26,8 @@ from proxy_addons.cli import main as cli
 from proxy_addons.core.policy.standalone import load_all
 from proxy_addons.ops.doctor.findings import Level
 from proxy_addons.ops.doctor.lists import check_lists
-from proxy_addons.ops.list_update import (
-    Swap,
-    UpdateError,
-    load_config,
-    swap_in,
-    update_lists,
-)
+from proxy_addons.ops.list_update.config import UpdateError, load_config
+from proxy_addons.ops.list_update.update import Swap, swap_in, update_lists
 from tests.conftest import copy_policy
 
 OLD_DOMAINS = "adult.test\nxxx-example.test\n"

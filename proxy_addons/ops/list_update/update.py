@@ -1,22 +1,5 @@
-"""Fetch new category lists, check them, and swap them in; keep the old ones if anything fails.
-
-`schoolgate lists update` (and its nightly timer) reads list-updates.yaml:
-archives (tar, any compression) to download, each unpacked into a lists folder
-such as lists/ut1. An archive is taken only when:
-
-- its checksum matches, when one is configured (a pinned SHA-256, or a
-  checksum file of "HEX  NAME" lines, SHA-256 or MD5, as list providers publish);
-- it unpacks safely (tarfile's "data" filter: no absolute paths, no "..", no
-  links out of the folder, no device files);
-- every list the policy uses from that folder is in it and reads, and none
-  shrank below `min_fraction` of its previous entries (a cut-off download or a
-  broken upstream would otherwise quietly unblock a category).
-
-Then the files are swapped in one by one with rename (the running gateway
-watches the list folders and reloads by itself), the list index is rebuilt,
-and if that fails the previous files go back. The outcome is written to
-var/run/lists-update.json for `schoolgate doctor`.
-"""
+"""Updating the lists: download and check each archive, swap its files in, rebuild the index;
+on any failure put the old files back (see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -35,8 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-import yaml
-
 from proxy_addons.core.lists.sources import (
     UT1_FILES,
     ListSource,
@@ -44,76 +25,22 @@ from proxy_addons.core.lists.sources import (
     iter_domains,
     iter_urls,
 )
+from proxy_addons.core.policy.load import PolicyError, load_policy
+from proxy_addons.core.policy.runtime import PolicyLoadError
+from proxy_addons.core.policy.standalone import load_all
+from proxy_addons.ops.list_update.config import (
+    STATUS_FILE,
+    Archive,
+    UpdateConfig,
+    UpdateError,
+)
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "list-updates.yaml"  # beside the policy
-STATUS_FILE = Path("run") / "lists-update.json"
 MAX_DOWNLOAD_BYTES = 2 << 30
 MAX_UNPACKED_BYTES = 8 << 30
 TIMEOUT_SECONDS = 120
 _CHUNK = 1 << 20
-
-
-class UpdateError(Exception):
-    """The update was refused or failed; the lists in use were kept. The message says why."""
-
-
-@dataclass(frozen=True)
-class Archive:
-    url: str
-    into: Path
-    top: str = ""
-    sha256: str = ""
-    checksums: str = ""
-
-
-@dataclass(frozen=True)
-class UpdateConfig:
-    path: Path
-    archives: tuple[Archive, ...]
-    min_fraction: float = 0.5
-
-
-def load_config(path: Path) -> UpdateConfig:
-    """Read list-updates.yaml; errors name the file and the field."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UpdateError(f"{path}: can't read it: {exc}") from None
-    if not isinstance(data, dict):
-        raise UpdateError(f"{path}: expected a mapping with 'archives'")
-    raw = data.get("archives") or []
-    if not isinstance(raw, list):
-        raise UpdateError(f"{path}: 'archives' must be a list")
-    archives = []
-    for n, item in enumerate(raw, 1):
-        where = f"{path}: archives[{n}]"
-        if not isinstance(item, dict) or not item.get("url") or not item.get("into"):
-            raise UpdateError(f"{where}: needs 'url' and 'into'")
-        url = str(item["url"])
-        if urlparse(url).scheme not in ("http", "https", "file"):
-            raise UpdateError(f"{where}: url must be http(s):// or file://, not {url!r}")
-        raw_sha = item.get("sha256", "")
-        if not isinstance(raw_sha, str):  # YAML reads an all-digit value as a number
-            raise UpdateError(f"{where}: sha256 must be a quoted string of 64 hex digits")
-        sha = raw_sha.lower()
-        if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
-            raise UpdateError(f"{where}: sha256 must be 64 hex digits")
-        archives.append(
-            Archive(
-                url=url,
-                into=(path.parent / str(item["into"])),
-                top=str(item.get("top") or "").strip("/"),
-                sha256=sha,
-                checksums=str(item.get("checksums") or ""),
-            )
-        )
-    fraction = data.get("min_fraction", 0.5)
-    if not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
-        raise UpdateError(f"{path}: min_fraction must be a number from 0 to 1")
-    return UpdateConfig(path, tuple(archives), float(fraction))
-
 
 # ----------------------------------------------------------------- fetch and check
 
@@ -199,8 +126,6 @@ def _entries(source: ListSource) -> int:
 
 def used_sources(policy_path: Path, into: Path) -> list[ListSource]:
     """The policy's category lists that live in the folder `into`."""
-    from proxy_addons.core.policy.load import PolicyError, load_policy
-
     try:
         policy = load_policy(policy_path)
     except PolicyError as exc:
@@ -382,9 +307,6 @@ def update_lists(
     policy_path: Path, var: Path, config: UpdateConfig, *, force: bool = False
 ) -> Result:
     """Update every archive, then rebuild the index; on any failure put the old files back."""
-    from proxy_addons.core.policy.runtime import PolicyLoadError
-    from proxy_addons.core.policy.standalone import load_all
-
     swaps: list[Swap] = []
     infos: list[dict[str, object]] = []
     lists = 0
