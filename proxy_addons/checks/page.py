@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from flask import Flask, Response, abort, jsonify, redirect, request
@@ -47,8 +47,8 @@ from proxy_addons.checks.records import (
 from proxy_addons.checks.user_agent import browser_of, os_of
 from proxy_addons.core.policy.check_suite_file import Suite, SuiteError, load_suite
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.gateway.addons.filter import Filter
 from proxy_addons.pages import blockpage
+from proxy_addons.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -338,6 +338,18 @@ def _case(run: BrowserRun, data: dict[str, Any]) -> CheckCase:
 # -- wiring into the portal ------------------------------------------------------------------
 
 
+class Gateway(Protocol):
+    """What the check page reads of the running gateway (its services)."""
+
+    @property
+    def policy(self) -> Policy | None: ...
+    @property
+    def store(self) -> Store | None: ...
+    @property
+    def probes(self) -> ProbeBook: ...
+    def profile_for(self, user: str | None, ip: str | None) -> str: ...
+
+
 class _SuiteCache:
     """The suite file named by the policy, read again only when it changes."""
 
@@ -359,38 +371,37 @@ def suite_path(policy: Policy) -> Path | None:
 
 def wire(
     app: Flask,
-    gateway: Filter,
-    book: ProbeBook,
+    gateway: Gateway,
     who: Callable[[], tuple[str | None, str | None]],
     school: Callable[[], str],
     form_token: Callable[[], str],
 ) -> BrowserRuns:
-    """The check page on the portal app, fed from the running gateway."""
+    """The check page on the portal app, fed from the running gateway's services."""
     cache = _SuiteCache()
 
     def loaded() -> tuple[Policy, Suite] | None:
-        current = gateway.runtime.current if gateway.runtime else None
-        path = suite_path(current.policy) if current else None
-        if current is None or path is None:
+        policy = gateway.policy
+        path = suite_path(policy) if policy is not None else None
+        if policy is None or path is None:
             return None
         try:
-            return current.policy, cache.get(path)
+            return policy, cache.get(path)
         except (OSError, SuiteError) as exc:
             logger.error("check page: the suite can't be read: %s", exc)
             return None
 
     def record(run: CheckRun) -> int:
-        current = gateway.runtime.current if gateway.runtime else None
-        if gateway.store is None or current is None:
+        policy, store = gateway.policy, gateway.store
+        if store is None or policy is None:
             raise CheckRecordError("the gateway has no store or policy to record the check in")
-        return record_and_alert(gateway.store, current.policy, run)  # alerts on failed cases
+        return record_and_alert(store, policy, run)  # alerts on failed cases
 
     return add_check_page(
         app,
         loaded=loaded,
         profile_of=gateway.profile_for,
         record=record,
-        book=book,
+        book=gateway.probes,
         who=who,
         school=school,
         form_token=form_token,

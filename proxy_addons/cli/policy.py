@@ -12,10 +12,12 @@ from proxy_addons.core.decide import Identity, decide, resolve_profile
 from proxy_addons.core.hosts import HostError, canonical_host, canonical_url, valid_authority
 from proxy_addons.core.lists.sources import ListSourceError, iter_domains, iter_urls
 from proxy_addons.core.names import Names, decide_names
-from proxy_addons.core.pipeline import after_filter
+from proxy_addons.core.pipeline import Asked, settle
 from proxy_addons.core.policy.load import PolicyError, load_policy
+from proxy_addons.core.policy.model import SafeSearch
 from proxy_addons.core.policy.runtime import PolicyLoadError
 from proxy_addons.core.policy.standalone import load_all
+from proxy_addons.core.verdict import Verdict
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
@@ -72,11 +74,28 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
         request_path,
         url.scheme,
     )
-    # Then what the gateway's later add-ons do with it: circumvention and safe search.
+    # The gateway's one pipeline: circumvention and safe search after decide().
+    asked = Asked(request_path, host_only=request_path is None)
+    stage = "tls" if request_path is None else "request"
+    verdict = settle(decision, loaded.policy.profiles, stage, asked, lambda: "")
     profile, _ = resolve_profile(loaded.policy, identity)
-    decision, enforced = after_filter(decision, profile, request_path)
+    enforced = _enforced(verdict, profile.safe_search)
     print(f"at:        {when.isoformat()}")
-    print(decision.explain())
+    print(verdict.decision.explain())
     if enforced:
         print(f"enforced:  {enforced}")
-    return 0 if not decision.blocked else 3
+    return 0 if not verdict.blocked else 3
+
+
+def _enforced(verdict: Verdict, mode: SafeSearch) -> str | None:
+    """What safe search does, in words: a rewrite, a steered connection, or a block."""
+    if verdict.steer_to is not None:
+        return f"safe search {mode.value}: connected to {verdict.steer_to}"
+    change = verdict.rewrite
+    if change is None:
+        return verdict.enforced
+    if change.header is not None:
+        what = f"header {change.header[0]}: {change.header[1]} added"
+    else:
+        what = f"query becomes ?{change.query}"
+    return f"safe search {mode.value} ({change.engine.value}): {what}"

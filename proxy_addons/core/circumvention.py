@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # Kinds of circumvention (fixed words: they are metric labels and policy values).
 DOH = "doh"
@@ -241,3 +243,14 @@ def _socks(data: bytes) -> bool:
     if data[0] == 0x05 and len(data) >= 2:
         return 1 <= data[1] <= 16 and len(data) == 2 + data[1]
     return data[0] == 0x04 and len(data) >= 9 and data[1] in (1, 2)
+
+
+def kind_of(record: Mapping[str, Any]) -> str:
+    """The metric's kind for a circumvention block: built-in, or from the list it came from."""
+    if record.get("circumvention"):
+        return str(record["circumvention"])
+    source = str(record.get("list_source") or "").lower()
+    for part, kind in (("doh", "doh"), ("vpn", "vpn"), ("redirector", "proxy"), ("prox", "proxy")):
+        if part in source:
+            return kind
+    return "listed"

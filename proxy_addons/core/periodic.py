@@ -1,13 +1,15 @@
-"""A background job that runs every so often until stopped (sweeps, reminders).
+"""A background job that runs every so often until stopped (sweeps, watches, reminders).
 
-A failing run is logged and tried again at the next interval: a store that is down
-for a while must not end the job.
+The gateway's one way to run work in the background on a timer: its services start and
+stop every job in one place (gateway/services.py). A failing run is logged and tried
+again at the next interval: a store that is down for a while must not end the job.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +47,37 @@ class Periodic:
             except Exception:
                 logger.exception(self.failure)
             self._stop.wait(self.interval)
+
+
+class Every(Periodic):
+    """`fn()` every `interval` seconds. The first run is one interval after the start
+    (the caller has just run it once, to start from fresh state) unless `at_start`."""
+
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        fn: Callable[[], object],
+        failure: str,
+        *,
+        at_start: bool = False,
+    ) -> None:
+        super().__init__()
+        self.thread_name, self.interval, self.failure = name, interval, failure
+        self._fn = fn
+        self._at_start = at_start
+
+    def tick(self) -> None:
+        self._fn()
+
+    def _run(self) -> None:
+        if self._at_start:
+            self._call()
+        while not self._stop.wait(self.interval):
+            self._call()
+
+    def _call(self) -> None:
+        try:
+            self._fn()
+        except Exception as exc:
+            logger.error("%s: %s", self.failure, exc)

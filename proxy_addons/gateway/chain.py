@@ -1,6 +1,11 @@
 """The gateway's add-ons, in order. Also a mitmdump script:
 
 mitmdump -s proxy_addons/gateway/chain.py --set schoolgate_policy=policies/school.yaml
+
+One `Services` (services.py) is made here and handed to the add-ons that need it; no
+add-on takes another. A request's one pass: the Filter decides (the core's pipeline:
+decide -> circumvention -> safe search) and keeps the verdict in `flow.metadata` or the
+connection's state; the add-ons after it act on the verdict and record it.
 """
 
 from __future__ import annotations
@@ -15,38 +20,37 @@ from proxy_addons.gateway.addons.circumvention import Circumvention
 from proxy_addons.gateway.addons.client_access import ClientAccess
 from proxy_addons.gateway.addons.content_filter import ContentFiltering
 from proxy_addons.gateway.addons.filter import Filter
+from proxy_addons.gateway.addons.lifecycle import Lifecycle
 from proxy_addons.gateway.addons.metrics import Metrics
 from proxy_addons.gateway.addons.option_guard import OptionGuard
 from proxy_addons.gateway.addons.portal import Portal
 from proxy_addons.gateway.addons.safe_search import SafeSearchEnforcer
 from proxy_addons.gateway.addons.state_health import StateHealth
-from proxy_addons.gateway.addons.termly_checks import TermlyChecks
 from proxy_addons.gateway.addons.transparent_sign_in import TransparentSignIn
 from proxy_addons.gateway.addons.upstream_guard import UpstreamGuard
+from proxy_addons.gateway.services import Services
 
 
-def gateway_addons() -> list[object]:
+def gateway_addons(services: Services | None = None) -> list[object]:
     mitm_fixes.install()  # connections ended by a hook are closed (mitm_fixes.py)
-    gate = Filter()
-    witness = CheckWitness(gate)  # last: it only looks, at the answers as finally sent
-    access, alerting = AccessLog(gate), Alerting(gate)
+    services = services or Services()
     return [
-        ClientAccess(gate),  # first: a connection from outside the client networks goes no further
+        Lifecycle(services),  # first: opens the policy and store the others use; runs the jobs
+        ClientAccess(services),  # a connection from outside the client networks goes no further
         TransparentSignIn(),  # transparent clients can't sign in to a proxy they don't know of
-        AutoConfig(gate),  # before the filter: PAC/WPAD are the gateway's own answers
-        gate,
+        AutoConfig(services),  # before the filter: PAC/WPAD are the gateway's own answers
+        Filter(services),  # decides: the verdict, acted on (block page, refusal, pass-through)
         UpstreamGuard(),  # never upstream to the gateway itself, whatever a name says
-        Circumvention(gate),  # right after the Filter: their blocks replace its record
-        SafeSearchEnforcer(gate),
-        CheckMarker(gate, witness.book),  # browser-check canaries: no monitoring alerts
-        access,
-        alerting,
-        ContentFiltering(gate, access, alerting),  # after alerting's risk scan of the page
-        Portal(gate, witness.book),
-        Metrics(gate),
-        StateHealth(gate, access, alerting),  # damaged or lost state: checks, retries, alerts
-        TermlyChecks(gate),  # reminders when a term's filtering check is due
-        witness,
+        Circumvention(services),  # tunnels, known by their first bytes: closed
+        SafeSearchEnforcer(services),  # the verdict's rewrite and steering
+        CheckMarker(services),  # browser-check canaries: no monitoring alerts
+        AccessLog(services),
+        Alerting(services),
+        ContentFiltering(services),  # after alerting's risk scan of the page
+        Portal(services),
+        Metrics(services),
+        StateHealth(services),  # damaged or lost state: checks, retries, alerts
+        CheckWitness(services),  # last: it only looks, at the answers as finally sent
     ]
 
 

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from proxy_addons.core import circumvention as cv
 from proxy_addons.core.policy.load import PolicyError, load_policy
-from proxy_addons.gateway.addons.circumvention import kind_of
 from tests.conftest import copy_policy
 
 
@@ -107,12 +106,12 @@ def test_a_request_line_arriving_a_byte_at_a_time_is_never_called_a_tunnel(metho
 
 
 def test_list_blocks_are_counted_by_the_list_they_came_from() -> None:
-    assert kind_of({"circumvention": "tor"}) == "tor"
-    assert kind_of({"list_source": "/p/lists/ut1/vpn"}) == "vpn"
-    assert kind_of({"list_source": "/p/lists/ut1/doh"}) == "doh"
-    assert kind_of({"list_source": "/p/lists/ut1/strict_redirector"}) == "proxy"
-    assert kind_of({"list_source": "/p/lists/ut1/residential-proxies"}) == "proxy"
-    assert kind_of({"list_source": "/p/lists/ut1/remote-control"}) == "listed"
+    assert cv.kind_of({"circumvention": "tor"}) == "tor"
+    assert cv.kind_of({"list_source": "/p/lists/ut1/vpn"}) == "vpn"
+    assert cv.kind_of({"list_source": "/p/lists/ut1/doh"}) == "doh"
+    assert cv.kind_of({"list_source": "/p/lists/ut1/strict_redirector"}) == "proxy"
+    assert cv.kind_of({"list_source": "/p/lists/ut1/residential-proxies"}) == "proxy"
+    assert cv.kind_of({"list_source": "/p/lists/ut1/remote-control"}) == "listed"
 
 
 # -- the policy setting ----------------------------------------------------------------------

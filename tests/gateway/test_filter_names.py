@@ -12,18 +12,22 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
-from proxy_addons.gateway.addons.filter import METADATA_KEY, Filter
+from proxy_addons.gateway.addons.filter import Filter
+from proxy_addons.gateway.addons.lifecycle import Lifecycle
+from proxy_addons.gateway.services import Services, verdict_of
 from tests.conftest import copy_policy
 
 
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filter]:
     tmp = tmp_path_factory.mktemp("filter")
-    addon = Filter()
-    with taddons.context(Proxyserver(), addon) as tctx:  # its options: connection_strategy
-        tctx.configure(addon, schoolgate_policy=str(copy_policy(tmp)), schoolgate_var=str(tmp))
+    services = Services()
+    lifecycle, addon = Lifecycle(services), Filter(services)
+    # Proxyserver: the Filter's options (connection_strategy)
+    with taddons.context(Proxyserver(), lifecycle, addon) as tctx:
+        tctx.configure(lifecycle, schoolgate_policy=str(copy_policy(tmp)), schoolgate_var=str(tmp))
         yield addon
-        addon.done()
+        lifecycle.done()
 
 
 def flow(
@@ -51,7 +55,9 @@ def flow(
 
 def run(gate: Filter, f: http.HTTPFlow) -> dict[str, object]:
     asyncio.run(gate.requestheaders(f))
-    return dict(f.metadata[METADATA_KEY])
+    verdict = verdict_of(f)
+    assert verdict is not None
+    return dict(verdict.record)
 
 
 def test_the_request_line_decides_whatever_the_host_header_says(gate: Filter) -> None:
@@ -134,15 +140,16 @@ def test_a_device_report_never_makes_staff_through_the_directory(
     policy = copy_policy(tmp)
     text = policy.read_text().replace("identities:\n", "identities:\n  groups: {teachers: staff}\n")
     policy.write_text(text)
-    addon = Filter()
-    with taddons.context(Proxyserver(), addon) as tctx:
-        tctx.configure(addon, schoolgate_policy=str(policy), schoolgate_var=str(tmp))
+    services = Services()
+    lifecycle = Lifecycle(services)
+    with taddons.context(Proxyserver(), lifecycle) as tctx:
+        tctx.configure(lifecycle, schoolgate_policy=str(policy), schoolgate_var=str(tmp))
         try:
-            assert addon.device_identities is not None
-            monkeypatch.setattr(addon.device_identities, "user_at", lambda ip: "mr.jones")
-            monkeypatch.setattr(addon, "groups_of", lambda u: ("teachers",) if u else ())
-            assert addon._identity(None, "192.0.2.50").user is None  # not staff by report
-            signed_in = addon._identity("mr.jones", "192.0.2.50")  # proxy sign-in: staff
+            assert services.device_identities is not None
+            monkeypatch.setattr(services.device_identities, "user_at", lambda ip: "mr.jones")
+            monkeypatch.setattr(services, "groups_of", lambda u: ("teachers",) if u else ())
+            assert services.identity(None, "192.0.2.50").user is None  # not staff by report
+            signed_in = services.identity("mr.jones", "192.0.2.50")  # proxy sign-in: staff
             assert signed_in.user == "mr.jones" and signed_in.groups == ("teachers",)
         finally:
-            addon.done()
+            lifecycle.done()

@@ -23,6 +23,7 @@ from mitmproxy.test import taddons
 
 from proxy_addons.core.content.page_text import Decoder
 from proxy_addons.gateway.addons.content_filter import MIN_STREAM_BYTES, ContentFiltering
+from proxy_addons.gateway.services import Services
 from tests.conftest import ROOT, Gateway, Upstream, _self_signed, access_log, start_mitmdump
 from tests.gateway.test_content_filter_e2e import HARMFUL, MILD, content_policy
 from tests.support.bulk_server import BulkServer, body_blocks, body_sha256
@@ -202,7 +203,7 @@ def test_the_gateway_sets_stream_large_bodies_to_the_cap(gateway: Gateway) -> No
 
 
 def test_the_default_follows_the_cap_unless_the_operator_set_one() -> None:
-    addon = ContentFiltering(None, None, None)  # type: ignore[arg-type]  # hooks not used
+    addon = ContentFiltering(Services())  # no policy: only its options are used
     with taddons.context(Proxyserver(), addon) as tctx:  # Proxyserver declares the option
         tctx.configure(addon, schoolgate_content_max_bytes=2_000_000)  # as at start-up
         assert tctx.options.stream_large_bodies == "2000000"  # the default cap

@@ -12,7 +12,7 @@ It runs after the Filter and reads what the Filter decided. Where it hooks in, a
   An allowed one waits: a TLS decision or decrypted requests on the
   connection follow and are what gets logged; a tunnel with neither (not TLS,
   not HTTP) is logged when it closes (`client_disconnected`).
-- `next_layer`, for the Filter's TLS-stage decisions (`Filter.connection_decisions`):
+- `next_layer`, for the Filter's TLS-stage verdicts (`Services.connection(...).verdict`):
   a connection refused or passed through on its host name alone is logged at
   once as a host-only record. One the Filter decrypts is logged through its
   requests instead, or, if the device rejects the school's certificate and
@@ -31,8 +31,8 @@ from mitmproxy import connection, ctx, http, tls
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import layer, layers
 
-from proxy_addons.gateway.addons.filter import METADATA_KEY, Filter
 from proxy_addons.gateway.refuse_layer import RefuseLayer
+from proxy_addons.gateway.services import Services, client_ip, verdict_of
 from proxy_addons.record.access_records import JSON_FILE, AccessRecord, AccessWriter, build
 
 logger = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ _WRITER_OPTIONS = {
 class AccessLog:
     """Hands every decision the Filter makes to a background writer."""
 
-    def __init__(self, gate: Filter) -> None:
-        self.gate = gate
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self.writer: AccessWriter | None = None
         # Decisions waiting to learn whether the connection brings requests of its own.
         self._pending_connect: weakref.WeakKeyDictionary[connection.Client, AccessRecord] = (
@@ -90,14 +90,14 @@ class AccessLog:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if not updated & _WRITER_OPTIONS or self.gate.runtime is None:
+        if not updated & _WRITER_OPTIONS or self.services.runtime is None:
             return
         if self.writer is not None:
             self.writer.close()
         opts = ctx.options
         self.writer = AccessWriter(
             Path(opts.schoolgate_var) / JSON_FILE,
-            self.gate.store,
+            self.services.store,
             self._retention_days,
             max_bytes=opts.schoolgate_access_log_max_bytes,
             backups=opts.schoolgate_access_log_backups,
@@ -105,18 +105,21 @@ class AccessLog:
             batch_size=max(1, opts.schoolgate_access_log_batch),
         )
         self.writer.start()
+        self.services.access_writer = self.writer
 
     def done(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+            self.services.access_writer = None
 
     # -- hooks ---------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        decision = flow.metadata.get(METADATA_KEY)
-        if not decision or decision.get("stage") != "request" or flow.metadata.get(LOGGED_KEY):
+        verdict = verdict_of(flow)
+        if verdict is None or verdict.stage != "request" or flow.metadata.get(LOGGED_KEY):
             return
+        decision = verdict.record
         flow.metadata[LOGGED_KEY] = True
         client = flow.client_conn
         self._pending_connect.pop(client, None)  # the tunnel's requests speak for it
@@ -128,22 +131,22 @@ class AccessLog:
                 _when(req.timestamp_start),
                 method=req.method,
                 user=_user(flow),
-                ip=_ip(client),
+                ip=client_ip(client),
                 url=None if decision.get("url") else req.pretty_url,  # only when it lacks one
             )
         )
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        decision = flow.metadata.get(METADATA_KEY)
-        if not decision or decision.get("stage") != "connect" or flow.metadata.get(LOGGED_KEY):
+        verdict = verdict_of(flow)
+        if verdict is None or verdict.stage != "connect" or flow.metadata.get(LOGGED_KEY):
             return
         flow.metadata[LOGGED_KEY] = True
         record = build(
-            decision,
+            verdict.record,
             _when(flow.request.timestamp_start),
             method="CONNECT",
             user=_user(flow),
-            ip=_ip(flow.client_conn),
+            ip=client_ip(flow.client_conn),
         )
         if flow.response is not None and flow.response.status_code >= 300:
             self._submit(record)  # refused: nothing follows
@@ -152,12 +155,13 @@ class AccessLog:
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         client = nextlayer.context.client
-        decision = self.gate.connection_decisions.get(client)
-        if decision is None or self._seen_tls.get(client) == id(decision):
+        state = self.services.peek(client)
+        verdict = state.verdict if state is not None else None
+        if verdict is None or self._seen_tls.get(client) == id(verdict):
             return
-        self._seen_tls[client] = id(decision)  # the Filter decided this connection just now
+        self._seen_tls[client] = id(verdict)  # the Filter decided this connection just now
         self._pending_connect.pop(client, None)  # the TLS decision supersedes the CONNECT's
-        record = build(decision, datetime.now(UTC), ip=_ip(client))
+        record = build(verdict.record, datetime.now(UTC), ip=client_ip(client))
         if isinstance(nextlayer.layer, RefuseLayer | layers.TCPLayer):
             self._submit(record)  # refused or passed through on the host name alone
         else:
@@ -181,9 +185,8 @@ class AccessLog:
             self.writer.submit(record)
 
     def _retention_days(self) -> int | None:
-        runtime = self.gate.runtime
-        loaded = runtime.current if runtime is not None else None
-        return loaded.policy.monitoring.retention_days if loaded is not None else None
+        policy = self.services.policy
+        return policy.monitoring.retention_days if policy is not None else None
 
 
 def _when(timestamp: float | None) -> datetime:
@@ -193,8 +196,3 @@ def _when(timestamp: float | None) -> datetime:
 def _user(flow: http.HTTPFlow) -> str | None:
     auth: Any = flow.metadata.get("proxyauth")
     return str(auth[0]) if auth else None  # the name only: never the password
-
-
-def _ip(client: connection.Client) -> str | None:
-    peer = client.peername
-    return str(peer[0]) if peer else None

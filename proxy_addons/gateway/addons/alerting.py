@@ -9,9 +9,9 @@ background thread, which looks for search terms and risk phrases, counts repeate
 and writes events to the durable outbox (alert_outbox.py); pages are scanned on another
 thread, so nobody's page waits on the scan.
 
-A failed policy reload is a technical alert too: the add-on wraps `PolicyRuntime.on_error`
-(and `on_reload`, to pick up new channels and phrase libraries), calling whatever was there
-first.
+A failed policy reload is a technical alert too: the add-on listens to the services'
+reloads (`Services.on_reload_error`, and `on_reload`, to pick up new channels and phrase
+libraries). It is also how the others raise an alert (`Services.raise_alert`).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.policy.runtime import LoadedPolicy, PolicyRuntime
 from proxy_addons.gateway import option_types
-from proxy_addons.gateway.addons.filter import METADATA_KEY, Filter
 from proxy_addons.gateway.headers import header
 from proxy_addons.gateway.refuse_layer import RefuseLayer
+from proxy_addons.gateway.services import Services, verdict_of
 from proxy_addons.record import metrics
 from proxy_addons.store import Store
 
@@ -62,8 +62,11 @@ SCAN_PACE = 0.05  # seconds the scan and intake threads rest between runs of wor
 class Alerting:
     """Raises safeguarding and technical alerts and delivers them through the outbox."""
 
-    def __init__(self, gate: Filter) -> None:
-        self.gate = gate
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        services.raise_alert = self.try_raise
+        services.on_reload.append(self._policy_loaded)
+        services.on_reload_error.append(self._reload_failed)
         self.outbox: AlertOutbox | None = None
         self.matcher: PhraseMatcher | None = None
         self.tracker = RepeatTracker()
@@ -123,13 +126,12 @@ class Alerting:
             self._retry = option_types.seconds("schoolgate_alerts_retry_seconds", 0.05)
         if "schoolgate_alerts_retry_max_seconds" in updated:
             self._retry_max = option_types.seconds("schoolgate_alerts_retry_max_seconds", 0.05)
-        runtime, store = self.gate.runtime, self.gate.store
+        runtime, store = self.services.runtime, self.services.store
         if runtime is None or store is None or runtime.current is None:
             return
         if runtime is not self._runtime:
             self._runtime = runtime
-            self._wrap(runtime)
-            self.gate.ca_trust.on_refusal = self._ca_refused
+            self.services.ca_trust.on_refusal = self._ca_refused
             self.pseudonym = Pseudonymiser(_pseudonym_key(Path(ctx.options.schoolgate_var)))
             self._policy_loaded(runtime.current)
         if store is not self._store:
@@ -160,26 +162,6 @@ class Alerting:
 
     # -- policy changes ----------------------------------------------------------------------
 
-    def _wrap(self, runtime: PolicyRuntime) -> None:
-        """Chain onto the runtime's callbacks; the Filter and others keep theirs."""
-        before_reload, before_error = runtime.on_reload, runtime.on_error
-
-        def on_reload(loaded: LoadedPolicy) -> None:
-            try:
-                if before_reload is not None:
-                    before_reload(loaded)
-            finally:
-                self._policy_loaded(loaded)
-
-        def on_error(message: str) -> None:
-            try:
-                if before_error is not None:
-                    before_error(message)
-            finally:
-                self._reload_failed(message)
-
-        runtime.on_reload, runtime.on_error = on_reload, on_error
-
     def _policy_loaded(self, loaded: LoadedPolicy) -> None:
         policy = loaded.policy
         libraries = policy.monitoring.phrase_libraries
@@ -194,11 +176,11 @@ class Alerting:
             self.outbox.channels = build_channels(policy)
 
     def _ca_refused(self, device: str, site: str) -> None:
-        loaded = self._runtime.current if self._runtime else None
+        loaded = self.services.loaded
         self.raise_event(ca_refused_event(device, site, loaded.policy if loaded else None))
 
     def _reload_failed(self, message: str) -> None:
-        loaded = self._runtime.current if self._runtime else None
+        loaded = self.services.loaded
         policy = loaded.policy if loaded else None
         self.raise_event(reload_failed_event(policy, message))
 
@@ -211,7 +193,7 @@ class Alerting:
     def try_raise(self, event: Event) -> bool:
         """raise_event, saying whether the alert was stored: not with no store yet, or a
         store that is down or whose disk is full (then it is logged and counted)."""
-        loaded = self._runtime.current if self._runtime else None
+        loaded = self.services.loaded
         outbox = self.outbox
         if loaded is None or outbox is None:
             logger.error("Alert %s not raised: no policy or store yet", event.kind)
@@ -236,7 +218,7 @@ class Alerting:
     def _on_decision(
         self, record: dict[str, Any], path: str | None, at: datetime, navigation: bool = True
     ) -> None:
-        loaded = self._runtime.current if self._runtime else None
+        loaded = self.services.loaded
         if loaded is None or self.pseudonym is None or record.get("identified_by") == "check":
             return  # a termly check's canaries are no one's doing (check_identity.py)
         if record.get(PROBE_MARK):
@@ -259,24 +241,26 @@ class Alerting:
     # -- hooks -------------------------------------------------------------------------------
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        record = flow.metadata.get(METADATA_KEY)
+        verdict = verdict_of(flow)
         if (
-            record
-            and record.get("stage") == "connect"
-            and record.get("action") == "block"
+            verdict is not None
+            and verdict.stage == "connect"
+            and verdict.blocked
             and flow.response is not None
             and flow.response.status_code == 403
         ):
-            self._submit(self._on_decision, dict(record), None, datetime.now(UTC))
+            self._submit(self._on_decision, dict(verdict.record), None, datetime.now(UTC))
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         client = nextlayer.context.client
-        record = self.gate.connection_decisions.get(client)
-        if record is None or self._seen_tls.get(client) == id(record):
+        state = self.services.peek(client)
+        verdict = state.verdict if state is not None else None
+        if verdict is None or self._seen_tls.get(client) == id(verdict):
             return
-        self._seen_tls[client] = id(record)
-        if record.get("action") != "block":
+        self._seen_tls[client] = id(verdict)
+        if not verdict.blocked:
             return
+        record = verdict.record
         if isinstance(nextlayer.layer, RefuseLayer):
             self._submit(self._on_decision, dict(record), None, datetime.now(UTC))
         else:
@@ -288,9 +272,10 @@ class Alerting:
             self._submit(self._on_decision, record, None, datetime.now(UTC))
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        record = flow.metadata.get(METADATA_KEY)
-        if not record or record.get("stage") != "request":
+        verdict = verdict_of(flow)
+        if verdict is None or verdict.stage != "request":
             return
+        record = verdict.record
         self._pending_tls.pop(flow.client_conn, None)
         path = flow.request.path
         if record.get("action") != "block" and not search_terms.extract(
@@ -302,7 +287,8 @@ class Alerting:
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Scan readable HTML for risk phrases, for the profiles the policy names."""
-        record = flow.metadata.get(METADATA_KEY)
+        verdict = verdict_of(flow)
+        record = verdict.record if verdict is not None else None
         response = flow.response
         if (
             self.matcher is None
@@ -318,7 +304,7 @@ class Alerting:
             or "text/html" not in header(response.headers, b"content-type").lower()
         ):
             return
-        loaded = self._runtime.current if self._runtime else None
+        loaded = self.services.loaded
         if loaded is None or record.get("profile") not in loaded.policy.monitoring.scan_page_text:
             return
         cap = self._scan_max_bytes
@@ -359,7 +345,7 @@ class Alerting:
         cap: int,
     ) -> None:
         try:
-            matcher, loaded = self.matcher, self._runtime.current if self._runtime else None
+            matcher, loaded = self.matcher, self.services.loaded
             if matcher is None or loaded is None:
                 return
             content = _decoded(raw, content_encoding)

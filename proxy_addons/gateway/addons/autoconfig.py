@@ -17,7 +17,7 @@ import logging
 from mitmproxy import http
 
 from proxy_addons.core import pac
-from proxy_addons.gateway.addons.filter import Filter
+from proxy_addons.gateway.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def _sign_in_prompt(flow: http.HTTPFlow) -> bool:
 class AutoConfig:
     """PAC and WPAD for explicit-proxy devices (docs/network.md)."""
 
-    def __init__(self, gateway: Filter) -> None:
-        self.gateway = gateway
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     def _wanted(self, flow: http.HTTPFlow, portal_host: str, proxy: str | None) -> bool:
         request = flow.request
@@ -67,7 +67,7 @@ class AutoConfig:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None and not _sign_in_prompt(flow):
             return
-        loaded = self.gateway.runtime.current if self.gateway.runtime else None
+        loaded = self.services.loaded
         if loaded is None:
             return  # no policy yet: the filter refuses everything anyway
         policy = loaded.policy

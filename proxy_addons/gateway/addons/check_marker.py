@@ -5,7 +5,8 @@ entries) fetched on purpose by a member of staff: like the gateway's own check r
 (`identified_by: check`), they should not reach the DSL as if a pupil had tried them. This
 add-on sits right after the ones that decide and before the access log and alerting; for a
 request an armed probe is watching (`check_probes.ProbeBook`: this client, this host, for at
-most 30 seconds) it adds `check_probe: true` to the decision record, which alerting skips.
+most 30 seconds) it marks the verdict `check_probe` (a new verdict in the verdict's place),
+which alerting skips.
 The access log still records the request: it happened.
 
 An agent's check run is marked the same way while its window is open (check_windows.py:
@@ -15,49 +16,59 @@ thread, never on the request path.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 from mitmproxy import connection, http
 from mitmproxy.proxy import layer
 
-from proxy_addons.checks.announced import WINDOW_MARK, WindowBook
-from proxy_addons.checks.probes import PROBE_MARK, ProbeBook
-from proxy_addons.gateway.addons.filter import METADATA_KEY, Filter
+from proxy_addons.checks.announced import WindowBook
+from proxy_addons.checks.probes import ProbeBook
+from proxy_addons.core.verdict import Verdict
+from proxy_addons.gateway.services import VERDICT_KEY, Services, client_ip, verdict_of
 
 
 class CheckMarker:
     name = "schoolgate_check_marker"
 
-    def __init__(self, gate: Filter, book: ProbeBook) -> None:
-        self.gate = gate
-        self.book = book
-        self.windows = WindowBook(lambda: gate.store)
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-    def running(self) -> None:
-        self.windows.start()
+    @property
+    def book(self) -> ProbeBook:
+        return self.services.probes
 
-    def done(self) -> None:
-        self.windows.stop()
+    @property
+    def windows(self) -> WindowBook:
+        return self.services.windows
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        self._mark(flow.metadata.get(METADATA_KEY), flow.client_conn)
+        marked = self._mark(verdict_of(flow), flow.client_conn)
+        if marked is not None:
+            flow.metadata[VERDICT_KEY] = marked
+            self.services.connection(flow.client_conn).connect = marked
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
-        client = nextlayer.context.client
-        self._mark(self.gate.connection_decisions.get(client), client)
+        state = self.services.peek(nextlayer.context.client)
+        if state is None or state.verdict is state.looked_at:
+            return  # next_layer runs more than once per connection: mark a verdict when new
+        marked = self._mark(state.verdict, nextlayer.context.client)
+        if marked is not None:
+            state.verdict = marked
+        state.looked_at = state.verdict
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        self._mark(flow.metadata.get(METADATA_KEY), flow.client_conn)
+        marked = self._mark(verdict_of(flow), flow.client_conn)
+        if marked is not None:
+            flow.metadata[VERDICT_KEY] = marked
 
-    def _mark(self, record: dict[str, Any] | None, client: connection.Client) -> None:
-        if not record or PROBE_MARK in record:
-            return
-        peer = client.peername
-        ip = str(peer[0]) if peer else None
-        if self.book.watching(ip, record.get("host")):
-            record[PROBE_MARK] = True
-            return
-        window = self.windows.covering(ip, record)
+    def _mark(self, verdict: Verdict | None, client: connection.Client) -> Verdict | None:
+        """The verdict marked as a check's, or None to leave it as it is."""
+        if verdict is None or verdict.check_probe:
+            return None
+        ip = client_ip(client)
+        if self.book.watching(ip, verdict.host):
+            return replace(verdict, check_probe=True)
+        window = self.windows.covering(ip, verdict.record)
         if window is not None:  # an agent's check run (check_windows.py)
-            record[PROBE_MARK] = True
-            record[WINDOW_MARK] = window.id
+            return replace(verdict, check_probe=True, check_window=window.id)
+        return None

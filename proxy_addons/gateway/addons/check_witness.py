@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import weakref
 from dataclasses import replace
-from typing import Any
 from urllib.parse import urljoin
 
 from mitmproxy import connection, http, tls
@@ -21,8 +20,9 @@ from mitmproxy.proxy import layer, layers
 from agent.check_suite import Observation, observe_response
 from proxy_addons.checks.probes import Probe, ProbeBook, ProbeError, Sighting, Stage, host_of
 from proxy_addons.core.hosts import HostError, canonical_host
-from proxy_addons.gateway.addons.filter import METADATA_KEY, Filter
+from proxy_addons.core.verdict import Verdict
 from proxy_addons.gateway.refuse_layer import RefuseLayer
+from proxy_addons.gateway.services import Services, client_ip, verdict_of
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,9 @@ class CheckWitness:
 
     name = "schoolgate_check_witness"
 
-    def __init__(self, gate: Filter, book: ProbeBook | None = None) -> None:
-        self.gate = gate
-        self.book = book or ProbeBook()
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.book: ProbeBook = services.probes
         self._seen_tls: weakref.WeakKeyDictionary[connection.Client, int] = (
             weakref.WeakKeyDictionary()
         )
@@ -44,10 +44,10 @@ class CheckWitness:
     # -- hooks ---------------------------------------------------------------
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        decision = flow.metadata.get(METADATA_KEY)
-        if not decision or decision.get("stage") != "connect" or flow.response is None:
+        verdict = verdict_of(flow)
+        if verdict is None or verdict.stage != "connect" or flow.response is None:
             return
-        probe = self.book.watching(_ip(flow.client_conn), decision.get("host"))
+        probe = self.book.watching(client_ip(flow.client_conn), verdict.host)
         if probe is not None:
             seen = _observe(flow)
             seen = replace(seen, evidence=f"CONNECT refused with {seen.evidence}")
@@ -55,15 +55,16 @@ class CheckWitness:
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         client = nextlayer.context.client
-        decision = self.gate.connection_decisions.get(client)
-        if decision is None or self._seen_tls.get(client) == id(decision):
+        state = self.services.peek(client)
+        verdict = state.verdict if state is not None else None
+        if verdict is None or self._seen_tls.get(client) == id(verdict):
             return
         refused = isinstance(nextlayer.layer, RefuseLayer)
         passed = isinstance(nextlayer.layer, layers.TCPLayer)
         if not (refused or passed):
             return  # decrypted: its requests will be seen one by one
-        self._seen_tls[client] = id(decision)
-        host, ip = str(decision.get("host") or ""), _ip(client)
+        self._seen_tls[client] = id(verdict)
+        host, ip = verdict.host, client_ip(client)
         if passed and ip:
             self.book.tunnel_opened(id(client), ip, host)
         probe = self.book.watching(ip, host)
@@ -72,13 +73,13 @@ class CheckWitness:
         if passed:
             self.book.note(probe, Sighting(Stage.PASSED, None, "passed through on its host name"))
         else:
-            self.book.note(probe, Sighting(Stage.REFUSED, _refusal(decision)))
+            self.book.note(probe, Sighting(Stage.REFUSED, _refusal(verdict)))
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.book.tunnel_closed(id(client))
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
-        probe = self.book.watching(_ip(data.context.client), _host(data.conn.sni))
+        probe = self.book.watching(client_ip(data.context.client), _host(data.conn.sni))
         if probe is not None:
             why = str(data.conn.error or "handshake failed")[:200]
             self.book.note(probe, Sighting(Stage.TLS_REJECTED, None, why))
@@ -112,7 +113,7 @@ class CheckWitness:
     def _probe(self, flow: http.HTTPFlow) -> Probe | None:
         if not self.book.armed:  # no browser check running: most of the time, and cheap
             return None
-        return self.book.watching(_ip(flow.client_conn), _host(flow.request.pretty_host))
+        return self.book.watching(client_ip(flow.client_conn), _host(flow.request.pretty_host))
 
 
 def _observe(flow: http.HTTPFlow) -> Observation:
@@ -125,10 +126,10 @@ def _observe(flow: http.HTTPFlow) -> Observation:
     )
 
 
-def _refusal(decision: dict[str, Any]) -> Observation:
+def _refusal(verdict: Verdict) -> Observation:
     """A TLS hello the Filter refused: blocked, or a site the device must let it decrypt."""
-    if decision.get("action") == "block":
-        ref = decision.get("reference")
+    if verdict.blocked:
+        ref = verdict.reference
         evidence = "TLS refused on its host name: blocked" + (f" ({ref})" if ref else "")
         return Observation(None, True, ref, None, None, evidence)
     error = "TLS refused: the site must be decrypted and this device does not trust the school CA"
@@ -140,8 +141,3 @@ def _host(name: str | None) -> str | None:
         return canonical_host(name).name if name else None
     except (HostError, ValueError):
         return None
-
-
-def _ip(client: connection.Client) -> str | None:
-    peer = client.peername
-    return str(peer[0]) if peer else None

@@ -14,7 +14,7 @@ from mitmproxy import connection
 
 from proxy_addons.core.network_access import address_in
 from proxy_addons.core.policy.model import Network
-from proxy_addons.gateway.addons.filter import Filter
+from proxy_addons.gateway.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +24,8 @@ REPORT_EVERY_SECONDS = 60.0  # a scan must not flood the log
 class ClientAccess:
     """Refuses connections from outside the policy's `network.client_networks`."""
 
-    def __init__(self, gate: Filter) -> None:
-        self.gate = gate
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self.refused = 0  # since the last log line
         self._reported = 0.0
 
@@ -46,5 +46,5 @@ class ClientAccess:
 
     def _networks(self) -> Network:
         """The policy's networks; before one is in force, the defaults (private addresses)."""
-        loaded = self.gate.runtime.current if self.gate.runtime else None
+        loaded = self.services.loaded
         return loaded.policy.network if loaded else Network()

@@ -56,10 +56,8 @@ from proxy_addons.core.content.scoring import ContentScanner
 from proxy_addons.core.content.weighted_lists import Score, WeightedLists, load_weighted_lists
 from proxy_addons.core.policy.model import Policy, Profile
 from proxy_addons.core.policy.runtime import LoadedPolicy
-from proxy_addons.gateway.addons.access_log import AccessLog
-from proxy_addons.gateway.addons.alerting import Alerting
-from proxy_addons.gateway.addons.filter import METADATA_KEY, Filter
 from proxy_addons.gateway.headers import header
+from proxy_addons.gateway.services import Services, verdict_of
 from proxy_addons.pages import blockpage
 from proxy_addons.record.access_records import build
 
@@ -104,10 +102,8 @@ def plan_for(profile: Profile, site_categories: set[str]) -> tuple[int, frozense
 class ContentFiltering:
     """Scores decrypted HTML, text, JSON and event streams; blocks what is over a threshold."""
 
-    def __init__(self, gate: Filter, access: AccessLog, alerting: Alerting) -> None:
-        self.gate = gate
-        self.access = access
-        self.alerting = alerting
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self.lists: WeightedLists | None = None
         self._lists_for: LoadedPolicy | None = None  # the policy load the lists were read for
         # Buffered responses waiting for `response`, by flow id (flow.metadata holds only
@@ -131,7 +127,7 @@ class ContentFiltering:
             self._cap = ctx.options.schoolgate_content_max_bytes
         if updated & {"stream_large_bodies", "schoolgate_content_max_bytes"}:
             self._bound_bodies()
-        loaded = self.gate.runtime.current if self.gate.runtime else None
+        loaded = self.services.loaded
         if loaded is not None:
             self._policy_loaded(loaded)
 
@@ -149,8 +145,7 @@ class ContentFiltering:
     # -- lists -------------------------------------------------------------------------------
 
     def _current(self) -> LoadedPolicy | None:
-        runtime = self.gate.runtime
-        loaded = runtime.current if runtime else None
+        loaded = self.services.loaded
         if loaded is not None and loaded is not self._lists_for:
             self._policy_loaded(loaded)
         return loaded
@@ -227,7 +222,8 @@ class ContentFiltering:
     # -- deciding ----------------------------------------------------------------------------
 
     def _plan(self, flow: http.HTTPFlow) -> Plan | None:
-        record = flow.metadata.get(METADATA_KEY)
+        verdict = verdict_of(flow)
+        record = verdict.record if verdict is not None else None
         response = flow.response
         if (
             not record
@@ -312,7 +308,7 @@ class ContentFiltering:
         self._log(flow, record)
         if record.get("identified_by") == "check" or record.get(PROBE_MARK):
             return  # a termly check's own test page is no one's doing (check_marker.py)
-        self.alerting.raise_event(content_event(record, self._policy(), phrases, total, plan))
+        self.services.raise_alert(content_event(record, self._policy(), phrases, total, plan))
 
     def unscanned(self, flow: http.HTTPFlow, plan: Plan, why: str) -> None:
         plan.outcome = "unscanned"
@@ -350,7 +346,7 @@ class ContentFiltering:
         response.stream = _Instead(page.raw_content or b"")
 
     def _log(self, flow: http.HTTPFlow, record: dict[str, Any]) -> None:
-        writer = self.access.writer
+        writer = self.services.access_writer
         if writer is None:
             return
         auth = flow.metadata.get("proxyauth")
@@ -367,9 +363,7 @@ class ContentFiltering:
         )
 
     def _policy(self) -> Policy:
-        loaded = self.gate.runtime.current if self.gate.runtime else None
-        assert loaded is not None
-        return loaded.policy
+        return self.services.require_policy()
 
     # -- the block page ----------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ gives requests and connections, not decisions redone. Every decision is timed.
 
 Gauges that describe state (unblocks in force, pending requests, the policy's lists, a
 damaged index, a status file that cannot be written) are read when Prometheus scrapes,
-from the Filter's objects, so they can never drift.
+from the services, so they can never drift; so are the circumvention and safe-search
+counters, from the verdict that took effect.
 
 The same port serves `/status`: the gateway's state as JSON from memory (what
 var/run/status.json holds when it can be written), so `schoolgate status` still tells
@@ -34,42 +35,44 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
-from proxy_addons.core.policy.runtime import LoadedPolicy, PolicyRuntime
+from proxy_addons.core import circumvention as cv
+from proxy_addons.core.policy.runtime import PolicyRuntime
 from proxy_addons.core.unblocks import Status
-from proxy_addons.devices import registry as dv
+from proxy_addons.core.verdict import Verdict
+from proxy_addons.devices import inventory
 from proxy_addons.devices.watch import device_counts
-from proxy_addons.gateway.addons.filter import METADATA_KEY, Filter
 from proxy_addons.gateway.refuse_layer import RefuseLayer
+from proxy_addons.gateway.services import Services, verdict_of
 from proxy_addons.record import metrics
 
 logger = logging.getLogger(__name__)
 
 
 class GatewayCollector(Collector):
-    """Gauges read from the Filter at scrape time."""
+    """Gauges read from the services at scrape time."""
 
-    def __init__(self, gate: Filter) -> None:
-        self.gate = gate
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     def describe(self) -> Iterable[Metric]:
         return self._families()
 
     def collect(self) -> Iterable[Metric]:
-        gate = self.gate
+        services = self.services
         unblocks, pending, last_good, failing, entries, illegal = self._families()
         now = datetime.now(UTC)
-        watch = gate.unblock_watch
+        watch = services.unblock_watch
         active = sum(1 for u in watch.current if u.in_force(now)) if watch else 0
         unblocks.add_metric([], active)
         yield unblocks
         try:
-            waiting = len(gate.workflow.list([Status.PENDING])) if gate.workflow else 0
+            waiting = len(services.workflow.list([Status.PENDING])) if services.workflow else 0
         except Exception as exc:  # the store is down: leave the gauge out, keep the rest
             logger.warning("Metrics: cannot count pending unblock requests: %s", exc)
         else:
             pending.add_metric([], waiting)
             yield pending
-        runtime = gate.runtime
+        runtime = services.runtime
         loaded = runtime.current if runtime else None
         failing.add_metric([], 1 if runtime and runtime.last_error else 0)
         yield failing
@@ -84,7 +87,7 @@ class GatewayCollector(Collector):
         tier = loaded.policy.illegal
         illegal.add_metric([], len(tier.exact) + len(tier.prefixes))
         yield illegal
-        yield from _device_families(gate, loaded.policy.devices.stale_days)
+        yield from _device_families(services, loaded.policy.devices.stale_days)
 
     @staticmethod
     def _families() -> tuple[
@@ -165,15 +168,15 @@ def _netloc(host: str, port: int) -> str:
     return f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
 
 
-def _device_families(gate: Filter, stale_days: int) -> Iterable[Metric]:
+def _device_families(services: Services, stale_days: int) -> Iterable[Metric]:
     """Enrolled devices by compliance and their checks by status (device_watch).
 
     Counts only: no device, host or user label, so one series per state, not per pupil.
     """
-    if gate.store is None:
+    if services.store is None:
         return
     try:
-        found = dv.list_devices(gate.store, datetime.now(UTC), stale_days)
+        found = inventory.list_devices(services.store, datetime.now(UTC), stale_days)
     except Exception as exc:  # the store is down: leave the gauges out, keep the rest
         logger.warning("Metrics: cannot count devices: %s", exc)
         return
@@ -199,15 +202,16 @@ def _device_families(gate: Filter, stale_days: int) -> Iterable[Metric]:
 class Metrics:
     """The /metrics endpoint (schoolgate_metrics_host/port) and the decision counts."""
 
-    def __init__(self, gate: Filter) -> None:
-        self.gate = gate
-        self.collector = GatewayCollector(gate)
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.collector = GatewayCollector(services)
         self._registered = False
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
-        self._runtime: PolicyRuntime | None = None
-        # The TLS record last seen per client: next_layer runs more than once per connection.
-        self._tls_seen: weakref.WeakKeyDictionary[connection.Client, dict[str, Any]] = (
+        services.on_reload.append(lambda loaded: metrics.policy_reloaded(True))
+        services.on_reload_error.append(lambda message: metrics.policy_reloaded(False))
+        # The TLS verdict last seen per client: next_layer runs more than once per connection.
+        self._tls_seen: weakref.WeakKeyDictionary[connection.Client, Verdict] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -229,8 +233,6 @@ class Metrics:
         if not self._registered:
             metrics.REGISTRY.register(self.collector)
             self._registered = True
-        if self.gate.runtime is not None and self.gate.runtime is not self._runtime:
-            self._count_reloads(self.gate.runtime)
         if updated & {"schoolgate_metrics_host", "schoolgate_metrics_port"}:
             port = ctx.options.schoolgate_metrics_port
             if not 0 <= port <= 65535:
@@ -254,51 +256,41 @@ class Metrics:
     # -- hooks ---------------------------------------------------------------
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        record = flow.metadata.get(METADATA_KEY)
-        if record and record.get("stage") == "connect":
+        verdict = verdict_of(flow)
+        if verdict is not None and verdict.stage == "connect":
             # Enforced only when the Filter answered 403; otherwise TLS or HTTP decides again.
-            self._observe(record, counted=flow.response is not None)
+            self._observe(verdict, counted=flow.response is not None)
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         client = nextlayer.context.client
-        record = self.gate.connection_decisions.get(client)
-        if record is None or self._tls_seen.get(client) is record:
+        state = self.services.peek(client)
+        verdict = state.verdict if state is not None else None
+        if verdict is None or self._tls_seen.get(client) is verdict:
             return
-        self._tls_seen[client] = record
+        self._tls_seen[client] = verdict
         # Passed through or refused here; an intercepted connection is counted per request.
-        self._observe(record, counted=isinstance(nextlayer.layer, RefuseLayer | layers.TCPLayer))
+        self._observe(verdict, counted=isinstance(nextlayer.layer, RefuseLayer | layers.TCPLayer))
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        record = flow.metadata.get(METADATA_KEY)
-        if record and record.get("stage") == "request":
-            self._observe(record, counted=True)
+        verdict = verdict_of(flow)
+        if verdict is not None and verdict.stage == "request":
+            self._observe(verdict, counted=True)
 
     # -- helpers -------------------------------------------------------------
 
     @staticmethod
-    def _observe(record: dict[str, Any], *, counted: bool) -> None:
-        seconds = record.get("decide_seconds")
-        if counted:
-            metrics.observe_decision(record, seconds)
-        elif seconds is not None:
-            metrics.observe_decision_seconds(str(record["stage"]), seconds)
-
-    def _count_reloads(self, runtime: PolicyRuntime) -> None:
-        """Chain onto the runtime's reload callbacks (the Filter sets on_reload first)."""
-        self._runtime = runtime
-        on_reload, on_error = runtime.on_reload, runtime.on_error
-
-        def reloaded(loaded: LoadedPolicy) -> None:
-            metrics.policy_reloaded(True)
-            if on_reload is not None:
-                on_reload(loaded)
-
-        def failed(message: str) -> None:
-            metrics.policy_reloaded(False)
-            if on_error is not None:
-                on_error(message)
-
-        runtime.on_reload, runtime.on_error = reloaded, failed
+    def _observe(verdict: Verdict, *, counted: bool) -> None:
+        seconds = verdict.decide_seconds
+        if not counted:
+            if seconds is not None:
+                metrics.observe_decision_seconds(verdict.stage, seconds)
+            return
+        record = verdict.record
+        metrics.observe_decision(record, seconds)
+        if verdict.blocked and verdict.decision.category == cv.CATEGORY:
+            metrics.circumvention_blocked(cv.kind_of(record))
+        if verdict.safe_search is not None:
+            metrics.safe_search_enforced(*verdict.safe_search)
 
     def _serve(self, host: str, port: int) -> None:
         try:
@@ -311,7 +303,7 @@ class Metrics:
             )
             return
         logger.info("Prometheus metrics on http://%s:%d/metrics", host, port)
-        runtime = self.gate.runtime
+        runtime = self.services.runtime
         if runtime is not None:  # where `schoolgate status` finds /status
             runtime.status_parts["status_url"] = lambda: f"http://{_netloc(host, port)}/status"
             runtime.write_status()
@@ -323,7 +315,7 @@ class Metrics:
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             if environ.get("PATH_INFO") != "/status":
                 return prometheus(environ, start_response)  # type: ignore[no-any-return]
-            runtime = self.gate.runtime
+            runtime = self.services.runtime
             body = json.dumps(runtime.status() if runtime else {"state": "not loaded"}).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]

@@ -28,8 +28,8 @@ from proxy_addons.checks import page as check_page
 from proxy_addons.checks.probes import ProbeBook
 from proxy_addons.core.unblocks import AudienceKind, Scope
 from proxy_addons.gateway import ca_pages, portal_forms, portal_identity
-from proxy_addons.gateway.addons.filter import Filter
 from proxy_addons.gateway.portal_identity import FORM_FIELD, current_tokens, environ_who, who_of
+from proxy_addons.gateway.services import Services
 from proxy_addons.pages import blockpage
 from proxy_addons.store.schema import reports
 from proxy_addons.web.unblock_forms import parse_minutes
@@ -79,7 +79,7 @@ def _address(url: str) -> str:
     return blockpage.short_address(host, url) if host else url[: blockpage.ADDRESS_LIMIT]
 
 
-def create_app(gateway: Filter, portal: Portal) -> Flask:
+def create_app(gateway: Services, portal: Portal) -> Flask:
     app = Flask("schoolgate-portal")
     school, ca_path = portal.school, portal.ca_path
 
@@ -274,7 +274,7 @@ def create_app(gateway: Filter, portal: Portal) -> Flask:
             "report_thanks.html", school=school(), kind="access_request", unblock_id=unblock.id
         )
 
-    check_page.wire(app, gateway, portal.probes, who, school, form_token)  # /checks
+    check_page.wire(app, gateway, who, school, form_token)  # /checks
     ca_pages.wire(app, ca_path, school)  # /ca (how to install it) and /ca.cer
     return app
 
@@ -284,19 +284,19 @@ class Portal(asgiapp.ASGIApp):
 
     name = "schoolgate_portal"
 
-    def __init__(self, gateway: Filter, probes: ProbeBook | None = None) -> None:
-        self.gateway = gateway
-        self.probes = probes or ProbeBook()  # fed by check_witness.CheckWitness
-        self.app = portal_identity.WsgiWithWho(create_app(gateway, self))
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.probes: ProbeBook = services.probes  # fed by check_witness.CheckWitness
+        self.app = portal_identity.WsgiWithWho(create_app(services, self))
         super().__init__(self.app, "schoolgate.local", None)  # http and https
 
     def configure(self, updated: set[str]) -> None:
-        loaded = self.gateway.runtime.current if self.gateway.runtime else None
+        loaded = self.services.loaded
         if loaded is not None:
             self.host = loaded.policy.portal_host
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        loaded = self.gateway.runtime.current if self.gateway.runtime else None
+        loaded = self.services.loaded
         if loaded is not None:
             self.host = loaded.policy.portal_host
         if not self.should_serve(flow):
@@ -307,7 +307,7 @@ class Portal(asgiapp.ASGIApp):
         await portal_identity.serve(self.app, flow, who_of(flow))
 
     def school(self) -> str:
-        loaded = self.gateway.runtime.current if self.gateway.runtime else None
+        loaded = self.services.loaded
         return loaded.policy.school if loaded else "your school"
 
     def ca_path(self) -> Path:

@@ -33,9 +33,7 @@ from proxy_addons.alerts.events import Audience, Event, local_time
 from proxy_addons.core.periodic import Periodic
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.policy.runtime import PolicyRuntime
-from proxy_addons.gateway.addons.access_log import AccessLog
-from proxy_addons.gateway.addons.alerting import Alerting
-from proxy_addons.gateway.addons.filter import Filter
+from proxy_addons.gateway.services import Services
 from proxy_addons.record.access_records import AccessWriter
 
 logger = logging.getLogger(__name__)
@@ -108,13 +106,11 @@ class _Tick(Periodic):
 class StateHealth:
     """Checks the list index, retries reloads, and alerts on damaged or lost state."""
 
-    def __init__(self, gate: Filter, access: AccessLog, alerting: Alerting) -> None:
-        self.gate = gate
-        self.access = access
-        self.alerting = alerting
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self.verify_seconds = 600.0
         self._runtime: PolicyRuntime | None = None
-        self._tick = _Tick(self)
+        services.add_job(_Tick(self))
         self._next_verify = 0.0
         self._unstored: list[Event] = []  # alerts the store refused, to try again
         self._retry_unstored_at = 0.0
@@ -143,7 +139,7 @@ class StateHealth:
     def configure(self, updated: set[str]) -> None:
         self.verify_seconds = max(0, ctx.options.schoolgate_index_verify_seconds)
         self._next_verify = time.monotonic() + self.verify_seconds
-        runtime = self.gate.runtime
+        runtime = self.services.runtime
         if runtime is None:
             return
         runtime.retry_seconds = max(1, ctx.options.schoolgate_reload_retry_seconds)
@@ -156,12 +152,6 @@ class StateHealth:
         if runtime.index_damage_untold and damage is not None:  # found at start-up
             runtime.index_damage_untold = False
             self._index_damaged(damage["message"])
-
-    def running(self) -> None:
-        self._tick.start()
-
-    def done(self) -> None:
-        self._tick.stop()
 
     # -- the periodic work --------------------------------------------------------------
 
@@ -179,7 +169,7 @@ class StateHealth:
         self._check_losses(now)
 
     def _check_losses(self, now: float) -> None:
-        writer = self.access.writer
+        writer = self.services.access_writer
         if writer is not self._writer:  # a new writer counts from 0
             self._writer, self._lost_told = writer, 0
         if writer is None or now < self._next_loss_alert:
@@ -198,15 +188,14 @@ class StateHealth:
         self._raise(index_damaged_event(self._policy(), problem))
 
     def _raise(self, event: Event) -> None:
-        if not self.alerting.try_raise(event):
+        if not self.services.raise_alert(event):
             self._unstored = [e for e in self._unstored if e.kind != event.kind] + [event]
 
     def _policy(self) -> Policy | None:
-        loaded = self._runtime.current if self._runtime else None
-        return loaded.policy if loaded else None
+        return self.services.policy
 
     def _access_status(self) -> dict[str, Any]:
-        writer = self.access.writer
+        writer = self.services.access_writer
         if writer is None:
             return {"lost": {}, "last_loss": None}
         return {"lost": dict(writer.lost), "last_loss": writer.last_loss}
