@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVING = Path(__file__).with_name("list_index_serving.py")  # the serving process
 sys.path.insert(0, str(ROOT))
 
 from proxy_addons.core.lists.build import build_index  # noqa: E402
@@ -106,46 +107,13 @@ def rate(idx: ListIndex, hosts: list[str]) -> float:
     return len(hosts) / (time.perf_counter() - started)
 
 
-def rss_child(index: str, hosts_file: str) -> None:
-    """Run in a fresh process: open the index, do the lookups, report memory as JSON."""
-    import psutil
-
-    proc = psutil.Process()
-    hosts = Path(hosts_file).read_text().split()
-    before = proc.memory_info().rss
-    idx = ListIndex.open(Path(index))
-    lookups = 0
-    while lookups < 1_000_000:
-        for host in hosts:
-            idx.match_host(host)
-        lookups += len(hosts)
-    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-    full = proc.memory_full_info()
-    print(
-        json.dumps(
-            {
-                "before_open": before,
-                "rss": full.rss,
-                "uss": full.uss,
-                "rss_file_kb": int(status["RssFile"].split()[0]),
-                "rss_anon_kb": int(status["RssAnon"].split()[0]),
-                "lookups": lookups,
-            }
-        )
-    )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("ut1", type=Path, help="folder of UT1 category folders")
     ap.add_argument("--total", type=int, default=5_000_000, help="entries in all (default 5M)")
     ap.add_argument("--lookups", type=int, default=1_000_000, help="lookups per rate figure")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--rss-child", nargs=2, metavar=("INDEX", "HOSTS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.rss_child:
-        rss_child(*args.rss_child)
-        return
 
     rng = random.Random(args.seed)
     folders = sorted(p for p in args.ut1.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -229,7 +197,7 @@ def main() -> None:
         hosts_file = work / "hosts.txt"
         hosts_file.write_text("\n".join(mixed[:100_000]))
         child = subprocess.run(
-            [sys.executable, __file__, str(args.ut1), "--rss-child", str(path), str(hosts_file)],
+            [sys.executable, str(SERVING), str(path), str(hosts_file)],
             capture_output=True,
             text=True,
             check=False,
