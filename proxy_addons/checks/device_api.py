@@ -14,7 +14,7 @@ the device's own network path, and posts what it saw (`schoolgate-agent checks`)
   answer's `starts_in` is how long the gateways take to see it (they read windows every few
   seconds). `DELETE` closes the device's window (a run given up).
 
-Answers are JSON; bad input is a 4xx naming the field, never a 500 (as device_api.py).
+Answers are JSON; bad input is a 4xx naming the field, never a 500 (as devices/api.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from proxy_addons.checks.records import CheckRecordError, CheckRun, result_for, 
 from proxy_addons.core.decide import Identity, resolve_profile
 from proxy_addons.core.policy.check_suite_file import Suite, SuiteError, load_suite
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import enrolment, inventory, reports
 from proxy_addons.store import Store
 
 logger = logging.getLogger(__name__)
@@ -77,12 +77,12 @@ def _bearer_device(store: Store) -> str | None:
     scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return dv.verify_token(store, token.strip())
+    return enrolment.verify_token(store, token.strip())
 
 
 def _address(policy: Policy) -> str | None:
     """Where this request comes from: the peer, or what a trusted relay forwards (devices.py)."""
-    return dv.request_address(request.environ, policy.devices.trusted_relays)
+    return reports.request_address(request.environ, policy.devices.trusted_relays)
 
 
 def _unauthorised() -> Response:
@@ -95,7 +95,7 @@ def device_profile(store: Store, policy: Policy, ip: str | None, now: datetime) 
     """The profile the filter gives this device's traffic: the signed-in user of a fresh report
     from this address (devices.identity_minutes), else the address's network, else the default.
     Directory groups are not looked up here (the web process has no LDAP connection)."""
-    user = dv.user_at(store, ip, now, policy.devices.identity_minutes) if ip else None
+    user = inventory.user_at(store, ip, now, policy.devices.identity_minutes) if ip else None
     return resolve_profile(policy, Identity(user, (), ip))[0].name
 
 
@@ -124,7 +124,7 @@ def _text(data: dict[str, Any], key: str, limit: int, required: bool = True) -> 
 
 
 def parse_run(
-    data: Any, suite: Suite, profile: str, policy: Policy, device: dv.Device, now: datetime
+    data: Any, suite: Suite, profile: str, policy: Policy, device: inventory.Device, now: datetime
 ) -> CheckRun:
     """A posted run as a CheckRun, judged here; BadRun names the first field that is wrong."""
     if not isinstance(data, dict):
@@ -279,7 +279,7 @@ def checks_blueprint(
             return found
         current, suite = found
         now = clock()
-        device = dv.get_device(store, device_id, now, current.devices.stale_days)
+        device = inventory.get_device(store, device_id, now, current.devices.stale_days)
         if device is None:
             return _unauthorised()
         profile = device_profile(store, current, _address(current), now)

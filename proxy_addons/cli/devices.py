@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from proxy_addons.cli.common import open_policy_and_store
 from proxy_addons.core.policy.load import PolicyError
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import enrolment, inventory
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -28,7 +28,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
     if args.devices_command == "revoke":
         try:
-            gone = dv.revoke(store, args.id, args.as_user, args.reason or "", now)
+            gone = enrolment.revoke(store, args.id, args.as_user, args.reason or "", now)
         except KeyError:
             print(f"schoolgate: no device {args.id}", file=sys.stderr)
             return 1
@@ -38,7 +38,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print(f"{gone.device_id} ({gone.hostname}) revoked: its token is refused from now on")
         return 0
     if args.devices_command == "show":
-        d = dv.get_device(store, args.id, now, days)
+        d = inventory.get_device(store, args.id, now, days)
         if d is None:
             print(f"schoolgate: no device {args.id}", file=sys.stderr)
             return 1
@@ -59,9 +59,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
             for key, value in (r.get("evidence") or {}).items():
                 print(f"      {key}: {json.dumps(value, ensure_ascii=False)[:200]}")
         return 0
-    found = dv.list_devices(store, now, days)
+    found = inventory.list_devices(store, now, days)
     if args.devices_command == "export":
-        sys.stdout.write(dv.to_csv(found))
+        sys.stdout.write(inventory.to_csv(found))
         return 0
     for d in found:
         state = "compliant" if d.compliant else "stale" if d.stale else "NON-COMPLIANT"

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from proxy_addons.alerts.events import DEVICE_UNKNOWN, Audience, Event, local_time
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.devices.registry import list_devices
+from proxy_addons.devices.inventory import list_devices
 from proxy_addons.store import Store
 from proxy_addons.store.schema import device_alerts, seen_devices
 

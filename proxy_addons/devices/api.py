@@ -32,7 +32,7 @@ from werkzeug.exceptions import HTTPException
 
 from agent.report import MAX_REPORT_BYTES, ReportError, parse_report
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import enrolment, reports
 from proxy_addons.devices.watch import alert_noncompliance, load_eol, with_eol
 from proxy_addons.store import Store
 from proxy_addons.workflow.throttle import FailureCounter, address_key
@@ -113,12 +113,12 @@ def device_blueprint(store: Store, policy: Callable[[], Policy], clock: Clock = 
         if again is not None and (not isinstance(again, str) or not 1 <= len(again) <= 64):
             return _problem(400, "should be the id this device was enrolled with", "device_id")
         current = _bearer() if again is not None else None
-        address = dv.request_address(request.environ, policy().devices.trusted_relays) or "?"
+        address = reports.request_address(request.environ, policy().devices.trusted_relays) or "?"
         if throttle.blocked(address_key(address)):
             return _problem(429, "too many wrong enrolment secrets: wait and try again", "secret")
-        expected = dv.read_secret(policy().devices.enrolment_secret_file)
+        expected = enrolment.read_secret(policy().devices.enrolment_secret_file)
         try:
-            device_id, token = dv.enrol(
+            device_id, token = enrolment.enrol(
                 store,
                 secret,
                 expected,
@@ -128,10 +128,10 @@ def device_blueprint(store: Store, policy: Callable[[], Policy], clock: Clock = 
                 current_token=current,
                 address=address,
             )
-        except (dv.DeviceTaken, dv.NoSuchDevice) as exc:
-            taken = isinstance(exc, dv.DeviceTaken)
+        except (enrolment.DeviceTaken, enrolment.NoSuchDevice) as exc:
+            taken = isinstance(exc, enrolment.DeviceTaken)
             return _problem(409 if taken else 404, str(exc), "device_id")
-        except dv.EnrolError as exc:
+        except enrolment.EnrolError as exc:
             wrong_secret = expected is not None and "secret" in str(exc)
             if wrong_secret:
                 throttle.failed(address_key(address))
@@ -143,7 +143,7 @@ def device_blueprint(store: Store, policy: Callable[[], Policy], clock: Clock = 
     @bp.post("/api/v1/report")
     def report() -> Response:
         token = _bearer()
-        checked = dv.check_token(store, token) if token else dv.TokenCheck(None)
+        checked = enrolment.check_token(store, token) if token else enrolment.TokenCheck(None)
         device_id = checked.device_id
         if device_id is None:
             message = "a valid device token is needed (enrol first)"
@@ -166,10 +166,10 @@ def device_blueprint(store: Store, policy: Callable[[], Policy], clock: Clock = 
         # -- device watch: the gateway's OS end-of-life verdict, and an alert on failing --
         now, current = clock(), policy()
         parsed = with_eol(parsed, load_eol(current.devices.eol_file), now.date())
-        source = dv.request_address(request.environ, current.devices.trusted_relays)
+        source = reports.request_address(request.environ, current.devices.trusted_relays)
         try:
-            ignored = dv.record_report(store, parsed, now, source=source)
-        except dv.ReportRejected as exc:
+            ignored = reports.record_report(store, parsed, now, source=source)
+        except reports.ReportRejected as exc:
             return _problem(409, str(exc), "generated_at")
         try:  # the report is stored: a 5xx now would only make the agent resend it
             alert_noncompliance(store, current, parsed, now)

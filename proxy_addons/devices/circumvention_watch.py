@@ -47,7 +47,7 @@ from proxy_addons.alerts.events import CIRCUMVENTION, Audience, Event, local_tim
 from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.devices.identity import users_by_ip
-from proxy_addons.devices.registry import list_devices
+from proxy_addons.devices.inventory import list_devices
 from proxy_addons.store import Store
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from proxy_addons.core.policy.model import Audience, Policy
-from proxy_addons.devices.registry import list_devices
+from proxy_addons.devices.inventory import list_devices
 from proxy_addons.store import Store
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from proxy_addons.devices.circumvention_watch import BPF_FILTER as CIRCUMVENTION_FILTER
 from proxy_addons.devices.circumvention_watch import CircumventionWatch
-from proxy_addons.devices.registry import list_devices
+from proxy_addons.devices.inventory import list_devices
 from proxy_addons.store import Store
 from proxy_addons.store.schema import seen_devices
 

@@ -32,7 +32,7 @@ from proxy_addons.alerts.events import (
 from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.core.periodic import Periodic
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import inventory
 from proxy_addons.devices.alert_state import (
     UNKNOWN_GRACE,
     alert_unknown_devices,
@@ -160,7 +160,7 @@ def noncompliant_event(report: DeviceReport, policy: Policy, at: datetime) -> Ev
     )
 
 
-def stale_event(device: dv.Device, policy: Policy, at: datetime) -> Event:
+def stale_event(device: inventory.Device, policy: Policy, at: datetime) -> Event:
     """A device has stopped reporting: it counts as non-compliant until it reports again."""
     last = local_time(policy.timezone, device.last_report_at) if device.last_report_at else "never"
     return Event(
@@ -236,7 +236,7 @@ class StaleSweep(Periodic):
         days = policy.devices.stale_days
         stale = [
             d
-            for d in dv.stale_devices(self.store, now, days)
+            for d in inventory.stale_devices(self.store, now, days)
             if not d.revoked
             and (d.last_report_at is not None or now - d.enrolled_at > timedelta(days=days))
         ]
@@ -278,7 +278,7 @@ class StaleSweep(Periodic):
 
 
 def device_counts(
-    found: Iterable[dv.Device],
+    found: Iterable[inventory.Device],
 ) -> tuple[Counter[str], Counter[tuple[str, str]]]:
     """Devices by compliance (stale first, then the last report) and checks by status."""
     compliance: Counter[str] = Counter({"compliant": 0, "non_compliant": 0, "stale": 0})

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, g, render_template
 from flask.typing import ResponseReturnValue
 
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import inventory
 from proxy_addons.web.context import policy, problem, services, staff_only
 
 bp = Blueprint("device_pages", __name__)
@@ -28,7 +28,7 @@ def may_see_devices(account: Any, is_it_provider: Callable[[str], bool]) -> bool
     return account is not None and (is_it_provider(account.username) or "it" in account.roles)
 
 
-def state_text(device: dv.Device) -> str:
+def state_text(device: inventory.Device) -> str:
     if device.revoked:
         return "Revoked"
     if device.stale:
@@ -63,14 +63,14 @@ def nav() -> dict[str, Any]:
 @it_only
 def device_list() -> ResponseReturnValue:
     current = policy()
-    found = dv.list_devices(
+    found = inventory.list_devices(
         services().store, services().workflow.clock(), current.devices.stale_days
     )
     return render_template(
         "web_devices.html",
         devices=found,
         state_text=state_text,
-        failing=dv.failing,
+        failing=inventory.failing,
         stale_days=current.devices.stale_days,
         not_compliant=sum(not d.compliant for d in found),
     )
@@ -80,7 +80,7 @@ def device_list() -> ResponseReturnValue:
 @it_only
 def device_detail(device_id: str) -> ResponseReturnValue:
     current = policy()
-    found = dv.get_device(
+    found = inventory.get_device(
         services().store, device_id[:64], services().workflow.clock(), current.devices.stale_days
     )
     if found is None:

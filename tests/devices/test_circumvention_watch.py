@@ -28,7 +28,7 @@ from agent.report import parse_report
 from proxy_addons.alerts.events import CIRCUMVENTION
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import enrolment, reports
 from proxy_addons.devices.circumvention_watch import (
     DNS_OVER_TLS,
     IPSEC,
@@ -252,9 +252,9 @@ def watched(db_url: str, tmp_path: Path) -> Iterator[tuple[Store, Policy, str]]:
     store = Store.open(db_url)
     policy = load_policy(resolver_policy(tmp_path))
     now = dt.datetime.now(dt.UTC)
-    device_id, _ = dv.enrol(store, "k" * 20, b"k" * 20, "lab-pc-07", now)
+    device_id, _ = enrolment.enrol(store, "k" * 20, b"k" * 20, "lab-pc-07", now)
     sent = report(device_id, now, ips=[PUPIL_IP], macs=[PUPIL_MAC], user="jsmith")
-    dv.record_report(store, parse_report(sent), now, source=PUPIL_IP)
+    reports.record_report(store, parse_report(sent), now, source=PUPIL_IP)
     yield store, policy, device_id
     store.dispose()
 

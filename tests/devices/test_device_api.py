@@ -35,7 +35,7 @@ from proxy_addons.checks.device_api import device_profile
 from proxy_addons.cli.main import main as schoolgate
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import enrolment, inventory, reports
 from proxy_addons.devices.identity import users_by_ip
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import devices
@@ -172,10 +172,12 @@ def test_enrol_with_the_right_secret_only(api: Api) -> None:
     device_id, token = api.enrol()
     assert token.startswith(device_id + ".") and len(token) > 40
     row = api.row(device_id)
-    assert row.token_hash == dv.hash_token(token) and token not in row.token_hash
-    assert dv.verify_token(api.store, token) == device_id
-    assert dv.verify_token(api.store, token[:-1] + ("x" if token[-1] != "x" else "y")) is None
-    assert dv.verify_token(api.store, "dev-nope.abc") is None
+    assert row.token_hash == enrolment.hash_token(token) and token not in row.token_hash
+    assert enrolment.verify_token(api.store, token) == device_id
+    assert (
+        enrolment.verify_token(api.store, token[:-1] + ("x" if token[-1] != "x" else "y")) is None
+    )
+    assert enrolment.verify_token(api.store, "dev-nope.abc") is None
     for _ in range(4):  # five wrong secrets from one address, then a pause
         assert (
             client.post("/api/v1/enrol", json={"secret": "x", "hostname": "p"}).status_code == 403
@@ -196,7 +198,7 @@ def test_report_accepted_and_shown_in_the_inventory(api: Api) -> None:
         "address": DEVICE_IP,
         "ignored_ips": [],
     }
-    [device] = dv.list_devices(api.store, T0, 7)
+    [device] = inventory.list_devices(api.store, T0, 7)
     assert device.device_id == device_id
     assert (device.os_name, device.os_version, device.serial) == ("linux", "24.04", "SN-1234")
     assert (device.last_user, device.last_ips, device.last_macs) == (
@@ -205,13 +207,13 @@ def test_report_accepted_and_shown_in_the_inventory(api: Api) -> None:
         ("00:11:22:33:44:55",),
     )
     assert device.last_report_at == T0 and device.compliant and not device.stale
-    assert dv.user_at(api.store, "10.1.2.3", T0 + dt.timedelta(minutes=29), 30) == "jsmith"
-    assert dv.user_at(api.store, "10.1.2.3", T0 + dt.timedelta(minutes=31), 30) is None
+    assert inventory.user_at(api.store, "10.1.2.3", T0 + dt.timedelta(minutes=29), 30) == "jsmith"
+    assert inventory.user_at(api.store, "10.1.2.3", T0 + dt.timedelta(minutes=31), 30) is None
 
     failing = report(device_id, T0, results=[{"id": "firewall", "status": "unknown", "reason": ""}])
     assert api.post(token, failing).status_code == 202
-    shown = dv.get_device(api.store, device_id, T0, 7)
-    assert shown is not None and not shown.compliant and dv.failing(shown) == ["firewall"]
+    shown = inventory.get_device(api.store, device_id, T0, 7)
+    assert shown is not None and not shown.compliant and inventory.failing(shown) == ["firewall"]
 
 
 def test_bad_reports_get_a_4xx_naming_the_problem_and_store_nothing(api: Api) -> None:
@@ -298,17 +300,19 @@ def test_a_report_speaks_only_for_the_address_it_came_from(api: Api) -> None:
     assert answer.status_code == 202  # its compliance still counts
     assert answer.json["address"] == DEVICE_IP
     assert answer.json["ignored_ips"] == [TEACHER_IP, STAFF_NET_IP]
-    pupil = dv.get_device(api.store, pupil_pc, now, 7)
+    pupil = inventory.get_device(api.store, pupil_pc, now, 7)
     assert pupil is not None
     assert pupil.last_ips == (DEVICE_IP,)  # only where it really is
     assert (pupil.report_address, pupil.ignored_ips) == (DEVICE_IP, (TEACHER_IP, STAFF_NET_IP))
     # Nothing moved: the teacher's address is still the teacher's, the staff address nobody's.
-    assert dv.user_at(api.store, TEACHER_IP, now, 30) == "teacher"
-    assert dv.user_at(api.store, STAFF_NET_IP, now, 30) is None
+    assert inventory.user_at(api.store, TEACHER_IP, now, 30) == "teacher"
+    assert inventory.user_at(api.store, STAFF_NET_IP, now, 30) is None
     assert users_by_ip(api.store, now, 30) == {TEACHER_IP: "teacher", DEVICE_IP: "dsl"}
     assert device_profile(api.store, api.policy, STAFF_NET_IP, now) == "staff"  # its network
     # The CSV and `devices show` say what was not believed.
-    assert f",00:11:22:33:44:55,{DEVICE_IP},{TEACHER_IP} {STAFF_NET_IP}," in dv.to_csv([pupil])
+    assert f",00:11:22:33:44:55,{DEVICE_IP},{TEACHER_IP} {STAFF_NET_IP}," in inventory.to_csv(
+        [pupil]
+    )
 
 
 def test_a_report_from_an_address_it_does_not_list_speaks_for_none(api: Api) -> None:
@@ -359,13 +363,13 @@ def test_reports_through_a_trusted_relay_speak_for_the_forwarded_address(
 def test_believed_addresses_are_only_ever_the_source(
     claimed: list[str], source: str | None
 ) -> None:
-    believed = dv.believed_ips(tuple(claimed), source)
+    believed = reports.believed_ips(tuple(claimed), source)
     assert len(believed) <= 1
     if believed:
-        assert dv.address_of(believed[0]) == dv.address_of(source)
-        assert dv.address_of(source) in {dv.address_of(c) for c in claimed}
+        assert reports.address_of(believed[0]) == reports.address_of(source)
+        assert reports.address_of(source) in {reports.address_of(c) for c in claimed}
     elif source is not None:
-        assert dv.address_of(source) not in {dv.address_of(c) for c in claimed}
+        assert reports.address_of(source) not in {reports.address_of(c) for c in claimed}
 
 
 def test_trusted_relays_in_the_policy_are_checked(tmp_path: Path) -> None:
@@ -393,12 +397,12 @@ def test_silent_devices_are_stale_and_not_compliant(api: Api) -> None:
     silent, _ = api.enrol("never-reported")
     assert api.post(token, report(reporting, T0)).status_code == 202
     week_later = T0 + dt.timedelta(days=7, minutes=1)
-    assert {d.device_id for d in dv.stale_devices(api.store, T0, 7)} == {silent}
-    assert {d.device_id for d in dv.stale_devices(api.store, week_later, 7)} == {
+    assert {d.device_id for d in inventory.stale_devices(api.store, T0, 7)} == {silent}
+    assert {d.device_id for d in inventory.stale_devices(api.store, week_later, 7)} == {
         reporting,
         silent,
     }
-    assert not any(d.compliant for d in dv.list_devices(api.store, week_later, 7))
+    assert not any(d.compliant for d in inventory.list_devices(api.store, week_later, 7))
 
 
 def test_schoolgate_devices_list_show_export(
@@ -596,7 +600,7 @@ def test_reports_kept_while_the_gateway_is_down_arrive_later_in_order(
     # In order, or the gateway would have refused the older ones as replays (409).
     assert (result.sent, result.rejected, result.waiting) == (3, 0, 0)
     assert not list(client.spool.glob("*.json"))
-    [device] = dv.list_devices(Store.open(store_url(tmp_path / "gw")), now, 7)
+    [device] = inventory.list_devices(Store.open(store_url(tmp_path / "gw")), now, 7)
     assert device.last_user == "user2"
 
     bad = client.send(report(device_id, now, macs=["zz"]))  # refused for good: set aside
@@ -662,7 +666,7 @@ def test_agent_enrol_send_and_run_subcommands(
 
     def last_accepted() -> Any:
         store = Store.open(store_url(tmp_path / "gw"))
-        device = dv.get_device(store, device_id, dt.datetime.now(dt.UTC), 7)
+        device = inventory.get_device(store, device_id, dt.datetime.now(dt.UTC), 7)
         store.dispose()
         assert device is not None
         return device

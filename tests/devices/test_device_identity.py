@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.report import CheckResult, DeviceReport
+from proxy_addons.devices.enrolment import enrol
 from proxy_addons.devices.identity import REFRESH_SECONDS, users_by_ip
-from proxy_addons.devices.registry import enrol, record_report
+from proxy_addons.devices.reports import record_report
 from proxy_addons.store import Store, store_url
 from tests.conftest import Upstream, access_log, copy_policy, start_mitmdump
 from tests.gateway.test_gateway_e2e import body_and_status

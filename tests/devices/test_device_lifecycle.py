@@ -18,7 +18,7 @@ from proxy_addons.alerts.events import DEVICE_NONCOMPLIANT, DEVICE_STALE, DEVICE
 from proxy_addons.cli.main import main as schoolgate
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import enrolment, inventory
 from proxy_addons.devices.alert_state import claim, recalled
 from proxy_addons.devices.identity import users_by_ip
 from proxy_addons.devices.netwatch import Sighting, record
@@ -200,7 +200,7 @@ def test_revoke_stops_the_token_at_once_and_re_enrolling_gives_a_new_one(
     assert refused.status_code == 401
     assert "revoked on" in refused.json["error"] and "enrol it again" in refused.json["error"]
     assert refused.headers["WWW-Authenticate"].startswith("Bearer")
-    assert dv.verify_token(gateway.store, old) is None
+    assert enrolment.verify_token(gateway.store, old) is None
     assert schoolgate([*revoke, *common]) == 1
     assert "already revoked" in capsys.readouterr().err
     assert schoolgate(["devices", "revoke", "dev-none", "--as", "tech", *common]) == 1
@@ -213,7 +213,7 @@ def test_revoke_stops_the_token_at_once_and_re_enrolling_gives_a_new_one(
     header, row_text = capsys.readouterr().out.splitlines()
     assert header.endswith(",compliant,stale,failing,revoked")
     assert re.search(r",no,(yes|no),,\d{4}-\d\d-\d\dT[\d:.]+\+00:00$", row_text), row_text
-    row = dv.get_device(gateway.store, device_id, gateway.clock.now, 7)
+    row = inventory.get_device(gateway.store, device_id, gateway.clock.now, 7)
     assert row is not None and row.revoked and not row.compliant
     assert users_by_ip(gateway.store, T0, 30) == {}  # its word no longer names anyone
 
@@ -229,7 +229,7 @@ def test_revoke_stops_the_token_at_once_and_re_enrolling_gives_a_new_one(
     gateway.clock.now += dt.timedelta(minutes=1)
     assert gateway.post(new, device_id).status_code == 202
     assert gateway.post(old, device_id).status_code == 401
-    found = dv.get_device(gateway.store, device_id, gateway.clock.now, 7)
+    found = inventory.get_device(gateway.store, device_id, gateway.clock.now, 7)
     assert found is not None and not found.revoked and found.hostname == "lab-pc-07"
 
     actions = audit_actions(gateway.store)
@@ -254,8 +254,8 @@ def test_a_working_device_id_cannot_be_taken_over(gateway: Gateway) -> None:
         "lab-pc-07", device_id=device_id, headers={"Authorization": f"Bearer {token}"}
     )
     assert rotated.status_code == 201
-    assert dv.verify_token(gateway.store, token) is None
-    assert dv.verify_token(gateway.store, rotated.json["token"]) == device_id
+    assert enrolment.verify_token(gateway.store, token) is None
+    assert enrolment.verify_token(gateway.store, rotated.json["token"]) == device_id
     with gateway.store.connect() as conn:
         hashes = conn.execute(sa.select(devices.c.token_hash)).scalars().all()
     assert rotated.json["token"] not in json.dumps(hashes)
@@ -264,13 +264,13 @@ def test_a_working_device_id_cannot_be_taken_over(gateway: Gateway) -> None:
 def test_migration_0006_down_and_up_keeps_devices(db_url: str) -> None:  # noqa: F811
     store = Store.open(db_url)
     try:
-        dv.enrol(store, SECRET, SECRET.encode(), "lab-pc-07", T0)
+        enrolment.enrol(store, SECRET, SECRET.encode(), "lab-pc-07", T0)
         config = alembic_config(db_url)
         command.downgrade(config, "0005")
         columns = {c["name"] for c in sa.inspect(store.engine).get_columns("devices")}
         assert "revoked_at" not in columns
         assert "device_alerts" not in sa.inspect(store.engine).get_table_names()
         command.upgrade(config, "head")
-        assert [d.hostname for d in dv.list_devices(store, T0, 7)] == ["lab-pc-07"]
+        assert [d.hostname for d in inventory.list_devices(store, T0, 7)] == ["lab-pc-07"]
     finally:
         store.dispose()

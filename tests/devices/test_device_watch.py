@@ -18,7 +18,7 @@ from agent.report import CheckResult, DeviceReport
 from proxy_addons.alerts.events import DEVICE_NONCOMPLIANT, DEVICE_STALE
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import inventory
 from proxy_addons.devices.watch import StaleSweep, load_eol, os_verdict, with_eol
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import alert_outbox
@@ -111,7 +111,7 @@ def test_the_verdict_is_stored_and_compliance_follows_it(store: Store, tmp_path:
     assert (answer.json["accepted"], answer.json["compliant"]) == (True, True)
     # The report speaks for the address it came from only (the test client's).
     assert answer.json["address"] == "127.0.0.1" and answer.json["ignored_ips"] == ["10.1.2.3"]
-    device = dv.get_device(store, device_id, T0, 7)
+    device = inventory.get_device(store, device_id, T0, 7)
     assert device is not None and device.compliant
     assert device.results[0]["evidence"]["eol"] == "2029-04-30"
 

@@ -20,7 +20,7 @@ from scapy.utils import wrpcap
 
 from agent.report import CheckResult, DeviceReport
 from proxy_addons.cli.main import main as schoolgate
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import enrolment, reports
 from proxy_addons.devices.netwatch import (
     RANDOMISED,
     NetWatch,
@@ -136,8 +136,8 @@ def test_a_capture_written_with_scapy_is_read_back_into_sightings(
 
 
 def test_unknown_devices_leaves_out_enrolled_macs_and_old_sightings(store: Store) -> None:
-    device_id, _ = dv.enrol(store, "s3cret", b"s3cret", "LAB-PC-01", T0)
-    dv.record_report(
+    device_id, _ = enrolment.enrol(store, "s3cret", b"s3cret", "LAB-PC-01", T0)
+    reports.record_report(
         store,
         DeviceReport(
             device_id=device_id,

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.report import CheckResult, DeviceReport
-from proxy_addons.devices.registry import enrol
+from proxy_addons.devices.enrolment import enrol
 from proxy_addons.store import Store, store_url
 from tests.conftest import MITMDUMP, ROOT, access_log, copy_policy
 

@@ -14,7 +14,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from agent.report import parse_report
-from proxy_addons.devices import registry as dv
+from proxy_addons.devices import enrolment, reports
 from proxy_addons.store import Store
 from tests.devices.test_device_api import report
 from tests.web.test_webapp import PASSWORD, Web, make_web, seed, seeded_db, sign_in  # noqa: F401
@@ -24,10 +24,10 @@ KEY = b"enrol-secret-for-pages"
 
 
 def add_device(store: Store, hostname: str, at: dt.datetime | None, **changes: Any) -> str:
-    device_id, _ = dv.enrol(store, KEY.decode(), KEY, hostname, dt.datetime.now(dt.UTC))
+    device_id, _ = enrolment.enrol(store, KEY.decode(), KEY, hostname, dt.datetime.now(dt.UTC))
     if at is not None:
         sent = report(device_id, at, hostname=hostname, **changes)
-        dv.record_report(store, parse_report(sent), at, source=(sent["ips"] or [None])[0])
+        reports.record_report(store, parse_report(sent), at, source=(sent["ips"] or [None])[0])
     return device_id
 
 
@@ -80,7 +80,7 @@ def test_the_it_provider_sees_the_inventory_and_each_devices_checks(
     assert "stale: no report for over 7 days" in stale
     assert client.get("/devices/dev-nope").status_code == 404
 
-    dv.revoke(web.store, ids["good"], "tech", "lost", dt.datetime.now(dt.UTC))
+    enrolment.revoke(web.store, ids["good"], "tech", "lost", dt.datetime.now(dt.UTC))
     assert ">Revoked<" in client.get("/devices").get_data(as_text=True)
     revoked = client.get(f"/devices/{ids['good']}").get_data(as_text=True)
     assert "by tech: its token is refused" in revoked
