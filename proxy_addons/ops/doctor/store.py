@@ -58,7 +58,7 @@ def check_store(url: str) -> Check:
 
 def _main(argv: Sequence[str]) -> int:
     """`python -m proxy_addons.ops.doctor.store store URL`: the store check as JSON, for running it
-    as the data's owner (cli_doctor does, when root runs the doctor on a SQLite store)."""
+    as the data's owner (cli/doctor.py does, when root runs the doctor on a SQLite store)."""
     if len(argv) != 2 or argv[0] != "store":
         print("usage: python -m proxy_addons.ops.doctor.store store URL", file=sys.stderr)
         return 2
