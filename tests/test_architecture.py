@@ -94,9 +94,6 @@ KNOWN_IN_FUNCTION: frozenset[str] = frozenset()
 KNOWN_LONG: frozenset[str] = frozenset(
     {
         "proxy_addons.checks.page",
-        "proxy_addons.core.lists.build",
-        "proxy_addons.core.lists.sources",
-        "proxy_addons.core.policy.runtime",
         "proxy_addons.devices.registry",
         "proxy_addons.gateway.addons.alerting",
         "proxy_addons.gateway.addons.content_filter",

@@ -11,7 +11,6 @@ with in_subprocess=True, in a builder process (build_process.py), which runs thi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import itertools
 import json
@@ -21,7 +20,7 @@ import os
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +41,12 @@ from proxy_addons.core.lists.layout import (
     Expected,
     TransientListError,
     error_may_pass,
+    fsync_dir,
     index_folder,
     index_path,
+    locked,
     problem_at,
+    prune_indexes,
     read_header,
     touch,
 )
@@ -62,11 +64,9 @@ from proxy_addons.core.url_keys import key_host
 logger = logging.getLogger(__name__)
 
 LOAD_FACTOR = 0.65
-KEEP_INDEXES = 2
 MARKER_TAG = 0xFFFF  # url-host markers: "this host has url entries"
 MAX_TAGS = MARKER_TAG
 _BATCH = 1 << 16
-_STALE_TMP_SECONDS = 3600.0
 
 
 def _keys(datas: list[bytes], crc0: int, adler0: int) -> npt.NDArray[np.uint64]:
@@ -255,7 +255,7 @@ def _write(cats: Sequence[CategorySources], target: Path, fp: str) -> dict[str, 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -268,46 +268,6 @@ def _write(cats: Sequence[CategorySources], target: Path, fp: str) -> dict[str, 
         time.perf_counter() - started,
     )
     return header
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` survive a power cut (the new name reaches the disk)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def _locked(index_dir: Path) -> Iterator[None]:
-    """One builder per index folder; others wait, then reuse what it built."""
-    with open(index_dir / ".lock", "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _prune(index_dir: Path, keep: Path) -> None:
-    """Drop all but the newest KEEP_INDEXES indexes (workers still mapping one keep it)."""
-    found = []
-    for p in index_dir.glob("lists-*.idx"):
-        with contextlib.suppress(OSError):
-            found.append((p.stat().st_mtime, p))
-    found.sort(reverse=True)
-    old = [p for _m, p in found if p != keep][KEEP_INDEXES - 1 :]
-    now = time.time()
-    for p in index_dir.glob(".lists-*.tmp"):
-        with contextlib.suppress(OSError):
-            if now - p.stat().st_mtime > _STALE_TMP_SECONDS:
-                old.append(p)
-    for p in old:
-        with contextlib.suppress(OSError):
-            p.unlink()
-            logger.debug("removed old list index %s", p)
 
 
 def build_index(
@@ -355,7 +315,7 @@ def build_here(
     index_dir = index_folder(index_dir)
     target = index_path(index_dir, expected.fingerprint)
     try:
-        with _locked(index_dir):
+        with locked(index_dir):
             problem = problem_at(target, expected)
             if problem is None and verify:
                 problem = verify_file(target, expected)
@@ -369,7 +329,7 @@ def build_here(
                 logger.warning("%s; building it again", problem)
                 target.unlink()
             header = _write(cats, target, expected.fingerprint)
-            _prune(index_dir, target)
+            prune_indexes(index_dir, target)
     except OSError as exc:
         raise TransientListError(
             f"cannot write the list index in {index_dir}: {exc.strerror or exc}"

@@ -1,4 +1,5 @@
-"""The list index file: its layout, its identity and checksum, and the errors that name damage.
+"""The list index file: its layout, identity and checksum, the errors that name damage, and
+the index folder (one builder at a time, old files pruned).
 
 The index is a memory-mapped hash table of every category list, shared by all worker processes.
 
@@ -50,13 +51,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
+import logging
 import mmap
 import os
 import subprocess
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -69,10 +73,14 @@ from proxy_addons.core.lists.sources import (
     source_files,
 )
 
+logger = logging.getLogger(__name__)
+
 MAGIC = b"SGLIDX02"
 LAYOUT_VERSION = 2
 PREFIX = 24  # magic, header length, checksum
 _CRC_CHUNK = 8 << 20
+KEEP_INDEXES = 2
+_STALE_TMP_SECONDS = 3600.0
 
 URL_NS = b"u "
 HOSTMARK_NS = b"h "
@@ -289,3 +297,46 @@ def index_folder(index_dir: Path) -> Path:
             f"cannot create the index folder {index_dir}: {exc.strerror}"
         ) from None
     return index_dir
+
+
+# The index folder: one builder at a time, old files pruned, renames made durable.
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` survive a power cut (the new name reaches the disk)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(index_dir: Path) -> Iterator[None]:
+    """One builder per index folder; others wait, then reuse what it built."""
+    with open(index_dir / ".lock", "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def prune_indexes(index_dir: Path, keep: Path) -> None:
+    """Drop all but the newest KEEP_INDEXES indexes (workers still mapping one keep it)."""
+    found = []
+    for p in index_dir.glob("lists-*.idx"):
+        with contextlib.suppress(OSError):
+            found.append((p.stat().st_mtime, p))
+    found.sort(reverse=True)
+    old = [p for _m, p in found if p != keep][KEEP_INDEXES - 1 :]
+    now = time.time()
+    for p in index_dir.glob(".lists-*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - p.stat().st_mtime > _STALE_TMP_SECONDS:
+                old.append(p)
+    for p in old:
+        with contextlib.suppress(OSError):
+            p.unlink()
+            logger.debug("removed old list index %s", p)

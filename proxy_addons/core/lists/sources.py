@@ -7,7 +7,7 @@ counted and reported (file:line) rather than aborting the load. A list that
 cannot be read at all raises `ListSourceError`: the gateway refuses to start
 rather than filter with a list silently missing.
 
-About 450 lines: one short reader per list format (UT1 folder, domains, hosts, urls,
+Over 400 lines: one short reader per list format (UT1 folder, domains, hosts, urls,
 expressions), all sharing the line reading, the skip report and the fingerprint.
 """
 

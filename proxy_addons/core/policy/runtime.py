@@ -16,7 +16,7 @@ is opened, and again by `verify_index` (every so often, and whenever its file ch
 or is replaced). A damaged index is rebuilt; until it is, every lookup in it refuses,
 so the Filter blocks: damaged state never opens the filter.
 
-About 440 lines: one class, whose reloads, retries, index checks and status share its
+Over 400 lines: one class, whose reloads, retries, index checks and status share its
 locks, timers and state.
 """
 
