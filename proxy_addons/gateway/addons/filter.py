@@ -270,11 +270,12 @@ class Filter:
         """The verdict on `decision`: the core's pipeline, timed from `started`."""
         policy = self.services.policy
         profiles = policy.profiles if policy is not None else {}
-        at = self.services.clock()
         seconds = time.perf_counter() - started
-        return settle(
-            decision, profiles, stage, asked, lambda: blockpage.new_reference(at), seconds
-        )
+        return settle(decision, profiles, stage, asked, self._new_reference, seconds)
+
+    def _new_reference(self) -> str:
+        """A block's reference (the block page, the access log and alerts quote it)."""
+        return blockpage.new_reference(self.services.clock())
 
     @staticmethod
     def _keep(state: ConnectionState, verdict: Verdict) -> None:
