@@ -8,18 +8,18 @@ sees the device at, the suite's URLs for the device's profile (worked out by the
 taken from the device) and an expiry of a few minutes; posting the run closes it.
 
 The gateway's check marker (gateway/addons/check_marker.py) reads the open windows through
-a `WindowBook`: a thread refreshes it from the store every few seconds, the request path only
-looks in a dict. A request is a check request only if it comes from the window's address, during the
-window, for one of the suite's URLs (or, where only the host name is known - a CONNECT or a
-TLS hello - for one of their hosts). Fail safe: if the store can't be read, or the book has
-not been refreshed lately, no request is exempt and alerts are raised as usual.
+a `WindowBook`: the gateway's services refresh it from the store every few seconds (a
+`core.periodic` job), the request path only looks in a dict. A request is a check request
+only if it comes from the window's address, during the window, for one of the suite's URLs
+(or, where only the host name is known - a CONNECT or a TLS hello - for one of their hosts).
+Fail safe: if the store can't be read, or the book has not been refreshed lately, no request
+is exempt and alerts are raised as usual.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -148,8 +148,6 @@ class WindowBook:
         self.stale_seconds = stale_seconds
         self._by_ip: dict[str, tuple[Window, ...]] = {}
         self._fresh_at = float("-inf")  # time.monotonic() of the last good read
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def covering(self, ip: str | None, record: dict[str, Any]) -> Window | None:
         """The open window this request (from `ip`, decided as `record`) belongs to, if any."""
@@ -178,23 +176,6 @@ class WindowBook:
             by_ip.setdefault(window.ip, []).append(window)
         self._by_ip = {ip: tuple(ws) for ip, ws in by_ip.items()}
         self._fresh_at = time.monotonic()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="check-windows", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread = None
-
-    def _run(self) -> None:
-        while True:
-            self.refresh()
-            if self._stop.wait(self.refresh_seconds):
-                return
 
 
 __all__ = [

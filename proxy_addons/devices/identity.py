@@ -3,14 +3,14 @@
 In transparent mode there is no proxy sign-in: a recent report saying which
 user is signed in on the device at an address lets the filter and the access
 log attribute that address's traffic to the user (for `devices.identity_minutes`).
-Read from the store every few seconds off the request path; the request path
+Read from the store every REFRESH_SECONDS off the request path (`refresh`, a
+`core.periodic` job of the gateway's services); the request path
 only looks in a dict.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -81,7 +81,6 @@ class DeviceIdentities:
         self.store = store
         self.policy = policy
         self.by_ip: dict[str, str] = {}
-        self._stop = threading.Event()
 
     def user_at(self, ip: str | None) -> str | None:
         return self.by_ip.get(ip) if ip else None
@@ -89,17 +88,3 @@ class DeviceIdentities:
     def refresh(self) -> None:
         minutes = self.policy().devices.identity_minutes
         self.by_ip = users_by_ip(self.store, datetime.now(UTC), minutes, self.policy())
-
-    def start(self) -> None:
-        self.refresh()
-        threading.Thread(target=self._run, name="device-identities", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(REFRESH_SECONDS):
-            try:
-                self.refresh()
-            except Exception as exc:  # keep the last map; it only ever names users
-                logger.error("Could not read device reports from the store: %s", exc)

@@ -1,7 +1,8 @@
 """Keeps the proxy's copy of the unblocks in force fresh, and records expiries.
 
-Polling the store once a second keeps an approval from the web app, the CLI or
-another gateway sharing PostgreSQL in force within 2 s, without the request
+Polling the store once a second (`refresh`, run by the gateway's services as a
+`core.periodic` job every POLL_SECONDS) keeps an approval from the web app, the CLI
+or another gateway sharing PostgreSQL in force within 2 s, without the request
 path ever waiting on the database. Windows are checked on every decision, so an
 unblock ends on time even if a poll is late or the store is unreachable.
 """
@@ -9,7 +10,6 @@ unblock ends on time even if a poll is late or the store is unreachable.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from proxy_addons.core.unblocks import Unblock, scope_problem
@@ -25,8 +25,6 @@ class UnblockWatch:
     def __init__(self, workflow: UnblockWorkflow) -> None:
         self.workflow = workflow
         self.current: tuple[Unblock, ...] = ()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
         self._warned: set[str] = set()  # too-broad unblocks already logged
 
@@ -42,18 +40,3 @@ class UnblockWatch:
             if problem is not None and unblock.id not in self._warned:
                 self._warned.add(unblock.id)  # it opens nothing (Unblock.covers); say so once
                 logger.warning("Unblock %s opens nothing: %s", unblock.id, problem)
-
-    def start(self) -> None:
-        self.refresh()  # at start-up, also records expiries missed while the gateway was down
-        self._thread = threading.Thread(target=self._run, name="unblock-watch", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
-            try:
-                self.refresh()
-            except Exception as exc:  # keep the last list; windows still end on time
-                logger.error("Could not read unblocks from the store: %s", exc)

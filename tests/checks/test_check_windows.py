@@ -40,6 +40,7 @@ from proxy_addons.checks.announced import (
 )
 from proxy_addons.checks.announced import open_window as store_window
 from proxy_addons.checks.records import load_runs
+from proxy_addons.core.periodic import Every
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alert_outbox, check_windows
@@ -325,10 +326,12 @@ def test_the_book_fails_safe(db_url: str) -> None:  # noqa: F811
         store.dispose()
 
 
-def test_the_refresh_thread_reads_the_store(db_url: str) -> None:  # noqa: F811
+def test_the_refresh_job_reads_the_store(db_url: str) -> None:  # noqa: F811
     store = Store.open(db_url)
     book = WindowBook(lambda: store, refresh_seconds=0.1)
-    book.start()
+    # As the gateway's services run it (gateway/services.py).
+    job = Every("check-windows", book.refresh_seconds, book.refresh, "not read", at_start=True)
+    job.start()
     try:
         now = dt.datetime.now(dt.UTC)
         store_window(store, "dev-1", "10.0.0.7", URLS, now, 120)
@@ -337,7 +340,7 @@ def test_the_refresh_thread_reads_the_store(db_url: str) -> None:  # noqa: F811
             assert time.monotonic() < deadline, "the window was never read"
             time.sleep(0.05)
     finally:
-        book.stop()
+        job.stop()
         store.dispose()
 
 
