@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import time
 from collections.abc import Callable
 
@@ -21,17 +20,17 @@ from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import layer, layers
 from mitmproxy.proxy.layers.http import HTTPMode
 from mitmproxy.proxy.layers.tls import parse_client_hello
-from mitmproxy.proxy.mode_specs import RegularMode, ReverseMode, Socks5Mode, UpstreamMode
 
 from proxy_addons.checks.identity import CHECK_HEADER
 from proxy_addons.core.decide import Decision, Identity, Reason, Request, decide
-from proxy_addons.core.hosts import Host, HostError, canonical_host, request_url, valid_authority
+from proxy_addons.core.hosts import Host, HostError, canonical_host, request_url
 from proxy_addons.core.lists.layout import IndexDamaged
 from proxy_addons.core.names import Names, by_destination, decide_names, registrable_domain
 from proxy_addons.core.pipeline import Asked, settle
 from proxy_addons.core.policy.model import Action, UntrustedClients
 from proxy_addons.core.verdict import Verdict
 from proxy_addons.gateway import answers
+from proxy_addons.gateway.flows import claimed_names, from_network, proxyauth_user, site_of
 from proxy_addons.gateway.headers import has_header, header, host_header
 from proxy_addons.gateway.refuse_layer import RefuseLayer
 from proxy_addons.gateway.services import (
@@ -50,7 +49,6 @@ _SERVER_NAME = 0  # the TLS server_name extension's type
 # TLS-stage blocks refused in the handshake rather than decrypted for a block page: names
 # that disagree, or can't be read, say nothing a block page could show.
 _NOT_INTERCEPTED = frozenset({Reason.FRONTING, Reason.INVALID})
-_FOLDED = re.compile(rb"[\r\n\x00]")
 NEVER_MATCHES = "(?!)"
 
 
@@ -81,7 +79,7 @@ class Filter:
         started = time.perf_counter()  # metrics: decision latency
         client = flow.client_conn
         state = self.services.connection(client)
-        user = _proxyauth_user(flow)
+        user = proxyauth_user(flow)
         if user:
             state.user = user
         check_as = self._check_header(flow)
@@ -172,7 +170,7 @@ class Filter:
         if check_as:
             self.services.connection(flow.client_conn).check_as = check_as
         started = time.perf_counter()  # metrics: decision latency
-        user = _proxyauth_user(flow)
+        user = proxyauth_user(flow)
         try:
             decision = await self._decide_request(flow, user)
         except Exception as exc:  # never fall open
@@ -196,10 +194,10 @@ class Filter:
             flow.response = answers.plain_block(reference)
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
-        """Remember the (device, site) that refused the school's CA (see ca_trust.py)."""
+        """Remember the (device, site) that refused the school's CA (gateway/ca_trust.py)."""
         client = data.context.client
         state = self.services.peek(client)
-        site = (state.tls_site if state else "") or _site_of(client.sni)
+        site = (state.tls_site if state else "") or site_of(client.sni)
         if site:
             self.services.ca_trust.refused(client_ip(client), site)
 
@@ -230,7 +228,7 @@ class Filter:
         only_http = state.only_http if state is not None else None
         decided: tuple[Decision, float] | None = None
         if only_http is None:
-            if not _from_network(client):
+            if not from_network(client):
                 return  # the explicit proxy's own first layer: its requests are decided
             decided = await self._decide_address(nextlayer)
             only_http = decided[0].blocked or decided[0].must_decrypt
@@ -311,9 +309,9 @@ class Filter:
 
         Explicit proxy: the CONNECT target or request line, as written (a bare IP stays a
         bare IP). Transparent mode: the original destination address, or a claimed name
-        the gateway's resolver gives that address for (known_names.py).
+        the gateway's resolver gives that address for (gateway/known_names.py).
         """
-        if not destination.is_ip or not _from_network(client):
+        if not destination.is_ip or not from_network(client):
             return Names(destination, claimed)
         known = self.services.known_names
         for host in claimed:
@@ -326,7 +324,7 @@ class Filter:
         client = flow.client_conn
         state = self.services.peek(client)
         try:
-            claimed = _claimed_names(flow, state.connect_host if state else None)
+            claimed = claimed_names(flow, state.connect_host if state else None)
             names = await self._names(client, canonical_host(req.host), claimed)
             url = request_url(req.scheme, names.destination.name, req.port, req.path)
         except HostError:
@@ -340,7 +338,7 @@ class Filter:
         )
 
     def _check_header(self, flow: http.HTTPFlow) -> str | None:
-        """A gateway check run's profile (check_identity.py); the header never goes upstream."""
+        """A gateway check run's profile (checks/identity.py); the header never goes upstream."""
         if not has_header(flow.request.headers, _CHECK_HEADER_NAME):
             return None
         identity = self.services.check_identity
@@ -375,48 +373,3 @@ class Filter:
 
     def _block_response(self, decision: Decision, reference: str) -> http.Response:
         return answers.block_page(self.services.policy, decision, reference, self.services.clock())
-
-
-def _proxyauth_user(flow: http.HTTPFlow) -> str | None:
-    auth = flow.metadata.get("proxyauth")
-    return str(auth[0]) if auth else None  # never keep the password
-
-
-def _claimed_names(flow: http.HTTPFlow, connect_host: str | None) -> tuple[Host, ...]:
-    """The names the client wrote: Host header, request-line authority or `:authority`,
-    SNI and CONNECT target. A Host header that is repeated or not a valid host[:port] is a
-    HostError (the request is refused, never decided on a guess)."""
-    req = flow.request
-    hosts = []
-    for name, value in req.headers.fields:
-        if _FOLDED.search(name) or _FOLDED.search(value):
-            # An obs-fold line or a stray CR/LF/NUL: a server may read a header mitmproxy
-            # didn't (RFC 9112 5.2 lets a proxy refuse it).
-            raise HostError("a folded or broken header line")
-        if name.lower() == b"host":
-            hosts.append(value)
-    if len(hosts) > 1:
-        raise HostError("more than one Host header")
-    claimed = [valid_authority(v.decode("utf-8", "surrogateescape"))[0] for v in hosts]
-    if req.authority:  # absolute-form inside a tunnel, or HTTP/2's :authority
-        claimed.append(valid_authority(req.authority)[0])
-    sni = flow.client_conn.sni if req.scheme == "https" else None
-    if sni:
-        claimed.append(canonical_host(sni))
-    if connect_host:
-        claimed.append(canonical_host(connect_host))
-    return tuple(claimed)
-
-
-def _from_network(client: connection.Client) -> bool:
-    """Is the destination the one the client's packets went to (transparent, WireGuard,
-    local capture), rather than one the client named (explicit proxy, SOCKS, reverse)?"""
-    mode = client.proxy_mode
-    return not isinstance(mode, (RegularMode, UpstreamMode, Socks5Mode, ReverseMode))
-
-
-def _site_of(name: str | None) -> str:
-    try:
-        return registrable_domain(canonical_host(name).name) if name else ""
-    except HostError:
-        return ""
