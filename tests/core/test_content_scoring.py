@@ -21,7 +21,7 @@ from proxy_addons.core.content.scoring import ContentScanner, score_body
 from proxy_addons.core.content.weighted_lists import WeightedLists, load_weighted_lists
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.yaml_reader import Where
-from proxy_addons.gateway.addons.content_filter import plan_for
+from proxy_addons.gateway.content_plan import plan_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = [ROOT / "policies" / "phrases" / "weighted" / f for f in ("en.yaml", "pl.yaml")]

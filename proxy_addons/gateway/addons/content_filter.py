@@ -1,14 +1,17 @@
 """The content-filter add-on: scores what decrypted pages say, and blocks those over a threshold.
 
-Thin on purpose: the scoring is `content_scoring.py` (pure); this module decides which
-responses are read, how, and what happens to them. It runs after the Filter allowed a request
-and after the alerting add-on's risk-phrase scan (which must see the original page).
+Thin on purpose: the scoring is core/content/scoring.py (pure); this module decides which
+responses are read, how, and what happens to them. Which ones and against what is
+gateway/content_plan.py; a streamed body is held and scored by gateway/held_body.py; what a
+block becomes (the page, the notice, the alert) is gateway/content_block.py. It runs after
+the Filter allowed a request and after the alerting add-on's risk-phrase scan (which must see
+the original page).
 
 Which responses: allowed requests of a profile with `content_filter.threshold`, or on a site in
 one of the profile's `content_filter.scan` categories (e.g. generative_ai: allowed, but every
 answer scored, against that lower threshold). Only HTML, plain text, JSON and server-sent
-events are read (`content_scoring.kind_of`); images, video, scripts, fonts and files pass
-untouched. Compressed bodies (gzip, deflate, br, zstd) are decoded for reading; the client
+events are read (`core.content.page_text.kind_of`); images, video, scripts, fonts and files
+pass untouched. Compressed bodies (gzip, deflate, br, zstd) are decoded for reading; the client
 still gets the bytes the site sent.
 
 How, decided in `responseheaders` from the Content-Length:
@@ -39,64 +42,32 @@ safeguarding alert through the outbox, as the Filter's blocks are.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
-from mitmproxy.net import encoding
 
-from proxy_addons.alerts.events import Audience, Event, local_time
 from proxy_addons.checks.probes import PROBE_MARK
-from proxy_addons.core.content.page_text import Decoder, Kind, charset_of, kind_of
-from proxy_addons.core.content.scoring import ContentScanner
+from proxy_addons.core.content.page_text import Decoder, charset_of, kind_of
 from proxy_addons.core.content.weighted_lists import Score, WeightedLists, load_weighted_lists
-from proxy_addons.core.policy.model import Policy, Profile
+from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.policy.runtime import LoadedPolicy
+from proxy_addons.gateway import content_block
+from proxy_addons.gateway.content_plan import Plan, plan_for, score_buffered
+from proxy_addons.gateway.flows import proxyauth_user
 from proxy_addons.gateway.headers import header
-from proxy_addons.gateway.services import Services, verdict_of
+from proxy_addons.gateway.held_body import HeldBody, Instead, body_may_stream
+from proxy_addons.gateway.services import Services, client_ip, verdict_of
 from proxy_addons.pages import blockpage
 from proxy_addons.record.access_records import build
 
 logger = logging.getLogger(__name__)
 
 CONTENT_KEY = "schoolgate_content"  # flow.metadata: what content filtering did (plain data)
-CONTENT_BLOCK = "content_block"  # alert kind
 _NO_BODY = frozenset({204, 304})
 MIN_STREAM_BYTES = 65_536  # stream_large_bodies is never set below this
-
-
-@dataclass
-class Plan:
-    """What to do with one response's content, decided from its headers."""
-
-    threshold: int
-    categories: frozenset[str]  # counted; empty: all
-    scope: str  # "profile" or "scan:<site category>"
-    kind: str
-    charset: str
-    content_encoding: str
-    record: dict[str, Any]
-    outcome: str = "pending"  # scanned | blocked | unscanned
-    score: Score | None = field(default=None, repr=False)
-
-
-def plan_for(profile: Profile, site_categories: set[str]) -> tuple[int, frozenset[str], str] | None:
-    """The threshold, counted categories and scope for a profile on a site; None: not scored.
-
-    A `scan` site category applies its own threshold, or the profile's if that is lower.
-    """
-    cf = profile.content_filter
-    best: tuple[int, frozenset[str], str] | None = None
-    if cf.threshold is not None:
-        best = (cf.threshold, cf.categories, "profile")
-    for site, limit in cf.scan:
-        if site in site_categories and (best is None or limit < best[0]):
-            best = (limit, cf.categories, f"scan:{site}")
-    return best
 
 
 class ContentFiltering:
@@ -167,7 +138,7 @@ class ContentFiltering:
         """A request already answered (a block page) whose body may pass stream_large_bodies:
         mitmproxy can't both answer it and stream the body (it stalls, or crashes the
         connection at each megabyte). The body goes nowhere: the connection is closed."""
-        if flow.response is not None and _body_may_stream(flow.request):
+        if flow.response is not None and body_may_stream(flow.request):
             logger.info("Upload to a blocked address closed unread (%s)", flow.request.host)
             flow.kill()
 
@@ -206,7 +177,7 @@ class ContentFiltering:
         try:
             # On the event loop: a 100 KB page costs a few milliseconds of CPU, and a thread
             # would only add GIL hand-overs (measured slower in bench/content_filter_bench.py).
-            score, whole = _score_raw(lists, plan, body, cap)
+            score, whole = score_buffered(lists, plan, body, cap)
         except Exception as exc:  # an unreadable body is not passed unread
             self.refuse(flow, plan, f"body could not be read: {exc}")
         else:
@@ -307,8 +278,10 @@ class ContentFiltering:
         )
         self._log(flow, record)
         if record.get("identified_by") == "check" or record.get(PROBE_MARK):
-            return  # a termly check's own test page is no one's doing (check_marker.py)
-        self.services.raise_alert(content_event(record, self._policy(), phrases, total, plan))
+            return  # a termly check's own test page is no one's doing (check_marker add-on)
+        self.services.raise_alert(
+            content_block.content_event(record, self._policy(), phrases, total, plan)
+        )
 
     def unscanned(self, flow: http.HTTPFlow, plan: Plan, why: str) -> None:
         plan.outcome = "unscanned"
@@ -343,21 +316,19 @@ class ContentFiltering:
         page = self._block_response(flow, plan)
         response.status_code, response.reason = 403, "Forbidden"
         response.headers = page.headers
-        response.stream = _Instead(page.raw_content or b"")
+        response.stream = Instead(page.raw_content or b"")
 
     def _log(self, flow: http.HTTPFlow, record: dict[str, Any]) -> None:
         writer = self.services.access_writer
         if writer is None:
             return
-        auth = flow.metadata.get("proxyauth")
-        peer = flow.client_conn.peername
         writer.submit(
             build(
                 record,
                 datetime.now(UTC),
                 method=flow.request.method,
-                user=str(auth[0]) if auth else None,
-                ip=str(peer[0]) if peer else None,
+                user=proxyauth_user(flow),
+                ip=client_ip(flow.client_conn),
                 url=flow.request.pretty_url,
             )
         )
@@ -365,218 +336,11 @@ class ContentFiltering:
     def _policy(self) -> Policy:
         return self.services.require_policy()
 
-    # -- the block page ----------------------------------------------------------------------
-
-    def block_html(self, flow: http.HTTPFlow, plan: Plan) -> str:
-        policy = self._policy()
-        record = plan.record
-        profile = policy.profiles.get(str(record.get("profile")))
-        staff = bool(profile and profile.may_request_unblock)
-        score = record.get("content_score")
-        label = str(record.get("category_label"))
-        reason = (
-            f"its content scored {score} for {label.lower()}, over the limit of {plan.threshold}"
-            if score is not None
-            else "its content could not be checked"
-        )
-        if staff and record.get("entry"):
-            # Staff may ask for it to be unblocked, so they see why; pupils are not shown
-            # the harmful words again.
-            reason += f" (it contains: {record['entry']})"
-        scheme = "https" if flow.request.scheme == "https" else "http"
-        audiences = (("me", "Only me (to check it first)"),) + tuple(
-            (f"profile:{p.name}", p.label) for p in policy.profiles.values()
-        )
-        return blockpage.render_block_page(
-            blockpage.BlockPageContext(
-                school=policy.school,
-                reference=str(record["reference"]),
-                host=str(record.get("host") or flow.request.pretty_host),
-                url=str(record.get("url") or flow.request.pretty_url),
-                reason=reason,
-                category_label=label,
-                at=datetime.now(UTC),
-                portal=f"{scheme}://{policy.portal_host}",
-                staff=staff,
-                audiences=audiences,
-            )
-        )
-
-    def _block_response(self, flow: http.HTTPFlow, plan: Plan) -> http.Response:
-        return http.Response.make(
-            403,
-            self.block_html(flow, plan),
-            {
-                "Content-Type": "text/html; charset=utf-8",
-                "Cache-Control": "no-store",
-                "X-Schoolgate-Reference": str(plan.record["reference"]),
-            },
-        )
+    # -- what a block becomes ---------------------------------------------------------------
 
     def block_notice(self, flow: http.HTTPFlow, plan: Plan) -> bytes:
-        """The replacement for a held body, in its own format (its headers have left)."""
-        ref = str(plan.record["reference"])
-        message = (
-            f"Blocked by the school's web filter: the content was not suitable (reference {ref})."
-        )
-        if plan.kind == Kind.HTML:
-            text = self.block_html(flow, plan)
-        elif plan.kind == Kind.EVENTS:
-            payload = json.dumps({"error": message, "schoolgate_reference": ref})
-            text = f"event: error\ndata: {payload}\n\n"
-        elif plan.kind == Kind.JSON:
-            text = json.dumps({"error": message, "schoolgate_reference": ref})
-        else:
-            text = message + "\n"
-        data = text.encode(plan.charset if plan.kind == Kind.HTML else "utf-8", "replace")
-        if plan.content_encoding in ("", "identity"):
-            return data
-        return encoding.encode(data, plan.content_encoding)
+        """The replacement for a held body (HeldBody asks for it)."""
+        return content_block.block_notice(self._policy, flow, plan)
 
-
-def _score_raw(lists: WeightedLists, plan: Plan, body: bytes, cap: int) -> tuple[Score, bool]:
-    """Decode and score a buffered body, up to `cap` decoded bytes: (score, all of it read)."""
-    scanner = ContentScanner(lists, plan.kind, plan.charset)
-    if plan.content_encoding in ("", "identity"):
-        if len(body) <= cap:
-            return scanner.read(body), True
-        return scanner.read(body[:cap]), False
-    decoder = Decoder(plan.content_encoding)
-    step = 1 << 16  # compressed input a slice at a time; decoding stops at the cap
-    for start in range(0, len(body), step):
-        scanner.feed(
-            decoder.decompress(body[start : start + step], cap + 1 - scanner.scanned_bytes)
-        )
-        if scanner.scanned_bytes > cap or decoder.cut:
-            return scanner.finish(), False
-    return scanner.finish(), True
-
-
-class HeldBody:
-    """mitmproxy's stream callable for a body that is not buffered: hold, score, then release.
-
-    Called with each chunk as it arrives and with b"" at the end (mitmproxy's contract); what
-    it returns is sent. While holding it returns an empty list, never b"": mitmproxy would
-    send an empty chunk, which in HTTP/1.1 chunked encoding ends the body. It holds at most
-    `cap` bytes (raw and decoded); then the head is judged, and the rest passes or is dropped.
-    """
-
-    def __init__(self, addon: ContentFiltering, flow: http.HTTPFlow, plan: Plan, cap: int) -> None:
-        self.addon = addon
-        self.flow = flow
-        self.plan = plan
-        self.cap = cap
-        self.held: list[bytes] = []
-        self.held_bytes = 0
-        self.decoder = Decoder(plan.content_encoding)
-        lists = addon.lists
-        assert lists is not None
-        self.scanner = ContentScanner(lists, plan.kind, plan.charset)
-        self.mode = "hold"  # hold | pass | drop
-
-    def __call__(self, chunk: bytes) -> list[bytes]:
-        try:
-            return self._step(chunk)
-        except Exception as exc:  # unreadable: blocked, never passed unread
-            if self.mode != "hold":
-                logger.exception("Content filter: a released body failed")
-                return [] if self.mode == "drop" else _some(chunk)
-            self.addon.refuse(self.flow, self.plan, f"body could not be read: {exc}")
-            return self._drop()
-
-    def _step(self, chunk: bytes) -> list[bytes]:
-        if self.mode == "pass":
-            return _some(chunk)
-        if self.mode == "drop":
-            return []
-        if chunk:
-            self.held.append(chunk)
-            self.held_bytes += len(chunk)
-            room = self.cap + 1 - self.scanner.scanned_bytes
-            self.scanner.feed(self.decoder.decompress(chunk, room))
-            over = self.scanner.scanned_bytes > self.cap or self.held_bytes > self.cap
-            if not over and not self.decoder.cut:
-                return []
-            # The cap is read: decide on the head; the rest passes unscanned or is dropped.
-            self.addon.decide(self.flow, self.plan, self.scanner.finish())
-            if self.plan.outcome == "blocked":
-                return self._drop()
-            self.addon.unscanned(
-                self.flow, self.plan, f"streamed body over the {self.cap} cap: the rest unscanned"
-            )
-            return self._release()
-        # The end of the body: decide, then release or replace.
-        self.addon.decide(self.flow, self.plan, self.scanner.finish())
-        if self.plan.outcome == "blocked":
-            return self._drop()
-        return self._release()
-
-    def _drop(self) -> list[bytes]:
-        self.mode = "drop"
-        self.held.clear()
-        return [self.addon.block_notice(self.flow, self.plan)]
-
-    def _release(self) -> list[bytes]:
-        self.mode = "pass"
-        out = b"".join(self.held)
-        self.held.clear()
-        return _some(out)
-
-
-class _Instead:
-    """A stream callable that sends `body` in place of whatever the site sends."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body: bytes | None = body
-
-    def __call__(self, chunk: bytes) -> list[bytes]:
-        body, self.body = self.body, None
-        return _some(body or b"")
-
-
-def _body_may_stream(request: http.Request) -> bool:
-    """Over stream_large_bodies already, or of a length nobody said (chunked; HTTP/2 and 3
-    uploads without a Content-Length), so it may be."""
-    if request.stream or "transfer-encoding" in request.headers:
-        return True
-    return (
-        request.http_version in ("HTTP/2.0", "HTTP/3")
-        and "content-length" not in request.headers
-        and request.method in ("POST", "PUT", "PATCH")
-    )
-
-
-def _some(data: bytes) -> list[bytes]:
-    return [data] if data else []
-
-
-def content_event(
-    record: dict[str, Any], policy: Policy, phrases: list[str], total: int, plan: Plan
-) -> Event:
-    """A safeguarding alert for a page blocked for its content: who, where, why."""
-    at = datetime.now(UTC)
-    category = str(record.get("category") or "")
-    fields = {"user": str(record.get("user") or "not signed in")}
-    if record.get("ip"):
-        fields["device"] = str(record["ip"])
-    fields["profile"] = str(record.get("profile") or "unknown")
-    fields["site"] = str(record.get("host") or "")
-    page = str(record.get("url") or "").split("?", 1)[0].split("#", 1)[0]
-    if page:
-        fields["page"] = page
-    fields["category"] = category.replace("_", " ")
-    fields["phrase"] = ", ".join(phrases)
-    fields["score"] = f"{total} (limit {plan.threshold})"
-    fields["reference"] = str(record.get("reference") or "")
-    fields["time"] = local_time(policy.timezone, at)
-    who = record.get("user") or record.get("ip") or "unknown"
-    return Event(
-        kind=CONTENT_BLOCK,
-        severity=4 if total > 2 * plan.threshold else 3,
-        audience=Audience.SAFEGUARDING,
-        summary=f"Page blocked for its content: {category.replace('_', ' ')}",
-        fields=fields,
-        fold_key=f"{CONTENT_BLOCK}|{who}|{category}",
-        at=at,
-        timezone=policy.timezone.key,
-    )
+    def _block_response(self, flow: http.HTTPFlow, plan: Plan) -> http.Response:
+        return content_block.block_response(self._policy(), flow, plan)
