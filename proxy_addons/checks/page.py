@@ -4,28 +4,27 @@ For the devices a school can't install the agent on (iPads, Chromebooks, guests'
 a member of staff opens `http://<portal host>/checks`, gives their name and the device type,
 and the page tries each test URL of the suite for the profile the gateway puts this browser
 in. A page can't read another site's answer, so for each case it first arms a probe
-(`check_probes`) and the gateway itself notes what it did with this browser's request; the
+(checks/probes.py) and the gateway itself notes what it did with this browser's request; the
 page adds what the browser saw (an answer, a network error, a time-out), and the gateway
-judges the case with the shared `check_suite.classify`. When every case is done the run is
-recorded (`check_records`, source "browser") with the browser and OS from its User-Agent.
+judges the case with the shared `agent.check_suite.classify`. When every case is done the
+run is recorded (checks/records.py, source "browser") with the browser and OS from its
+User-Agent.
 
 Served over plain http on purpose: from an https page a browser refuses to fetch the http
 test URLs at all (mixed content), so an https visit is sent to the http address.
 
-A run lives in memory (this gateway process) until it is finished and recorded; it can only
-be driven from the address that started it, and its token is unguessable. JSON bodies are
-required, so another site can't post to it from a form (and a cross-site JSON post needs a
-CORS preflight the portal never grants).
+A run lives in memory (this gateway process: checks/browser_runs.py) until it is finished
+and recorded; it can only be driven from the address that started it, and its token is
+unguessable. JSON bodies are required, so another site can't post to it from a form (and a
+cross-site JSON post needs a CORS preflight the portal never grants).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,14 +35,9 @@ from flask.typing import ResponseReturnValue
 
 from agent.check_suite import CheckCase
 from proxy_addons.checks.alerts import record_and_alert
+from proxy_addons.checks.browser_runs import BrowserRun, BrowserRuns
 from proxy_addons.checks.probes import BrowserSaw, ProbeBook, ProbeBusy, ProbeError, conclude
-from proxy_addons.checks.records import (
-    CaseResult,
-    CheckRecordError,
-    CheckRun,
-    result_for,
-    term_at,
-)
+from proxy_addons.checks.records import CheckRecordError, CheckRun, result_for, term_at
 from proxy_addons.checks.user_agent import browser_of, os_of
 from proxy_addons.core.policy.check_suite_file import Suite, SuiteError, load_suite
 from proxy_addons.core.policy.model import Policy
@@ -66,8 +60,6 @@ DEVICE_TYPES = (
     "Other",
 )
 TIMEOUT_MS = 15_000  # the page's time-out for one test URL
-RUN_SECONDS = 3 * 3600  # an unfinished run is forgotten after this
-MAX_RUNS = 300
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src *; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -76,45 +68,6 @@ CSP = (
 Loaded = Callable[[], tuple[Policy, Suite] | None]  # the policy and suite in force, if any
 Record = Callable[[CheckRun], int]  # stores a finished run, returns its id
 ProfileOf = Callable[[str | None, str | None], str]  # (user, ip) -> profile name
-
-
-@dataclass
-class BrowserRun:
-    token: str
-    ip: str
-    started_by: str
-    device_type: str
-    device_name: str | None
-    profile: str
-    user_agent: str
-    suite: str
-    cases: tuple[CheckCase, ...]
-    started_at: datetime
-    created: float
-    results: dict[str, CaseResult] = field(default_factory=dict)
-    run_id: int | None = None
-    finishing: threading.Lock = field(default_factory=threading.Lock)  # recorded once
-
-
-class BrowserRuns:
-    """Runs in progress, by token (the Flask handlers run on a worker thread)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: dict[str, BrowserRun] = {}
-
-    def add(self, run: BrowserRun) -> None:
-        with self._lock:
-            now = time.monotonic()
-            for token in [t for t, r in self._runs.items() if now - r.created > RUN_SECONDS]:
-                del self._runs[token]
-            while len(self._runs) >= MAX_RUNS:  # the oldest goes first
-                del self._runs[next(iter(self._runs))]
-            self._runs[run.token] = run
-
-    def get(self, token: str) -> BrowserRun | None:
-        with self._lock:
-            return self._runs.get(token)
 
 
 def add_check_page(
@@ -408,4 +361,4 @@ def wire(
     )
 
 
-__all__ = ["DEVICE_TYPES", "BrowserRun", "BrowserRuns", "add_check_page", "suite_path", "wire"]
+__all__ = ["DEVICE_TYPES", "add_check_page", "suite_path", "wire"]
