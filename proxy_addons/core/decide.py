@@ -31,8 +31,8 @@ class Reason(enum.Enum):
     FRONTING = "fronting"  # TLS name and Host header name different sites
     INVALID = "invalid"  # a host no browser would accept
     UNAVAILABLE = "unavailable"  # no policy in force: fail closed
-    CIRCUMVENTION = "circumvention"  # a way round the filter (circumvention_addon.py)
-    SAFE_SEARCH = "safe_search"  # a search engine that cannot be made safe (safe_search.py)
+    CIRCUMVENTION = "circumvention"  # a way round the filter (core/circumvention.py)
+    SAFE_SEARCH = "safe_search"  # a search engine that cannot be made safe (core/safe_search.py)
 
 
 class IndexLookup(Protocol):
@@ -48,7 +48,7 @@ class Identity:
     user: str | None = None
     groups: tuple[str, ...] = ()
     ip: str | None = None
-    check_profile: str | None = None  # a termly check run from the gateway (check_identity.py)
+    check_profile: str | None = None  # a termly check run from the gateway (checks/identity.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +191,7 @@ def _covers(domains: frozenset[str], host: str) -> str | None:
 def url_prefix_match(prefix: str, url: str) -> bool:
     """`a.com/x` covers a.com/x, a.com/x/... and a.com/x?..., but not a.com/xy.
 
-    Both are match keys (canonical.match_key), so `url` is read as lenient servers read it.
+    Both are match keys (core/url_keys.py: match_key), so `url` is read as lenient servers read it.
     """
     if not url.startswith(prefix):
         return False
@@ -254,7 +254,7 @@ def decide(
     must_decrypt = illegal_host and path is None
 
     url_key = host + path if path is not None else None  # unblocks: as the browser wrote it
-    rule_key = None  # URL rules: as lenient servers read it (canonical.match_key)
+    rule_key = None  # URL rules: as lenient servers read it (core/url_keys.py)
     if path is not None and any(r.urls for r in profile.rules):
         rule_key = match_key(host + path)
     for unblock in unblocks:

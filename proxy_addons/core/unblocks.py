@@ -3,7 +3,7 @@
 Plain data, so `decide()` stays a pure function: the gateway passes in the
 unblocks in force and the decision names the one it used. The workflow that
 creates and ends them (with the store, audit and notifications) is in
-`unblock_workflow.py`.
+`workflow/unblocks.py`.
 
 An unblock opens at most one registrable domain: a public suffix (com, co.uk, and the
 private section's shared hosts such as github.io or s3.amazonaws.com) names many unrelated

@@ -1,6 +1,6 @@
 """The validated policy: typed, immutable, trusted by everything inside the gateway.
 
-Built only by `policy_loader.load_policy`, which checks every field at the edge.
+Built only by `load_policy` (core/policy/load.py), which checks every field at the edge.
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ class Devices:
     # (proxy_addons/devices/circumvention_watch.py). Empty: outside DNS is not judged.
     school_resolvers: frozenset[str] = frozenset()
     # Reverse proxies the device API is reached through: a report that comes from one speaks
-    # for the address it forwards (X-Forwarded-For), not for the relay (device_api.py).
+    # for the address it forwards (X-Forwarded-For), not for the relay (devices/api.py).
     trusted_relays: tuple[IPNetwork, ...] = ()
 
 
