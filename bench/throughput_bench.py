@@ -170,7 +170,9 @@ def start_gateway(folder: Path, policy: Path, workers: int) -> tuple[subprocess.
     cmd = [str(BIN / "schoolgate"), "run", "--policy", str(policy), "--var", str(var),
            "--listen-port", str(port), "--workers", str(workers),
            "--set", f"schoolgate_metrics_port={free_port() if workers == 1 else 0}",
-           "--set", "ssl_insecure=true", "--set", "termlog_verbosity=error"]  # fmt: skip
+           "--set", "ssl_insecure=true", "--set", "termlog_verbosity=error",
+           # the upstream is on this machine's loopback, which UpstreamGuard refuses otherwise
+           "--set", "schoolgate_allow_local_upstreams=true"]  # fmt: skip
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -280,9 +282,14 @@ def main() -> int:
         # HTTP: keep-alive to the proxy, every request decided and logged. HTTPS host-only:
         # a new connection per request (CONNECT, the decision on the SNI, then a tunnel),
         # as a tunnel kept alive costs the proxy nothing per request but copying bytes.
+        # `-host localhost`: hey otherwise sends "localhost:PORT" as the TLS server name,
+        # which no browser does and the gateway refuses as a name it cannot read.
         urls = {
             "HTTP": (f"http://localhost:{http_port}/lesson", []),
-            "HTTPS host-only": (f"https://localhost:{https_port}/lesson", ["-disable-keepalive"]),
+            "HTTPS host-only": (
+                f"https://localhost:{https_port}/lesson",
+                ["-disable-keepalive", "-host", "localhost"],
+            ),
         }
         bare, lean, one = "mitmdump (bare)", "mitmdump (lean dispatch)", "gateway, 1 worker"
         setups: list[tuple[str, int]] = [(bare, 0), (lean, -1), (one, 1)]
