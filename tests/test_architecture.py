@@ -95,10 +95,8 @@ KNOWN_LONG: frozenset[str] = frozenset(
     {
         "proxy_addons.checks.page",
         "proxy_addons.devices.registry",
-        "proxy_addons.gateway.addons.alerting",
         "proxy_addons.gateway.addons.content_filter",
         "proxy_addons.gateway.addons.filter",
-        "proxy_addons.record.access_records",
     }
 )
 KNOWN_CYCLES: frozenset[str] = frozenset()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from proxy_addons.cli.common import open_policy_and_store, school_time
 from proxy_addons.core.policy.load import PolicyError
-from proxy_addons.record import access_records as ar
+from proxy_addons.record import access_export, access_files, access_store
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -23,12 +23,13 @@ def cmd_log(args: argparse.Namespace) -> int:
         return 1
     if args.log_command == "purge":
         days = policy.monitoring.retention_days
-        rows, files = ar.purge(store, Path(args.var) / ar.JSON_FILE, days, datetime.now(UTC))
+        path = Path(args.var) / access_files.JSON_FILE
+        rows, files = access_store.purge(store, path, days, datetime.now(UTC))
         print(f"purged {rows} records and {len(files)} files older than {days} days")
         return 0
     if end is not None and len(args.end) == 10:  # a date: up to the end of that day
         end += timedelta(days=1)
-    query = ar.Query(
+    query = access_store.Query(
         user=args.user,
         ip=args.ip,
         profile=args.profile,
@@ -40,11 +41,11 @@ def cmd_log(args: argparse.Namespace) -> int:
         end=end,
         limit=args.limit,
     )
-    found = ar.search(store, query)
+    found = access_store.search(store, query)
     if args.format == "csv":
-        sys.stdout.write(ar.to_csv(found))
+        sys.stdout.write(access_export.to_csv(found))
     elif args.format == "json":
-        sys.stdout.write(ar.to_json(found))
+        sys.stdout.write(access_export.to_json(found))
     else:
-        sys.stdout.write(ar.to_table(found, policy.timezone))
+        sys.stdout.write(access_export.to_table(found, policy.timezone))
     return 0

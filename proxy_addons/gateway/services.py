@@ -38,11 +38,13 @@ from proxy_addons.core.verdict import Verdict
 from proxy_addons.devices.identity import REFRESH_SECONDS as IDENTITY_SECONDS
 from proxy_addons.devices.identity import DeviceIdentities
 from proxy_addons.devices.watch import StaleSweep
+from proxy_addons.gateway.alert_intake import AlertIntake
 from proxy_addons.gateway.ca_trust import CaTrust
 from proxy_addons.gateway.directory_groups import DirectoryGroups
 from proxy_addons.gateway.known_names import KnownNames
 from proxy_addons.record import metrics
-from proxy_addons.record.access_records import AccessWriter
+from proxy_addons.record.access_sink import AccessLogSink
+from proxy_addons.record.access_writer import AccessWriter
 from proxy_addons.store import Store, store_url
 from proxy_addons.workflow import audit
 from proxy_addons.workflow.unblock_watch import POLL_SECONDS as UNBLOCK_SECONDS
@@ -91,6 +93,9 @@ class Services:
         # Set by the add-ons that own them: the access log's writer, the way to raise an alert.
         self.access_writer: AccessWriter | None = None
         self.raise_alert: Callable[[Event], bool] = _not_raised
+        # Two of the recorder's sinks (recorder.py), fed by the add-ons above.
+        self.access_log = AccessLogSink(lambda: self.access_writer)
+        self.alert_intake = AlertIntake(lambda: self.policy, lambda event: self.raise_alert(event))
         # Told after every policy reload that took (and the audit record), or that failed.
         self.on_reload: list[Callable[[LoadedPolicy], None]] = []
         self.on_reload_error: list[Callable[[str], None]] = []

@@ -76,7 +76,7 @@ POLICY_RELOADS = Counter(
     registry=REGISTRY,
 )
 
-# Damaged or lost state (policy_runtime.py, access_records.py, alerting.py): never silent.
+# Damaged or lost state (policy_runtime.py, access_writer.py, alerting.py): never silent.
 ACCESS_LOG_SINKS = ("queue", "file", "store")
 LIST_INDEX_DAMAGE = Counter(
     "schoolgate_list_index_damage_found",

@@ -45,7 +45,7 @@ from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.decide import Decision, Reason
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Action, Policy
-from proxy_addons.gateway.addons.alerting import visible_text
+from proxy_addons.gateway.page_scan import visible_text
 from tests.conftest import copy_policy
 
 KEY = Pseudonymiser(b"k" * 32)
@@ -623,7 +623,7 @@ def test_a_scanned_page_is_read_as_mitmproxy_reads_it() -> None:
 
     from mitmproxy import http
 
-    from proxy_addons.gateway.addons.alerting import _as_text, _decoded
+    from proxy_addons.gateway.page_scan import as_text, decoded
 
     page = "<html><body><p>Chcę się zabić</p></body></html>"
     for content_encoding, charset, raw in [
@@ -637,7 +637,7 @@ def test_a_scanned_page_is_read_as_mitmproxy_reads_it() -> None:
             headers["content-encoding"] = content_encoding
         response = http.Response.make(200, b"", headers)
         response.raw_content = raw
-        text = _as_text(_decoded(raw, content_encoding), headers["content-type"])
+        text = as_text(decoded(raw, content_encoding), headers["content-type"])
         assert text == response.get_text(strict=False)
         if raw != b"not gzip at all":
             assert visible_text(text) == "Chcę się zabić"

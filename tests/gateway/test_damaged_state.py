@@ -53,7 +53,8 @@ from proxy_addons.core.policy.standalone import load_all
 from proxy_addons.ops.doctor.findings import Level
 from proxy_addons.ops.doctor.gateway import check_gateway
 from proxy_addons.ops.doctor.lists import check_lists
-from proxy_addons.record.access_records import AccessWriter, build
+from proxy_addons.record.access_records import build
+from proxy_addons.record.access_writer import AccessWriter
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import alert_outbox
 from tests.conftest import Gateway, Upstream, copy_policy, free_port, start_mitmdump

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from proxy_addons.record.access_records import JSON_FILE
+from proxy_addons.record.access_files import JSON_FILE
 from tests.conftest import Gateway, Upstream, _self_signed, copy_policy, start_mitmdump
 from tests.gateway.test_alerting_e2e import _htpasswd, wait_for
 

@@ -16,8 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from proxy_addons.cli.main import main
-from proxy_addons.record import access_records as ar
-from proxy_addons.record.access_records import AccessRecord, AccessWriter, JsonLines, Query
+from proxy_addons.record import access_files, access_records, access_store
+from proxy_addons.record.access_files import JsonLines
+from proxy_addons.record.access_records import AccessRecord
+from proxy_addons.record.access_store import Query
+from proxy_addons.record.access_writer import AccessWriter
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import access_log
 from tests.conftest import VENV_BIN, Gateway, Upstream, copy_policy, start_mitmdump
@@ -54,7 +57,7 @@ def _decision(**fields: object) -> dict[str, object]:
 
 
 def _record(at: datetime, **fields: object) -> AccessRecord:
-    return ar.build(_decision(**fields), at, method="GET")
+    return access_records.build(_decision(**fields), at, method="GET")
 
 
 def _blocked(at: datetime, host: str = "www.chatter.test", **fields: object) -> AccessRecord:
@@ -115,7 +118,7 @@ def test_a_record_holds_the_listed_fields_and_nothing_else() -> None:
 
 def test_a_failed_decision_is_filled_in_from_the_request() -> None:
     decision = {"action": "block", "reason": "unavailable", "profile": "unknown", "host": "a.test"}
-    record = ar.build(
+    record = access_records.build(
         decision | {"stage": "request"},
         NOW,
         method="GET",
@@ -139,7 +142,7 @@ def store(db_url: str) -> Iterator[Store]:  # noqa: F811
 
 def test_records_are_written_and_found_by_every_filter(store: Store) -> None:
     h = timedelta(hours=1)
-    ar.write_rows(
+    access_store.write_rows(
         store,
         [
             _record(NOW - 3 * h, user="PUPIL"),
@@ -157,7 +160,7 @@ def test_records_are_written_and_found_by_every_filter(store: Store) -> None:
     )
 
     def hosts(**query: object) -> list[str]:
-        return [r.host for r in ar.search(store, Query(**query))]  # type: ignore[arg-type]
+        return [r.host for r in access_store.search(store, Query(**query))]  # type: ignore[arg-type]
 
     assert hosts(user="Pupil") == ["plain.test", "www.chatter.test", "xchatter.test"]
     assert hosts(ip="10.0.0.6") == ["friends.test"]
@@ -171,15 +174,15 @@ def test_records_are_written_and_found_by_every_filter(store: Store) -> None:
     assert hosts(start=NOW - 2 * h, end=NOW) == ["www.chatter.test", "friends.test"]
     assert hosts(limit=2) == ["www.bing.com", "xchatter.test"]  # the newest, oldest first
 
-    found = ar.search(store, Query(host="www.chatter.test"))[0]
+    found = access_store.search(store, Query(host="www.chatter.test"))[0]
     assert found == _blocked(NOW - 2 * h)  # every field comes back as written
     assert found.url == "https://www.chatter.test/feed"
     assert found.time.tzinfo is not None
 
 
 def test_purge_deletes_only_rows_older_than_the_retention(store: Store) -> None:
-    ar.write_rows(store, [_record(NOW - timedelta(days=d)) for d in (0, 29, 31, 400)])
-    rows, _ = ar.purge(store, None, 30, NOW)
+    access_store.write_rows(store, [_record(NOW - timedelta(days=d)) for d in (0, 29, 31, 400)])
+    rows, _ = access_store.purge(store, None, 30, NOW)
     assert rows == 2
     with store.connect() as conn:
         left = conn.execute(sa.select(access_log.c.at).order_by(access_log.c.at)).scalars().all()
@@ -193,7 +196,7 @@ def test_writer_writes_json_and_store_and_purges_at_start(store: Store, tmp_path
     old_file.write_text(json.dumps(_record(NOW - timedelta(days=40)).as_dict()) + "\n")
     recent_file = path.with_name("access.jsonl.6")
     recent_file.write_text(json.dumps(_record(NOW - timedelta(days=3)).as_dict()) + "\n")
-    ar.write_rows(store, [_record(NOW - timedelta(days=40))])
+    access_store.write_rows(store, [_record(NOW - timedelta(days=40))])
 
     writer = AccessWriter(path, store, lambda: 30, flush_seconds=0.05, clock=lambda: NOW)
     writer.start()
@@ -205,7 +208,7 @@ def test_writer_writes_json_and_store_and_purges_at_start(store: Store, tmp_path
     assert [x["time"] for x in lines] == [
         (NOW + timedelta(minutes=m)).isoformat(timespec="milliseconds") for m in range(3)
     ]
-    assert len(ar.search(store, Query())) == 3  # the 40-day-old row is gone
+    assert len(access_store.search(store, Query())) == 3  # the 40-day-old row is gone
     assert not old_file.exists() and recent_file.exists()
 
 
@@ -229,9 +232,10 @@ def test_json_lines_rotate_at_the_cap_and_keep_n_files(tmp_path: Path) -> None:
     for i in range(11):
         log.write(_record(NOW + timedelta(seconds=i)))
     log.close()
-    assert ar.rotated_files(path) == [path.with_name(f"access.jsonl.{n}") for n in (1, 2, 3)]
-    assert all(p.stat().st_size <= 2 * size for p in [path, *ar.rotated_files(path)])
-    newest = [ar.newest_time(p) for p in [path, *ar.rotated_files(path)]]
+    rotated = [path.with_name(f"access.jsonl.{n}") for n in (1, 2, 3)]
+    assert access_files.rotated_files(path) == rotated
+    assert all(p.stat().st_size <= 2 * size for p in [path, *access_files.rotated_files(path)])
+    newest = [access_files.newest_time(p) for p in [path, *access_files.rotated_files(path)]]
     assert newest == [NOW + timedelta(seconds=s) for s in (10, 9, 7, 5)]
 
 
@@ -241,7 +245,7 @@ def test_purge_removes_rotated_files_whose_newest_record_is_old(tmp_path: Path) 
     for days in (50, 40, 20, 10, 0):
         log.write(_record(NOW - timedelta(days=days)))
     log.close()
-    removed = ar.purge_files(path, NOW - timedelta(days=30))
+    removed = access_files.purge_files(path, NOW - timedelta(days=30))
     assert sorted(p.name for p in removed) == ["access.jsonl.3", "access.jsonl.4"]
     assert path.exists()  # the current file is left to the writer
 
@@ -253,7 +257,7 @@ def test_the_current_file_is_emptied_once_even_its_newest_record_is_old(tmp_path
     assert log.drop_if_older(NOW - timedelta(days=30))
     log.write(_record(NOW))
     log.close()
-    assert ar.newest_time(log.path) == NOW
+    assert access_files.newest_time(log.path) == NOW
     assert len(log.path.read_text().splitlines()) == 1
 
 
@@ -319,7 +323,7 @@ def _wait_for_rows(gw: Gateway, count: int) -> None:
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if len(ar.search(store, Query(limit=1000))) >= count:
+            if len(access_store.search(store, Query(limit=1000))) >= count:
                 return
             time.sleep(0.1)
         raise AssertionError(f"fewer than {count} access records:\n{gw.log_text()}")
@@ -328,8 +332,8 @@ def _wait_for_rows(gw: Gateway, count: int) -> None:
 
 
 def _json_records(gw: Gateway) -> list[dict[str, object]]:
-    path = gw.var / ar.JSON_FILE
-    files = [*reversed(ar.rotated_files(path)), path]
+    path = gw.var / access_files.JSON_FILE
+    files = [*reversed(access_files.rotated_files(path)), path]
     return [json.loads(line) for p in files for line in p.read_text().splitlines()]
 
 
@@ -400,7 +404,7 @@ def test_each_decision_is_logged_once_in_json_and_store(logged: Gateway) -> None
     from_json = _json_records(logged)
     store = _store(logged)
     try:
-        from_store = [r.as_dict() for r in ar.search(store, Query(limit=1000))]
+        from_store = [r.as_dict() for r in access_store.search(store, Query(limit=1000))]
     finally:
         store.dispose()
     assert len(from_json) == len(EXPECTED), from_json
@@ -415,9 +419,9 @@ def test_each_decision_is_logged_once_in_json_and_store(logged: Gateway) -> None
 
 
 def test_the_log_rotates_at_its_cap(logged: Gateway) -> None:
-    path = logged.var / ar.JSON_FILE
-    assert ar.rotated_files(path)
-    assert all(p.stat().st_size <= 1500 for p in [path, *ar.rotated_files(path)])
+    path = logged.var / access_files.JSON_FILE
+    assert access_files.rotated_files(path)
+    assert all(p.stat().st_size <= 1500 for p in [path, *access_files.rotated_files(path)])
 
 
 def _cli(gw: Gateway, capsys: pytest.CaptureFixture[str], *args: str) -> str:
@@ -469,13 +473,13 @@ def test_log_purge_removes_old_rows_and_files(
     old = datetime.now(UTC) - timedelta(days=91)  # the test policy keeps 90 days
     store = _store(logged)
     try:
-        ar.write_rows(store, [_record(old, host="old.test")])
+        access_store.write_rows(store, [_record(old, host="old.test")])
         old_file = logged.var / "log" / "access.jsonl.99"
         old_file.write_text(json.dumps(_record(old).as_dict()) + "\n")
         out = _cli(logged, capsys, "log", "purge")
         assert out.strip() == "purged 1 records and 1 files older than 90 days"
         assert not old_file.exists()
-        assert ar.search(store, Query(host="old.test")) == []
-        assert len(ar.search(store, Query(limit=1000))) == len(EXPECTED)
+        assert access_store.search(store, Query(host="old.test")) == []
+        assert len(access_store.search(store, Query(limit=1000))) == len(EXPECTED)
     finally:
         store.dispose()

@@ -1,53 +1,38 @@
-"""The alerting add-on: turns what the Filter decided, and what pupils search for and read,
-into alerts for the DSL and the IT provider.
+"""The alerting add-on: delivers alerts for the DSL and the IT provider, and scans the
+pages pupils read for risk phrases.
 
-It runs after the Filter and the access log and reads the Filter's decision records; it
-hooks in where the access log does, for the same reasons (see access_log.py), and alerts
-on the decision the person actually met: a refused CONNECT, a refused TLS connection, or a
-request (blocked or not). The request path only copies the record and hands it to one
-background thread, which looks for search terms and risk phrases, counts repeated blocks
-and writes events to the durable outbox (alert_outbox.py); pages are scanned on another
-thread, so nobody's page waits on the scan.
+Decisions reach alerts through the recorder (recorder.py), whose alert sink
+(`Services.alert_intake`, alert_intake.py) this add-on equips with the policy's risk
+phrases and the pseudonymiser. Here: the durable outbox (alerts/outbox.py) and its
+channels, the way every other part raises an alert (`Services.raise_alert`), and the
+scan of allowed HTML pages (page_scan.py), for the profiles the policy names.
 
 A failed policy reload is a technical alert too: the add-on listens to the services'
 reloads (`Services.on_reload_error`, and `on_reload`, to pick up new channels and phrase
-libraries). It is also how the others raise an alert (`Services.raise_alert`).
+libraries).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
-import weakref
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from mitmproxy import connection, ctx, http, tls
+from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
-from mitmproxy.net import encoding
-from mitmproxy.net.http.headers import infer_content_encoding
-from mitmproxy.proxy import layer
 
 from proxy_addons.alerts.dispatch import raise_alert
 from proxy_addons.alerts.events import Event, Pseudonymiser, ca_refused_event, reload_failed_event
 from proxy_addons.alerts.notify.from_policy import build_channels
 from proxy_addons.alerts.outbox import AlertOutbox
-from proxy_addons.alerts.request_events import RepeatTracker, events_for_decision, phrase_event
 from proxy_addons.checks.probes import PROBE_MARK
 from proxy_addons.core import search_terms
-from proxy_addons.core.background import Worker
-from proxy_addons.core.content.page_text import html_text
 from proxy_addons.core.content.phrase_library import load_libraries
-from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.policy.runtime import LoadedPolicy, PolicyRuntime
 from proxy_addons.gateway import option_types
 from proxy_addons.gateway.headers import header
-from proxy_addons.gateway.refuse_layer import RefuseLayer
+from proxy_addons.gateway.page_scan import Page, PageScanner
 from proxy_addons.gateway.services import Services, verdict_of
 from proxy_addons.record import metrics
 from proxy_addons.store import Store
@@ -55,8 +40,6 @@ from proxy_addons.store import Store
 logger = logging.getLogger(__name__)
 
 KEY_FILE = Path("alerts") / "pseudonym.key"  # under schoolgate_var
-MAX_SCAN_BACKLOG = 32_000_000  # bytes of pages waiting to be scanned; beyond, pages go unscanned
-SCAN_PACE = 0.05  # seconds the scan and intake threads rest between runs of work (background.py)
 
 
 class Alerting:
@@ -64,32 +47,19 @@ class Alerting:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.intake = services.alert_intake  # the recorder's alert sink
         services.raise_alert = self.try_raise
         services.on_reload.append(self._policy_loaded)
         services.on_reload_error.append(self._reload_failed)
         self.outbox: AlertOutbox | None = None
-        self.matcher: PhraseMatcher | None = None
-        self.tracker = RepeatTracker()
-        self.pseudonym: Pseudonymiser | None = None
+        self.scanner = PageScanner(
+            lambda: self.intake.matcher, self._policy, self.intake.raise_later
+        )
         self._runtime: PolicyRuntime | None = None
         self._store: Store | None = None
         self._running = False
-        self._intake = Worker("alerts-intake", pace=SCAN_PACE)
-        self._scanner = Worker("alerts-scan", pace=SCAN_PACE)
-        self._scan_backlog = 0  # bytes
         self._scan_max_bytes = 1_000_000  # schoolgate_alerts_scan_max_bytes
         self._retry, self._retry_max = 5.0, 900.0  # schoolgate_alerts_retry_(max_)seconds
-        self._skipped_scans = 0  # pages not scanned because the backlog was full
-        self._skip_warned_at = -60.0
-        self._scan_lock = threading.Lock()
-        # Decrypted connections the Filter blocked at TLS: alerted on if the device then
-        # rejects the school's certificate (no request, so no block page, follows).
-        self._pending_tls: weakref.WeakKeyDictionary[connection.Client, dict[str, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._seen_tls: weakref.WeakKeyDictionary[connection.Client, int] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -132,7 +102,8 @@ class Alerting:
         if runtime is not self._runtime:
             self._runtime = runtime
             self.services.ca_trust.on_refusal = self._ca_refused
-            self.pseudonym = Pseudonymiser(_pseudonym_key(Path(ctx.options.schoolgate_var)))
+            key = _pseudonym_key(Path(ctx.options.schoolgate_var))
+            self.intake.pseudonym = Pseudonymiser(key)
             self._policy_loaded(runtime.current)
         if store is not self._store:
             if self.outbox is not None:
@@ -155,8 +126,8 @@ class Alerting:
 
     def done(self) -> None:
         self._running = False
-        self._scanner.close(wait=False, drop_pending=True)
-        self._intake.close(wait=True)  # events already raised reach the store
+        self.scanner.close()
+        self.intake.close()  # events already raised reach the store
         if self.outbox is not None:
             self.outbox.stop()
 
@@ -166,7 +137,7 @@ class Alerting:
         policy = loaded.policy
         libraries = policy.monitoring.phrase_libraries
         try:
-            self.matcher = load_libraries(libraries) if libraries else None
+            self.intake.matcher = load_libraries(libraries) if libraries else None
         except Exception as exc:  # keep matching with the libraries we had
             logger.error("Risk phrase libraries not loaded; keeping the previous ones: %s", exc)
         self._set_channels(policy)
@@ -205,85 +176,10 @@ class Alerting:
             return False
         return True
 
-    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self._intake.submit(self._guarded, fn, *args)  # refused once shutting down
-
-    @staticmethod
-    def _guarded(fn: Callable[..., None], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            logger.exception("Alerting failed")
-
-    def _on_decision(
-        self, record: dict[str, Any], path: str | None, at: datetime, navigation: bool = True
-    ) -> None:
-        loaded = self.services.loaded
-        if loaded is None or self.pseudonym is None or record.get("identified_by") == "check":
-            return  # a termly check's canaries are no one's doing (check_identity.py)
-        if record.get(PROBE_MARK):
-            return  # nor a browser check's (check_marker.py)
-        policy = loaded.policy
-        term = None
-        if path is not None and record.get("reason") != "illegal":
-            term = search_terms.extract(str(record.get("host") or ""), path)
-        matcher = self.matcher
-        hits = matcher.match(term) if term and matcher is not None else []
-        events = events_for_decision(
-            record, policy, term, hits, pseudonym=self.pseudonym, navigation=navigation, at=at
-        )
-        repeat = self.tracker.observe(record, policy, at, navigation=navigation)
-        if repeat is not None:
-            events.append(repeat)
-        for event in events:
-            self.raise_event(event)
+    def _policy(self) -> Policy | None:
+        return self.services.policy
 
     # -- hooks -------------------------------------------------------------------------------
-
-    def http_connect(self, flow: http.HTTPFlow) -> None:
-        verdict = verdict_of(flow)
-        if (
-            verdict is not None
-            and verdict.stage == "connect"
-            and verdict.blocked
-            and flow.response is not None
-            and flow.response.status_code == 403
-        ):
-            self._submit(self._on_decision, dict(verdict.record), None, datetime.now(UTC))
-
-    def next_layer(self, nextlayer: layer.NextLayer) -> None:
-        client = nextlayer.context.client
-        state = self.services.peek(client)
-        verdict = state.verdict if state is not None else None
-        if verdict is None or self._seen_tls.get(client) == id(verdict):
-            return
-        self._seen_tls[client] = id(verdict)
-        if not verdict.blocked:
-            return
-        record = verdict.record
-        if isinstance(nextlayer.layer, RefuseLayer):
-            self._submit(self._on_decision, dict(record), None, datetime.now(UTC))
-        else:
-            self._pending_tls[client] = dict(record)  # its request will show the block page
-
-    def tls_failed_client(self, data: tls.TlsData) -> None:
-        record = self._pending_tls.pop(data.context.client, None)
-        if record is not None:
-            self._submit(self._on_decision, record, None, datetime.now(UTC))
-
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        verdict = verdict_of(flow)
-        if verdict is None or verdict.stage != "request":
-            return
-        record = verdict.record
-        self._pending_tls.pop(flow.client_conn, None)
-        path = flow.request.path
-        if record.get("action") != "block" and not search_terms.extract(
-            str(record.get("host") or ""), path
-        ):
-            return  # an allowed request raises nothing unless it is a search (_on_decision)
-        navigation = _is_navigation(flow.request)
-        self._submit(self._on_decision, dict(record), path, datetime.now(UTC), navigation)
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Scan readable HTML for risk phrases, for the profiles the policy names."""
@@ -291,7 +187,7 @@ class Alerting:
         record = verdict.record if verdict is not None else None
         response = flow.response
         if (
-            self.matcher is None
+            self.intake.matcher is None
             or response is None
             or not record
             or record.get("stage") != "request"
@@ -312,87 +208,11 @@ class Alerting:
             return
         if search_terms.extract(str(record.get("host") or ""), flow.request.path):
             return  # a results page: the search itself was checked
-        with self._scan_lock:
-            if self._scan_backlog + len(response.raw_content) > MAX_SCAN_BACKLOG:
-                self._skipped_scans += 1
-                now = time.monotonic()
-                if now >= self._skip_warned_at + 60:  # at most a line a minute, with a count
-                    self._skip_warned_at = now
-                    logger.warning(
-                        "Page scans skipped: %d pages so far (%d bytes of pages waiting)",
-                        self._skipped_scans,
-                        self._scan_backlog,
-                    )
-                return
-            self._scan_backlog += len(response.raw_content)
-        page = str(record.get("url") or "").split("?", 1)[0].split("#", 1)[0]
-        # The two headers it needs and the (immutable) body, not `response.copy()`: a copy of
-        # the message costs the event loop more than the scan of a small page does.
+        url = str(record.get("url") or "").split("?", 1)[0].split("#", 1)[0]
         encoding_name = header(response.headers, b"content-encoding")
         content_type = header(response.headers, b"content-type")
-        args = (dict(record), page, encoding_name, content_type, response.raw_content, cap)
-        if not self._scanner.submit(self._scan, *args):
-            with self._scan_lock:  # shutting down
-                self._scan_backlog -= len(response.raw_content)
-
-    def _scan(
-        self,
-        record: dict[str, Any],
-        page: str,
-        content_encoding: str,
-        content_type: str,
-        raw: bytes,
-        cap: int,
-    ) -> None:
-        try:
-            matcher, loaded = self.matcher, self.services.loaded
-            if matcher is None or loaded is None:
-                return
-            content = _decoded(raw, content_encoding)
-            if len(content) > cap:
-                return
-            text = visible_text(_as_text(content, content_type))
-            if not matcher.categories_in(text):  # most pages: no phrase, found in a fraction
-                return  # of the time `match` takes to say so
-            hits = matcher.match(text)
-            event = phrase_event(record, loaded.policy, hits, page=page)
-            if event is not None:
-                self._submit(self.raise_event, event)
-        except Exception:
-            logger.exception("Page scan failed")
-        finally:
-            with self._scan_lock:
-                self._scan_backlog -= len(raw)
-
-
-def _decoded(raw: bytes, content_encoding: str) -> bytes:
-    """The body without its Content-Encoding; as sent if that can't be undone (as
-    mitmproxy's `get_content(strict=False)`)."""
-    if not content_encoding:
-        return raw
-    try:
-        content = encoding.decode(raw, content_encoding)
-    except ValueError:
-        return raw
-    return content if isinstance(content, bytes) else raw
-
-
-def _as_text(content: bytes, content_type: str) -> str:
-    """The body as text, in the charset mitmproxy infers (`get_text(strict=False)`)."""
-    charset = infer_content_encoding(content_type, content)
-    try:
-        return str(encoding.decode(content, charset))
-    except ValueError:
-        return content.decode("utf8", "surrogateescape")
-
-
-def _is_navigation(request: http.Request) -> bool:
-    """Did the person ask for this (a page or frame), rather than a page fetching it?
-
-    Browsers say so in Sec-Fetch-Dest; without it (older browsers, apps, curl) assume yes.
-    """
-    dest = header(request.headers, b"sec-fetch-dest").lower()
-    return dest in ("", "document", "iframe", "frame")
+        raw = response.raw_content
+        self.scanner.offer(Page(dict(record), url, encoding_name, content_type, raw, cap))
 
 
 def _pseudonym_key(var: Path) -> bytes:
@@ -412,11 +232,3 @@ def _pseudonym_key(var: Path) -> bytes:
         out.write(key)
     os.replace(tmp, path)
     return key
-
-
-# -- page text -----------------------------------------------------------------------------------
-
-
-def visible_text(html: str) -> str:
-    """The page's visible words, one space apart (content_scoring's one-pass extraction)."""
-    return " ".join(html_text(html).split())

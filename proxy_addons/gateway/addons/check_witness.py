@@ -1,79 +1,70 @@
-"""The check witness add-on: notes what the gateway did with a browser check's test requests.
+"""The check witness: notes what the gateway did with a browser check's test requests.
 
-Runs after the Filter (and any add-on that changes answers) and only looks: while the check
-page has a probe armed for a client and host (`check_probes.ProbeBook`), it turns the
-Filter's decisions and the answers passed on into `Sighting`s for that probe. With nothing
-armed every hook returns after one dictionary test. Also keeps the list of open host-only
-tunnels, whose requests the gateway can't see, so a later probe knows one was reused.
+While the check page has a probe armed for a client and host (`checks.probes.ProbeBook`),
+what the gateway did becomes `Sighting`s for that probe. Two parts: `VerdictWitness`, the
+recorder's sink, sees the verdicts that took effect on a connection (a refused CONNECT, a
+TLS connection refused or passed through on its host name) and keeps the list of open
+host-only tunnels, whose requests the gateway can't see, so a later probe knows one was
+reused; the `CheckWitness` add-on, last but the recorder, sees the answers as finally sent
+and the handshakes a device refused. With nothing armed every hook returns after one
+dictionary test.
 """
 
 from __future__ import annotations
 
 import logging
-import weakref
 from dataclasses import replace
 from urllib.parse import urljoin
 
 from mitmproxy import connection, http, tls
-from mitmproxy.proxy import layer, layers
 
 from agent.check_suite import Observation, observe_response
 from proxy_addons.checks.probes import Probe, ProbeBook, ProbeError, Sighting, Stage, host_of
 from proxy_addons.core.hosts import HostError, canonical_host
 from proxy_addons.core.verdict import Verdict
-from proxy_addons.gateway.refuse_layer import RefuseLayer
-from proxy_addons.gateway.services import Services, client_ip, verdict_of
+from proxy_addons.gateway.services import Services, client_ip
+from proxy_addons.record.seen import Seen, Took
 
 logger = logging.getLogger(__name__)
 
 BODY_LIMIT = 200_000  # enough of a page to find a block page's or engine's markers
 
 
+class VerdictWitness:
+    """The recorder's check sink: connection verdicts that took effect, as sightings."""
+
+    def __init__(self, book: ProbeBook) -> None:
+        self.book = book
+
+    def record(self, verdict: Verdict, seen: Seen) -> None:
+        if seen.took is Took.PASSED and seen.ip:
+            self.book.tunnel_opened(seen.connection, seen.ip, verdict.host)
+        if seen.took not in (Took.REFUSED, Took.PASSED):
+            return  # requests are seen by their answers (CheckWitness)
+        probe = self.book.watching(seen.ip, verdict.host)
+        if probe is None:
+            return
+        if seen.answer is not None:  # a CONNECT the Filter answered
+            answer = seen.answer
+            body = answer.body[:BODY_LIMIT]
+            said = observe_response(answer.url, answer.status, answer.headers, body)
+            said = replace(said, evidence=f"CONNECT refused with {said.evidence}")
+            self.book.note(probe, Sighting(Stage.REFUSED, said))
+        elif seen.took is Took.PASSED:
+            self.book.note(probe, Sighting(Stage.PASSED, None, "passed through on its host name"))
+        else:
+            self.book.note(probe, Sighting(Stage.REFUSED, _refusal(verdict)))
+
+
 class CheckWitness:
-    """Feeds the check page's armed probes from the gateway's own decisions."""
+    """Feeds the check page's armed probes from the answers the gateway sends."""
 
     name = "schoolgate_check_witness"
 
     def __init__(self, services: Services) -> None:
-        self.services = services
         self.book: ProbeBook = services.probes
-        self._seen_tls: weakref.WeakKeyDictionary[connection.Client, int] = (
-            weakref.WeakKeyDictionary()
-        )
 
     # -- hooks ---------------------------------------------------------------
-
-    def http_connect(self, flow: http.HTTPFlow) -> None:
-        verdict = verdict_of(flow)
-        if verdict is None or verdict.stage != "connect" or flow.response is None:
-            return
-        probe = self.book.watching(client_ip(flow.client_conn), verdict.host)
-        if probe is not None:
-            seen = _observe(flow)
-            seen = replace(seen, evidence=f"CONNECT refused with {seen.evidence}")
-            self.book.note(probe, Sighting(Stage.REFUSED, seen))
-
-    def next_layer(self, nextlayer: layer.NextLayer) -> None:
-        client = nextlayer.context.client
-        state = self.services.peek(client)
-        verdict = state.verdict if state is not None else None
-        if verdict is None or self._seen_tls.get(client) == id(verdict):
-            return
-        refused = isinstance(nextlayer.layer, RefuseLayer)
-        passed = isinstance(nextlayer.layer, layers.TCPLayer)
-        if not (refused or passed):
-            return  # decrypted: its requests will be seen one by one
-        self._seen_tls[client] = id(verdict)
-        host, ip = verdict.host, client_ip(client)
-        if passed and ip:
-            self.book.tunnel_opened(id(client), ip, host)
-        probe = self.book.watching(ip, host)
-        if probe is None:
-            return
-        if passed:
-            self.book.note(probe, Sighting(Stage.PASSED, None, "passed through on its host name"))
-        else:
-            self.book.note(probe, Sighting(Stage.REFUSED, _refusal(verdict)))
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.book.tunnel_closed(id(client))

@@ -1,14 +1,12 @@
-"""Serves the gateway's Prometheus metrics and counts the Filter's decisions.
+"""Serves the gateway's Prometheus metrics.
 
-Runs after the Filter in every hook, so it only reads what the Filter recorded. A page
-may be decided up to three times (CONNECT, TLS ClientHello, decrypted request); only the
-decision that took effect is counted in `schoolgate_decisions_total`, so summing over stages
-gives requests and connections, not decisions redone. Every decision is timed.
+The decisions are counted by the recorder's metrics sink (record/decision_metrics.py):
+only the verdict that took effect is counted in `schoolgate_decisions_total` (and the
+circumvention and safe-search counters), and every decision is timed.
 
 Gauges that describe state (unblocks in force, pending requests, the policy's lists, a
 damaged index, a status file that cannot be written) are read when Prometheus scrapes,
-from the services, so they can never drift; so are the circumvention and safe-search
-counters, from the verdict that took effect.
+from the services, so they can never drift.
 
 The same port serves `/status`: the gateway's state as JSON from memory (what
 var/run/status.json holds when it can be written), so `schoolgate status` still tells
@@ -21,28 +19,23 @@ import json
 import logging
 import socket
 import threading
-import weakref
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from mitmproxy import connection, ctx, exceptions, http
+from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
-from mitmproxy.proxy import layer, layers
 from prometheus_client import make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
-from proxy_addons.core import circumvention as cv
 from proxy_addons.core.policy.runtime import PolicyRuntime
 from proxy_addons.core.unblocks import Status
-from proxy_addons.core.verdict import Verdict
 from proxy_addons.devices import inventory
 from proxy_addons.devices.watch import device_counts
-from proxy_addons.gateway.refuse_layer import RefuseLayer
-from proxy_addons.gateway.services import Services, verdict_of
+from proxy_addons.gateway.services import Services
 from proxy_addons.record import metrics
 
 logger = logging.getLogger(__name__)
@@ -200,7 +193,7 @@ def _device_families(services: Services, stale_days: int) -> Iterable[Metric]:
 
 
 class Metrics:
-    """The /metrics endpoint (schoolgate_metrics_host/port) and the decision counts."""
+    """The /metrics endpoint (schoolgate_metrics_host/port)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -210,10 +203,6 @@ class Metrics:
         self._thread: threading.Thread | None = None
         services.on_reload.append(lambda loaded: metrics.policy_reloaded(True))
         services.on_reload_error.append(lambda message: metrics.policy_reloaded(False))
-        # The TLS verdict last seen per client: next_layer runs more than once per connection.
-        self._tls_seen: weakref.WeakKeyDictionary[connection.Client, Verdict] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -253,44 +242,7 @@ class Metrics:
             metrics.REGISTRY.unregister(self.collector)
             self._registered = False
 
-    # -- hooks ---------------------------------------------------------------
-
-    def http_connect(self, flow: http.HTTPFlow) -> None:
-        verdict = verdict_of(flow)
-        if verdict is not None and verdict.stage == "connect":
-            # Enforced only when the Filter answered 403; otherwise TLS or HTTP decides again.
-            self._observe(verdict, counted=flow.response is not None)
-
-    def next_layer(self, nextlayer: layer.NextLayer) -> None:
-        client = nextlayer.context.client
-        state = self.services.peek(client)
-        verdict = state.verdict if state is not None else None
-        if verdict is None or self._tls_seen.get(client) is verdict:
-            return
-        self._tls_seen[client] = verdict
-        # Passed through or refused here; an intercepted connection is counted per request.
-        self._observe(verdict, counted=isinstance(nextlayer.layer, RefuseLayer | layers.TCPLayer))
-
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        verdict = verdict_of(flow)
-        if verdict is not None and verdict.stage == "request":
-            self._observe(verdict, counted=True)
-
     # -- helpers -------------------------------------------------------------
-
-    @staticmethod
-    def _observe(verdict: Verdict, *, counted: bool) -> None:
-        seconds = verdict.decide_seconds
-        if not counted:
-            if seconds is not None:
-                metrics.observe_decision_seconds(verdict.stage, seconds)
-            return
-        record = verdict.record
-        metrics.observe_decision(record, seconds)
-        if verdict.blocked and verdict.decision.category == cv.CATEGORY:
-            metrics.circumvention_blocked(cv.kind_of(record))
-        if verdict.safe_search is not None:
-            metrics.safe_search_enforced(*verdict.safe_search)
 
     def _serve(self, host: str, port: int) -> None:
         try:

@@ -11,7 +11,7 @@ What it adds to the PolicyRuntime (policy_runtime.py), which does the work:
   tried again every `schoolgate_reload_retry_seconds`;
 - a technical alert when a damaged index is found (also one found at start-up, before
   alerting existed), and at most one every 15 minutes while access-log records are
-  being lost (access_records.AccessWriter.lost);
+  being lost (access_writer.AccessWriter.lost);
 - the access log's losses in `status()`, so `schoolgate status` shows them.
 
 An alert of these that cannot be stored (the store's disk is full too) is logged and
@@ -34,7 +34,7 @@ from proxy_addons.core.periodic import Periodic
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.policy.runtime import PolicyRuntime
 from proxy_addons.gateway.services import Services
-from proxy_addons.record.access_records import AccessWriter
+from proxy_addons.record.access_writer import AccessWriter
 
 logger = logging.getLogger(__name__)
 

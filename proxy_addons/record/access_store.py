@@ -1,0 +1,106 @@
+"""The access log in the store: writing rows, `schoolgate log search`, and the retention purge."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import sqlalchemy as sa
+
+from proxy_addons.record.access_files import purge_files
+from proxy_addons.record.access_records import AccessRecord
+from proxy_addons.store import Store
+from proxy_addons.store.schema import access_log
+
+logger = logging.getLogger(__name__)
+
+DELETE_BATCH = 5000
+
+
+def write_rows(store: Store, records: Sequence[AccessRecord]) -> None:
+    if records:
+        with store.begin() as conn:
+            conn.execute(access_log.insert(), [r.to_row() for r in records])
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What `schoolgate log search` asks; every filter is optional."""
+
+    user: str | None = None
+    ip: str | None = None
+    profile: str | None = None
+    category: str | None = None
+    decision: Literal["allow", "block"] | None = None
+    host: str | None = None  # the host or any of its subdomains
+    term: str | None = None  # a substring of the search term, any case
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # exclusive
+    limit: int = 100
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search(store: Store, q: Query) -> list[AccessRecord]:
+    """The newest `q.limit` records matching `q`, oldest first."""
+    c = access_log.c
+    where: list[sa.ColumnElement[bool]] = []
+    if q.user:
+        where.append(c.username == q.user.lower())
+    if q.ip:
+        where.append(c.ip == q.ip)
+    if q.profile:
+        where.append(c.profile == q.profile)
+    if q.category:
+        where.append(c.category == q.category)
+    if q.decision:
+        where.append(c.decision == q.decision)
+    if q.host:
+        host = q.host.lower().rstrip(".")
+        where.append(sa.or_(c.host == host, c.host.like(f"%.{_like_escape(host)}", escape="\\")))
+    if q.term:
+        where.append(c.search_term.ilike(f"%{_like_escape(q.term)}%", escape="\\"))
+    if q.start:
+        where.append(c.at >= q.start)
+    if q.end:
+        where.append(c.at < q.end)
+    stmt = sa.select(access_log).where(*where).order_by(c.at.desc(), c.id.desc()).limit(q.limit)
+    with store.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [AccessRecord.from_row(r) for r in reversed(rows)]
+
+
+def purge_store(store: Store, before: datetime) -> int:
+    """Delete rows older than `before`, a batch at a time (short locks); returns how many."""
+    c = access_log.c
+    total = 0
+    while True:
+        batch = sa.select(c.id).where(c.at < before).limit(DELETE_BATCH)
+        with store.begin() as conn:
+            deleted = conn.execute(access_log.delete().where(c.id.in_(batch))).rowcount
+        total += deleted
+        if deleted < DELETE_BATCH:
+            return total
+
+
+def purge(
+    store: Store | None, path: Path | None, retention_days: int, now: datetime
+) -> tuple[int, list[Path]]:
+    """Enforce the retention period: store rows and rotated JSON files older than it go."""
+    before = now - timedelta(days=retention_days)
+    rows = purge_store(store, before) if store is not None else 0
+    files = purge_files(path, before) if path is not None else []
+    if rows or files:
+        logger.info(
+            "access log: purged %d records and %d files older than %d days",
+            rows,
+            len(files),
+            retention_days,
+        )
+    return rows, files
