@@ -23,10 +23,8 @@ Imports under `if TYPE_CHECKING:` count for (a), (b) and (c): a lower layer that
 higher layer's type in its signatures knows about it, which is what the layers forbid. They do
 not count for (f): they never run, so they can't make an import cycle.
 
-Several engineers are fixing today's violations at once, so each rule has a KNOWN set: the
-test fails only on a violation that is not known (a fix never breaks it) and prints the known
-ones still there (`pytest -s` shows them). Empty a KNOWN set as its violations go;
-`python tests/test_architecture.py` prints every violation found today, as KNOWN sets.
+A test fails naming each violation (module, line, the rule broken);
+`python tests/test_architecture.py` prints every violation found.
 """
 
 from __future__ import annotations
@@ -79,28 +77,6 @@ NOT_PACKAGES = {
     "proxy_addons/store/migrations": "Alembic's script directory, loaded by path",
     "proxy_addons/store/migrations/versions": "Alembic's revisions, loaded by path",
 }
-
-# Today's violations, one set per rule; found must stay a subset. Keys: "importer -> imported"
-# for (a)-(d) and (f), the module for (e), the directory for the package docstrings.
-KNOWN_LAYERS: frozenset[str] = frozenset(
-    {
-        "proxy_addons.checks.page -> proxy_addons.gateway.addons.filter",
-        "proxy_addons.core.pipeline -> proxy_addons.pages.blockpage",
-    }
-)
-KNOWN_PURE: frozenset[str] = frozenset()
-KNOWN_AGENT: frozenset[str] = frozenset()
-KNOWN_IN_FUNCTION: frozenset[str] = frozenset()
-KNOWN_LONG: frozenset[str] = frozenset(
-    {
-        "proxy_addons.checks.page",
-        "proxy_addons.devices.registry",
-        "proxy_addons.gateway.addons.content_filter",
-        "proxy_addons.gateway.addons.filter",
-    }
-)
-KNOWN_CYCLES: frozenset[str] = frozenset()
-KNOWN_PACKAGES: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -388,44 +364,38 @@ def package_violations() -> dict[str, str]:
 # -- the tests ---------------------------------------------------------------------------------
 
 
-def _within_known(name: str, found: dict[str, str], known: frozenset[str]) -> None:
-    left = sorted(set(found) & known)
-    if left:
-        print(f"\n{name}: {len(left)} known violation(s) left:")
-        print("\n".join(f"  {found[k]}" for k in left))
-    gone = sorted(known - set(found))
-    if gone:
-        print(f"\n{name}: fixed, can leave KNOWN: {gone}")
-    new = [found[k] for k in sorted(set(found) - known)]
-    assert not new, f"{name}: {len(new)} new violation(s):\n" + "\n".join(new)
+def _none(name: str, found: dict[str, str]) -> None:
+    assert not found, f"{name}: {len(found)} violation(s):\n" + "\n".join(
+        found[k] for k in sorted(found)
+    )
 
 
 def test_layers() -> None:
-    _within_known("layers (a)", layer_violations(), KNOWN_LAYERS)
+    _none("layers (a)", layer_violations())
 
 
 def test_core_is_pure_and_mitmproxy_stays_in_the_gateway() -> None:
-    _within_known("purity (b)", purity_violations(), KNOWN_PURE)
+    _none("purity (b)", purity_violations())
 
 
 def test_the_agent_imports_nothing_from_the_gateway() -> None:
-    _within_known("agent (c)", agent_violations(), KNOWN_AGENT)
+    _none("agent (c)", agent_violations())
 
 
 def test_no_imports_inside_functions_but_optional_dependencies() -> None:
-    _within_known("imports in functions (d)", in_function_violations(), KNOWN_IN_FUNCTION)
+    _none("imports in functions (d)", in_function_violations())
 
 
 def test_no_module_over_400_lines_without_a_reason() -> None:
-    _within_known("long modules (e)", long_modules(), KNOWN_LONG)
+    _none("long modules (e)", long_modules())
 
 
 def test_no_import_cycles() -> None:
-    _within_known("cycles (f)", cycle_violations(), KNOWN_CYCLES)
+    _none("cycles (f)", cycle_violations())
 
 
 def test_every_package_says_what_it_is_for() -> None:
-    _within_known("packages", package_violations(), KNOWN_PACKAGES)
+    _none("packages", package_violations())
 
 
 def test_the_graph_is_read_whole() -> None:
@@ -469,24 +439,20 @@ def test_a_cycle_is_found_by_its_edges() -> None:
 
 
 RULES = {
-    "KNOWN_LAYERS": layer_violations,
-    "KNOWN_PURE": purity_violations,
-    "KNOWN_AGENT": agent_violations,
-    "KNOWN_IN_FUNCTION": in_function_violations,
-    "KNOWN_LONG": long_modules,
-    "KNOWN_CYCLES": cycle_violations,
-    "KNOWN_PACKAGES": package_violations,
+    "layers (a)": layer_violations,
+    "purity (b)": purity_violations,
+    "agent (c)": agent_violations,
+    "imports in functions (d)": in_function_violations,
+    "long modules (e)": long_modules,
+    "cycles (f)": cycle_violations,
+    "packages": package_violations,
 }
 
 if __name__ == "__main__":
-    # Every violation found today, as the KNOWN sets above, each with where it is.
-    for known_name, rule in RULES.items():
+    # Every violation found, rule by rule, each with where it is.
+    for rule_name, rule in RULES.items():
         found = rule()
-        if not found:
-            print(f"{known_name}: frozenset[str] = frozenset()")
-            continue
-        print(f"{known_name}: frozenset[str] = frozenset(\n    {{")
+        print(f"{rule_name}: {len(found)}")
         for key in sorted(found):
-            print(f'        "{key}",  # {found[key].split(": ", 1)[0]}')
-        print("    }\n)")
+            print(f"  {found[key]}")
     sys.exit(0)

@@ -36,7 +36,7 @@ CIRCUMVENTION = "circumvention"
 POLICY_RELOAD_FAILED = "policy_reload_failed"
 OUTBOX_STUCK = "outbox_stuck"
 CA_REFUSED = "ca_refused"  # a device that trusted the school's CA refuses it (ca_trust.py)
-# Device inventory events (technical; built in device_watch.py).
+# Device inventory events (technical; built in devices/watch.py).
 DEVICE_NONCOMPLIANT = "device_noncompliant"
 DEVICE_STALE = "device_stale"
 DEVICE_UNKNOWN = "device_unknown"  # a MAC on the network no enrolled device reported

@@ -204,7 +204,7 @@ def events_for_decision(
                 audience=Audience.TECHNICAL,
                 summary=f"Circumvention attempt blocked: {how}",
                 fields=fields,
-                # Built-in checks name their kind (circumvention_addon.py): DoH, Tor, tunnel ...
+                # Built-in checks name their kind (core/circumvention.py): DoH, Tor, tunnel ...
                 fold_key=f"{CIRCUMVENTION}|{device}|"
                 f"{record.get('circumvention') or category or reason}",
                 at=at,

@@ -8,7 +8,7 @@ the device's own network path, and posts what it saw (`schoolgate-agent checks`)
   shared `check_suite.classify` (the agent's own verdict is only for its screen). Recorded
   with source "agent", the device's id and OS from the inventory, and failures alert.
   Posting a run closes the device's check window.
-- `POST /api/v1/checks/windows`: announces a run about to start (check_windows.py): for a few
+- `POST /api/v1/checks/windows`: announces a run about to start (checks/announced.py): for a few
   minutes the suite's URLs for this device's profile, from the address the device API sees it
   at, raise no monitoring alerts. `{"seconds": N}` is optional (clamped to 60..900). The
   answer's `starts_in` is how long the gateways take to see it (they read windows every few

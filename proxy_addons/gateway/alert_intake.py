@@ -76,7 +76,7 @@ class AlertIntake:
     ) -> None:
         policy = self.policy()
         if policy is None or self.pseudonym is None or record.get("identified_by") == "check":
-            return  # a termly check's canaries are no one's doing (check_identity.py)
+            return  # a termly check's canaries are no one's doing (checks/identity.py)
         if record.get(PROBE_MARK):
             return  # nor a browser check's (check_marker.py)
         term = None

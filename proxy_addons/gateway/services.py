@@ -66,7 +66,7 @@ class ConnectionState:
 
     user: str | None = None  # who signed in at CONNECT
     connect_host: str | None = None  # the CONNECT target, canonical
-    check_as: str | None = None  # a gateway check run's profile (check_identity.py)
+    check_as: str | None = None  # a gateway check run's profile (checks/identity.py)
     tls_site: str = ""  # the site the TLS hello was decided for (ca_trust.py)
     only_http: bool | None = None  # not allowed whole: only HTTP may pass (each request decided)
     connect: Verdict | None = None  # the CONNECT's verdict (explicit proxy)
@@ -240,7 +240,7 @@ class Services:
 
     def identity(self, user: str | None, ip: str | None, check_as: str | None = None) -> Identity:
         """Proxy sign-in first; otherwise the user a fresh device report puts at this IP,
-        unless the directory puts that user in a staff profile (device_identity.may_name)."""
+        unless the directory puts that user in a staff profile (devices/identity.py may_name)."""
         if user or self.device_identities is None:
             return Identity(user, self.groups_of(user), ip, check_as)
         reported = self.device_identities.user_at(ip)

@@ -1,7 +1,7 @@
 """The running gateway's state, for `schoolgate status` and `schoolgate doctor`.
 
 The gateway writes var/run/status.json, but a full disk can stop that: the state it
-keeps in memory is then only on its metrics endpoint's /status (metrics_addon.py). So
+keeps in memory is then only on its metrics endpoint's /status (gateway/addons/metrics.py). So
 the live /status is asked first (the address the status file names, or the default
 metrics port), and the file is the fallback when no gateway answers. A live answer
 counts only if it is about the same var folder: another gateway on the default port is

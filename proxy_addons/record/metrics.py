@@ -76,7 +76,7 @@ POLICY_RELOADS = Counter(
     registry=REGISTRY,
 )
 
-# Damaged or lost state (policy_runtime.py, access_writer.py, alerting.py): never silent.
+# Damaged or lost state (core/policy/runtime.py, access_writer.py, alerting.py): never silent.
 ACCESS_LOG_SINKS = ("queue", "file", "store")
 LIST_INDEX_DAMAGE = Counter(
     "schoolgate_list_index_damage_found",
@@ -180,7 +180,7 @@ def alert_not_stored(kind: str) -> None:
     ALERTS_NOT_STORED.labels(kind).inc()
 
 
-# -- safe search and circumvention (safe_search_addon.py, circumvention_addon.py) --
+# -- safe search and circumvention (counted from the verdict, decision_metrics.py) --
 CIRCUMVENTION_KINDS = ("doh", "private_relay", "tor", "tunnel", "vpn", "proxy", "listed")
 SAFE_SEARCH_ENGINES = ("google", "bing", "duckduckgo", "youtube", "other")
 SAFE_SEARCH_ACTIONS = ("rewritten", "steered", "refused", "blocked")

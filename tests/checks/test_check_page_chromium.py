@@ -168,6 +168,9 @@ def run_check_page(args: list[str], shots: Path) -> tuple[str, list[dict[str, st
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.set_default_timeout(60_000)
+            # expect() has its own 5 s default: a loaded CI machine can take longer to post the
+            # form through the gateway, so it waits as long as the page's own steps do
+            expect.set_options(timeout=60_000)
             page.goto("http://schoolgate.local/checks")
             expect(page.get_by_role("heading", level=1)).to_have_text(
                 "Check the filtering on this device"

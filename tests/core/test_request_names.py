@@ -1,4 +1,4 @@
-"""The pure parts of deciding on every name: request_names.py, known_names.py, ca_trust.py.
+"""The pure parts of deciding on every name: core/names.py, known_names.py, ca_trust.py.
 
 The end-to-end table (tests/gateway/test_request_names_e2e.py) sends the requests; these pin the
 rules it rests on, with the test policy's real decide().

@@ -95,7 +95,7 @@ class IndexDamaged(ListSourceError):
 class TransientListError(ListSourceError):
     """A failure that may pass with nothing changed: the index could not be written (a
     full disk, a read-only folder), the builder ran out of time or memory. A reload that
-    hit one is tried again (policy_runtime.py)."""
+    hit one is tried again (core/policy/runtime.py)."""
 
 
 # Errors that can go away with nothing in the policy or lists changing.

@@ -193,7 +193,7 @@ class Alerting:
             or record.get("stage") != "request"
             or record.get("action") != "allow"
             or record.get("reason") == "portal"
-            or record.get("identified_by") == "check"  # a termly check (check_identity.py)
+            or record.get("identified_by") == "check"  # a termly check (checks/identity.py)
             or record.get(PROBE_MARK)  # a browser check's test URL (check_marker.py)
             or not 200 <= response.status_code < 300
             or response.raw_content is None

@@ -9,7 +9,7 @@ most 30 seconds) it marks the verdict `check_probe` (a new verdict in the verdic
 which alerting skips.
 The access log still records the request: it happened.
 
-An agent's check run is marked the same way while its window is open (check_windows.py:
+An agent's check run is marked the same way while its window is open (checks/announced.py:
 this address, the suite's URLs, a few minutes), read from the store by a `WindowBook`
 thread, never on the request path.
 """
@@ -69,6 +69,6 @@ class CheckMarker:
         if self.book.watching(ip, verdict.host):
             return replace(verdict, check_probe=True)
         window = self.windows.covering(ip, verdict.record)
-        if window is not None:  # an agent's check run (check_windows.py)
+        if window is not None:  # an agent's check run (checks/announced.py)
             return replace(verdict, check_probe=True, check_window=window.id)
         return None

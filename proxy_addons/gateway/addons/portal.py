@@ -114,7 +114,7 @@ def create_app(gateway: Services, portal: Portal) -> Flask:
     def form_token_needed() -> ResponseReturnValue | None:
         """Any other form post must be a portal page's own, for this very person (CSRF)."""
         if request.method != "POST" or request.is_json or request.path in CONFIRMED_HERE:
-            return None  # JSON needs a CORS preflight the portal never grants (check_page.py)
+            return None  # JSON needs a CORS preflight the portal never grants (checks/page.py)
         return None if sent_from_portal() else refused_form()
 
     @app.after_request

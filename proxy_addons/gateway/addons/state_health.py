@@ -1,7 +1,7 @@
 """Damaged or lost state is never silent: the list index is checked while it serves, failed
 reloads are tried again, and lost access-log records raise an alert.
 
-What it adds to the PolicyRuntime (policy_runtime.py), which does the work:
+What it adds to the PolicyRuntime (core/policy/runtime.py), which does the work:
 
 - every `schoolgate_index_verify_seconds` the index in force is checked against its
   checksum, and the file under its name against its lists (its file changing in place

@@ -10,7 +10,7 @@ from proxy_addons.ops.status import StatusError, age, found_problems, is_running
 
 def check_gateway(var: Path, status_url: str | None = None) -> Check:
     """What the running gateway says of itself: a failed reload, a damaged index, a status
-    file it cannot write, lost access-log records (live /status first: gateway_status.py).
+    file it cannot write, lost access-log records (live /status first: ops/status.py).
     A status that is not a gateway's is a FAIL; a live pid that is not the gateway's
     process is "not running"."""
     try:
