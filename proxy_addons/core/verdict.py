@@ -5,6 +5,11 @@ changed (circumvention, safe search). The gateway's add-ons act on it (block pag
 refusal, rewrite, steering) and the recorder hands it to its sinks (access log, alerts,
 metrics, check witness); nobody decides again. Frozen: a later change is a new verdict
 (`dataclasses.replace`), kept in one place per flow or connection.
+
+One verdict comes later than the request's: the content filter's, on a decrypted page the
+request's verdict allowed, reached while its body streams (stage "response"). It is the
+request's verdict with a `ContentFinding`, and the recorder hands it on as soon as it is
+reached (gateway/addons/recorder.py `record_late`).
 """
 
 from __future__ import annotations
@@ -17,13 +22,55 @@ from proxy_addons.core.decide import Decision
 from proxy_addons.core.safe_search import Rewrite
 
 # Where a verdict was reached: a CONNECT, a TLS ClientHello, raw TCP bytes (transparent
-# mode), a plain or decrypted request, or a tunnel's first bytes.
-STAGES = ("connect", "tls", "tcp", "request", "tunnel")
+# mode), a plain or decrypted request, a tunnel's first bytes, or a page's content.
+STAGES = ("connect", "tls", "tcp", "request", "tunnel", "response")
+
+# What the content filter found (ContentFinding.outcome).
+CONTENT_BLOCKED = "blocked"  # scored over its threshold: blocked, and a safeguarding alert
+CONTENT_UNREADABLE = "unreadable"  # could not be read: blocked unread (fail closed)
+CONTENT_UNSCANNED = "unscanned"  # over the cap: the rest passed unscanned
+
+
+@dataclass(frozen=True)
+class ContentFinding:
+    """What the content filter found on a page the request's verdict allowed."""
+
+    outcome: str  # CONTENT_BLOCKED, CONTENT_UNREADABLE or CONTENT_UNSCANNED
+    rule: str  # why, in words (the access log's `rule`)
+    category: str | None = None  # the category scored over its threshold, or "unreadable"
+    category_label: str | None = None
+    list_source: str | None = None  # the weighted lists (blocked by score only)
+    entry: str | None = None  # the phrases that weighed most, joined (blocked by score only)
+    score: int | None = None  # the category's score (blocked by score only)
+    threshold: int | None = None
+    phrases: tuple[str, ...] = ()  # the phrases that weighed most (the alert's)
+
+    @property
+    def blocked(self) -> bool:
+        return self.outcome != CONTENT_UNSCANNED
+
+    def apply(self, record: dict[str, Any]) -> None:
+        """Change a request's record into the page's: what the content decision changes."""
+        if not self.blocked:
+            record.update(reason="unscanned", rule=self.rule)
+            return
+        record.update(
+            action="block",
+            reason="content",
+            category=self.category,
+            category_label=self.category_label,
+            rule=self.rule,
+        )
+        if self.outcome == CONTENT_BLOCKED:
+            record.update(list_source=self.list_source, entry=self.entry)
+        record["content_score"] = self.score
 
 
 @dataclass(frozen=True)
 class Verdict:
-    decision: Decision  # what took effect: decide()'s, or the block a later step made of it
+    # What took effect: decide()'s, or the block a later step made of it (stage "response":
+    # the request's, and `content` what the page's content changed).
+    decision: Decision
     stage: str  # one of STAGES
     reference: str | None = None  # a block's reference (block page, access log, alerts)
     circumvention: str | None = None  # the kind of way round the filter that blocked it
@@ -34,9 +81,12 @@ class Verdict:
     safe_search: tuple[str, str] | None = None  # (engine, what was done), for the metric
     check_probe: bool = False  # a browser check's test request (checks/probes.py)
     check_window: int | None = None  # an agent's announced check run (checks/announced.py)
+    content: ContentFinding | None = None  # stage "response": what the page's content did
 
     @property
     def blocked(self) -> bool:
+        if self.content is not None:
+            return self.content.blocked
         return self.decision.blocked
 
     @property
@@ -60,4 +110,6 @@ class Verdict:
             out["check_probe"] = True
         if self.check_window is not None:
             out["check_window"] = self.check_window
+        if self.content is not None:
+            self.content.apply(out)
         return out

@@ -1,9 +1,10 @@
 """The recorder's alert sink: the verdicts a person actually met, turned into alerts.
 
 A refused CONNECT, a refused TLS connection, a decrypted one the device then would not
-trust (no block page follows), or a request (blocked, or a search). The recorder's hook
-only copies the record and hands it to one background thread, which looks for search
-terms and risk phrases, counts repeated blocks, and raises the events (through
+trust (no block page follows), a request (blocked, or a search), or a page the content
+filter blocked for what it says (`Took.RESPONSE`). The recorder's hook only copies the
+record and hands it to one background thread, which looks for search terms and risk
+phrases, counts repeated blocks, and raises the events (through
 `Services.raise_alert`, the alerting add-on's outbox). Not a mitmproxy add-on: the
 alerting add-on gives it the phrase matcher and the pseudonymiser.
 """
@@ -22,7 +23,8 @@ from proxy_addons.core import search_terms
 from proxy_addons.core.background import Worker
 from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.core.verdict import Verdict
+from proxy_addons.core.verdict import CONTENT_BLOCKED, ContentFinding, Verdict
+from proxy_addons.gateway.content_block import content_event
 from proxy_addons.record.seen import Seen, Took
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,10 @@ class AlertIntake:
             self._submit(self._on_decision, dict(verdict.record), path, seen.at, seen.navigation)
         elif seen.took in _MET_AT_ONCE and verdict.blocked:
             self._submit(self._on_decision, dict(verdict.record), None, seen.at, True)
+        elif seen.took is Took.RESPONSE:
+            finding = verdict.content
+            if finding is not None and finding.outcome == CONTENT_BLOCKED:  # not unread: no one's
+                self._submit(self._on_content, dict(verdict.record), finding, seen.at)
 
     def raise_later(self, event: Event) -> None:
         """Raise `event` from the intake thread (the page scan's finds)."""
@@ -71,14 +77,19 @@ class AlertIntake:
         except Exception:
             logger.exception("Alerting failed")
 
+    def _on_content(self, record: dict[str, Any], finding: ContentFinding, at: datetime) -> None:
+        policy = self.policy()
+        if policy is None or _checks_own(record):
+            return
+        score, threshold = finding.score or 0, finding.threshold or 0
+        self.raise_alert(content_event(record, policy, finding.phrases, score, threshold, at))
+
     def _on_decision(
         self, record: dict[str, Any], path: str | None, at: datetime, navigation: bool
     ) -> None:
         policy = self.policy()
-        if policy is None or self.pseudonym is None or record.get("identified_by") == "check":
-            return  # a termly check's canaries are no one's doing (checks/identity.py)
-        if record.get(PROBE_MARK):
-            return  # nor a browser check's (check_marker.py)
+        if policy is None or self.pseudonym is None or _checks_own(record):
+            return
         term = None
         if path is not None and record.get("reason") != "illegal":
             term = search_terms.extract(str(record.get("host") or ""), path)
@@ -92,3 +103,9 @@ class AlertIntake:
             events.append(repeat)
         for event in events:
             self.raise_alert(event)
+
+
+def _checks_own(record: dict[str, Any]) -> bool:
+    """A termly check's canaries (checks/identity.py) or a browser check's test requests
+    (check_marker.py): no one's doing, so no alert."""
+    return record.get("identified_by") == "check" or bool(record.get(PROBE_MARK))

@@ -8,7 +8,7 @@ and the policy in force; gateway/addons/content_filter.py decides when.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,10 +94,15 @@ def block_notice(policy: Callable[[], Policy], flow: http.HTTPFlow, plan: Plan) 
 
 
 def content_event(
-    record: dict[str, Any], policy: Policy, phrases: list[str], total: int, plan: Plan
+    record: dict[str, Any],
+    policy: Policy,
+    phrases: Sequence[str],
+    total: int,
+    threshold: int,
+    at: datetime,
 ) -> Event:
-    """A safeguarding alert for a page blocked for its content: who, where, why."""
-    at = datetime.now(UTC)
+    """A safeguarding alert for a page blocked for its content: who, where, why (raised by
+    gateway/alert_intake.py from the content filter's verdict)."""
     category = str(record.get("category") or "")
     fields = {"user": str(record.get("user") or "not signed in")}
     if record.get("ip"):
@@ -109,13 +114,13 @@ def content_event(
         fields["page"] = page
     fields["category"] = category.replace("_", " ")
     fields["phrase"] = ", ".join(phrases)
-    fields["score"] = f"{total} (limit {plan.threshold})"
+    fields["score"] = f"{total} (limit {threshold})"
     fields["reference"] = str(record.get("reference") or "")
     fields["time"] = local_time(policy.timezone, at)
     who = record.get("user") or record.get("ip") or "unknown"
     return Event(
         kind=CONTENT_BLOCK,
-        severity=4 if total > 2 * plan.threshold else 3,
+        severity=4 if total > 2 * threshold else 3,
         audience=Audience.SAFEGUARDING,
         summary=f"Page blocked for its content: {category.replace('_', ' ')}",
         fields=fields,

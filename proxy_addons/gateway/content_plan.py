@@ -2,7 +2,7 @@
 
 A `Plan` is made from a response's headers (gateway/addons/content_filter.py) and carries
 what the rest needs: the threshold and counted categories, the body's kind, charset and
-Content-Encoding, the request's decision record and, once scored, the outcome.
+Content-Encoding, the request's verdict and record and, once scored, the outcome.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from proxy_addons.core.content.page_text import Decoder
 from proxy_addons.core.content.scoring import ContentScanner
 from proxy_addons.core.content.weighted_lists import Score, WeightedLists
 from proxy_addons.core.policy.model import Profile
+from proxy_addons.core.verdict import Verdict
 
 
 @dataclass
@@ -26,7 +27,8 @@ class Plan:
     kind: str
     charset: str
     content_encoding: str
-    record: dict[str, Any]
+    verdict: Verdict  # the request's: the content filter's own is made from it
+    record: dict[str, Any]  # the request's record, then the content verdict's (block page)
     outcome: str = "pending"  # scanned | blocked | unscanned
     score: Score | None = field(default=None, repr=False)
 

@@ -2,8 +2,8 @@
 
 mitmproxy's stream callables (`response.stream`) for bodies that are not buffered: larger
 than the cap, of unknown length (generative-AI server-sent events) or streamed by
-`stream_large_bodies`. The judging (the threshold, the log, the alert, the notice) is the
-add-on's (gateway/addons/content_filter.py), reached through the small `Judge` interface.
+`stream_large_bodies`. The judging (the threshold, the verdict for the recorder, the notice)
+is the add-on's (gateway/addons/content_filter.py), reached through the small `Judge` interface.
 """
 
 from __future__ import annotations

@@ -93,6 +93,9 @@ class Services:
         # Set by the add-ons that own them: the access log's writer, the way to raise an alert.
         self.access_writer: AccessWriter | None = None
         self.raise_alert: Callable[[Event], bool] = _not_raised
+        # Set by the recorder: hands on a verdict reached after the request's (the content
+        # filter's, while the page's body streams), as it is reached.
+        self.record_late: Callable[[http.HTTPFlow, Verdict], None] = _not_recorded
         # Two of the recorder's sinks (recorder.py), fed by the add-ons above.
         self.access_log = AccessLogSink(lambda: self.access_writer)
         self.alert_intake = AlertIntake(lambda: self.policy, lambda event: self.raise_alert(event))
@@ -288,6 +291,10 @@ class Services:
 def _not_raised(event: Event) -> bool:
     logger.error("Alert %s not raised: no alerting add-on", event.kind)
     return False
+
+
+def _not_recorded(flow: http.HTTPFlow, verdict: Verdict) -> None:
+    logger.error("A %s verdict on %s not recorded: no recorder", verdict.stage, verdict.host)
 
 
 def _tell_all[T](listeners: list[Callable[[T], None]], value: T) -> None:

@@ -24,6 +24,7 @@ class Took(Enum):
     REFUSED = "refused"  # at once: a CONNECT answered, a TLS or TCP connection refused or closed
     PASSED = "passed"  # a connection passed through on its host name, never decrypted
     TLS_FAILED = "tls_failed"  # to be decrypted, but the device refused the school's certificate
+    RESPONSE = "response"  # later than the request's: a page's content (the content filter)
     CLOSED = "closed"  # an allowed CONNECT whose tunnel carried neither TLS nor HTTP, at its end
     SUPERSEDED = "superseded"  # no effect: a later verdict decided the same traffic, or none came
 

@@ -176,7 +176,17 @@ def test_page_over_the_threshold_is_replaced_by_the_block_page(
     assert rec["profile"] == "early_years"  # the default learner profile, extending ks2
     assert rec["entry"].startswith("hardcore porn")  # the top phrases
     assert "230 over 100" in rec["rule"]
-    assert "Alert raised: content_block" in gateway.log_text()
+    assert logged(gateway, "Alert raised: content_block")  # by the alert intake's thread
+
+
+def logged(gateway: Gateway, text: str, timeout: float = 5.0) -> bool:
+    """Has the gateway logged `text` yet (waiting briefly: alerts are raised off its loop)?"""
+    deadline = time.monotonic() + timeout
+    while text not in gateway.log_text():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_page_under_the_threshold_passes_byte_for_byte(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,20 @@ from mitmproxy.proxy import layer, layers
 from mitmproxy.proxy.context import Context
 from mitmproxy.test import taddons, tflow
 
+from proxy_addons.alerts.events import Event
 from proxy_addons.core.decide import Decision, Reason
+from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.policy.model import Action
-from proxy_addons.core.verdict import Verdict
+from proxy_addons.core.verdict import (
+    CONTENT_BLOCKED,
+    CONTENT_UNREADABLE,
+    CONTENT_UNSCANNED,
+    ContentFinding,
+    Verdict,
+)
 from proxy_addons.gateway.addons.recorder import Recorder
+from proxy_addons.gateway.alert_intake import AlertIntake
+from proxy_addons.gateway.content_block import CONTENT_BLOCK
 from proxy_addons.gateway.refuse_layer import RefuseLayer
 from proxy_addons.gateway.services import VERDICT_KEY, Services
 from proxy_addons.record import metrics
@@ -28,6 +39,7 @@ from proxy_addons.record.access_sink import AccessLogSink
 from proxy_addons.record.access_writer import AccessWriter
 from proxy_addons.record.decision_metrics import DecisionMetrics
 from proxy_addons.record.seen import Seen, Took
+from tests.conftest import ROOT
 
 IP = "192.0.2.50"
 
@@ -240,3 +252,95 @@ def test_the_real_sinks_log_and_count_only_what_took_effect(
         "tls": 0,
         "request": 1,
     }
+
+
+SCORED = ContentFinding(
+    CONTENT_BLOCKED,
+    rule="content score 230 over 100 (learners profile)",
+    category="pornography",
+    category_label="Pornography",
+    list_source="en",
+    entry="hardcore porn, xxx",
+    score=230,
+    threshold=100,
+    phrases=("hardcore porn", "xxx"),
+)
+UNREADABLE = ContentFinding(
+    CONTENT_UNREADABLE,
+    rule="content could not be checked: content encoding 'foo' can't be read",
+    category="unreadable",
+    category_label="Content that could not be checked",
+)
+UNSCANNED = ContentFinding(CONTENT_UNSCANNED, rule="content not scanned: over the cap")
+
+
+def test_a_late_content_verdict_reaches_each_sink_once(
+    tctx: taddons.context, services: Services, tmp_path: Path
+) -> None:
+    """The content filter's verdict on a page, reached after the request's was recorded,
+    handed through Services as the content filter hands it: logged, alerted, not counted."""
+    writer = AccessWriter(tmp_path / JSON_FILE, None, lambda: None, pace_seconds=0)
+    writer.start()
+    raised: list[Event] = []
+    policy = load_policy(ROOT / "tests" / "data" / "policy" / "school.yaml")
+    intake = AlertIntake(lambda: policy, raised.append)
+    kept = Kept()
+    sinks = [AccessLogSink(lambda: writer), intake, DecisionMetrics(), kept]
+    recorder = Recorder(services, sinks)
+    request = verdict("request", "site.test")
+    flow = request_flow(client(), request, "/page")
+    recorder.requestheaders(flow)
+    responses_before = _content_decisions()
+    for finding, reference in ((SCORED, "XYZ-789"), (UNREADABLE, "XYZ-790"), (UNSCANNED, None)):
+        late = replace(request, stage="response", reference=reference, content=finding)
+        services.record_late(flow, late)
+    intake.close()
+    writer.close()
+    assert kept.took() == [("request", Took.REQUEST)] + [("response", Took.RESPONSE)] * 3
+    lines = (tmp_path / JSON_FILE).read_text().splitlines()
+    logged = [json.loads(line) for line in lines]
+    assert [(r["stage"], r["decision"], r["reason"]) for r in logged] == [
+        ("request", "allow", "default"),
+        ("response", "block", "content"),
+        ("response", "block", "content"),
+        ("response", "allow", "unscanned"),
+    ]
+    scored, unreadable, unscanned = logged[1:]
+    assert (scored["category"], scored["entry"], scored["list"]) == (
+        "pornography",
+        "hardcore porn, xxx",
+        "en",
+    )
+    assert (scored["rule"], scored["reference"]) == (SCORED.rule, "XYZ-789")
+    assert (scored["url"], scored["method"], scored["ip"]) == ("https://site.test/page", "GET", IP)
+    assert (unreadable["category"], unreadable["entry"]) == ("unreadable", None)
+    assert (unscanned["rule"], unscanned["reference"]) == (UNSCANNED.rule, None)
+    [event] = raised  # only the block by score raises an alert: an unread page is no one's
+    assert event.kind == CONTENT_BLOCK
+    assert (event.fields["score"], event.fields["reference"]) == ("230 (limit 100)", "XYZ-789")
+    assert event.fields["phrase"] == "hardcore porn, xxx"
+    assert _content_decisions() == responses_before  # counted as before: not at all
+
+
+def test_a_checks_own_page_blocked_for_its_content_raises_no_alert(services: Services) -> None:
+    raised: list[Event] = []
+    policy = load_policy(ROOT / "tests" / "data" / "policy" / "school.yaml")
+    intake = AlertIntake(lambda: policy, raised.append)
+    Recorder(services, [intake])
+    probe = replace(verdict("request", "site.test"), check_probe=True)
+    services.record_late(
+        request_flow(client(), probe, "/page"),
+        replace(probe, stage="response", reference="XYZ-791", content=SCORED),
+    )
+    intake.close()
+    assert raised == []
+
+
+def _content_decisions() -> float:
+    """schoolgate_decisions_total's samples at stage "response", all labels."""
+    return sum(
+        sample.value
+        for family in metrics.REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == "schoolgate_decisions_total" and sample.labels.get("stage") == "response"
+    )

@@ -36,32 +36,39 @@ compressed body can decode to gigabytes), and bodies nobody reads stream through
 once over `stream_large_bodies`, which the add-on sets to the cap when the operator has not
 set it (uploads too: bench/large_bodies_bench.py).
 
-A block is logged (access log record, stage "response", reason "content") and raised as a
-safeguarding alert through the outbox, as the Filter's blocks are.
+What it decides is a verdict on the flow (core/verdict.py: the request's, with a
+`ContentFinding`; stage "response"): blocked by score, blocked unread, or unscanned past
+the cap. It is handed to the recorder (`Services.record_late`) as it is reached, and the
+recorder's sinks write it down as they do the Filter's: the access log (reason "content" or
+"unscanned"), the alert intake (a safeguarding alert for a block by score). A page that was
+only scanned is no new verdict: its request's stands.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 
-from proxy_addons.checks.probes import PROBE_MARK
 from proxy_addons.core.content.page_text import Decoder, charset_of, kind_of
 from proxy_addons.core.content.weighted_lists import Score, WeightedLists, load_weighted_lists
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.policy.runtime import LoadedPolicy
+from proxy_addons.core.verdict import (
+    CONTENT_BLOCKED,
+    CONTENT_UNREADABLE,
+    CONTENT_UNSCANNED,
+    ContentFinding,
+)
 from proxy_addons.gateway import content_block
 from proxy_addons.gateway.content_plan import Plan, plan_for, score_buffered
-from proxy_addons.gateway.flows import proxyauth_user
 from proxy_addons.gateway.headers import header
 from proxy_addons.gateway.held_body import HeldBody, Instead, body_may_stream
-from proxy_addons.gateway.services import Services, client_ip, verdict_of
+from proxy_addons.gateway.services import Services, verdict_of
 from proxy_addons.pages import blockpage
-from proxy_addons.record.access_records import build
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +204,8 @@ class ContentFiltering:
         record = verdict.record if verdict is not None else None
         response = flow.response
         if (
-            not record
+            verdict is None
+            or not record
             or response is None
             or record.get("stage") != "request"
             or record.get("action") != "allow"
@@ -234,6 +242,7 @@ class ContentFiltering:
             kind=kind,
             charset=charset_of(content_type),
             content_encoding=header(response.headers, b"content-encoding").strip().lower(),
+            verdict=verdict,
             record=dict(record),
         )
 
@@ -253,61 +262,54 @@ class ContentFiltering:
             "score": total,
             "threshold": plan.threshold,
         }
-        record = dict(plan.record)
-        record.update(
-            action="block",
-            reason="content",
+        finding = ContentFinding(
+            CONTENT_BLOCKED,
+            rule=f"content score {total} over {plan.threshold} ({plan.verdict.decision.profile} "
+            f"{plan.scope.replace('scan:', 'scan of ')})",
             category=category,
             category_label=category.replace("_", " ").capitalize(),
-            rule=f"content score {total} over {plan.threshold} ({record.get('profile')} "
-            f"{plan.scope.replace('scan:', 'scan of ')})",
             list_source=", ".join(p.name for p in (self.lists.sources if self.lists else ())),
             entry=", ".join(phrases),
-            stage="response",
-            reference=blockpage.new_reference(datetime.now(UTC)),
-            content_score=total,
+            score=total,
+            threshold=plan.threshold,
+            phrases=tuple(phrases),
         )
-        plan.record = record
         logger.info(
             "Content blocked: %s scored %d for %s (threshold %d, %s)",
-            record.get("host"),
+            plan.verdict.host,
             total,
             category,
             plan.threshold,
             plan.scope,
         )
-        self._log(flow, record)
-        if record.get("identified_by") == "check" or record.get(PROBE_MARK):
-            return  # a termly check's own test page is no one's doing (check_marker add-on)
-        self.services.raise_alert(
-            content_block.content_event(record, self._policy(), phrases, total, plan)
-        )
+        self._record(flow, plan, finding, blockpage.new_reference(datetime.now(UTC)))
 
     def unscanned(self, flow: http.HTTPFlow, plan: Plan, why: str) -> None:
         plan.outcome = "unscanned"
         flow.metadata[CONTENT_KEY] = {"outcome": "unscanned", "why": why}
-        record = dict(plan.record)
-        record.update(reason="unscanned", rule=f"content not scanned: {why}", stage="response")
-        self._log(flow, record)
+        finding = ContentFinding(CONTENT_UNSCANNED, rule=f"content not scanned: {why}")
+        self._record(flow, plan, finding, plan.verdict.reference)
 
     def refuse(self, flow: http.HTTPFlow, plan: Plan, why: str) -> None:
         """Blocked because it could not be read: fail closed (no alert: nobody's doing)."""
         logger.warning("Content blocked unread: %s: %s", flow.request.pretty_host, why)
         plan.outcome = "blocked"
         flow.metadata[CONTENT_KEY] = {"outcome": "blocked", "why": why}
-        record = dict(plan.record)
-        record.update(
-            action="block",
-            reason="content",
+        finding = ContentFinding(
+            CONTENT_UNREADABLE,
+            rule=f"content could not be checked: {why}",
             category="unreadable",
             category_label="Content that could not be checked",
-            rule=f"content could not be checked: {why}",
-            stage="response",
-            reference=blockpage.new_reference(datetime.now(UTC)),
-            content_score=None,
         )
-        plan.record = record
-        self._log(flow, record)
+        self._record(flow, plan, finding, blockpage.new_reference(datetime.now(UTC)))
+
+    def _record(
+        self, flow: http.HTTPFlow, plan: Plan, finding: ContentFinding, reference: str | None
+    ) -> None:
+        """The content verdict on the flow, to the recorder (its sinks log and alert)."""
+        verdict = replace(plan.verdict, stage="response", reference=reference, content=finding)
+        plan.record = verdict.record  # the block page's and notice's (read, never changed)
+        self.services.record_late(flow, verdict)
 
     def _answer_instead(self, flow: http.HTTPFlow, plan: Plan) -> None:
         """Before any of it has gone: the block page (403) instead of the site's body."""
@@ -317,21 +319,6 @@ class ContentFiltering:
         response.status_code, response.reason = 403, "Forbidden"
         response.headers = page.headers
         response.stream = Instead(page.raw_content or b"")
-
-    def _log(self, flow: http.HTTPFlow, record: dict[str, Any]) -> None:
-        writer = self.services.access_writer
-        if writer is None:
-            return
-        writer.submit(
-            build(
-                record,
-                datetime.now(UTC),
-                method=flow.request.method,
-                user=proxyauth_user(flow),
-                ip=client_ip(flow.client_conn),
-                url=flow.request.pretty_url,
-            )
-        )
 
     def _policy(self) -> Policy:
         return self.services.require_policy()

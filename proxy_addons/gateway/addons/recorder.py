@@ -17,6 +17,12 @@ transparent connection's first bytes) and per decrypted request. Which one took 
   requests; if the device refuses the school's certificate instead (`tls_failed_client`),
   it counts; if the connection ends without a request, it had no effect.
 
+One verdict comes after the request's: the content filter's on the page (stage "response",
+core/verdict.py `ContentFinding`), reached in `response` or while the body streams, where
+no hook runs. The content filter hands it over through `Services.record_late`, and it goes
+to the sinks at once, as `Took.RESPONSE`: recorded when reached, whether or not the flow
+then completes.
+
 A verdict with no effect is still handed to the sinks, as `Took.SUPERSEDED`, so that
 every decision is timed once.
 """
@@ -61,6 +67,7 @@ class Recorder:
         self._waiting: weakref.WeakKeyDictionary[connection.Client, _Waiting] = (
             weakref.WeakKeyDictionary()
         )
+        services.record_late = self.record_late
 
     # -- hooks ---------------------------------------------------------------
 
@@ -147,6 +154,18 @@ class Recorder:
         if waiting.connect is not None:  # a tunnel that was neither TLS nor HTTP
             verdict, seen = waiting.connect
             self._hand(verdict, replace(seen, took=Took.CLOSED))
+
+    def record_late(self, flow: http.HTTPFlow, verdict: Verdict) -> None:
+        """A verdict on the page, reached after the request's: handed on as it is reached."""
+        request = flow.request
+        seen = replace(
+            _seen(flow, Took.RESPONSE),
+            at=datetime.now(UTC),  # when the page was judged, not when it was asked for
+            url=None if verdict.record.get("url") else request.pretty_url,
+            path=request.path,
+            navigation=_is_navigation(request),
+        )
+        self._hand(verdict, seen)
 
     # -- helpers -------------------------------------------------------------
 
