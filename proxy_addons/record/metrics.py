@@ -98,6 +98,14 @@ ALERTS_NOT_STORED = Counter(
     registry=REGISTRY,
 )
 
+RECORD_SINK_FAILED = Counter(
+    "schoolgate_record_sink_failures",
+    "Verdicts a recorder sink failed on (access_log, alerts, metrics, witness); the other "
+    "sinks still got them, and the gateway's log has the error.",
+    ["sink"],
+    registry=REGISTRY,
+)
+
 for _sink in ACCESS_LOG_SINKS:
     ACCESS_LOG_DROPPED.labels(_sink)
 for _channel in CHANNELS:
@@ -173,6 +181,11 @@ def list_index_damaged() -> None:
 def access_log_dropped(sink: str, n: int = 1) -> None:
     """`n` access log records did not reach `sink` (one of ACCESS_LOG_SINKS)."""
     ACCESS_LOG_DROPPED.labels(sink if sink in ACCESS_LOG_SINKS else "queue").inc(n)
+
+
+def record_sink_failed(sink: str) -> None:
+    """A recorder sink (a fixed name: its class) raised on a verdict."""
+    RECORD_SINK_FAILED.labels(sink).inc()
 
 
 def alert_not_stored(kind: str) -> None:

@@ -344,3 +344,26 @@ def _content_decisions() -> float:
         for sample in family.samples
         if sample.name == "schoolgate_decisions_total" and sample.labels.get("stage") == "response"
     )
+
+
+class Broken:
+    """A sink that fails, as the access log does on a full disk."""
+
+    def record(self, verdict: Verdict, seen: Seen) -> None:
+        raise OSError("No space left on device")
+
+
+def test_a_failing_sink_keeps_the_verdict_from_no_other_sink(
+    services: Services, kept: Kept, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = metrics.RECORD_SINK_FAILED.labels("Broken")._value.get()
+    recorder = Recorder(services, [Broken(), kept, Broken()])
+    conn = client()
+    f = connect_flow(conn, verdict("connect", "chat.test", blocked=True))
+    f.response = http.Response.make(403, b"Blocked (ABC-123)", {"Content-Type": "text/plain"})
+    recorder.http_connect(f)
+    assert kept.took() == [("connect", Took.REFUSED)]  # the alert intake would still hear of it
+    assert f.response.status_code == 403  # recording never changes the answer
+    assert metrics.RECORD_SINK_FAILED.labels("Broken")._value.get() == before + 2
+    failures = [r for r in caplog.records if "failed in Broken" in r.getMessage()]
+    assert len(failures) == 2 and "No space left" in failures[0].getMessage()

@@ -29,6 +29,7 @@ every decision is timed once.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -41,8 +42,10 @@ from proxy_addons.core.verdict import Verdict
 from proxy_addons.gateway.headers import header
 from proxy_addons.gateway.refuse_layer import RefuseLayer
 from proxy_addons.gateway.services import Services, client_ip, verdict_of
+from proxy_addons.record import metrics
 from proxy_addons.record.seen import Answer, Seen, Sink, Took
 
+logger = logging.getLogger(__name__)
 RECORDED_KEY = "schoolgate_recorded"  # flow.metadata: this flow's verdict was handed on
 
 
@@ -181,8 +184,16 @@ class Recorder:
             self._hand(verdict, replace(seen, took=Took.SUPERSEDED))
 
     def _hand(self, verdict: Verdict, seen: Seen) -> None:
+        """Each sink on its own: one that fails (a full disk under the access log) must not
+        keep the verdict from the others (the alert that a pupil was blocked from a
+        high-risk site). The answer was sent before this; recording never changes it."""
         for sink in self.sinks:
-            sink.record(verdict, seen)
+            try:
+                sink.record(verdict, seen)
+            except Exception as exc:
+                name = type(sink).__name__
+                logger.error("Recording a %s verdict failed in %s: %s", seen.took, name, exc)
+                metrics.record_sink_failed(name)
 
 
 def _seen(flow: http.HTTPFlow, took: Took) -> Seen:
