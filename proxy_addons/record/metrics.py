@@ -98,6 +98,8 @@ ALERTS_NOT_STORED = Counter(
     registry=REGISTRY,
 )
 
+# The recorder's sinks, by class name (gateway/chain.py builds them).
+RECORD_SINKS = ("AccessLogSink", "AlertIntake", "DecisionMetrics", "VerdictWitness")
 RECORD_SINK_FAILED = Counter(
     "schoolgate_record_sink_failures",
     "Verdicts a recorder sink failed on (access_log, alerts, metrics, witness); the other "
@@ -108,6 +110,8 @@ RECORD_SINK_FAILED = Counter(
 
 for _sink in ACCESS_LOG_SINKS:
     ACCESS_LOG_DROPPED.labels(_sink)
+for _sink in RECORD_SINKS:
+    RECORD_SINK_FAILED.labels(_sink)
 for _channel in CHANNELS:
     ALERTS_SENT.labels(_channel)
     ALERTS_FAILED.labels(_channel)
@@ -185,7 +189,7 @@ def access_log_dropped(sink: str, n: int = 1) -> None:
 
 def record_sink_failed(sink: str) -> None:
     """A recorder sink (a fixed name: its class) raised on a verdict."""
-    RECORD_SINK_FAILED.labels(sink).inc()
+    RECORD_SINK_FAILED.labels(sink if sink in RECORD_SINKS else "other").inc()
 
 
 def alert_not_stored(kind: str) -> None:
