@@ -681,8 +681,12 @@ def test_full_disk_a_list_edit_is_visible_retried_and_applied(
             fh.write("newsite.test\n")
         error = wait_for(lambda: live.status()["last_error"], what="the failed reload")
         assert "No space left on device" in error["message"] and error["retrying"]
-        status = live.status()
-        assert status["state"] == "error" and status["status_file_error"] is not None
+        # the runtime notes the error, then tries the status file: /status may come between
+        status = wait_for(
+            lambda: (s := live.status())["status_file_error"] is not None and s,
+            what="the status file's failure",
+        )
+        assert status["state"] == "error"
         assert live.code("http://newsite.test/") == 200  # the edit is not in force ...
         assert live.metric("schoolgate_policy_last_reload_failed") == 1  # ... and it shows
         assert live.metric("schoolgate_policy_reloads_total", outcome="failure") >= 1
