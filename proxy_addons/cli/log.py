@@ -37,6 +37,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         decision=args.decision,
         host=args.host,
         term=args.term,
+        reference=args.reference,
         start=start,
         end=end,
         limit=args.limit,

@@ -152,6 +152,9 @@ def _add_records(sub: Commands) -> None:
     find.add_argument("--decision", choices=["allow", "block"])
     find.add_argument("--host", help="a host and its subdomains")
     find.add_argument("--term", help="part of a search term")
+    find.add_argument(
+        "--reference", help="the reference a block page showed (SG-XXXX-XXXX), to find that block"
+    )
     find.add_argument("--from", dest="start", help="school time, e.g. 2026-11-25T09:00")
     find.add_argument("--to", dest="end", help="school time; a date alone includes that day")
     find.add_argument("--limit", type=int, default=100, help="the newest N records (default 100)")

@@ -38,6 +38,7 @@ class Query:
     decision: Literal["allow", "block"] | None = None
     host: str | None = None  # the host or any of its subdomains
     term: str | None = None  # a substring of the search term, any case
+    reference: str | None = None  # a block page's reference (SG-XXXX-XXXX), any case
     start: datetime | None = None  # inclusive
     end: datetime | None = None  # exclusive
     limit: int = 100
@@ -66,6 +67,8 @@ def search(store: Store, q: Query) -> list[AccessRecord]:
         where.append(sa.or_(c.host == host, c.host.like(f"%.{_like_escape(host)}", escape="\\")))
     if q.term:
         where.append(c.search_term.ilike(f"%{_like_escape(q.term)}%", escape="\\"))
+    if q.reference:
+        where.append(c.reference == q.reference.strip().upper())
     if q.start:
         where.append(c.at >= q.start)
     if q.end:

@@ -451,6 +451,22 @@ def test_log_search_answers_by_term_and_category(
     assert len(csv_out.splitlines()) == 1 + 3  # chatter, the refused CONNECT and TLS
 
 
+def test_log_search_finds_the_block_a_pupil_quotes_by_its_reference(
+    logged: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pupil reads the block page's reference out; the DSL finds that one block."""
+    blocks = [r for r in _json_records(logged) if r["decision"] == "block"]
+    assert len({r["reference"] for r in blocks}) == len(blocks) > 1
+    for wanted in blocks:
+        for spelled in (wanted["reference"], f" {wanted['reference'].lower()} "):
+            found = json.loads(
+                _cli(logged, capsys, "log", "search", "--reference", spelled, "--format", "json")
+            )
+            assert found == [wanted]
+    nobody = _cli(logged, capsys, "log", "search", "--reference", "SG-0000-0000", "--format", "csv")
+    assert len(nobody.splitlines()) == 1  # the header only
+
+
 def test_log_search_prints_a_table_from_the_command_line(logged: Gateway) -> None:
     result = subprocess.run(
         [str(VENV_BIN / "schoolgate"), "log", "search", "--host", "google.com"]
