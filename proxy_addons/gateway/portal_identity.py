@@ -32,6 +32,7 @@ import asgiref.wsgi
 from mitmproxy import ctx, http
 from mitmproxy.addons import asgiapp
 
+from proxy_addons.gateway.flows import proxyauth_user
 from proxy_addons.store.secret_file import ensure_secret
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,8 @@ NOBODY = Who()
 
 def who_of(flow: http.HTTPFlow) -> Who:
     """The proxy's view of who sent `flow`: never anything the request itself says."""
-    auth = flow.metadata.get("proxyauth")
     peer = flow.client_conn.peername
-    return Who(str(auth[0]) if auth else None, str(peer[0]) if peer else None)
+    return Who(proxyauth_user(flow), str(peer[0]) if peer else None)
 
 
 def is_identity_header(name: str) -> bool:

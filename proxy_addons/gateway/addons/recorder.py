@@ -39,6 +39,7 @@ from mitmproxy import connection, http, tls
 from mitmproxy.proxy import layer, layers
 
 from proxy_addons.core.verdict import Verdict
+from proxy_addons.gateway.flows import proxyauth_user
 from proxy_addons.gateway.headers import header
 from proxy_addons.gateway.refuse_layer import RefuseLayer
 from proxy_addons.gateway.services import Services, client_ip, verdict_of
@@ -199,13 +200,12 @@ class Recorder:
 def _seen(flow: http.HTTPFlow, took: Took) -> Seen:
     """What a request or CONNECT adds: when it started, from where, who signed in."""
     started = flow.request.timestamp_start
-    auth = flow.metadata.get("proxyauth")
     return Seen(
         took,
         datetime.fromtimestamp(started, UTC) if started else datetime.now(UTC),
         id(flow.client_conn),
         ip=client_ip(flow.client_conn),
-        user=str(auth[0]) if auth else None,  # the name only: never the password
+        user=proxyauth_user(flow),  # the name only: never the password
         method=flow.request.method,
     )
 
