@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import timedelta
 
 import sqlalchemy as sa
 
+from proxy_addons.alerts import alert_rows
 from proxy_addons.alerts.events import Event
 from proxy_addons.alerts.notify.base import Notification
 from proxy_addons.alerts.notify.from_policy import build_channels, configured_channels
@@ -51,15 +54,25 @@ def raise_alert(
         event.severity,
         ", ".join(r.channel for r in chosen) or "nobody (no channel configured)",
     )
-    if not chosen:
-        return []
     fold = policy.monitoring.fold_minutes if fold_minutes is None else fold_minutes
     try:
-        return outbox.enqueue(event, chosen, fold)
+        with outbox.store.begin() as conn:
+            alert_id = alert_rows.record(
+                conn, event, chosen, timedelta(minutes=fold), outbox.clock()
+            )
+        if not chosen:
+            return []
+        return outbox.enqueue(with_link(event, policy, alert_id), chosen, fold)
     except Exception as exc:
         logger.error("Alert %s not stored (%s): %s", event.kind, exc, event.summary)
         metrics.alert_not_stored(event.kind)
         raise
+
+
+def with_link(event: Event, policy: Policy, alert_id: int) -> Event:
+    """`event` with the address of its page in the console, where it is acted on."""
+    link = f"{policy.unblocks.web_url}/alerts/{alert_id}"
+    return replace(event, fields={**event.fields, "console": link})
 
 
 def queue_message(

@@ -76,6 +76,7 @@ LABELS = {
     "first_seen": "First seen",
     "lost": "Records lost",  # state_health.py
     "action": "What to do",
+    "console": "Act on it in the console",  # dispatch.with_link: the alert's page
 }
 
 

@@ -131,6 +131,17 @@ reports = sa.Table(
     sa.Column("username", sa.String(200), nullable=True),
     sa.Column("ip", sa.String(64), nullable=True),
     sa.Column("profile", sa.String(100), nullable=False),
+    # What became of it (issue 16, 0012): every report reaches a person and an outcome.
+    sa.Column("audience", sa.String(20), nullable=True),  # safeguarding | technical
+    sa.Column("reason", sa.String(40), nullable=True),  # what the reporter chose
+    sa.Column("device_id", sa.String(64), nullable=True),
+    sa.Column("state", sa.String(12), nullable=False, server_default="new"),  # new|ack|closed
+    sa.Column("alert_id", sa.Integer, nullable=True),  # the alert it raised
+    sa.Column("handled_by", sa.String(200), nullable=True),
+    _when("handled_at"),
+    sa.Column("outcome", sa.String(40), nullable=True),
+    sa.Column("notes", sa.Text, nullable=True),
+    sa.Index("ix_reports_at", "at"),
 )
 
 accounts = sa.Table(
@@ -200,6 +211,8 @@ access_log = sa.Table(
     sa.Column("stage", sa.String(10), nullable=False),  # connect | tls | request
     # What was enforced on an allowed request (safe search rewritten or steered); 0008.
     sa.Column("enforced", sa.String(100), nullable=True),
+    # A termly check's visit (a canary fetched on purpose), never a real block; 0012.
+    sa.Column("check_visit", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_access_log_at", "at"),
     sa.Index("ix_access_log_username_at", "username", "at"),
     sa.Index("ix_access_log_ip_at", "ip", "at"),
@@ -361,12 +374,116 @@ portal_form_uses = sa.Table(
 )
 
 
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    # Every alert raised, kept with what became of it (issue 16, 0012); the outbox only
+    # delivers. Repeats within the fold window add to `occurrences` of a new alert.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    _when("raised_at", nullable=False),
+    _when("last_seen_at", nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("severity", sa.Integer, nullable=False),  # 1-5
+    sa.Column("audience", sa.String(20), nullable=False),  # safeguarding | technical | staff
+    sa.Column("category", sa.String(100), nullable=True),
+    sa.Column("username", sa.String(200), nullable=True),  # the subject (safeguarding only)
+    sa.Column("device_id", sa.String(64), nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("event", sa.JSON, nullable=False),  # the Event as raised (alerts/events.py)
+    sa.Column("fold_key", sa.String(64), nullable=False),  # sha256 of the event's fold key
+    sa.Column("occurrences", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("recipients", sa.JSON, nullable=False),  # who it was sent to (user names)
+    sa.Column("state", sa.String(12), nullable=False),  # new | acknowledged | closed
+    sa.Column("outcome", sa.String(20), nullable=True),
+    sa.Column("notes", sa.Text, nullable=True),
+    sa.Column("acknowledged_by", sa.String(200), nullable=True),
+    _when("acknowledged_at"),
+    sa.Column("closed_by", sa.String(200), nullable=True),
+    _when("closed_at"),
+    sa.Column("escalation_level", sa.Integer, nullable=False, server_default=sa.text("0")),
+    _when("escalated_at"),
+    sa.Column("incident_id", sa.Integer, nullable=True),
+    sa.Index("ix_alerts_raised_at", "raised_at"),
+    sa.Index("ix_alerts_state", "state"),
+    sa.Index("ix_alerts_fold_key", "fold_key"),
+    sa.Index("ix_alerts_username", "username"),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    # The online-safety incident log both schools' policies keep: date, where, what
+    # happened, the action taken and who recorded it; opened from an alert or by hand.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    _when("occurred_at", nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("action_taken", sa.Text, nullable=False),
+    sa.Column("category", sa.String(100), nullable=True),
+    sa.Column("people", sa.JSON, nullable=False),  # user names involved (list)
+    sa.Column("alert_id", sa.Integer, nullable=True),
+    sa.Column("report_id", sa.Integer, nullable=True),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+    _when("recorded_at", nullable=False),
+    sa.Column("state", sa.String(12), nullable=False),  # open | closed
+    sa.Column("closed_by", sa.String(200), nullable=True),
+    _when("closed_at"),
+    sa.Index("ix_incidents_occurred_at", "occurred_at"),
+)
+
+incident_actions = sa.Table(
+    "incident_actions",
+    metadata,
+    # Follow-up actions on an incident: what, by whom, by when, and when it was done.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("owner", sa.String(200), nullable=True),
+    sa.Column("due", sa.Date, nullable=True),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+    _when("recorded_at", nullable=False),
+    sa.Column("done_by", sa.String(200), nullable=True),
+    _when("done_at"),
+    sa.Index("ix_incident_actions_incident_id", "incident_id"),
+)
+
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    # The annual filtering-and-monitoring review (DfE standard): who took part, what was
+    # found, what will be done; the governors' report lists them.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("held_on", sa.Date, nullable=False),
+    sa.Column("participants", sa.JSON, nullable=False),  # [{"role": ..., "name": ...}]
+    sa.Column("findings", sa.Text, nullable=False),
+    sa.Column("actions", sa.Text, nullable=False),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+    _when("recorded_at", nullable=False),
+)
+
+daily_totals = sa.Table(
+    "daily_totals",
+    metadata,
+    # Counts with no personal data, kept for years: the governors' report reads these, not
+    # the access log, whose retention is shorter than a school's memory. One row per local
+    # day, profile, category, decision and reason; check visits are counted apart.
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("profile", sa.String(100), primary_key=True),
+    sa.Column("category", sa.String(100), primary_key=True),  # "" when none
+    sa.Column("decision", sa.String(8), primary_key=True),  # allow | block
+    sa.Column("reason", sa.String(20), primary_key=True),
+    sa.Column("check_visit", sa.Boolean, primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
 __all__ = [
     "GENESIS_HASH",
     "UTCDateTime",
     "access_log",
     "accounts",
     "alert_outbox",
+    "alerts",
     "audit_head",
     "audit_log",
     "check_actions",
@@ -374,11 +491,15 @@ __all__ = [
     "check_results",
     "check_runs",
     "check_windows",
+    "daily_totals",
     "device_alerts",
     "devices",
+    "incident_actions",
+    "incidents",
     "metadata",
     "portal_form_uses",
     "reports",
+    "reviews",
     "seen_devices",
     "unblocks",
     "web_sessions",

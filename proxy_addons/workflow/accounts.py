@@ -25,7 +25,8 @@ from proxy_addons.workflow import sessions as web_sessions
 
 logger = logging.getLogger(__name__)
 
-ROLES = frozenset({"staff", "dsl", "deputy", "it"})
+# headteacher: concerns about staff, incidents, reviews; governor: reads the reports only.
+ROLES = frozenset({"staff", "dsl", "deputy", "it", "headteacher", "governor"})
 ROUNDS = 12  # about a quarter of a second per check on a current server core
 MIN_PASSWORD = 8
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit

@@ -11,7 +11,7 @@ from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.unblocks import AudienceKind, Scope, Status, Unblock
 from proxy_addons.pages.blockpage import REFERENCE_ALPHABET
 
-STAFF_ROLES = {"staff", "dsl", "deputy", "it"}
+STAFF_ROLES = {"staff", "dsl", "deputy", "it", "headteacher"}
 LIVE = (Status.ACTIVE, Status.AWAITING_IT, Status.PENDING)  # not yet ended
 
 

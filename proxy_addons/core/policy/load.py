@@ -33,6 +33,7 @@ from proxy_addons.core.policy.notifications_section import (
     load_unblocks,
 )
 from proxy_addons.core.policy.profiles_section import load_identities, load_profiles
+from proxy_addons.core.policy.retention_section import load_retention
 from proxy_addons.core.policy.schedules_section import date_spans, load_schedules
 from proxy_addons.core.policy.yaml_reader import LMap, PolicySyntaxError, Where, load_located
 
@@ -75,6 +76,7 @@ def load_policy(path: Path) -> Policy:
             "network",
             "checks",
             "content_filter",
+            "retention",
         ],
     )
     if top is None:
@@ -96,6 +98,7 @@ def load_policy(path: Path) -> Policy:
     lists = content_lists(ck, top.get("content_filter"), top.at("content_filter"), profiles)
     network = load_network(ck, top.get("network"), top.at("network"))
     checks = load_checks(ck, top.get("checks"), top.at("checks"), profiles)
+    retention = load_retention(ck, top.get("retention"), top.at("retention"))
     proxy_address = _proxy_address(ck, top.get("school"))
     protect_illegal_tier(ck, illegal, profiles, decryption, categories)
     if ck.problems or school is None:
@@ -122,6 +125,7 @@ def load_policy(path: Path) -> Policy:
         content_lists=lists,
         network=network,
         checks=checks,
+        retention=retention,
         proxy_address=proxy_address,
         files=tuple(dict.fromkeys(ck.files)),
     )

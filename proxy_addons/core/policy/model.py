@@ -217,6 +217,9 @@ class EmailChannel:
 class WebhookChannel:
     url: str
     secret_file: Path
+    # Which alerts it gets: "safeguarding", "technical" or "all" (a webhook at the IT
+    # provider's must not receive pupils' search text: say "technical").
+    audience: str = "all"
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,32 @@ class Monitoring:
     fold_minutes: int  # repeats of one alert within this window fold into one, with a count
     safeguarding: frozenset[str]  # who gets safeguarding alerts (DSL and deputies)
     technical: frozenset[str]  # who gets technical alerts (the IT provider)
+    # Issue 16: who an unacknowledged alert escalates to, and where concerns about staff go.
+    deputies: frozenset[str] = frozenset()  # first escalation (deputy DSLs)
+    headteacher: frozenset[str] = frozenset()  # second escalation; concerns about staff
+    chair_of_governors: frozenset[str] = frozenset()  # concerns about the headteacher
+    staff_profiles: frozenset[str] = frozenset()  # whose users are staff (default: "staff")
+    escalate_after_minutes: int = 15  # severity 4-5 safeguarding alerts nobody acknowledged
+    school_hours: tuple[TimeRange, ...] = ()  # on school days; escalation clocks run in these
+    review_every_months: int = 12  # the annual filtering and monitoring review
+    # Block pages for these categories point to help instead of "is this a mistake?".
+    sensitive_categories: frozenset[str] = frozenset()
+    trusted_adults: tuple[str, ...] = ()  # named on those pages ("Mrs Patel, library office")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each table holding personal data is kept, in days (`retention:`); the access
+    log's own is `monitoring.retention_days`. Purged by the gateway's daily job."""
+
+    alerts_days: int = 1095
+    incidents_days: int = 2555
+    reports_days: int = 365
+    unblocks_days: int = 730
+    check_records_days: int = 2190
+    seen_devices_days: int = 90
+    web_sessions_days: int = 30
+    daily_totals_days: int = 3650  # no personal data: kept for the governors' trends
 
 
 @dataclass(frozen=True)
@@ -320,6 +349,7 @@ class Policy:
     content_lists: tuple[Path, ...] = ()
     network: Network = field(default_factory=Network)  # client/management networks
     checks: Checks = field(default_factory=Checks)  # termly effectiveness checks
+    retention: Retention = field(default_factory=Retention)  # personal data, by table
     # school.proxy_address, "host:port" that devices use (PAC/WPAD); None: the address asked
     proxy_address: str | None = None
     files: tuple[Path, ...] = field(default=())  # every file the policy was built from

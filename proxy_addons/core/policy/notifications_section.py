@@ -22,6 +22,8 @@ from proxy_addons.core.policy.model import (
 from proxy_addons.core.policy.schedules_section import time_ranges
 from proxy_addons.core.policy.yaml_reader import LMap, Where
 
+AUDIENCES = ("safeguarding", "technical", "all")
+
 
 def load_unblocks(ck: Checker, raw: Any, where: Where) -> UnblockRules:
     keys = ["deciders", "it_provider", "require_it_confirmation", "max_days", "lessons", "web_url"]
@@ -69,12 +71,17 @@ def load_notifications(ck: Checker, raw: Any, where: Where) -> Notifications:
                 )
     webhook = None
     if m.get("webhook") is not None:
-        wm = ck.mapping(m["webhook"], m.at("webhook"), "webhook", ["url", "secret_file"])
+        keys = ["url", "secret_file", "audience"]
+        wm = ck.mapping(m["webhook"], m.at("webhook"), "webhook", keys)
         if wm is not None:
             url = ck.text(wm.get("url"), wm.at("url"), "the webhook's URL")
             secret = ck.path(wm.get("secret_file"), wm.at("secret_file"), "the secret file")
-            if url and secret:
-                webhook = WebhookChannel(url, secret)
+            audience = str(wm.get("audience", "all")).strip().lower()
+            if audience not in AUDIENCES:
+                choices = ", ".join(AUDIENCES)
+                ck.fail(wm.at("audience"), f"the webhook's audience should be one of {choices}")
+            elif url and secret:
+                webhook = WebhookChannel(url, secret, audience)
     contacts_raw = m.get("contacts")
     contacts: dict[str, str] = {}
     if contacts_raw is not None:
@@ -133,6 +140,14 @@ def load_monitoring(
         "fold_minutes",
         "safeguarding",
         "technical",
+        "deputies",
+        "headteacher",
+        "chair_of_governors",
+        "staff_profiles",
+        "escalation",
+        "review_every_months",
+        "sensitive_categories",
+        "trusted_adults",
     ]
     m = ck.mapping(raw, where, "monitoring", keys)
     m = m if m is not None else empty_map(where)
@@ -173,6 +188,34 @@ def load_monitoring(
             load_libraries(libraries)  # a broken library is a broken policy: said with its line
         except PhraseError as exc:
             ck.fail(Where(exc.file, exc.line), f"{exc.field}: {exc.message}")
+    people = {
+        key: name_set(ck, m.get(key), m.at(key), key)
+        for key in ("deputies", "headteacher", "chair_of_governors")
+    }
+    staff = name_set(ck, m.get("staff_profiles"), m.at("staff_profiles"), "staff_profiles")
+    for name in sorted(staff - {p.lower() for p in profiles}):
+        ck.fail(m.at("staff_profiles"), f"'{name}' is not a profile defined under 'profiles:'")
+    if m.get("staff_profiles") is None:
+        staff = frozenset(p.lower() for p in profiles if p.lower() == "staff")
+    sensitive = name_set(
+        ck, m.get("sensitive_categories"), m.at("sensitive_categories"), "sensitive_categories"
+    )
+    for cat in sorted(sensitive - {c.lower() for c in ck.declared_categories}):
+        ck.fail(
+            m.at("sensitive_categories"), f"category '{cat}' is not defined under 'categories:'"
+        )
+    adults = tuple(
+        str(a).strip()
+        for a in ck.listing(m.get("trusted_adults"), m.at("trusted_adults"), "trusted_adults") or []
+        if str(a).strip()
+    )
+    em = ck.mapping(
+        m.get("escalation"), m.at("escalation"), "escalation", ["after_minutes", "school_hours"]
+    )
+    em = em if em is not None else empty_map(m.at("escalation"))
+    hours = time_ranges(
+        ck, em.get("school_hours", "08:00-17:00"), em.at("school_hours"), "school_hours"
+    )
     return Monitoring(
         retention_days=ck.whole(m, "retention_days", 90, 1, 3650),
         scan_page_text=frozenset(p for p in profiles if p.lower() in scan),
@@ -183,4 +226,13 @@ def load_monitoring(
         fold_minutes=ck.whole(m, "fold_minutes", 10, 0, 1440),
         safeguarding=safeguarding or unblocks.deciders,
         technical=technical or unblocks.it_provider,
+        deputies=people["deputies"],
+        headteacher=people["headteacher"],
+        chair_of_governors=people["chair_of_governors"],
+        staff_profiles=staff,
+        escalate_after_minutes=ck.whole(em, "after_minutes", 15, 1, 1440),
+        school_hours=hours,
+        review_every_months=ck.whole(m, "review_every_months", 12, 1, 36),
+        sensitive_categories=sensitive,
+        trusted_adults=adults,
     )
