@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, g, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 
-from proxy_addons.web.context import page, services
+from proxy_addons.web.context import page, problem, services
+from proxy_addons.web.nav import home_address
 from proxy_addons.workflow import sessions as web_sessions
 from proxy_addons.workflow.accounts import Account, check_password, get_account, normalise_username
+from proxy_addons.workflow.roles import powers_of
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,12 @@ def load_account() -> None:
 
 @bp.get("/")
 def home() -> ResponseReturnValue:
-    return redirect(url_for("unblocks.unblock_list"))
+    if g.get("account") is None:
+        return redirect(url_for("auth.login", next="/"))
+    start = home_address()
+    if start is None:
+        return problem("Your account has no pages here yet: ask the IT provider.", 403)
+    return redirect(start)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -69,7 +76,7 @@ def login() -> ResponseReturnValue:
         logger.warning("failed sign-in for %s from %s", logged, address)
         message = "That user name and password don't match an account."
         return page("web_login.html", 401, next=next_page, username=username, error=message)
-    if not workflow.is_staff(account.username):
+    if not may_sign_in(account):
         logger.warning("sign-in refused for %s from %s: not staff", account.username, address)
         message = "This site is for school staff only."
         return page("web_login.html", 403, next=next_page, username=username, error=message)
@@ -79,7 +86,7 @@ def login() -> ResponseReturnValue:
     session["sid"] = web_sessions.start(store, account.username, workflow.clock(), SESSION_LIFETIME)
     session["stamp"] = account.password_stamp
     logger.info("%s signed in from %s", account.username, address)
-    response = redirect(next_page or url_for("unblocks.unblock_list"), 303)
+    response = redirect(next_page or url_for("auth.home"), 303)
     found.browsers.remember(response, account.username)
     return response
 
@@ -93,6 +100,18 @@ def logout() -> ResponseReturnValue:
     session.clear()
     flash("You have signed out.", "ok")
     return redirect(url_for("auth.login"), 303)
+
+
+def may_sign_in(account: Account) -> bool:
+    """Staff, the DSL's team, the IT provider, the headteacher and governors."""
+    found = services()
+    mine = powers_of(
+        found.workflow.policy(),
+        account.username,
+        frozenset(account.roles),
+        is_staff=found.workflow.is_staff(account.username),
+    )
+    return mine.signs_in
 
 
 def safe_next(value: str | None) -> str | None:

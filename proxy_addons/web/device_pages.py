@@ -2,30 +2,26 @@
 
 Read-only: the list of enrolled devices (compliance, last report, user, stale or revoked)
 and one device's last report, each check with its result, reason and raw evidence. Only
-the IT provider sees them (named in the policy's `unblocks.it_provider`, or an account with
-the `it` role): they name who uses which device, which the rest of the staff need not see.
+the IT provider sees them (named in the policy's `unblocks.it_provider` or
+`monitoring.technical`, or an account with the `it` role): they name who uses which
+device, which the rest of the staff need not see.
 Revoking stays on the command line (`schoolgate devices revoke`), where it is audited with
 the operator's name.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, g, render_template
+from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 
 from proxy_addons.devices import inventory
-from proxy_addons.web.context import policy, problem, services, staff_only
+from proxy_addons.web.context import policy, problem, services
+from proxy_addons.web.nav import needs
 
 bp = Blueprint("device_pages", __name__)
-
-
-def may_see_devices(account: Any, is_it_provider: Callable[[str], bool]) -> bool:
-    return account is not None and (is_it_provider(account.username) or "it" in account.roles)
 
 
 def state_text(device: inventory.Device) -> str:
@@ -40,27 +36,8 @@ def evidence_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def it_only(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
-    """Signed-in staff who are the IT provider; other staff are refused."""
-
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
-        if not may_see_devices(g.account, services().workflow.is_it_provider):
-            return problem("The device inventory is for the IT provider only.", 403)
-        return view(*args, **kwargs)
-
-    return staff_only(wrapped)
-
-
-@bp.app_context_processor
-def nav() -> dict[str, Any]:
-    return {
-        "can_see_devices": may_see_devices(g.get("account"), services().workflow.is_it_provider)
-    }
-
-
 @bp.get("/devices")
-@it_only
+@needs("technical", refusal="The device inventory is for the IT provider only.")
 def device_list() -> ResponseReturnValue:
     current = policy()
     found = inventory.list_devices(
@@ -77,7 +54,7 @@ def device_list() -> ResponseReturnValue:
 
 
 @bp.get("/devices/<device_id>")
-@it_only
+@needs("technical", refusal="The device inventory is for the IT provider only.")
 def device_detail(device_id: str) -> ResponseReturnValue:
     current = policy()
     found = inventory.get_device(
@@ -94,4 +71,4 @@ def device_detail(device_id: str) -> ResponseReturnValue:
     )
 
 
-__all__ = ["bp", "may_see_devices", "state_text"]
+__all__ = ["bp", "state_text"]

@@ -10,6 +10,7 @@ from flask import g
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.unblocks import AudienceKind, Scope, Status, Unblock
 from proxy_addons.web.context import policy, services
+from proxy_addons.web.nav import nav_links, powers
 
 STATUS_TEXT = {
     Status.PENDING: "Waiting for a DSL or deputy",
@@ -42,6 +43,8 @@ def template_values() -> dict[str, Any]:
         "window_text": lambda u: window_text(policy(), u.starts_at, u.ends_at),
         "scope_text": _SCOPE_TEXT,
         "when_text": lambda at: when_text(policy(), at) if at else "",
+        "nav_links": nav_links,
+        "powers": powers,
     }
 
 

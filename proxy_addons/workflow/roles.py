@@ -35,6 +35,15 @@ class Powers:
         return self.safeguarding or self.headteacher or self.governor or self.technical
 
     @property
+    def incidents(self) -> bool:
+        """Keeps the incident log: the DSL's team and the headteacher."""
+        return self.safeguarding or self.headteacher
+
+    @property
+    def signs_in(self) -> bool:
+        return self.staff or self.console or self.governor
+
+    @property
     def records_reviews(self) -> bool:
         return self.safeguarding or self.headteacher
 

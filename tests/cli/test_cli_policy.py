@@ -31,7 +31,7 @@ def test_check_example_policy_is_ok(capsys: pytest.CaptureFixture[str]) -> None:
     out, err = capsys.readouterr()
     assert err == ""
     last = out.strip().splitlines()[-1]
-    assert last.startswith(f"{EXAMPLE.resolve()}: OK: 4 profiles, 24 categories")
+    assert last.startswith(f"{EXAMPLE.resolve()}: OK: 4 profiles, 25 categories")
     assert "default profile 'early_years'" in last
     assert "illegal tier: 1 exact, 1 prefix entries" in out
     assert "category social_networks" in out
