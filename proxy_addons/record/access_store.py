@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -33,6 +33,7 @@ class Query:
 
     user: str | None = None
     ip: str | None = None
+    device: str | None = None  # a device's id, its name (any case) or its IP address
     profile: str | None = None
     category: str | None = None
     decision: Literal["allow", "block"] | None = None
@@ -48,14 +49,23 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def search(store: Store, q: Query) -> list[AccessRecord]:
-    """The newest `q.limit` records matching `q`, oldest first."""
+def conditions(q: Query) -> list[sa.ColumnElement[bool]]:
+    """`q`'s filters as SQL conditions on `access_log`."""
     c = access_log.c
     where: list[sa.ColumnElement[bool]] = []
     if q.user:
         where.append(c.username == q.user.lower())
     if q.ip:
         where.append(c.ip == q.ip)
+    if q.device:
+        device = q.device.strip()
+        where.append(
+            sa.or_(
+                c.device_id == device,
+                sa.func.lower(c.device_name) == device.lower(),
+                c.ip == device,
+            )
+        )
     if q.profile:
         where.append(c.profile == q.profile)
     if q.category:
@@ -73,10 +83,34 @@ def search(store: Store, q: Query) -> list[AccessRecord]:
         where.append(c.at >= q.start)
     if q.end:
         where.append(c.at < q.end)
-    stmt = sa.select(access_log).where(*where).order_by(c.at.desc(), c.id.desc()).limit(q.limit)
+    return where
+
+
+def rows(store: Store, q: Query, offset: int = 0) -> list[sa.Row[Any]]:
+    """Rows matching `q`, newest first: `q.limit` of them after skipping the `offset` newest
+    (pages of a search); a row also says whether it was a termly check's visit."""
+    c = access_log.c
+    stmt = (
+        sa.select(access_log)
+        .where(*conditions(q))
+        .order_by(c.at.desc(), c.id.desc())
+        .offset(max(offset, 0))
+        .limit(q.limit)
+    )
     with store.connect() as conn:
-        rows = conn.execute(stmt).all()
-    return [AccessRecord.from_row(r) for r in reversed(rows)]
+        return list(conn.execute(stmt).all())
+
+
+def count(store: Store, q: Query) -> int:
+    """How many rows match `q` (its limit aside)."""
+    stmt = sa.select(sa.func.count()).select_from(access_log).where(*conditions(q))
+    with store.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def search(store: Store, q: Query) -> list[AccessRecord]:
+    """The newest `q.limit` records matching `q`, oldest first."""
+    return [AccessRecord.from_row(r) for r in reversed(rows(store, q))]
 
 
 def purge_store(store: Store, before: datetime) -> int:
