@@ -12,7 +12,7 @@ from typing import Any
 from proxy_addons.record.access_records import FIELDS, AccessRecord
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     """A CSV cell a spreadsheet won't run as a formula (search terms are typed by anyone)."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
@@ -29,7 +29,7 @@ def to_csv(records: Iterable[AccessRecord]) -> str:
     writer.writerow(FIELDS)
     for r in records:
         row = r.as_dict()
-        writer.writerow([_cell(row[f]) for f in FIELDS])
+        writer.writerow([csv_cell(row[f]) for f in FIELDS])
     return out.getvalue()
 
 
