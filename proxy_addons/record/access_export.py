@@ -19,18 +19,21 @@ def csv_cell(value: Any) -> Any:
     return "" if value is None else value
 
 
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A CSV file (Excel's CRLF lines, the csv module's quoting), every cell formula-safe."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows([csv_cell(v) for v in row] for row in rows)
+    return out.getvalue()
+
+
 def _printable(value: str | None) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in value) if value else ""
 
 
 def to_csv(records: Iterable[AccessRecord]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(FIELDS)
-    for r in records:
-        row = r.as_dict()
-        writer.writerow([csv_cell(row[f]) for f in FIELDS])
-    return out.getvalue()
+    return csv_text(FIELDS, (list(r.as_dict().values()) for r in records))
 
 
 def to_json(records: Iterable[AccessRecord]) -> str:
