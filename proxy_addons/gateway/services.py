@@ -46,7 +46,7 @@ from proxy_addons.record import metrics
 from proxy_addons.record.access_sink import AccessLogSink
 from proxy_addons.record.access_writer import AccessWriter
 from proxy_addons.store import Store, store_url
-from proxy_addons.workflow import audit
+from proxy_addons.workflow import audit, retention
 from proxy_addons.workflow.unblock_watch import POLL_SECONDS as UNBLOCK_SECONDS
 from proxy_addons.workflow.unblock_watch import UnblockWatch
 from proxy_addons.workflow.unblocks import UnblockWorkflow
@@ -180,6 +180,13 @@ class Services:
                 self.windows.refresh_seconds,
                 self.windows.refresh,
                 "Check windows not read",
+                at_start=True,
+            ),
+            Every(
+                "retention-purge",
+                retention.DAY_SECONDS,
+                lambda: retention.purge(store, self.require_policy(), self.clock()),
+                "Retention purge failed",  # each table's own failure is logged and counted
                 at_start=True,
             ),
         ]

@@ -108,6 +108,30 @@ RECORD_SINK_FAILED = Counter(
     registry=REGISTRY,
 )
 
+# The retention purge's tables (workflow/retention.TABLES): a table's purge that failed.
+RETENTION_TABLES = (
+    "access_log",
+    "alerts",
+    "incidents",
+    "reports",
+    "unblocks",
+    "check_runs",
+    "seen_devices",
+    "web_sessions",
+    "portal_form_uses",
+    "alert_outbox",
+    "daily_totals",
+)
+RETENTION_PURGE_FAILED = Counter(
+    "schoolgate_retention_purge_failures",
+    "Tables whose daily retention purge failed (the others were still purged; the gateway's "
+    "log has the error). Rows past their retention stay until a purge succeeds.",
+    ["table"],
+    registry=REGISTRY,
+)
+
+for _table in RETENTION_TABLES:
+    RETENTION_PURGE_FAILED.labels(_table)
 for _sink in ACCESS_LOG_SINKS:
     ACCESS_LOG_DROPPED.labels(_sink)
 for _sink in RECORD_SINKS:
@@ -190,6 +214,11 @@ def access_log_dropped(sink: str, n: int = 1) -> None:
 def record_sink_failed(sink: str) -> None:
     """A recorder sink (a fixed name: its class) raised on a verdict."""
     RECORD_SINK_FAILED.labels(sink if sink in RECORD_SINKS else "other").inc()
+
+
+def retention_purge_failed(table: str) -> None:
+    """The retention purge of `table` (one of RETENTION_TABLES) failed."""
+    RETENTION_PURGE_FAILED.labels(table if table in RETENTION_TABLES else "other").inc()
 
 
 def alert_not_stored(kind: str) -> None:

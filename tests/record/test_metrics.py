@@ -45,6 +45,7 @@ ALLOWED_LABELS = {"profile", "category", "outcome", "reason", "stage", "channel"
 ALLOWED_LABELS |= {"compliance", "check", "status"}  # device gauges (device_watch)
 ALLOWED_LABELS |= {"kind", "engine", "action"}  # circumvention and safe search: fixed words
 ALLOWED_LABELS |= {"sink"}  # where access-log records were lost: queue, file, store
+ALLOWED_LABELS |= {"table"}  # whose retention purge failed: a fixed table name
 # Series Prometheus makes for each target itself, not the gateway.
 SCRAPE_SERIES = {"up"}
 
