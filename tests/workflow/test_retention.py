@@ -66,7 +66,7 @@ def within(days: int) -> datetime:
     return NOW - timedelta(days=days) + timedelta(minutes=1)
 
 
-def access_row(at: datetime, user: str = "pupil.a", **more: Any) -> dict[str, Any]:
+def access_row(at: datetime, user: str | None = "pupil.a", **more: Any) -> dict[str, Any]:
     row = {
         "at": at,
         "username": user,
