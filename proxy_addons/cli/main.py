@@ -198,6 +198,24 @@ def _add_devices(sub: Commands) -> None:
     _runs(watch, "netwatch:cmd_netwatch")
 
 
+def _add_people(sub: Commands) -> None:
+    """One person's records: the subject-access export (docs/privacy.md)."""
+    people = sub.add_parser("people", help="one person's records").add_subparsers(
+        dest="people_command", required=True
+    )
+    sar = people.add_parser(
+        "export", help="everything held about one person (subject access request); audited"
+    )
+    sar.add_argument("user", help="their user name")
+    sar.add_argument("--device", action="append", help="a device id that was theirs")
+    sar.add_argument("--ip", action="append", help="an address only they used (rarely)")
+    sar.add_argument("--as", dest="as_user", required=True, help="who exports (audited)")
+    sar.add_argument("--reason", required=True, help="why, e.g. the request's reference")
+    sar.add_argument("--format", choices=["json", "zip"], default="json")
+    sar.add_argument("--out", help="the file to write (default: JSON on standard output)")
+    _runs(_store_args(sar), "subject_access:cmd_people_export")
+
+
 def _add_ca_and_backup(sub: Commands) -> None:
     ca = sub.add_parser("ca", help="the school's own certificate authority")
     casub = ca.add_subparsers(dest="ca_command", required=True)
@@ -292,6 +310,9 @@ def _add_upkeep(sub: Commands) -> None:
         help="PostgreSQL DSN (default: SCHOOLGATE_DSN, else SQLite under --var)",
     )
     _runs(up, "store:cmd_store_upgrade")
+    purge = store.add_parser("purge", help="delete what is kept past the policy's retention")
+    purge.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    _runs(_store_args(purge), "retention:cmd_store_purge")
 
     lists = sub.add_parser("lists", help="the category lists").add_subparsers(
         dest="lists_command", required=True
@@ -340,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_unblock(sub)
     _add_records(sub)
     _add_devices(sub)
+    _add_people(sub)
     _add_ca_and_backup(sub)
     _add_checks(sub)
     _add_upkeep(sub)
