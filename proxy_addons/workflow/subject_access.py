@@ -218,6 +218,18 @@ def export(
     }
 
 
+def recent_exports(store: Store, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest exports (from the audit trail), for the console: who, whose, when, why."""
+    t = audit_log.c
+    stmt = sa.select(t.at, t.actor, t.subject, t.detail).where(t.action == ACTION)
+    with store.connect() as conn:
+        rows = conn.execute(stmt.order_by(t.seq.desc()).limit(limit)).all()
+    return [
+        {"at": row.at, "by": row.actor, "whose": row.subject, "reason": row.detail.get("reason")}
+        for row in rows
+    ]
+
+
 def to_json(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
@@ -256,6 +268,7 @@ __all__ = [
     "export",
     "file_name",
     "gather",
+    "recent_exports",
     "to_json",
     "to_zip",
 ]
