@@ -77,6 +77,9 @@ LABELS = {
     "lost": "Records lost",  # state_health.py
     "action": "What to do",
     "console": "Act on it in the console",  # dispatch.with_link: the alert's page
+    "reporter": "Reported by",  # workflow/user_reports.py: a report from the portal
+    "report": "What they reported",
+    "message": "In their words",
 }
 
 

@@ -65,6 +65,7 @@ def block_page(
             staff=staff,
             illegal=decision.reason is Reason.ILLEGAL,
             audiences=audiences,
+            **blockpage.help_for(policy, decision.category),
         )
     )
     return http.Response.make(

@@ -56,6 +56,7 @@ def block_html(policy: Policy, flow: http.HTTPFlow, plan: Plan) -> str:
             portal=f"{scheme}://{policy.portal_host}",
             staff=staff,
             audiences=audiences,
+            **blockpage.help_for(policy, record.get("category")),
         )
     )
 

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from proxy_addons.core.policy.model import Policy
+
 # No 0/O, 1/I/L (misread) and no vowels at all, so no code can spell a word a child
 # would giggle at or be upset by. 28 symbols, 8 of them: about 3.8 * 10**11 codes.
 REFERENCE_ALPHABET = "23456789BCDFGHJKMNPQRSTVWXYZ"
@@ -52,6 +54,20 @@ class BlockPageContext:
     illegal: bool = False
     # For staff: whom an unblock could be for, as (value, label), e.g. ("profile:ks2", "KS2").
     audiences: tuple[tuple[str, str], ...] = ()
+    # A sensitive category (monitoring.sensitive_categories, e.g. self-harm): a calm page
+    # that points to help, naming the school's own trusted adults.
+    sensitive: bool = False
+    trusted_adults: tuple[str, ...] = ()
+
+
+def help_for(policy: Policy | None, category: object) -> dict[str, Any]:
+    """The BlockPageContext fields for a block in `category`: a sensitive category's page
+    points to help (and shows no score, no "is this a mistake?", no unblock request)."""
+    if policy is None or not isinstance(category, str):
+        return {}
+    if category.lower() not in policy.monitoring.sensitive_categories:
+        return {}
+    return {"sensitive": True, "trusted_adults": policy.monitoring.trusted_adults}
 
 
 def new_reference(now: datetime, rng: random.Random | None = None) -> str:
@@ -96,14 +112,16 @@ def render_block_page(ctx: BlockPageContext) -> str:
     """The page shown in place of a blocked one.
 
     The illegal tier gets a deliberately plain page (IWF good practice): only the school and
-    the code, and the template is never handed the URL, so it cannot echo it.
+    the code, and the template is never handed the URL, so it cannot echo it. A sensitive
+    category's page is not handed the URL, reason or score either: it only points to help.
     """
-    if ctx.illegal:
+    if ctx.illegal or ctx.sensitive:
         return render_page(
-            "denied.html",
+            "denied.html" if ctx.illegal else "block_sensitive.html",
             school=ctx.school,
             reference=ctx.reference,
             reference_spoken=_spoken(ctx.reference),
+            trusted_adults=ctx.trusted_adults,
         )
     portal = ctx.portal.rstrip("/")
     return render_page(
@@ -119,6 +137,7 @@ def render_block_page(ctx: BlockPageContext) -> str:
         at_text=_when(ctx.at),
         report_action=f"{portal}/report",
         request_action=f"{portal}/unblock/request",
+        report_page=f"{portal}/report-page",
         staff=ctx.staff,
         audiences=ctx.audiences,
     )

@@ -270,6 +270,125 @@ def test_illegal_page_is_plain(staff: bool) -> None:
     assert "/report" not in html and "/unblock" not in html and "schoolgate.local" not in html
 
 
+# --- sensitive categories ----------------------------------------------------------------
+
+MONITORED = "The school network is filtered and monitored"
+ADULTS = ("Mrs Patel, our Designated Safeguarding Lead (office next to the library)",)
+
+
+@pytest.mark.parametrize("staff", [False, True])
+def test_a_sensitive_category_page_points_to_help_and_nothing_else(staff: bool) -> None:
+    """Self-harm and the like: no address, reason or score, no "is this a mistake?", no
+    unblock request; Childline and the school's own named adults."""
+    ctx = _context(
+        sensitive=True,
+        trusted_adults=ADULTS,
+        staff=staff,
+        reason="its content scored 140 for self-harm, over the limit of 60",
+        category_label="Self-harm and suicide",
+    )
+    html = render_block_page(ctx)
+    page = Page(html)
+    assert "0800 1111" in page.text and "childline.org.uk" in page.text
+    assert {"href": "https://www.childline.org.uk/"} in page.all("a")
+    assert ADULTS[0] in page.text
+    assert "SG-7K3Q-M2XD" in page.text and MONITORED in page.text
+    for absent in ("scored", "140", "Self-harm", "example-social", "mistake", "lesson"):
+        assert absent not in page.text
+    assert page.all("form") == [] and "/report" not in html and "/unblock" not in html
+
+
+def test_a_sensitive_page_without_named_adults_still_names_someone() -> None:
+    page = _page(sensitive=True)
+    assert "any adult in school you trust" in page.text and "0800 1111" in page.text
+
+
+def test_every_block_page_says_the_network_is_filtered_and_monitored() -> None:
+    assert MONITORED in _page().text and MONITORED in _page(staff=True).text
+    assert "filtered and monitored" in _page(illegal=True).text
+
+
+def test_the_block_page_links_to_report_a_page_on_the_portal() -> None:
+    assert {"href": "http://schoolgate.local/report-page"} in _page().all("a")
+
+
+def report_page(url: str) -> str:
+    """The portal's "Report a page" form, as the portal renders it for `url`."""
+    return render_page(
+        "portal_report_page.html",
+        school="S",
+        url=url,
+        token="1.a.b",
+        field="csrf_token",
+        error=None,
+        values={},
+    )
+
+
+def test_the_report_page_form_asks_in_childrens_words_and_carries_its_token() -> None:
+    page = Page(report_page("http://x.test/page"))
+    form = page.form("/report-page")
+    assert form is not None
+    assert form["fields"] == {
+        "csrf_token": "1.a.b",
+        "url": "http://x.test/page",
+        "what": "should_block",
+        "message": "",
+    }
+    assert "It upset me or worried me" in page.text
+    assert "It should be blocked, but it did not upset me" in page.text
+    assert MONITORED in page.text
+
+
+@pytest.mark.parametrize(
+    ("kind", "audience", "people", "emailed", "said", "not_said"),
+    [
+        (
+            "page_report",
+            "safeguarding",
+            "Mrs Patel",
+            True,
+            "Mrs Patel, who keeps pupils safe at school, will read",
+            "console",
+        ),
+        (
+            "page_report",
+            "safeguarding",
+            "",
+            False,
+            "The people who keep pupils safe at school will read",
+            "message",
+        ),
+        ("page_report", "technical", "Mr Byte", False, "Mr Byte will check the page", "0800 1111"),
+        (
+            "report",
+            "technical",
+            "",
+            True,
+            "The school's IT team will look at whether this page should be open",
+            "0800 1111",
+        ),
+    ],
+)
+def test_the_reporter_is_told_truthfully_who_will_see_it(
+    kind: str, audience: str, people: str, emailed: bool, said: str, not_said: str
+) -> None:
+    page = Page(
+        render_page(
+            "report_thanks.html",
+            school="S",
+            kind=kind,
+            audience=audience,
+            people=people,
+            emailed=emailed,
+            trusted_adults=ADULTS,
+        )
+    )
+    assert said in page.text and not_said not in page.text
+    assert ("sent them a message" in page.text) is emailed
+    assert ("0800 1111" in page.text) is (audience == "safeguarding")
+
+
 # --- the other pages ----------------------------------------------------------------------
 
 
@@ -289,8 +408,8 @@ def test_portal_index() -> None:
     assert "Hillside <Primary>" in page.text
     assert {"href": "/ca.pem", "class": "button", "download": None} in page.all("a")
     assert "Report a problem" in page.text
-    contact = Page(render_page("portal_index.html", school="H", contact="it@hillside.example"))
-    assert "it@hillside.example" in contact.text
+    assert {"href": "/report-page", "class": "button"} in page.all("a")
+    assert MONITORED in page.text
 
 
 def test_missing_value_is_an_error_not_a_blank() -> None:
@@ -316,6 +435,17 @@ ALL_PAGES = {
         address="x.test",
     ),
     "already_sent": lambda: render_page("report_thanks.html", school="S", kind="already_sent"),
+    "sensitive": lambda: render_block_page(_context(sensitive=True, trusted_adults=ADULTS)),
+    "report_page": lambda: report_page("http://x.test/"),
+    "page_report_thanks": lambda: render_page(
+        "report_thanks.html",
+        school="S",
+        kind="page_report",
+        audience="safeguarding",
+        people="Mrs Patel",
+        emailed=True,
+        trusted_adults=ADULTS,
+    ),
     "ca_install": lambda: render_page(
         "ca_install.html", school="S", subject="CN=S CA", fingerprint="AB:CD", not_after="2036"
     ),
@@ -360,6 +490,10 @@ def test_every_template_is_covered() -> None:
         "portal_index.html",
         "portal_confirm.html",
         "ca_install.html",
+        "block_sensitive.html",
+        "portal_report_page.html",
+        "monitored_notice.html",  # included by the portal's and block pages
+        "help_adults.html",  # included by the sensitive page and the thanks for a report
     }
 
 

@@ -27,12 +27,12 @@ from mitmproxy.addons import asgiapp
 from proxy_addons.checks import page as check_page
 from proxy_addons.checks.probes import ProbeBook
 from proxy_addons.core.unblocks import AudienceKind, Scope
-from proxy_addons.gateway import ca_pages, portal_forms, portal_identity
+from proxy_addons.gateway import ca_pages, portal_forms, portal_identity, portal_reports
 from proxy_addons.gateway.portal_identity import FORM_FIELD, current_tokens, environ_who, who_of
 from proxy_addons.gateway.services import Services
 from proxy_addons.pages import blockpage
-from proxy_addons.store.schema import reports
 from proxy_addons.web.unblock_forms import parse_minutes
+from proxy_addons.workflow import user_reports
 from proxy_addons.workflow.unblocks import Actor, WorkflowError
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ MAX_TEXT = 2000
 MAX_URL = 2048
 # Posted from block pages, so confirmed on the portal before they act (see the docstring).
 CONFIRMED_HERE = frozenset({"/report", "/unblock/request"})
+# "Report this page": what the reporter may choose (workflow/user_reports.REASONS).
+PAGE_REASONS = ("upsetting", "should_block")
 SCOPE_TEXT = {
     Scope.URL: "Only this page",
     Scope.PREFIX: "This page and the pages under it",
@@ -172,10 +174,49 @@ def create_app(gateway: Services, portal: Portal) -> Flask:
             abort(404)
         return send_file(path, mimetype="application/x-x509-ca-cert", download_name="school-ca.pem")
 
+    def file_report(kind: str, reason: str, fields: dict[str, str]) -> ResponseReturnValue:
+        """File a report the person confirmed (its token already spent): who sent it is the
+        gateway's knowledge, never the form's."""
+        store, loaded = gateway.store, gateway.loaded
+        if store is None or loaded is None:
+            abort(503)
+        policy, now = loaded.policy, datetime.now(UTC)
+        user, ip = who()
+        user, profile = portal_reports.reporter(gateway, user, ip)
+        if portal_reports.too_many(store, user, ip, now):
+            portal_forms.release(store, str(request.form.get(FORM_FIELD)))
+            logger.warning("portal: too many reports from %s", ip)
+            page = blockpage.render_page(
+                "report_thanks.html", school=school(), kind=portal_reports.TOO_MANY
+            )
+            return page, 429
+        report = user_reports.NewReport(
+            kind=kind,
+            reason=reason,
+            reference=fields.get("ref", ""),
+            url=fields["url"],
+            text=fields["message"],
+            username=user,
+            ip=ip,
+            device_id=portal_reports.device_at(store, ip, now, policy.devices.identity_minutes),
+            profile=profile,
+        )
+        with portal_forms.giving_back(store, request.form.get(FORM_FIELD)):
+            sent = portal_reports.send(gateway, store, policy, report, now)
+        return blockpage.render_page(
+            "report_thanks.html",
+            school=school(),
+            kind=kind,
+            audience=sent.audience,
+            people=portal_reports.in_words(sent.people),
+            emailed=sent.emailed,
+            trusted_adults=policy.monitoring.trusted_adults,
+        )
+
     @app.post("/report")
     def report() -> ResponseReturnValue:
-        store = gateway.store
-        if store is None:
+        """A block page's "Is this a mistake?": shown back to confirm, then filed for IT."""
+        if gateway.store is None:
             abort(503)
         fields = {
             "ref": _clip(request.form.get("ref"), 32),
@@ -185,22 +226,47 @@ def create_app(gateway: Services, portal: Portal) -> Flask:
         waiting = confirm_first("report", fields)
         if waiting is not None:
             return waiting
-        user, ip = who()
-        record = {
-            "kind": "report",
-            "at": datetime.now(UTC),
-            "reference": fields["ref"],
-            "url": fields["url"],
-            "text": fields["message"],
-            "username": user,
-            "ip": ip,
-            "profile": gateway.profile_for(user, ip),
+        return file_report("report", "mistake", fields)
+
+    @app.get("/report-page")
+    def report_page_form() -> str:
+        """ "Report this page": for a page that got through and should not have."""
+        return blockpage.render_page(
+            "portal_report_page.html",
+            school=school(),
+            url=_clip(request.args.get("url"), MAX_URL),
+            token=form_token(),
+            field=FORM_FIELD,
+            error=None,
+            values={},
+        )
+
+    @app.post("/report-page")
+    def report_page() -> ResponseReturnValue:
+        """Sent from the portal's own page (its token checked before any view): filed once."""
+        store = gateway.store
+        if store is None:
+            abort(503)
+        fields = {
+            "url": _clip(request.form.get("url"), MAX_URL),
+            "message": _clip(request.form.get("message")),
         }
-        with portal_forms.giving_back(store, request.form.get(FORM_FIELD)):
-            with store.begin() as conn:
-                conn.execute(reports.insert().values(**record))
-        logger.info("Schoolgate report received (reference %s)", record["reference"])
-        return blockpage.render_page("report_thanks.html", school=school(), kind="report")
+        reason = request.form.get("what") or ""
+        if reason not in PAGE_REASONS:
+            page = blockpage.render_page(
+                "portal_report_page.html",
+                school=school(),
+                url=fields["url"],
+                token=form_token(),
+                field=FORM_FIELD,
+                error="Choose what is wrong with the page.",
+                values=fields,
+            )
+            return page, 400
+        if not portal_forms.spend(store, str(request.form.get(FORM_FIELD)), datetime.now(UTC)):
+            page = blockpage.render_page("report_thanks.html", school=school(), kind="already_sent")
+            return page, 409
+        return file_report("page_report", reason, fields)
 
     def request_refused(message: str) -> ResponseReturnValue:
         page = blockpage.render_page(
