@@ -24,7 +24,9 @@ def cmd_log(args: argparse.Namespace) -> int:
     if args.log_command == "purge":
         days = policy.monitoring.retention_days
         path = Path(args.var) / access_files.JSON_FILE
-        rows, files = access_store.purge(store, path, days, datetime.now(UTC))
+        rows, files = access_store.purge(
+            store, path, days, datetime.now(UTC), timezone=policy.timezone
+        )
         print(f"purged {rows} records and {len(files)} files older than {days} days")
         return 0
     if end is not None and len(args.end) == 10:  # a date: up to the end of that day

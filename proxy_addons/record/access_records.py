@@ -68,6 +68,9 @@ class AccessRecord:
     reference: str | None  # the reference on the block page
     stage: str  # connect | tls | request
     enforced: str | None = None  # safe search enforced on an allowed request (how)
+    # A termly check's own visit (a canary fetched on purpose, `is_check_visit`): kept, as it
+    # happened, but never counted as a pupil's block (daily totals, metrics, reports).
+    check_visit: bool = False
 
     def __post_init__(self) -> None:
         # A client's undecodable bytes reach here as lone surrogates (a Host header of
@@ -101,11 +104,24 @@ class AccessRecord:
         m = row._mapping
         names = {f.name: f.name for f in fields(cls)}
         names |= {"time": "at", "user": "username", "list": "list_source"}
-        return cls(**{name: m[column] for name, column in names.items()})
+        values = {name: m[column] for name, column in names.items()}
+        values["check_visit"] = bool(values["check_visit"])
+        return cls(**values)
 
 
 FIELDS = [f.name for f in fields(AccessRecord)]
-_TEXT_FIELDS = tuple(f for f in FIELDS if f != "time")
+_TEXT_FIELDS = tuple(f for f in FIELDS if f not in ("time", "check_visit"))
+
+# What marks a verdict's record as a termly check's (core/verdict.py writes both): the
+# gateway's own check runs are identified as "check" (checks/identity.py); a browser check's
+# probes and an agent's announced runs carry `check_probe` (gateway/addons/check_marker.py).
+CHECK_IDENTITY = "check"
+CHECK_PROBE_KEY = "check_probe"
+
+
+def is_check_visit(decision: dict[str, Any]) -> bool:
+    """Was this a termly check's visit, not a person's? (A decision or verdict record.)"""
+    return decision.get("identified_by") == CHECK_IDENTITY or bool(decision.get(CHECK_PROBE_KEY))
 
 
 def _clip(value: Any, name: str) -> str | None:
@@ -159,4 +175,5 @@ def build(
         reference=_clip(decision.get("reference"), "reference"),
         stage=_clip(decision.get("stage"), "stage") or "request",
         enforced=_clip(decision.get("enforced"), "enforced"),
+        check_visit=is_check_visit(decision),
     )

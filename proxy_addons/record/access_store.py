@@ -1,16 +1,21 @@
-"""The access log in the store: writing rows, `schoolgate log search`, and the retention purge."""
+"""The access log in the store: writing rows, `schoolgate log search`, and the retention purge.
+
+The purge counts every finished day into the daily totals first (record/daily_totals.py)
+and never deletes a day that has not been counted: the governors' figures outlive the log.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from proxy_addons.record import daily_totals
 from proxy_addons.record.access_files import purge_files
 from proxy_addons.record.access_records import AccessRecord
 from proxy_addons.store import Store
@@ -127,11 +132,23 @@ def purge_store(store: Store, before: datetime) -> int:
 
 
 def purge(
-    store: Store | None, path: Path | None, retention_days: int, now: datetime
+    store: Store | None,
+    path: Path | None,
+    retention_days: int,
+    now: datetime,
+    *,
+    timezone: tzinfo,
 ) -> tuple[int, list[Path]]:
-    """Enforce the retention period: store rows and rotated JSON files older than it go."""
+    """Enforce the retention period: store rows and rotated JSON files older than it go.
+
+    Store rows go only once their day is in the daily totals (`timezone` is the school's,
+    whose days they count): missing days are totalled first, and a day that still could not
+    be (the store failing) keeps its rows until the next purge."""
     before = now - timedelta(days=retention_days)
-    rows = purge_store(store, before) if store is not None else 0
+    rows = 0
+    if store is not None:
+        daily_totals.total_missing(store, timezone, now, retention_days=retention_days)
+        rows = purge_store(store, daily_totals.safe_cutoff(store, timezone, before))
     files = purge_files(path, before) if path is not None else []
     if rows or files:
         logger.info(

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from proxy_addons.record import metrics
@@ -53,8 +53,10 @@ class AccessWriter:
         purge_seconds: float = PURGE_SECONDS,
         queue_size: int = 100_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        timezone: Callable[[], tzinfo] = lambda: UTC,
     ) -> None:
         self.json_path = json_path
+        self.timezone = timezone  # the school's: the purge totals its days first
         self.store = store
         self.retention_days = retention_days
         self.max_bytes = max_bytes
@@ -201,7 +203,7 @@ class AccessWriter:
             return
         now = self.clock()
         try:
-            purge(self.store, self.json_path, days, now)
+            purge(self.store, self.json_path, days, now, timezone=self.timezone())
             if self._file is not None:
                 self._file.drop_if_older(now - timedelta(days=days))
         except Exception as exc:

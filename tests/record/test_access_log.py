@@ -108,6 +108,7 @@ def test_a_record_holds_the_listed_fields_and_nothing_else() -> None:
         "reference",
         "stage",
         "enforced",  # safe search enforced (issue 7)
+        "check_visit",  # a termly check's own visit (issue 16)
     }
     assert as_json["time"] == "2026-03-10T10:00:00.000+00:00"
     assert as_json["user"] == "pupil"  # user names compare in lower case, as in the policy
@@ -182,7 +183,7 @@ def test_records_are_written_and_found_by_every_filter(store: Store) -> None:
 
 def test_purge_deletes_only_rows_older_than_the_retention(store: Store) -> None:
     access_store.write_rows(store, [_record(NOW - timedelta(days=d)) for d in (0, 29, 31, 400)])
-    rows, _ = access_store.purge(store, None, 30, NOW)
+    rows, _ = access_store.purge(store, None, 30, NOW, timezone=UTC)
     assert rows == 2
     with store.connect() as conn:
         left = conn.execute(sa.select(access_log.c.at).order_by(access_log.c.at)).scalars().all()

@@ -10,6 +10,7 @@ options below.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, tzinfo
 from pathlib import Path
 
 from mitmproxy import ctx
@@ -76,6 +77,7 @@ class AccessLog:
             backups=opts.schoolgate_access_log_backups,
             flush_seconds=max(10, opts.schoolgate_access_log_flush_ms) / 1000,
             batch_size=max(1, opts.schoolgate_access_log_batch),
+            timezone=self._timezone,
         )
         self.writer.start()
         self.services.access_writer = self.writer
@@ -87,6 +89,10 @@ class AccessLog:
             self.services.access_writer = None
 
     # -- helpers -------------------------------------------------------------
+
+    def _timezone(self) -> tzinfo:
+        policy = self.services.policy  # the purge counts the school's days before it deletes
+        return policy.timezone if policy is not None else UTC
 
     def _retention_days(self) -> int | None:
         policy = self.services.policy
