@@ -1,0 +1,53 @@
+"""Who an alert is about, and whether that person is a member of staff.
+
+A safeguarding alert names its subject (the event's `user`, and the `profile` they were
+filtered by). The subject is staff when that profile, or the one the policy's identities
+give the user, is in `monitoring.staff_profiles`, or when the user holds an account in the
+admin web app (accounts are for staff: DSL, deputies, IT, teachers, the headteacher).
+Routing (routing.staff_concern_routes) sends a concern about a member of staff away from
+the safeguarding list, which may well include that person. Technical alerts name nobody.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from proxy_addons.alerts.alert_rows import subject_of
+from proxy_addons.alerts.events import Audience, Event
+from proxy_addons.core.policy.model import Policy
+from proxy_addons.store.schema import accounts
+
+
+@dataclass(frozen=True)
+class Subject:
+    user: str | None  # lower case; None when not signed in or not named (technical)
+    staff: bool
+
+
+def has_account(conn: sa.Connection, user: str) -> bool:
+    """Whether `user` (lower case, as accounts are kept) has an account in the admin web
+    app, whatever its roles."""
+    found = conn.execute(sa.select(accounts.c.username).where(accounts.c.username == user)).first()
+    return found is not None
+
+
+def staff_profile(policy: Policy, profile: str) -> bool:
+    return profile.strip().lower() in policy.monitoring.staff_profiles
+
+
+def subject(conn: sa.Connection, event: Event, policy: Policy) -> Subject:
+    """Who `event` is about, and whether they are staff (see the module docstring)."""
+    if event.audience is not Audience.SAFEGUARDING:
+        return Subject(None, False)
+    user, _, _ = subject_of(event)
+    profile = event.fields.get("profile", "")
+    staff = staff_profile(policy, profile)
+    if user is not None and not staff:
+        named = policy.identities.users.get(user)
+        staff = (named is not None and staff_profile(policy, named)) or has_account(conn, user)
+    return Subject(user, staff)
+
+
+__all__ = ["Subject", "has_account", "staff_profile", "subject"]
