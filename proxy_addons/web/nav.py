@@ -22,6 +22,7 @@ LINKS: tuple[tuple[str, str, str], ...] = (
     ("alert_pages.alert_list", "Alerts", "console"),
     ("report_pages.report_list", "Reports from users", "console"),
     ("people.people_search", "People", "safeguarding"),
+    ("subject_access.export_form", "Subject access", "safeguarding"),
     ("incidents.incident_list", "Incidents", "incidents"),
     ("unblocks.unblock_list", "Unblocks", "staff"),
     ("unblocks.unblock_new", "Ask for an unblock", "staff"),
