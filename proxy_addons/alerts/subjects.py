@@ -1,9 +1,12 @@
 """Who an alert is about, and whether that person is a member of staff.
 
-A safeguarding alert names its subject (the event's `user`, and the `profile` they were
-filtered by). The subject is staff when that profile, or the one the policy's identities
-give the user, is in `monitoring.staff_profiles`, or when the user holds an account in the
-admin web app (accounts are for staff: DSL, deputies, IT, teachers, the headteacher).
+A safeguarding alert about what someone did names them: the event's `user` ("not signed
+in" on a device nobody signed in to), and the `profile` they were filtered by. The subject
+is staff when that profile, or the one the policy's identities give the user, is in
+`monitoring.staff_profiles`, or when the user holds an account in the admin web app
+(accounts are for staff: DSL, deputies, IT, teachers, the headteacher). An alert with no
+`user` field is about something else (a failed check, a page a user reported: its
+reporter is not its subject) and is nobody's concern about staff.
 Routing (routing.staff_concern_routes) sends a concern about a member of staff away from
 the safeguarding list, which may well include that person. Technical alerts name nobody.
 """
@@ -39,7 +42,7 @@ def staff_profile(policy: Policy, profile: str) -> bool:
 
 def subject(conn: sa.Connection, event: Event, policy: Policy) -> Subject:
     """Who `event` is about, and whether they are staff (see the module docstring)."""
-    if event.audience is not Audience.SAFEGUARDING:
+    if event.audience is not Audience.SAFEGUARDING or "user" not in event.fields:
         return Subject(None, False)
     user, _, _ = subject_of(event)
     profile = event.fields.get("profile", "")

@@ -247,3 +247,24 @@ def test_with_nobody_named_a_staff_concern_goes_to_the_list_minus_its_subject(
         [(to, _, _)] = deliver(store, policy, concern("mr.jones", "staff"), plain_smtp_server)
     assert to == [DSL]  # mr.jones is on the list: never told of a concern about himself
     assert "monitoring.headteacher" in caplog.text
+
+
+def test_an_alert_about_a_page_a_teacher_reported_is_no_concern_about_staff(
+    tmp_path: Path,
+    store: Store,
+    plain_smtp_server: SmtpServer,  # noqa: F811
+) -> None:
+    # As workflow/user_reports.py raises one: the reporter is not the alert's subject.
+    policy = people_policy(tmp_path, plain_smtp_server.port)
+    report = Event(
+        kind="user_report",
+        severity=4,
+        audience=Audience.SAFEGUARDING,
+        summary="A user reported a page that upset them",
+        fields={"reporter": "mr.jones", "profile": "staff", "page": "https://x.test/"},
+        fold_key="user_report|1",
+        at=NOW,
+    )
+    [(to, _, _)] = deliver(store, policy, report, plain_smtp_server)
+    assert to == [DEPUTY, DSL]
+    assert [r.audience for r in alert_rows(store)] == ["safeguarding"]
