@@ -2,7 +2,8 @@
 
 In transparent mode there is no proxy sign-in: a recent report saying which
 user is signed in on the device at an address lets the filter and the access
-log attribute that address's traffic to the user (for `devices.identity_minutes`).
+log attribute that address's traffic to the user (for `devices.identity_minutes`), and
+the access log name the device itself (its id and host name) whoever signed in.
 Read from the store every REFRESH_SECONDS off the request path (`refresh`, a
 `core.periodic` job of the gateway's services); the request path
 only looks in a dict.
@@ -13,10 +14,11 @@ from __future__ import annotations
 import logging
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from proxy_addons.core.policy.model import Audience, Policy
-from proxy_addons.devices.inventory import list_devices
+from proxy_addons.devices.inventory import Device, list_devices
 from proxy_addons.store import Store
 
 logger = logging.getLogger(__name__)
@@ -39,23 +41,50 @@ def may_name(policy: Policy, user: str) -> bool:
     return name is None or policy.profiles[name].audience is not Audience.STAFF
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceAt:
+    """The enrolled device a fresh report puts at an address: for the access log's
+    device_id and device_name (its host name)."""
+
+    device_id: str
+    name: str
+
+
+def _fresh(store: Store, now: datetime, minutes: int) -> list[Device]:
+    """Devices whose agent reported within `minutes`, not revoked, oldest report first."""
+    since = now - timedelta(minutes=minutes)
+    # Freshness is when the device made the report, not when it arrived (a report kept
+    # in the agent's spool may be old).
+    fresh = [
+        d
+        for d in list_devices(store, now, stale_days=365)
+        if not d.revoked  # a revoked device's word is no longer taken
+        and d.last_generated_at is not None
+        and d.last_generated_at >= since
+    ]
+    fresh.sort(key=lambda d: d.last_generated_at or since)
+    return fresh
+
+
 def users_by_ip(
     store: Store, now: datetime, minutes: int, policy: Policy | None = None
 ) -> dict[str, str]:
     """IP -> signed-in user, from reports newer than `minutes` (newest report wins); with
     a policy, users it puts in a staff profile are not taken from a report (`may_name`)."""
-    since = now - timedelta(minutes=minutes)
-    # Freshness is when the device saw that user signed in, not when the report arrived
-    # (a report kept in the agent's spool may be old).
-    fresh = [
-        d
-        for d in list_devices(store, now, stale_days=365)
-        if d.last_user
-        and not d.revoked  # a revoked device's word is no longer taken
-        and d.last_generated_at is not None
-        and d.last_generated_at >= since
-    ]
-    fresh.sort(key=lambda d: d.last_generated_at or since)
+    return _users(_fresh(store, now, minutes), policy)
+
+
+def devices_by_ip(store: Store, now: datetime, minutes: int) -> dict[str, DeviceAt]:
+    """IP -> the device there, from reports newer than `minutes` (newest report wins).
+    A report only speaks for the address it came from (devices/reports.py)."""
+    return _devices(_fresh(store, now, minutes))
+
+
+def _devices(fresh: list[Device]) -> dict[str, DeviceAt]:
+    return {ip: DeviceAt(d.device_id, d.hostname) for d in fresh for ip in d.last_ips}
+
+
+def _users(fresh: list[Device], policy: Policy | None) -> dict[str, str]:
     named = {}
     for d in fresh:
         user = d.last_user
@@ -81,10 +110,15 @@ class DeviceIdentities:
         self.store = store
         self.policy = policy
         self.by_ip: dict[str, str] = {}
+        self.devices: dict[str, DeviceAt] = {}
 
     def user_at(self, ip: str | None) -> str | None:
         return self.by_ip.get(ip) if ip else None
 
+    def device_at(self, ip: str | None) -> DeviceAt | None:
+        return self.devices.get(ip) if ip else None
+
     def refresh(self) -> None:
-        minutes = self.policy().devices.identity_minutes
-        self.by_ip = users_by_ip(self.store, datetime.now(UTC), minutes, self.policy())
+        policy = self.policy()
+        fresh = _fresh(self.store, datetime.now(UTC), policy.devices.identity_minutes)
+        self.by_ip, self.devices = _users(fresh, policy), _devices(fresh)

@@ -36,7 +36,7 @@ from proxy_addons.core.policy.runtime import LoadedPolicy, PolicyRuntime
 from proxy_addons.core.unblocks import Unblock
 from proxy_addons.core.verdict import Verdict
 from proxy_addons.devices.identity import REFRESH_SECONDS as IDENTITY_SECONDS
-from proxy_addons.devices.identity import DeviceIdentities
+from proxy_addons.devices.identity import DeviceAt, DeviceIdentities
 from proxy_addons.devices.watch import StaleSweep
 from proxy_addons.gateway.alert_intake import AlertIntake
 from proxy_addons.gateway.ca_trust import CaTrust
@@ -97,7 +97,7 @@ class Services:
         # filter's, while the page's body streams), as it is reached.
         self.record_late: Callable[[http.HTTPFlow, Verdict], None] = _not_recorded
         # Two of the recorder's sinks (recorder.py), fed by the add-ons above.
-        self.access_log = AccessLogSink(lambda: self.access_writer)
+        self.access_log = AccessLogSink(lambda: self.access_writer, self.device_at)
         self.alert_intake = AlertIntake(lambda: self.policy, lambda event: self.raise_alert(event))
         # Told after every policy reload that took (and the audit record), or that failed.
         self.on_reload: list[Callable[[LoadedPolicy], None]] = []
@@ -276,6 +276,11 @@ class Services:
                 self._directory[1].close()
             self._directory = (spec, DirectoryGroups(spec))
         return self._directory[1].groups_of(user)
+
+    def device_at(self, ip: str | None) -> DeviceAt | None:
+        """The enrolled device a fresh agent report puts at `ip`, for the access log."""
+        identities = self.device_identities
+        return identities.device_at(ip) if identities is not None else None
 
     def profile_for(self, user: str | None, ip: str | None) -> str:
         """The profile a user or device is in (for the portal's pages)."""

@@ -4,12 +4,13 @@ change the filtering decision for traffic from that IP (no proxy sign-in)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.report import CheckResult, DeviceReport
-from proxy_addons.devices.enrolment import enrol
-from proxy_addons.devices.identity import REFRESH_SECONDS, users_by_ip
+from proxy_addons.devices.enrolment import enrol, revoke
+from proxy_addons.devices.identity import REFRESH_SECONDS, DeviceAt, devices_by_ip, users_by_ip
 from proxy_addons.devices.reports import record_report
 from proxy_addons.store import Store, store_url
 from tests.conftest import Upstream, access_log, copy_policy, start_mitmdump
@@ -62,6 +63,9 @@ def test_a_fresh_report_attributes_the_ip_to_its_user(tmp_path: Path, upstream: 
         logged = access_log(tmp_path / "var", lambda rs: any(r.get("user") == "pupil" for r in rs))
         names = {r.get("user") for r in logged}  # the writer is asynchronous: wait for pupil
         assert "pupil" in names and "TEACHER" not in names
+        # Every record from the device's address names the device, whoever signed in.
+        pupils = [r for r in logged if r.get("user") == "pupil"]
+        assert {(r["device_id"], r["device_name"]) for r in pupils} == {(device_id, "suite-pc-07")}
         store.dispose()
     finally:
         gw.stop()
@@ -102,4 +106,31 @@ def test_a_report_never_names_a_staff_user(tmp_path: Path) -> None:
         record_report(store, _report(device_id, user, ip, now), now, source=ip)
     assert users_by_ip(store, now, 30, policy) == {"10.9.0.3": "pupil", "10.9.0.4": "visitor"}
     assert len(users_by_ip(store, now, 30)) == 4  # without a policy: as reported
+    store.dispose()
+
+
+def test_the_device_at_an_address_is_known_from_a_fresh_report_whoever_signed_in(
+    tmp_path: Path,
+) -> None:
+    """For the access log's device_id and device_name: a fresh report names its device at
+    the address it came from, with or without a user; an old or revoked one does not."""
+    store = Store.open(store_url(tmp_path))
+    now = datetime.now(UTC)
+    ids = {
+        name: enrol(store, "x", b"x", name, now)[0] for name in ("lab-1", "lab-2", "old", "gone")
+    }
+    reports = [
+        ("lab-1", "pupil", "10.9.0.1", now - timedelta(minutes=1)),
+        ("lab-2", "", "10.9.0.2", now - timedelta(minutes=2)),  # nobody signed in
+        ("old", "pupil2", "10.9.0.3", now - timedelta(minutes=45)),
+        ("gone", "pupil3", "10.9.0.4", now - timedelta(minutes=1)),
+    ]
+    for name, user, ip, at in reports:
+        report = replace(_report(ids[name], user, ip, at), hostname=name)
+        record_report(store, report, now, source=ip)
+    revoke(store, ids["gone"], "it.support", "stolen", now)
+    assert devices_by_ip(store, now, 30) == {
+        "10.9.0.1": DeviceAt(ids["lab-1"], "lab-1"),
+        "10.9.0.2": DeviceAt(ids["lab-2"], "lab-2"),
+    }
     store.dispose()
