@@ -7,6 +7,7 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
+from proxy_addons.alerts import who_is_told
 from proxy_addons.cli.common import fail as _fail
 from proxy_addons.core.decide import Identity, decide, resolve_profile
 from proxy_addons.core.hosts import HostError, canonical_host, canonical_url, valid_authority
@@ -38,6 +39,10 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
             return _fail(f"{exc}")
         total += count
         print(f"  category {category.name:<20} {count:>9} entries  ({category.label})")
+    for line in who_is_told.summary(policy):
+        print(f"  {line}")
+    for line in who_is_told.warnings(policy):
+        print(f"  warning: {line}")
     tier = policy.illegal
     print(f"  illegal tier: {len(tier.exact)} exact, {len(tier.prefixes)} prefix entries")
     print(
