@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from proxy_addons.alerts import outbox_rows
-from proxy_addons.alerts.alert_rows import NEW
+from proxy_addons.alerts.alert_rows import NEW, recipients_of
 from proxy_addons.alerts.dispatch import with_link
 from proxy_addons.alerts.events import Audience, Event
 from proxy_addons.alerts.routing import STAFF, Route, emails_of
@@ -152,8 +152,9 @@ def queue(
     configured: Collection[str],
     now: datetime,
 ) -> list[int]:
-    """Write `step`'s email into the outbox in the caller's transaction; returns its rows
-    (none: no email channel, or nobody at this level with a contact address)."""
+    """Write `step`'s email into the outbox in the caller's transaction, and add its
+    addresses to the alert's recipients; returns its rows (none: no email channel, or
+    nobody at this level with a contact address)."""
     emails = emails_of(policy, step.people)
     missing = sorted(set(step.people) - set(policy.notifications.contacts))
     if missing:
@@ -171,9 +172,13 @@ def queue(
         )
     if "email" not in configured or not emails:
         return []
-    stored = conn.execute(sa.select(alerts.c.event).where(alerts.c.id == step.alert_id)).scalar()
-    event = escalation_event(policy, dict(stored or {}), step)
+    row = conn.execute(
+        sa.select(alerts.c.event, alerts.c.recipients).where(alerts.c.id == step.alert_id)
+    ).one()
+    event = escalation_event(policy, dict(row.event or {}), step)
     route = Route("email", emails)
+    told = sorted(set(row.recipients or ()) | set(recipients_of([route])))
+    conn.execute(alerts.update().where(alerts.c.id == step.alert_id).values(recipients=told))
     key = outbox_rows.fold_hash(event.fold_key)
     return [outbox_rows.add_alert(conn, event, route, key, timedelta(0), now)]
 

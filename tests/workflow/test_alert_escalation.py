@@ -116,6 +116,7 @@ def test_an_unacknowledged_alert_goes_to_the_deputy_then_the_headteacher(
     [_, (to, subject, _)] = mail_since(plain_smtp_server, seen)
     assert to == [HEAD] and "Not acknowledged after 30 minutes" in subject
 
+    assert gw.row(alert).recipients == [f"email:{a}" for a in (DEPUTY, DSL, HEAD)]
     trail = [r for r in audit.records(store) if r.action == ESCALATED]
     assert [(r.subject, r.detail["level"], r.detail["to"]) for r in trail] == [
         (f"alert {alert}", 1, ["mr.jones"]),
