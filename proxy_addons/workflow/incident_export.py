@@ -17,7 +17,7 @@ from proxy_addons.core.policy.model import Policy
 from proxy_addons.record.access_export import csv_text
 from proxy_addons.store import Store
 from proxy_addons.workflow import audit
-from proxy_addons.workflow.incidents import Action, Incident, kind_label
+from proxy_addons.workflow.incident_log import Action, Incident, kind_label
 from proxy_addons.workflow.unblocks import Actor
 
 EXPORTED = "incident.export"

@@ -13,7 +13,6 @@ of fields, never an incident's description.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -21,14 +20,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from proxy_addons.alerts import alert_rows
-from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alerts, incident_actions, incidents
 from proxy_addons.workflow import alert_cases, audit
+from proxy_addons.workflow.incident_log import CLOSED, OPEN
 from proxy_addons.workflow.unblocks import Actor
 
-OPEN, CLOSED = "open", "closed"  # an incident's states
-STAFF_AUDIENCE = "staff"  # alerts about a member of staff: the headteacher's alone
 # Audit actions; subjects "incident:<id>" (and "alert:<id>" for the alert's link).
 OPENED, ACTION_ADDED, ACTION_DONE, CLOSED_ACTION, LINKED = (
     "incident.open",
@@ -37,15 +34,6 @@ OPENED, ACTION_ADDED, ACTION_DONE, CLOSED_ACTION, LINKED = (
     "incident.close",
     "alert.incident_linked",
 )
-# Kinds of incident a school logs that are not filtering categories; the policy's own
-# categories (with their labels) are offered too.
-INCIDENT_KINDS = {
-    "cyberbullying": "Cyberbullying",
-    "nude_images": "Sharing nudes or semi-nudes",
-    "stranger_contact": "Contact from a stranger",
-    "device_misuse": "Misuse of a school device or account",
-    "other": "Other",
-}
 MAX_LINE = 200
 MAX_TEXT = 4000
 MAX_PEOPLE = 50
@@ -69,52 +57,6 @@ class Draft:
     action_taken: str
     category: str | None
     people: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Action:
-    """A follow-up: what, whose, by when, and when it was done by whom."""
-
-    id: int
-    text: str
-    owner: str | None
-    due: date | None
-    recorded_by: str
-    recorded_at: datetime
-    done_by: str | None
-    done_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Incident:
-    id: int
-    occurred_at: datetime
-    location: str
-    description: str
-    action_taken: str
-    category: str | None
-    people: tuple[str, ...]
-    alert_id: int | None
-    report_id: int | None
-    recorded_by: str
-    recorded_at: datetime
-    state: str
-    closed_by: str | None
-    closed_at: datetime | None
-    about_staff: bool  # opened from an alert about a member of staff
-    actions: tuple[Action, ...] = ()
-
-    @property
-    def open_actions(self) -> int:
-        return sum(a.done_at is None for a in self.actions)
-
-
-def kind_label(policy: Policy, category: str | None) -> str:
-    """A category's plain name: the policy's label, or one of INCIDENT_KINDS."""
-    if not category:
-        return ""
-    found = policy.categories.get(category)
-    return found.label if found else INCIDENT_KINDS.get(category, category)
 
 
 def audit_subject(incident_id: int) -> str:
@@ -303,105 +245,17 @@ def _require_open(conn: sa.Connection, incident_id: int) -> None:
         raise IncidentError({"": f"Incident {incident_id} is closed."})
 
 
-def _select() -> sa.Select[Any]:
-    return sa.select(
-        incidents, sa.func.coalesce(alerts.c.audience == STAFF_AUDIENCE, False).label("staff")
-    ).select_from(incidents.outerjoin(alerts, alerts.c.id == incidents.c.alert_id))
-
-
-def _actions_of(conn: sa.Connection, ids: Sequence[int]) -> dict[int, list[Action]]:
-    out: dict[int, list[Action]] = {i: [] for i in ids}
-    if not ids:
-        return out
-    t = incident_actions.c
-    found = conn.execute(
-        sa.select(incident_actions).where(t.incident_id.in_(ids)).order_by(t.id)
-    ).all()
-    for r in found:
-        out[r.incident_id].append(
-            Action(r.id, r.text, r.owner, r.due, r.recorded_by, r.recorded_at, r.done_by, r.done_at)
-        )
-    return out
-
-
-def _incident(row: Any, actions: Sequence[Action]) -> Incident:
-    return Incident(
-        id=row.id,
-        occurred_at=row.occurred_at,
-        location=row.location,
-        description=row.description,
-        action_taken=row.action_taken,
-        category=row.category,
-        people=tuple(row.people or ()),
-        alert_id=row.alert_id,
-        report_id=row.report_id,
-        recorded_by=row.recorded_by,
-        recorded_at=row.recorded_at,
-        state=row.state,
-        closed_by=row.closed_by,
-        closed_at=row.closed_at,
-        about_staff=bool(row.staff),
-        actions=tuple(actions),
-    )
-
-
-def get(store: Store, incident_id: int) -> Incident | None:
-    with store.connect() as conn:
-        row = conn.execute(_select().where(incidents.c.id == incident_id)).first()
-        if row is None:
-            return None
-        return _incident(row, _actions_of(conn, [row.id])[row.id])
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Which incidents a list or an export shows; every part optional."""
-
-    start: datetime | None = None  # occurred at or after
-    end: datetime | None = None  # occurred before
-    state: str | None = None  # open | closed
-    person: str | None = None  # a user name among the people involved
-    staff: bool = False  # include incidents about staff (the headteacher's)
-    limit: int = 500
-
-
-def listing(store: Store, f: Filter) -> list[Incident]:
-    """Incidents matching `f`, the newest (by when it happened) first, with their actions."""
-    c = incidents.c
-    stmt = _select().order_by(c.occurred_at.desc(), c.id.desc())
-    if f.start is not None:
-        stmt = stmt.where(c.occurred_at >= f.start)
-    if f.end is not None:
-        stmt = stmt.where(c.occurred_at < f.end)
-    if f.state:
-        stmt = stmt.where(c.state == f.state)
-    if not f.staff:
-        stmt = stmt.where(sa.or_(alerts.c.audience.is_(None), alerts.c.audience != STAFF_AUDIENCE))
-    with store.connect() as conn:
-        rows = conn.execute(stmt).all()
-        if f.person:
-            who = f.person.strip().lower()
-            rows = [r for r in rows if who in (p.lower() for p in r.people or ())]
-        rows = rows[: f.limit]
-        actions = _actions_of(conn, [r.id for r in rows])
-    return [_incident(r, actions[r.id]) for r in rows]
-
-
 __all__ = [
-    "CLOSED",
-    "OPEN",
-    "Action",
+    "ACTION_ADDED",
+    "ACTION_DONE",
+    "CLOSED_ACTION",
+    "LINKED",
+    "OPENED",
     "Draft",
-    "Filter",
-    "Incident",
-    "INCIDENT_KINDS",
     "IncidentError",
     "add_action",
-    "close",
     "audit_subject",
-    "get",
-    "kind_label",
-    "listing",
+    "close",
     "mark_done",
     "open_incident",
     "problems_of",

@@ -21,7 +21,7 @@ from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alerts
-from proxy_addons.workflow import audit, incident_export, incidents
+from proxy_addons.workflow import audit, incident_export, incident_log, incidents
 from proxy_addons.workflow.incidents import Draft, IncidentError
 from proxy_addons.workflow.unblocks import Actor
 from tests.pg import db_url  # noqa: F401  (a fixture)
@@ -84,7 +84,7 @@ def alert_row(store: Store, alert_id: int) -> Any:
 
 def test_an_incident_by_hand_keeps_every_field_and_who_recorded_it(store: Store) -> None:
     incident_id = incidents.open_incident(store, DSL, draft(), T0)
-    found = incidents.get(store, incident_id)
+    found = incident_log.get(store, incident_id)
     assert found is not None
     assert (found.occurred_at, found.location, found.category, found.people) == (
         T0 - timedelta(hours=1),
@@ -92,7 +92,7 @@ def test_an_incident_by_hand_keeps_every_field_and_who_recorded_it(store: Store)
         "adult",
         ("pupil",),
     )
-    assert (found.recorded_by, found.recorded_at, found.state) == ("dsl", T0, incidents.OPEN)
+    assert (found.recorded_by, found.recorded_at, found.state) == ("dsl", T0, incident_log.OPEN)
     assert found.alert_id is None and not found.about_staff
     assert trail(store) == [("dsl", incidents.OPENED, f"incident:{incident_id}")]
     assert audit.records(store)[0].address == "10.20.0.5"
@@ -108,7 +108,7 @@ def test_every_missing_field_is_named_at_once_and_nothing_is_saved(store: Store)
     with pytest.raises(IncidentError) as future:
         incidents.open_incident(store, DSL, draft(occurred_at=T0 + timedelta(days=1)), T0)
     assert "future" in future.value.problems["occurred_at"]
-    assert incidents.listing(store, incidents.Filter()) == []
+    assert incident_log.listing(store, incident_log.Filter()) == []
     assert trail(store) == []
 
 
@@ -132,7 +132,7 @@ def test_from_an_alert_links_it_and_closes_it_as_incident_opened(store: Store) -
     # One incident per alert: a second is refused, and nothing more is written.
     with pytest.raises(IncidentError, match="already has incident"):
         incidents.open_incident(store, DSL, draft(), T0, alert_id=alert_id, audiences=SAFEGUARDING)
-    assert len(incidents.listing(store, incidents.Filter())) == 1
+    assert len(incident_log.listing(store, incident_log.Filter())) == 1
 
 
 def test_an_alert_already_closed_is_linked_and_keeps_its_outcome(store: Store) -> None:
@@ -166,10 +166,12 @@ def test_an_alert_about_staff_is_the_headteachers_and_so_is_its_incident(store: 
         alert_id=alert_id,
         audiences=frozenset({"staff"}),
     )
-    found = incidents.get(store, incident_id)
+    found = incident_log.get(store, incident_id)
     assert found is not None and found.about_staff
-    assert incidents.listing(store, incidents.Filter()) == []  # the DSL's view
-    assert [i.id for i in incidents.listing(store, incidents.Filter(staff=True))] == [incident_id]
+    assert incident_log.listing(store, incident_log.Filter()) == []  # the DSL's view
+    assert [i.id for i in incident_log.listing(store, incident_log.Filter(staff=True))] == [
+        incident_id
+    ]
 
 
 def test_follow_up_actions_are_added_done_and_the_incident_closed(store: Store) -> None:
@@ -186,11 +188,11 @@ def test_follow_up_actions_are_added_done_and_the_incident_closed(store: Store) 
     incidents.close(store, DSL, incident_id, later + timedelta(days=2))
     with pytest.raises(IncidentError, match="closed"):
         incidents.add_action(store, DSL, incident_id, "More", "", None, later)
-    found = incidents.get(store, incident_id)
+    found = incident_log.get(store, incident_id)
     assert found is not None
     [action] = found.actions
     assert (action.owner, action.due, action.done_by) == ("Mrs Patel", date(2026, 3, 10), "head")
-    assert (found.state, found.closed_by, found.open_actions) == (incidents.CLOSED, "dsl", 0)
+    assert (found.state, found.closed_by, found.open_actions) == (incident_log.CLOSED, "dsl", 0)
     subject = f"incident:{incident_id}"
     assert trail(store) == [
         ("dsl", incidents.OPENED, subject),
@@ -206,12 +208,12 @@ def test_the_log_filters_by_dates_state_and_person(store: Store) -> None:
     incidents.close(store, DSL, first, T0)
 
     def ids(**f: Any) -> list[int]:
-        return [i.id for i in incidents.listing(store, incidents.Filter(**f))]
+        return [i.id for i in incident_log.listing(store, incident_log.Filter(**f))]
 
     assert ids() == [second, first]  # latest first
     assert ids(start=T0 - timedelta(days=2)) == [second]
     assert ids(end=T0 - timedelta(days=2)) == [first]
-    assert ids(state=incidents.CLOSED) == [first]
+    assert ids(state=incident_log.CLOSED) == [first]
     assert ids(person="PUPIL3") == [second]
     assert ids(person="pupil") == [first]
 
@@ -223,7 +225,7 @@ def test_exports_are_csv_for_record_systems_and_json_with_everything(
         store, DSL, draft(description='=HYPERLINK("http://x")', people=("pupil", "@pupil2")), T0
     )
     incidents.add_action(store, DSL, incident_id, "Tell parents", "dsl", date(2026, 3, 4), T0)
-    found = incidents.listing(store, incidents.Filter())
+    found = incident_log.listing(store, incident_log.Filter())
     rows = list(csv.reader(io.StringIO(incident_export.to_csv(policy, found))))
     assert tuple(rows[0]) == incident_export.CSV_COLUMNS
     row = dict(zip(rows[0], rows[1], strict=True))
