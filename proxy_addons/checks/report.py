@@ -22,6 +22,7 @@ from proxy_addons.checks.records import Database, StoredRun, load_runs
 from proxy_addons.checks.schedule import required_profiles
 from proxy_addons.core.policy.model import Policy, Term
 from proxy_addons.pages.blockpage import render_page
+from proxy_addons.record.term_report import ChecksSummary
 
 ILLEGAL_URL_SHOWN = "(the list provider's illegal-tier test entry)"
 
@@ -45,6 +46,13 @@ def _local(policy: Policy, at: Any) -> str:
 
 def _url(category: str, url: str) -> str:
     return ILLEGAL_URL_SHOWN if category in ILLEGAL_CATEGORIES else url
+
+
+def term_summary(db: Database, policy: Policy, term: Term) -> ChecksSummary:
+    """The term's checks in a line, for the governors' termly report."""
+    found = build_checks_report(db, policy, term)
+    t = found.totals
+    return ChecksSummary(t["runs"], t["passed"], t["failed"], t["errors"], found.missing_profiles)
 
 
 def build_checks_report(db: Database, policy: Policy, term: Term) -> ChecksReport:
@@ -234,4 +242,4 @@ def write_checks_report(report: ChecksReport, policy: Policy, folder: Path) -> l
     return written
 
 
-__all__ = ["ChecksReport", "build_checks_report", "write_checks_report"]
+__all__ = ["ChecksReport", "build_checks_report", "term_summary", "write_checks_report"]

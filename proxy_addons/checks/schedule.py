@@ -4,7 +4,7 @@ A term's check is due `checks.due_after_days` after the term starts and stays du
 in that term cover every profile the policy names (`checks.profiles`, default all). While it
 is due and not done, the people in `checks.remind` get a reminder by email (and on the
 webhook), at most once a day per term however many gateways share the store: the day of the
-last reminder is kept in `check_reminders` and claimed in the same transaction.
+last reminder is claimed in `check_reminders` (workflow/reminder_days.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-
-import sqlalchemy as sa
 
 from proxy_addons.alerts.dispatch import deliver_now, raise_alert
 from proxy_addons.alerts.events import Audience, Event
@@ -25,7 +23,7 @@ from proxy_addons.checks.records import profiles_covered
 from proxy_addons.core.periodic import Periodic
 from proxy_addons.core.policy.model import Policy, Term
 from proxy_addons.store import Store
-from proxy_addons.store.schema import check_reminders
+from proxy_addons.workflow.reminder_days import claim_day
 
 logger = logging.getLogger(__name__)
 
@@ -92,32 +90,6 @@ def reminder_routes(policy: Policy) -> list[Route]:
     return out
 
 
-def _claim_day(store: Store, term: str, today: date, now: datetime) -> bool:
-    """True if no reminder for `term` went out today; then today is taken (atomically)."""
-    try:
-        with store.begin() as conn:
-            row = conn.execute(
-                sa.select(check_reminders.c.last_day)
-                .where(check_reminders.c.term == term)
-                .with_for_update()
-            ).first()
-            if row is not None and row.last_day >= today:
-                return False
-            if row is None:
-                conn.execute(
-                    sa.insert(check_reminders).values(term=term, last_day=today, sent_at=now)
-                )
-            else:
-                conn.execute(
-                    sa.update(check_reminders)
-                    .where(check_reminders.c.term == term)
-                    .values(last_day=today, sent_at=now)
-                )
-    except sa.exc.IntegrityError:
-        return False  # another gateway inserted the first reminder at the same moment
-    return True
-
-
 def remind_if_due(
     store: Store, policy: Policy, now: datetime | None = None, *, deliver: bool = True
 ) -> Due | None:
@@ -136,7 +108,7 @@ def remind_if_due(
             due.term.name,
         )
         return None
-    if not _claim_day(store, due.term.name, today, now):
+    if not claim_day(store, due.term.name, today, now):
         return None
     outbox = AlertOutbox(store)
     written = raise_alert(

@@ -1,8 +1,13 @@
-"""The termly monitoring report for governors: counts, not people.
+"""The governors' termly report on filtering and monitoring: counts, not people.
 
-Blocks and alerts by category and profile, and the unblocks granted with their
-reasons, for one term of the policy's calendar. Pseudonymised: no pupil is
-named (audiences of single users or class lists appear as a count of users).
+It reads figures that outlive the access log: the daily totals (record/daily_totals.py)
+for what was allowed and blocked, by category and profile, with the termly checks' own
+visits left out; the `alerts` table for alerts by kind, audience and severity and what
+became of them; the `incidents` table for anonymised incident counts; the unblocks granted;
+and, given by the caller (the CLI, the web app), the annual reviews and the termly checks'
+summary. When some of the term's days were never totalled (the access log's retention is
+shorter than the term and totals began later, or the gateway was not counting) the report
+says so, naming the days. No pupil is named; staff appear by their role in the school.
 """
 
 from __future__ import annotations
@@ -11,19 +16,63 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from proxy_addons.core.policy.model import Policy, Term
 from proxy_addons.pages.blockpage import render_page
+from proxy_addons.record import daily_totals
+from proxy_addons.record import report_words as words
+from proxy_addons.record.term_charts import Chart, bar_chart, by_week, unknown_weeks
 from proxy_addons.store import Store
-from proxy_addons.store.schema import access_log, alert_outbox, unblocks
+from proxy_addons.store.schema import alerts, incidents, unblocks
 
 GRANTED = ("active", "expired", "revoked")
+OPEN_STATES = ("new", "acknowledged")
+
+
+class ReviewLike(Protocol):
+    """An annual review as workflow/reviews.py keeps it."""
+
+    @property
+    def held_on(self) -> date: ...
+    @property
+    def participants(self) -> Sequence[dict[str, str]]: ...
+    @property
+    def findings(self) -> str: ...
+    @property
+    def actions(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ChecksSummary:
+    """The term's filtering checks in a line (checks/report.py has the full report)."""
+
+    runs: int
+    passed: int
+    failed: int
+    errors: int
+    missing_profiles: list[str]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which of the term's days the figures cover."""
+
+    counted_to: date | None  # the last day counted (yesterday while the term runs)
+    missing: list[str]  # runs of days with no totals, in words
+    missing_days: int
+    retention_days: int
+    term_days: int
+    days: frozenset[date] = frozenset()  # the days with no figures
+
+    @property
+    def retention_shorter(self) -> bool:
+        return self.retention_days < self.term_days
 
 
 @dataclass(frozen=True)
@@ -32,10 +81,18 @@ class TermReport:
     term: Term
     start: datetime
     end: datetime
-    blocks: list[tuple[str, str, int]]  # (category, profile, count)
-    alerts: list[tuple[str, int, int]]  # (kind, severity, count of alerts)
+    coverage: Coverage
+    blocks: list[tuple[str, str, int]]  # (category label, profile label, count)
+    by_profile: list[tuple[str, int, int]]  # (profile label, requests, blocks)
+    alerts: list[tuple[str, str, int, int, int]]  # kind, audience, severity, raised, closed
+    outcomes: list[tuple[str, int]]  # (outcome in words, alerts closed with it)
+    incidents: list[tuple[str, int, int]]  # (category label, open, closed)
     unblocks: list[dict[str, Any]]
     totals: dict[str, int]
+    charts: list[Chart]
+    reviews: list[ReviewLike] = field(default_factory=list)
+    next_review: date | None = None
+    checks: ChecksSummary | None = None
 
 
 def find_term(policy: Policy, name: str) -> Term:
@@ -46,39 +103,71 @@ def find_term(policy: Policy, name: str) -> Term:
     raise ValueError(f"No term called '{name}' in the policy (terms: {names}).")
 
 
-def build_report(store: Store, policy: Policy, term: Term) -> TermReport:
+def current_term(policy: Policy, today: date) -> Term | None:
+    """The term in force today, or else the last one that ended, or else the first."""
+    past = [t for t in policy.terms if t.start <= today]
+    return max(past, key=lambda t: t.start) if past else (policy.terms[0] if policy.terms else None)
+
+
+def _coverage(store: Store, policy: Policy, term: Term, today: date) -> Coverage:
+    last = min(term.end, today - timedelta(days=1))
+    days = (term.end - term.start).days + 1
+    retention = policy.monitoring.retention_days
+    if last < term.start:
+        return Coverage(None, [], 0, retention, days)
+    counted = daily_totals.totalled_days(store, term.start, last)
+    missing = [
+        term.start + timedelta(days=n)
+        for n in range((last - term.start).days + 1)
+        if term.start + timedelta(days=n) not in counted
+    ]
+    runs = [words.run_text(a, b) for a, b in words.day_runs(missing)]
+    return Coverage(last, runs, len(missing), retention, days, frozenset(missing))
+
+
+def build_report(
+    store: Store,
+    policy: Policy,
+    term: Term,
+    *,
+    today: date | None = None,
+    reviews: Sequence[ReviewLike] = (),
+    next_review: date | None = None,
+    checks: ChecksSummary | None = None,
+) -> TermReport:
     tz = policy.timezone
+    today = today or datetime.now(tz).date()
     start = datetime.combine(term.start, time.min, tz).astimezone(UTC)
     end = datetime.combine(term.end + timedelta(days=1), time.min, tz).astimezone(UTC)
+    totals = daily_totals.read_totals(store, term.start, term.end)
+    people = [t for t in totals if not t.check_visit]
+    block_counts: Counter[tuple[str, str]] = Counter()
+    profile_requests: Counter[str] = Counter()
+    profile_blocks: Counter[str] = Counter()
+    blocks_by_day: Counter[date] = Counter()
+    for t in people:
+        label = words.profile_label(policy, t.profile)
+        if t.reason not in daily_totals.PAGE_REASONS:
+            profile_requests[label] += t.count  # a page's second record is not a request
+        if t.decision == "block":
+            block_counts[(words.category_label(policy, t.category, t.reason), label)] += t.count
+            profile_blocks[label] += t.count
+            blocks_by_day[t.day] += t.count
     with store.connect() as conn:
-        block_rows = conn.execute(
-            sa.select(
-                sa.func.coalesce(access_log.c.category, access_log.c.reason),
-                access_log.c.profile,
-                sa.func.count(),
-            )
-            .where(
-                access_log.c.decision == "block", access_log.c.at >= start, access_log.c.at < end
-            )
-            .group_by(
-                sa.func.coalesce(access_log.c.category, access_log.c.reason), access_log.c.profile
-            )
-        ).all()
-        decisions = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(access_log)
-            .where(access_log.c.at >= start, access_log.c.at < end)
-        ).scalar_one()
-        # One outbox row per channel: count each alert once, by its fold key and first time.
         alert_rows = conn.execute(
             sa.select(
-                alert_outbox.c.kind,
-                alert_outbox.c.severity,
-                alert_outbox.c.fold_key,
-                alert_outbox.c.first_at,
+                alerts.c.kind,
+                alerts.c.audience,
+                alerts.c.severity,
+                alerts.c.state,
+                alerts.c.outcome,
+                alerts.c.raised_at,
+            ).where(alerts.c.raised_at >= start, alerts.c.raised_at < end)
+        ).all()
+        incident_rows = conn.execute(
+            sa.select(incidents.c.category, incidents.c.state).where(
+                incidents.c.occurred_at >= start, incidents.c.occurred_at < end
             )
-            .where(alert_outbox.c.first_at >= start, alert_outbox.c.first_at < end)
-            .distinct()
         ).all()
         granted = conn.execute(
             sa.select(unblocks)
@@ -89,30 +178,78 @@ def build_report(store: Store, policy: Policy, term: Term) -> TermReport:
             )
             .order_by(unblocks.c.decided_at)
         ).all()
-    alerts = Counter((r.kind, r.severity) for r in alert_rows)
-    blocks = sorted(
-        ((c or "other", p, n) for c, p, n in block_rows), key=lambda r: (-r[2], r[0], r[1])
-    )
+    alert_table: dict[tuple[str, str, int], list[int]] = {}
+    outcomes: Counter[str] = Counter()
+    alerts_by_day: Counter[date] = Counter()
+    for a in alert_rows:
+        key = (words.ALERT_KINDS.get(a.kind, words.plain(a.kind)), a.audience, a.severity)
+        row = alert_table.setdefault(key, [0, 0])
+        row[0] += 1
+        if a.state not in OPEN_STATES:
+            row[1] += 1
+            outcomes[words.OUTCOMES.get(a.outcome or "", "Closed, no outcome given")] += 1
+        else:
+            outcomes["Still open"] += 1
+        alerts_by_day[a.raised_at.astimezone(tz).date()] += 1
+    incident_table: dict[str, list[int]] = {}
+    for i in incident_rows:
+        label = words.category_label(policy, i.category) if i.category else "Other"
+        incident_table.setdefault(label, [0, 0])[0 if i.state == "open" else 1] += 1
+    coverage = _coverage(store, policy, term, today)
+    if checks is not None:
+        labels = [words.profile_label(policy, p) for p in checks.missing_profiles]
+        checks = replace(checks, missing_profiles=labels)
     return TermReport(
         school=policy.school,
         term=term,
         start=start,
         end=end,
-        blocks=blocks,
-        alerts=sorted(((k, s, n) for (k, s), n in alerts.items()), key=lambda r: (-r[1], r[0])),
+        coverage=coverage,
+        blocks=sorted(((c, p, n) for (c, p), n in block_counts.items()), key=_by_count),
+        by_profile=sorted(
+            ((p, n, profile_blocks[p]) for p, n in profile_requests.items()),
+            key=lambda r: (-r[1], r[0]),
+        ),
+        alerts=sorted(
+            (
+                (kind, words.AUDIENCES.get(aud, words.plain(aud)), sev, n, closed)
+                for (kind, aud, sev), (n, closed) in alert_table.items()
+            ),
+            key=lambda r: (-r[2], -r[3], r[0]),
+        ),
+        outcomes=sorted(outcomes.items(), key=lambda r: (-r[1], r[0])),
+        incidents=sorted(((c, o, k) for c, (o, k) in incident_table.items()), key=_by_count),
         unblocks=[_pseudonymous(row, policy) for row in granted],
         totals={
-            "decisions": int(decisions),
-            "blocks": sum(n for _, _, n in blocks),
-            "alerts": sum(alerts.values()),
+            "decisions": sum(profile_requests.values()),
+            "blocks": sum(block_counts.values()),
+            "check_visits": sum(t.count for t in totals if t.check_visit),
+            "alerts": len(alert_rows),
+            "alerts_closed": sum(r[1] for r in alert_table.values()),
+            "incidents": len(incident_rows),
             "unblocks": len(granted),
         },
+        charts=[
+            bar_chart(
+                "Blocks by week",
+                by_week(term.start, term.end, blocks_by_day.items()),
+                unknown_weeks(term.start, term.end, coverage.days),
+            ),
+            bar_chart("Alerts by week", by_week(term.start, term.end, alerts_by_day.items())),
+        ],
+        reviews=[r for r in reviews if term.start <= r.held_on <= term.end],
+        next_review=next_review,
+        checks=checks,
     )
+
+
+def _by_count(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (-sum(n for n in row if isinstance(n, int)), *row)
 
 
 def _pseudonymous(row: Any, policy: Policy) -> dict[str, Any]:
     if row.audience_kind == "profile":
-        audience = "profile " + ", ".join(row.audience)
+        audience = ", ".join(words.profile_label(policy, p) for p in row.audience)
     elif row.audience_kind == "device":
         audience = f"{len(row.audience)} device(s)"
     else:
@@ -132,15 +269,23 @@ def _pseudonymous(row: Any, policy: Policy) -> dict[str, Any]:
     }
 
 
+def render_report(report: TermReport, **page: Any) -> str:
+    """The report as one self-contained HTML page; `page` adds the web app's bar."""
+    return render_page("report_term.html", report=report, school=report.school, words=words, **page)
+
+
 def write_report(report: TermReport, folder: Path) -> list[Path]:
-    """report.html plus blocks.csv, alerts.csv and unblocks.csv in `folder`."""
+    """report.html plus blocks.csv, alerts.csv, incidents.csv and unblocks.csv in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    html = render_page("report_term.html", report=report, school=report.school)
     written = [folder / "report.html"]
-    written[0].write_text(html, encoding="utf-8")
+    written[0].write_text(render_report(report), encoding="utf-8")
     tables: dict[str, tuple[list[str], Sequence[Sequence[Any]]]] = {
         "blocks.csv": (["category", "profile", "blocks"], report.blocks),
-        "alerts.csv": (["kind", "severity", "alerts"], report.alerts),
+        "alerts.csv": (
+            ["kind", "audience", "severity", "alerts", "closed with an outcome"],
+            report.alerts,
+        ),
+        "incidents.csv": (["category", "open", "closed"], report.incidents),
         "unblocks.csv": (
             list(report.unblocks[0]) if report.unblocks else ["id"],
             [list(u.values()) for u in report.unblocks],
@@ -154,3 +299,16 @@ def write_report(report: TermReport, folder: Path) -> list[Path]:
         (folder / name).write_text(out.getvalue(), encoding="utf-8")
         written.append(folder / name)
     return written
+
+
+__all__ = [
+    "ChecksSummary",
+    "Coverage",
+    "ReviewLike",
+    "TermReport",
+    "build_report",
+    "current_term",
+    "find_term",
+    "render_report",
+    "write_report",
+]
