@@ -57,8 +57,9 @@ SPENT_TOKENS_KEPT = timedelta(days=1)
 class Rule:
     """One table's retention: its rows older than `days` go, unless `keep` says otherwise.
 
-    `old(cutoff, now)` is the condition a row must meet to go; `children` are tables whose
-    rows hang off this one's key (column), deleted with it.
+    `old(cutoff, now)` is the condition a row must meet to go (spent tokens and sent outbox
+    rows go by their own clock, `now`, whatever `days`); `children` are tables whose rows
+    hang off this one's key (column), deleted with it.
     """
 
     table: sa.Table
@@ -177,9 +178,7 @@ def purge(store: Store, policy: Policy, now: datetime, *, dry_run: bool = False)
         report.removed.update(found)
         for table, count in found.items():
             if count and not dry_run:
-                logger.info(
-                    "retention: purged %d rows of %s (kept %d days)", count, table, rule.days
-                )
+                logger.info("retention: purged %d rows of %s past their retention", count, table)
     return report
 
 
