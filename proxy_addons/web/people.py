@@ -59,6 +59,7 @@ def _form_page(form: Mapping[str, str], status: int = 200, **values: object) -> 
         retention_days=current.monitoring.retention_days,
         alert_link=alert_link(),
         severity_text=SEVERITY_TEXT,
+        subject_access=_link("subject_access.export_form"),
         **values,
     )
 
@@ -106,6 +107,10 @@ def people_look() -> ResponseReturnValue:
 def category_label(current: Policy, name: str) -> str:
     found = current.categories.get(name)
     return found.label if found else name
+
+
+def _link(endpoint: str) -> str | None:
+    return url_for(endpoint) if endpoint in current_app.view_functions else None
 
 
 def alert_link() -> Callable[[int], str] | None:
