@@ -13,6 +13,7 @@ import io
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from proxy_addons.checks.records import Database, StoredRun, load_runs
 from proxy_addons.checks.schedule import required_profiles
 from proxy_addons.core.policy.model import Policy, Term
 from proxy_addons.pages.blockpage import render_page
-from proxy_addons.record.term_report import ChecksSummary
+from proxy_addons.record.term_report import ChecksSummary, TermReport, build_report
+from proxy_addons.store import Store
+from proxy_addons.workflow import reviews
 
 ILLEGAL_URL_SHOWN = "(the list provider's illegal-tier test entry)"
 
@@ -53,6 +56,21 @@ def term_summary(db: Database, policy: Policy, term: Term) -> ChecksSummary:
     found = build_checks_report(db, policy, term)
     t = found.totals
     return ChecksSummary(t["runs"], t["passed"], t["failed"], t["errors"], found.missing_profiles)
+
+
+def governors_report(db: Store, policy: Policy, term: Term, today: date) -> TermReport:
+    """The governors' termly report with everything it lists: the annual reviews and when
+    the next is due (workflow/reviews.py), and this term's checks in a line."""
+    found = reviews.list_reviews(db)
+    return build_report(
+        db,
+        policy,
+        term,
+        today=today,
+        reviews=found,
+        next_review=reviews.next_due(policy, found, today),
+        checks=term_summary(db, policy, term),
+    )
 
 
 def build_checks_report(db: Database, policy: Policy, term: Term) -> ChecksReport:
@@ -242,4 +260,10 @@ def write_checks_report(report: ChecksReport, policy: Policy, folder: Path) -> l
     return written
 
 
-__all__ = ["ChecksReport", "build_checks_report", "term_summary", "write_checks_report"]
+__all__ = [
+    "ChecksReport",
+    "build_checks_report",
+    "governors_report",
+    "term_summary",
+    "write_checks_report",
+]

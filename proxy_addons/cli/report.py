@@ -7,10 +7,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from proxy_addons.checks.report import term_summary
+from proxy_addons.checks.report import governors_report
 from proxy_addons.cli.common import open_policy_and_store
-from proxy_addons.record.term_report import build_report, find_term, write_report
-from proxy_addons.workflow import reviews
+from proxy_addons.record.term_report import find_term, write_report
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -20,17 +19,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"schoolgate: {exc}", file=sys.stderr)
         return 1
-    today = datetime.now(policy.timezone).date()
-    found = reviews.list_reviews(store)
-    report = build_report(
-        store,
-        policy,
-        term,
-        today=today,
-        reviews=found,
-        next_review=reviews.next_due(policy, found, today),
-        checks=term_summary(store, policy, term),
-    )
+    report = governors_report(store, policy, term, datetime.now(policy.timezone).date())
     for path in write_report(report, Path(args.out)):
         print(path)
     return 0

@@ -45,8 +45,9 @@ from proxy_addons.gateway.known_names import KnownNames
 from proxy_addons.record import metrics
 from proxy_addons.record.access_sink import AccessLogSink
 from proxy_addons.record.access_writer import AccessWriter
+from proxy_addons.record.daily_totals import DailyTotals
 from proxy_addons.store import Store, store_url
-from proxy_addons.workflow import audit, retention
+from proxy_addons.workflow import audit, retention, reviews
 from proxy_addons.workflow.unblock_watch import POLL_SECONDS as UNBLOCK_SECONDS
 from proxy_addons.workflow.unblock_watch import UnblockWatch
 from proxy_addons.workflow.unblocks import UnblockWorkflow
@@ -182,6 +183,8 @@ class Services:
                 "Check windows not read",
                 at_start=True,
             ),
+            DailyTotals(store, lambda: self.policy, clock=self.clock),  # each day, for years
+            reviews.reminder_job(store, self.require_policy, self.clock),  # the annual review
             Every(
                 "retention-purge",
                 retention.DAY_SECONDS,

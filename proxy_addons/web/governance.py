@@ -13,9 +13,8 @@ from datetime import date, datetime
 from flask import Blueprint, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
-from proxy_addons.checks.report import term_summary
+from proxy_addons.checks.report import governors_report
 from proxy_addons.record.term_report import (
-    build_report,
     current_term,
     find_term,
     render_report,
@@ -46,16 +45,7 @@ def term_report() -> ResponseReturnValue:
         return problem(str(exc), 404)
     if term is None:
         return problem("The policy names no terms (school.terms): there is nothing to report.", 404)
-    found = reviews.list_reviews(store)
-    report = build_report(
-        store,
-        current,
-        term,
-        today=today,
-        reviews=found,
-        next_review=reviews.next_due(current, found, today),
-        checks=term_summary(store, current, term),
-    )
+    report = governors_report(store, current, term, today)
     bar = {
         "action": url_for("governance.term_report"),
         "back": url_for("governance.review_list"),
