@@ -29,7 +29,18 @@ from proxy_addons.core.network_access import DEVICE_API_PREFIX
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.devices.api import device_blueprint
 from proxy_addons.store import Store
-from proxy_addons.web import auth, device_pages, errors, unblocks
+from proxy_addons.web import (
+    alert_pages,
+    auth,
+    device_pages,
+    errors,
+    governance,
+    incidents,
+    people,
+    report_pages,
+    subject_access,
+    unblocks,
+)
 from proxy_addons.web.auth import SESSION_LIFETIME
 from proxy_addons.web.context import EXTENSION, WebServices
 from proxy_addons.web.login_throttle import KnownBrowsers, LoginThrottle
@@ -72,7 +83,18 @@ def create_app(
     )
     app.context_processor(template_values)
     app.after_request(_security_headers)
-    for blueprint in (auth.bp, unblocks.bp, device_pages.bp, errors.bp):
+    for blueprint in (
+        auth.bp,
+        alert_pages.bp,
+        people.bp,
+        incidents.bp,
+        unblocks.bp,
+        device_pages.bp,
+        report_pages.bp,
+        governance.bp,
+        subject_access.bp,
+        errors.bp,
+    ):
         app.register_blueprint(blueprint)
     # After auth's load_account, so a page refusing a form still knows who is signed in.
     CSRFProtect(app)
@@ -82,6 +104,8 @@ def create_app(
 def _security_headers(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+        # The alert list's live feed (alert_feed.js, served by the app) and its polling.
+        "script-src 'self'; connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
     response.headers["X-Frame-Options"] = "DENY"

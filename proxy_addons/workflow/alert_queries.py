@@ -47,7 +47,7 @@ AUDIENCE_TEXT = {
 # Which alerts name a person: only these show who and their timeline.
 PERSONAL = frozenset({"safeguarding", "staff"})
 STATE_CHOICES = {
-    "open": ("Open (new or acknowledged)", (NEW, ACKNOWLEDGED)),
+    "open": ("Not closed", (NEW, ACKNOWLEDGED)),
     NEW: ("New", (NEW,)),
     ACKNOWLEDGED: ("Acknowledged", (ACKNOWLEDGED,)),
     CLOSED: ("Closed", (CLOSED,)),
