@@ -35,7 +35,9 @@ _BLOCK_TITLES = ("<title>This page is blocked", "<title>Access denied")
 # What a TLS client says when the gateway refuses a host-only site (refuse_layer.py sends a
 # TLS access_denied alert): OpenSSL/curl, Python's ssl and Chromium's wordings.
 _TLS_REFUSALS = ("access denied", "access_denied", "err_ssl_protocol_error")
-# A header a gateway may add when it enforced safe search on a response (issue 7).
+# The header the gateway puts on the answer to a request it sent with safe search enforced,
+# saying what the engine received (gateway/addons/safe_search.py; YouTube's is a request header
+# nothing in its answer shows).
 SAFE_SEARCH_HEADER = "X-Schoolgate-Safe-Search"
 # Query settings each engine honours for its strictest safe mode; seen in the URL the engine
 # received (a local stand-in echoes it) or in the links of a real engine's result page.

@@ -12,6 +12,13 @@ already says it; this add-on carries it out:
 A search engine that can't be kept safe is blocked by the verdict itself (the block page,
 or a refused connection). What was enforced is the verdict's `enforced` (the access log's
 field) and counted in `schoolgate_safe_search_total` by the metrics add-on.
+
+The answer to a rewritten request says what the engine really received: the
+`X-Schoolgate-Safe-Search` header (agent/check_suite.SAFE_SEARCH_HEADER), set from the
+request as it was sent upstream, never from the plan, and never taken from the engine. A
+termly check judges safe search by it: YouTube's restricted mode is a request header the
+gateway adds, which nothing in YouTube's answer shows, so without it a check that could
+only read the page reported a failure the gateway had not made.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import logging
 from mitmproxy import http
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
+from agent.check_suite import SAFE_SEARCH_HEADER
+from proxy_addons.core.safe_search import Rewrite
 from proxy_addons.gateway.services import Services, verdict_of
 
 logger = logging.getLogger(__name__)
@@ -53,3 +62,32 @@ class SafeSearchEnforcer:
         if change.header is not None:
             name, value = change.header
             req.headers[name] = value
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """Say on the answer what safe search the engine received; drop any such claim an
+        upstream makes itself."""
+        if flow.response is None:
+            return
+        flow.response.headers.pop(SAFE_SEARCH_HEADER, None)
+        verdict = verdict_of(flow)
+        if verdict is None or verdict.rewrite is None:
+            return
+        sent = safe_search_sent(verdict.rewrite, flow.request)
+        if sent is not None:
+            flow.response.headers[SAFE_SEARCH_HEADER] = sent
+
+
+def safe_search_sent(change: Rewrite, request: http.Request) -> str | None:
+    """What of `change` the request as sent upstream carries ("youtube: YouTube-Restrict:
+    Strict"), or None when it lacks any of it (something undid the rewrite)."""
+    found = []
+    if change.header is not None:
+        name, value = change.header
+        if request.headers.get(name) != value:
+            return None
+        found.append(f"{name}: {value}")
+    if change.query is not None:
+        if request.path.partition("?")[2] != change.query:
+            return None
+        found.append("query rewritten")
+    return f"{change.engine.value}: {'; '.join(found)}" if found else None
