@@ -11,6 +11,7 @@ workflow/alert_cases.py; the wording in alert_views.py.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ from proxy_addons.workflow.alert_queries import (
 
 SCRIPT = Path(__file__).resolve().parents[1] / "pages" / "static" / "alert_feed.js"
 FEED_EVERY_MS = 4000
+# The feed's `since` is its clock less this: a change stamped by a gateway whose clock is a
+# little behind still reaches the list (a row sent twice is simply put in place again).
+SINCE_MARGIN = timedelta(seconds=30)
 NOT_FOUND = "There is no such alert."
 
 bp = Blueprint("alert_pages", __name__)
@@ -80,6 +84,7 @@ def alert_list() -> ResponseReturnValue:
         # The live feed only on the newest page: it adds alerts newer than the first row.
         feed=None if before else url_for(".alert_feed", **_args(form.args())),
         last=rows[0].id if rows else _latest(audiences),
+        since=(services().workflow.clock() - SINCE_MARGIN).isoformat(),
         every=FEED_EVERY_MS,
         older=older,
         personal=bool(audiences & alert_queries.PERSONAL),
@@ -104,18 +109,35 @@ def _latest(audiences: frozenset[str]) -> int:
 @needs("console")
 def alert_feed() -> ResponseReturnValue:
     """Alerts newer than `after` matching the list's filters, newest first, each as the
-    list's row; and a sentence for screen readers."""
+    list's row, with a sentence for screen readers; and the rows up to `after` that changed
+    since `since` (the last answer's time), to put in place of the old ones."""
     after = request.args.get("after", default=0, type=int)
+    since = _since(request.args.get("since", ""))
     form = read_filters(request.args, policy().timezone)
-    rows = alert_queries.listed(services().store, powers().audiences(), form.filters, after=after)
+    store, audiences, now = services().store, powers().audiences(), services().workflow.clock()
+    rows = alert_queries.listed(store, audiences, form.filters, after=after)
+    moved = alert_queries.changed(store, audiences, form.filters, since=since, upto=after)
     return jsonify(
-        rows=[
-            {"id": r.id, "html": render_template("web_alert_row.html", a=row_view(r, policy()))}
-            for r in rows
-        ],
+        rows=[_feed_row(r) for r in rows],
+        changed=[_feed_row(r) for r in moved],
         last=max([after, *(r.id for r in rows)]),
+        since=(now - SINCE_MARGIN).isoformat(),
         announce=announcement(rows),
     )
+
+
+def _feed_row(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "html": render_template("web_alert_row.html", a=row_view(row, policy()))}
+
+
+def _since(text: str) -> datetime:
+    """The feed's `since`, as its last answer gave it; without one (or unreadable), now."""
+    now = services().workflow.clock()
+    try:
+        found = datetime.fromisoformat(text)
+    except ValueError:
+        return now - SINCE_MARGIN
+    return found if found.tzinfo is not None else now - SINCE_MARGIN
 
 
 @bp.get("/alerts/alert_feed.js")

@@ -10,7 +10,7 @@ device or address); an illegal-tier block in it shows no address, as its alert s
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -114,6 +114,29 @@ def listed(
         where.append(t.id > after)
     if before is not None:
         where.append(t.id < before)
+    query = sa.select(alerts).where(*where).order_by(t.id.desc()).limit(limit)
+    with store.connect() as conn:
+        return list(conn.execute(query).all())
+
+
+def changed(
+    store: Store,
+    audiences: Collection[str],
+    filters: Filters,
+    *,
+    since: datetime,
+    upto: int,
+    limit: int = PAGE_SIZE,
+) -> list[Any]:
+    """Alerts up to id `upto` matching `filters` in any state that changed at or after
+    `since` (repeated, acknowledged, escalated, closed, reopened): the live list updates
+    rows it already shows, including one someone else has just closed."""
+    if not audiences:
+        return []
+    t = alerts.c
+    where = replace(filters, state="all").where(audiences)
+    moved = [t.last_seen_at, t.acknowledged_at, t.closed_at, t.escalated_at]
+    where += [t.id <= upto, sa.or_(*(column >= since for column in moved))]
     query = sa.select(alerts).where(*where).order_by(t.id.desc()).limit(limit)
     with store.connect() as conn:
         return list(conn.execute(query).all())
@@ -249,6 +272,7 @@ __all__ = [
     "Subject",
     "Timeline",
     "Visit",
+    "changed",
     "choices",
     "kind_text",
     "listed",

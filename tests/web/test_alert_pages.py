@@ -167,9 +167,14 @@ def test_the_feed_gives_newer_alerts_under_the_filters(web: Web) -> None:
     page = text(dsl.get("/alerts"))
     assert f'data-last="{first}"' in page
     assert re.search(r'<script src="/alerts/alert_feed.js" defer></script>', page)
-    assert dsl.get(f"/alerts/feed?after={first}").get_json() == {
+    since = re.search(r'data-since="([^"]+)"', page)
+    assert since is not None
+    quiet = dsl.get(f"/alerts/feed?after={first}&since={since[1]}").get_json()
+    assert quiet == {
         "rows": [],
+        "changed": [],
         "last": first,
+        "since": since[1],  # the clock stands still in this test
         "announce": "",
     }
     low = raise_one(web.store, severity=2, summary="Low one")
@@ -188,6 +193,36 @@ def test_the_feed_gives_newer_alerts_under_the_filters(web: Web) -> None:
     assert "New alert." in filtered["announce"]
     # Signed out, the feed sends to sign in, which the script takes as "stop".
     assert web.client().get("/alerts/feed").status_code == 302
+
+
+def test_the_feed_puts_changed_rows_in_place(web: Web) -> None:
+    key = "risk|pupil7|again"
+    repeated = raise_one(web.store, key=key)
+    taken = raise_one(web.store, summary="Taken by someone else")
+    untouched = raise_one(web.store, summary="Nobody touched it")
+    dsl = sign_in(web, "dsl")
+    page = text(dsl.get("/alerts"))
+    since = re.search(r'data-since="([^"]+)"', page)
+    assert since is not None
+    # While the list is open: a repeat is folded in, and the deputy closes another.
+    raise_one(web.store, key=key, at=T0 + timedelta(minutes=5))
+    alert_cases.close(
+        web.store,
+        Actor("deputy"),
+        taken,
+        expected="new",
+        outcome="no_concern",
+        notes="",
+        now=T0 + timedelta(minutes=5),
+    )
+    answer = dsl.get(f"/alerts/feed?after={untouched}&since={since[1]}").get_json()
+    assert answer["rows"] == [] and answer["announce"] == ""
+    changed = {r["id"]: r["html"] for r in answer["changed"]}
+    assert set(changed) == {repeated, taken}  # closed, yet updated under "not closed"
+    assert re.search(r'<td class="num">2</td>', changed[repeated])
+    assert "Closed" in changed[taken]
+    # An unreadable `since` is taken as "just now", not as an error.
+    assert dsl.get(f"/alerts/feed?after={untouched}&since=yesterday").status_code == 200
 
 
 def test_the_script_is_served_and_allowed_by_the_csp(web: Web) -> None:

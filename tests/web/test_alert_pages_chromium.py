@@ -47,9 +47,10 @@ def served(tmp_path: Path) -> Iterator[tuple[Web, str]]:
     web.store.dispose()
 
 
-def seed_earlier(web: Web, now: datetime) -> None:
-    """A morning's alerts, as a DSL would find them, and the pupil's browsing."""
-    raise_one(
+def seed_earlier(web: Web, now: datetime) -> int:
+    """A morning's alerts, as a DSL would find them, and the pupil's browsing; returns the
+    first alert's id."""
+    first = raise_one(
         web.store,
         kind="high_risk_block",
         severity=3,
@@ -112,6 +113,7 @@ def seed_earlier(web: Web, now: datetime) -> None:
                 ),
             ],
         )
+    return first
 
 
 def test_the_dsl_triages_a_live_alert_in_chromium(served: tuple[Web, str]) -> None:
@@ -119,7 +121,7 @@ def test_the_dsl_triages_a_live_alert_in_chromium(served: tuple[Web, str]) -> No
     expect = sync_api.expect
     expect.set_options(timeout=20_000)  # the feed polls every few seconds; a loaded CI is slow
     now = datetime.now(UTC)
-    seed_earlier(web, now)
+    gambling = seed_earlier(web, now)
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -176,6 +178,17 @@ def test_the_dsl_triages_a_live_alert_in_chromium(served: tuple[Web, str]) -> No
             expect(row).to_contain_text("pupil7")
             expect(page.locator("#feed-status")).to_contain_text("New alert.")
             expect(page.locator("#alerts tbody tr").first).to_have_id(f"alert-{alert_id}")
+            # A deputy closes another alert meanwhile: its row says so, still no reload.
+            alert_cases.close(
+                web.store,
+                Actor("deputy"),
+                gambling,
+                expected="new",
+                outcome="spoke_to_pupil",
+                notes="Talked about it in class.",
+                now=datetime.now(UTC),
+            )
+            expect(page.locator(f"#alert-{gambling}")).to_contain_text("Closed")
             assert page.evaluate("window.stillTheSamePage") is True  # no reload
             page.screenshot(path=str(SHOTS / "console-alerts.png"), full_page=True)
 

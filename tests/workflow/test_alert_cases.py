@@ -361,6 +361,23 @@ def test_filters(store: Store) -> None:
     assert kinds == ["high_risk_block", "risk_phrase"]
 
 
+def test_changed_finds_rows_shown_that_moved_since(store: Store) -> None:
+    repeated = raise_one(store, key="k1")
+    taken = raise_one(store, summary="Taken")
+    quiet = raise_one(store, summary="Quiet")
+    newer = raise_one(store, summary="Newer", at=T0 + timedelta(minutes=9))
+    since = T0 + timedelta(minutes=5)
+    raise_one(store, key="k1", at=T0 + timedelta(minutes=6))  # folded into `repeated`
+    alert_cases.close(store, DSL, taken, expected="new", outcome="no_concern", notes="", now=since)
+    moved = alert_queries.changed(store, SAFEGUARDING, Filters(), since=since, upto=quiet)
+    assert [r.id for r in moved] == [taken, repeated]  # not `newer`: beyond what is shown
+    assert newer > quiet
+    none = alert_queries.changed(
+        store, SAFEGUARDING, Filters(), since=since + timedelta(minutes=3), upto=newer
+    )
+    assert [r.id for r in none] == [newer]  # only its own raising is that recent
+
+
 def log_line(at: datetime, **values: Any) -> dict[str, Any]:
     row = {
         "at": at,

@@ -1,6 +1,7 @@
 // The alert list's live feed: every few seconds, asks /alerts/feed for alerts newer than the
 // newest one shown (under the page's own filters) and puts them at the top of the table,
-// each row as the server rendered it. A screen reader hears of them through the polite
+// each row as the server rendered it, and puts in place the rows shown that changed since
+// (a repeat counted, acknowledged or closed by someone else). A screen reader hears of them through the polite
 // live region. Without this script the page works the same, only without new rows.
 // See proxy_addons/web/alert_pages.py.
 "use strict";
@@ -13,12 +14,15 @@
   const every = parseInt(table.dataset.every, 10) || 4000;
   const title = document.title;
   let last = parseInt(table.dataset.last, 10) || 0;
+  let since = table.dataset.since || "";
   let arrived = 0;
   let timer = null;
+  let asking = false; // one question at a time, however slow the answer
 
   function address() {
     const url = new URL(table.dataset.feed, window.location.href);
     url.searchParams.set("after", String(last));
+    url.searchParams.set("since", since);
     return url.toString();
   }
 
@@ -47,7 +51,26 @@
     if (status) { status.textContent = announce; }
   }
 
+  // Rows already shown that changed (repeated, acknowledged, closed by someone else).
+  function update(rows) {
+    for (const changed of rows) {
+      const old = document.getElementById("alert-" + changed.id);
+      if (!old) { continue; }
+      const fresh = old.classList.contains("fresh");
+      old.insertAdjacentHTML("afterend", changed.html);
+      const row = old.nextElementSibling;
+      old.remove();
+      if (row && fresh) { row.classList.add("fresh"); }
+    }
+  }
+
   async function poll() {
+    if (asking) { return; }
+    asking = true;
+    try { await ask(); } finally { asking = false; }
+  }
+
+  async function ask() {
     let answer;
     try {
       answer = await fetch(address(), {
@@ -66,6 +89,8 @@
     if (!answer.ok) { return; }
     let data;
     try { data = await answer.json(); } catch (e) { return; }
+    if (typeof data.since === "string") { since = data.since; }
+    if (Array.isArray(data.changed)) { update(data.changed); }
     if (typeof data.last === "number" && data.last > last) { last = data.last; }
     if (Array.isArray(data.rows) && data.rows.length) { show(data.rows, data.announce || ""); }
   }
