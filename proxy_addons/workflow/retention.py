@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from proxy_addons.alerts.alert_rows import CLOSED
 from proxy_addons.alerts.outbox_rows import SENT
 from proxy_addons.core.policy.model import Policy
+from proxy_addons.record import daily_totals as daily_totals_job
 from proxy_addons.record import metrics
 from proxy_addons.store import Store
 from proxy_addons.store.schema import (
@@ -166,6 +167,8 @@ def purge(store: Store, policy: Policy, now: datetime, *, dry_run: bool = False)
     for rule in rules(policy):
         cutoff = now - timedelta(days=rule.days)
         try:
+            if rule.table is access_log:
+                cutoff = _counted_before(store, policy, now, cutoff, dry_run=dry_run)
             found = (
                 _count(store, rule, cutoff, now) if dry_run else _delete(store, rule, cutoff, now)
             )
@@ -180,6 +183,19 @@ def purge(store: Store, policy: Policy, now: datetime, *, dry_run: bool = False)
             if count and not dry_run:
                 logger.info("retention: purged %d rows of %s past their retention", count, table)
     return report
+
+
+def _counted_before(
+    store: Store, policy: Policy, now: datetime, cutoff: datetime, *, dry_run: bool
+) -> datetime:
+    """The access log's cutoff, no later than its first day not yet in the daily totals:
+    the governors' report must never lose a day because the log was purged first. A real
+    purge counts the missing days first, so a dry run says what that purge would remove)."""
+    if dry_run:
+        return cutoff
+    tz = policy.timezone
+    daily_totals_job.total_missing(store, tz, now, retention_days=policy.monitoring.retention_days)
+    return daily_totals_job.safe_cutoff(store, tz, cutoff)
 
 
 def _key(rule: Rule) -> sa.Column[object]:
