@@ -3,8 +3,8 @@
 A safeguarding alert about what someone did names them: the event's `user` ("not signed
 in" on a device nobody signed in to), and the `profile` they were filtered by. The subject
 is staff when that profile, or the one the policy's identities give the user, is in
-`monitoring.staff_profiles`, or when the user holds an account in the admin web app
-(accounts are for staff: DSL, deputies, IT, teachers, the headteacher). An alert with no
+`monitoring.staff_profiles`, or when the user holds an account in the admin web app with
+a staff role (staff, DSL, deputy, IT, headteacher; a governor's alone is not). An alert with no
 `user` field is about something else (a failed check, a page a user reported: its
 reporter is not its subject) and is nobody's concern about staff.
 Routing (routing.staff_concern_routes) sends a concern about a member of staff away from
@@ -29,11 +29,15 @@ class Subject:
     staff: bool
 
 
+# An account holding one of these works at the school; a governor alone does not.
+STAFF_ACCOUNT_ROLES = frozenset({"staff", "dsl", "deputy", "it", "headteacher"})
+
+
 def has_account(conn: sa.Connection, user: str) -> bool:
     """Whether `user` (lower case, as accounts are kept) has an account in the admin web
-    app, whatever its roles."""
-    found = conn.execute(sa.select(accounts.c.username).where(accounts.c.username == user)).first()
-    return found is not None
+    app with a role of someone who works at the school (a role-less account is not staff)."""
+    found = conn.execute(sa.select(accounts.c.roles).where(accounts.c.username == user)).first()
+    return found is not None and bool(STAFF_ACCOUNT_ROLES & set(found.roles or ()))
 
 
 def staff_profile(policy: Policy, profile: str) -> bool:

@@ -248,7 +248,7 @@ def history(store: Store, alert_id: int) -> list[Step]:
     query = (
         sa.select(t.at, t.actor, t.action, t.detail, t.address)
         .where(
-            t.subject.in_((audit_subject(alert_id), f"alert {alert_id}")),
+            t.subject == audit_subject(alert_id),
             t.action.like("alert.%"),
         )
         .order_by(t.seq)

@@ -23,6 +23,7 @@ from proxy_addons.core.periodic import Periodic
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
 from proxy_addons.workflow import audit
+from proxy_addons.workflow.alert_cases import audit_subject
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def escalate_due(outbox: AlertOutbox, policy: Policy, now: datetime) -> list[Esc
                 conn,
                 actor="schoolgate",
                 action=ESCALATED,
-                subject=f"alert {step.alert_id}",
+                subject=audit_subject(step.alert_id),
                 detail={
                     "level": step.level,
                     "to": list(step.people),

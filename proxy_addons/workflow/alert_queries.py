@@ -38,6 +38,8 @@ KIND_TEXT = {
     "ca_refused": "Device refuses the school's certificate",
     "list_index_damaged": "Block list index damaged",
     "access_log_lost": "Access log records lost",
+    "user_report": "A pupil or member of staff reported a page",
+    "review_due": "The annual filtering review is due",
 }
 AUDIENCE_TEXT = {
     "safeguarding": "Safeguarding team",

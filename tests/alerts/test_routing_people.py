@@ -235,6 +235,21 @@ def test_a_concern_about_staff_reaches_the_headteacher_or_the_chair_only(
     assert (row.audience, row.username, row.recipients) == ("staff", user, [f"email:{told}"])
 
 
+@pytest.mark.parametrize("roles", [[], ["governor"]])
+def test_an_account_without_a_staff_role_is_not_staff(
+    tmp_path: Path,
+    store: Store,
+    plain_smtp_server: SmtpServer,  # noqa: F811
+    roles: list[str],
+) -> None:
+    add_account(store, "pupil9", "a long passphrase", roles)
+    policy = people_policy(tmp_path, plain_smtp_server.port)
+    [(to, _, _)] = deliver(store, policy, concern("pupil9", "ks2"), plain_smtp_server)
+    assert to == [DEPUTY, DSL]
+    [row] = alert_rows(store)
+    assert (row.audience, row.username) == ("safeguarding", "pupil9")
+
+
 def test_with_nobody_named_a_staff_concern_goes_to_the_list_minus_its_subject(
     tmp_path: Path,
     store: Store,

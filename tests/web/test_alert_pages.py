@@ -303,7 +303,7 @@ def test_recipients_escalation_and_history_are_shown(web: Web) -> None:
             conn,
             actor="schoolgate",
             action=alert_cases.ESCALATE,
-            subject=f"alert {alert_id}",
+            subject=f"alert:{alert_id}",
             detail={"level": 1, "to": ["deputy"], "unacknowledged_minutes": 15, "emailed": True},
             at=T0 + timedelta(minutes=15),
         )

@@ -262,7 +262,7 @@ def test_history_reads_every_alert_step_from_the_trail(store: Store) -> None:
             conn,
             actor="schoolgate",
             action=alert_cases.ESCALATE,
-            subject=f"alert {alert_id}",
+            subject=f"alert:{alert_id}",
             detail={"level": 1, "to": ["deputy"], "unacknowledged_minutes": 15, "emailed": True},
             at=T0 + timedelta(minutes=15),
         )

@@ -119,8 +119,8 @@ def test_an_unacknowledged_alert_goes_to_the_deputy_then_the_headteacher(
     assert gw.row(alert).recipients == [f"email:{a}" for a in (DEPUTY, DSL, HEAD)]
     trail = [r for r in audit.records(store) if r.action == ESCALATED]
     assert [(r.subject, r.detail["level"], r.detail["to"]) for r in trail] == [
-        (f"alert {alert}", 1, ["mr.jones"]),
-        (f"alert {alert}", 2, ["mrs.okafor"]),
+        (f"alert:{alert}", 1, ["mr.jones"]),
+        (f"alert:{alert}", 2, ["mrs.okafor"]),
     ]
     assert audit.verify(store).ok
 
