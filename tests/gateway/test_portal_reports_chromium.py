@@ -13,16 +13,15 @@ import pytest
 from proxy_addons.store.schema import reports
 from tests.alerts.test_notify import plain_smtp_server as plain_smtp_server  # noqa: F401 (fixture)
 from tests.checks.test_check_page_chromium import CHROMIUM, spki_hash
-from tests.conftest import ROOT, Gateway
+from tests.conftest import Gateway
 from tests.gateway.test_portal_reports_e2e import ADULT, MONITORED, gateway, rows  # noqa: F401
+from tests.support.screenshots import shot
 from tests.web.test_webapp_chromium import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt-get install chromium)"
 )
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extras)")
-
-SHOTS = ROOT / "docs" / "screenshots"
 
 
 @pytest.fixture
@@ -41,8 +40,7 @@ def pupil_page(gateway: Gateway) -> Iterator[Any]:  # noqa: F811
 
 
 def shoot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=True)
+    page.screenshot(path=str(shot(name)), full_page=True)
 
 
 def test_a_pupil_reports_an_upsetting_page_from_a_block_page(

@@ -21,6 +21,7 @@ from proxy_addons.alerts.events import Audience, Event
 from proxy_addons.store.schema import access_log, alerts
 from proxy_addons.workflow import alert_cases, audit
 from proxy_addons.workflow.unblocks import Actor
+from tests.support.screenshots import shot
 from tests.web.test_alert_pages import seed_console
 from tests.web.test_webapp import PASSWORD, Web, make_web
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
@@ -30,8 +31,6 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt-get install chromium)"
 )
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extras)")
-
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.fixture
@@ -122,7 +121,6 @@ def test_the_dsl_triages_a_live_alert_in_chromium(served: tuple[Web, str]) -> No
     expect.set_options(timeout=20_000)  # the feed polls every few seconds; a loaded CI is slow
     now = datetime.now(UTC)
     gambling = seed_earlier(web, now)
-    SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -190,7 +188,7 @@ def test_the_dsl_triages_a_live_alert_in_chromium(served: tuple[Web, str]) -> No
             )
             expect(page.locator(f"#alert-{gambling}")).to_contain_text("Closed")
             assert page.evaluate("window.stillTheSamePage") is True  # no reload
-            page.screenshot(path=str(SHOTS / "console-alerts.png"), full_page=True)
+            page.screenshot(path=str(shot("console-alerts.png")), full_page=True)
 
             # The DSL opens it and reads the pupil's timeline around it.
             row.get_by_role("link").click()
@@ -201,7 +199,7 @@ def test_the_dsl_triages_a_live_alert_in_chromium(served: tuple[Web, str]) -> No
             expect(timeline).to_contain_text("SG-7Q2K-M4XD")
             expect(timeline).to_contain_text("Termly check visit")
             expect(timeline).to_contain_text("The alert was raised here")
-            page.screenshot(path=str(SHOTS / "console-alert.png"), full_page=True)
+            page.screenshot(path=str(shot("console-alert.png")), full_page=True)
 
             page.get_by_role("button", name="Acknowledge").click()
             expect(page.get_by_text("Acknowledged: the alert is yours")).to_be_visible()

@@ -23,6 +23,7 @@ from proxy_addons.web.app import create_app
 from proxy_addons.workflow.unblocks import UnblockWorkflow
 from tests.conftest import ROOT
 from tests.record.test_term_report import alert_row, block, incident_row, visit
+from tests.support.screenshots import shot
 from tests.web.test_governance import seed_governance
 from tests.web.test_webapp import PASSWORD, SECRET
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
@@ -32,7 +33,6 @@ pytestmark = pytest.mark.skipif(
 )
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extras)")
 
-SHOTS = ROOT / "docs" / "screenshots"
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)  # the web app's clock: Monday 7 December
 TERMS = """  terms:
     - {name: Autumn 2026, start: 2026-09-01, end: 2026-12-18}
@@ -121,7 +121,6 @@ def served(tmp_path: Path) -> Iterator[str]:
 def test_the_dsl_records_a_review_and_a_governor_reads_the_report(served: str) -> None:
     base = served
     expect = sync_api.expect
-    SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -155,7 +154,7 @@ def test_the_dsl_records_a_review_and_a_governor_reads_the_report(served: str) -
             page.get_by_role("button", name="Record the review").click()
             expect(page.get_by_text("The review is recorded.")).to_be_visible()
             expect(page.locator("#due")).to_contain_text("20 Nov 2027")
-            page.screenshot(path=str(SHOTS / "console-reviews.png"), full_page=True)
+            page.screenshot(path=str(shot("console-reviews.png")), full_page=True)
             page.get_by_role("button", name="Sign out").click()
 
             sign_in("governor")
@@ -174,10 +173,10 @@ def test_the_dsl_records_a_review_and_a_governor_reads_the_report(served: str) -
             expect(page.locator("#reviews")).to_contain_text("Mr Shah (Governor)")
             assert page.locator("svg rect.col").count() == 2 * 16
             assert page.locator("svg rect.unknown").count() == 8  # 1 Sep to 25 Oct
-            page.screenshot(path=str(SHOTS / "governors-report.png"), full_page=True)
+            page.screenshot(path=str(shot("governors-report.png")), full_page=True)
             page.emulate_media(media="print")
             expect(page.locator("form.bar")).to_be_hidden()
-            page.screenshot(path=str(SHOTS / "governors-report-print.png"), full_page=True)
+            page.screenshot(path=str(shot("governors-report-print.png")), full_page=True)
             page.emulate_media(media="screen")
             page.get_by_label("Term", exact=True).select_option("Spring 2027")
             page.get_by_role("button", name="Show").click()

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from proxy_addons.workflow import audit, history_views, incident_export, incident_log
+from tests.support.screenshots import shot
 from tests.web.test_people import NOW, add_alert, add_visits, visit
 from tests.web.test_webapp import PASSWORD, Web
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS, served  # noqa: F401
-
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt-get install chromium)"
@@ -59,7 +58,6 @@ def test_the_dsl_opens_an_incident_from_an_alert_and_looks_at_the_pupil(
     seed_history(web)
     alert_id = add_alert(web, "pupil")
     expect = sync_api.expect
-    SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -83,7 +81,7 @@ def test_the_dsl_opens_an_incident_from_an_alert_and_looks_at_the_pupil(
                 "Searched for how to make someone sad, then tried an adult site (blocked)."
             )
             page.get_by_label("Action taken").fill("Spoke to the pupil with the class teacher.")
-            page.screenshot(path=str(SHOTS / "console-incident-new.png"), full_page=True)
+            page.screenshot(path=str(shot("console-incident-new.png")), full_page=True)
             page.get_by_role("button", name="Save the incident").click()
             expect(page.get_by_role("heading", level=1)).to_contain_text("Incident")
             expect(page.get_by_text("The alert is closed")).to_be_visible()
@@ -97,7 +95,7 @@ def test_the_dsl_opens_an_incident_from_an_alert_and_looks_at_the_pupil(
             expect(
                 page.get_by_role("cell", name=re.compile("^Meet the parents added by dsl"))
             ).to_be_visible()
-            page.screenshot(path=str(SHOTS / "console-incident.png"), full_page=True)
+            page.screenshot(path=str(shot("console-incident.png")), full_page=True)
 
             # Downloads: the incident as CSV (for the record system) and as JSON.
             with page.expect_download() as got:
@@ -121,7 +119,7 @@ def test_the_dsl_opens_an_incident_from_an_alert_and_looks_at_the_pupil(
 
             page.get_by_role("link", name="Back to the incident log").click()
             expect(page.get_by_role("link", name=f"Incident {incident_id}")).to_be_visible()
-            page.screenshot(path=str(SHOTS / "console-incidents.png"), full_page=True)
+            page.screenshot(path=str(shot("console-incidents.png")), full_page=True)
 
             # The pupil's history, with the reason for looking.
             page.get_by_role("link", name="People", exact=True).click()
@@ -132,7 +130,7 @@ def test_the_dsl_opens_an_incident_from_an_alert_and_looks_at_the_pupil(
             expect(page.locator("tr.visit")).to_have_count(4)
             expect(page.locator("tr.check-visit")).to_have_count(1)
             expect(page.get_by_role("link", name=f"Incident {incident_id}")).to_be_visible()
-            page.screenshot(path=str(SHOTS / "console-people.png"), full_page=True)
+            page.screenshot(path=str(shot("console-people.png")), full_page=True)
         finally:
             browser.close()
 

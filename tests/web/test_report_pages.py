@@ -20,7 +20,7 @@ from proxy_addons.alerts.outbox import AlertOutbox
 from proxy_addons.store.schema import alerts, audit_log, reports
 from proxy_addons.workflow import user_reports
 from proxy_addons.workflow.user_reports import NewReport
-from tests.conftest import ROOT
+from tests.support.screenshots import shot
 from tests.web.test_webapp import PASSWORD, Web, make_web, page_token, seed, sign_in
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
 
@@ -169,16 +169,14 @@ def test_a_pupils_report_reaches_the_dsl_and_is_closed_in_chromium(tmp_path: Pat
             expect(page.get_by_role("link", name="Reports from users")).to_be_visible()
             item = page.get_by_role("link", name=re.compile(f"report {report_id}"))
             expect(item).to_contain_text("plain.example/chat/room-3")
-            page.screenshot(path=str(ROOT / "docs" / "screenshots" / "console-reports.png"))
+            page.screenshot(path=str(shot("console-reports.png")))
             item.click()
             expect(page.get_by_text("ellie.k on 10.10.3.7")).to_be_visible()
             page.get_by_role("button", name="I'm looking at it").click()
             expect(page.locator("h1 .status")).to_have_text("Being looked at")
             page.get_by_label("What was done").select_option("spoke_to_pupil")
             page.get_by_label("Notes").fill("Talked with the pupil; the chat site is now blocked.")
-            page.screenshot(
-                path=str(ROOT / "docs" / "screenshots" / "console-report.png"), full_page=True
-            )
+            page.screenshot(path=str(shot("console-report.png")), full_page=True)
             page.get_by_role("button", name="Close the report").click()
             expect(page.locator("h1 .status")).to_have_text("Closed")
             browser.close()

@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 
 from proxy_addons.web import subject_access as pages
 from proxy_addons.workflow import audit
-from tests.conftest import ROOT
+from tests.support.screenshots import shot
 from tests.web.test_webapp import (  # noqa: F401  (seeded_db: a fixture)
     PASSWORD,
     Web,
@@ -30,8 +30,6 @@ from tests.web.test_webapp import seed as seed_accounts
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.workflow.test_subject_access import AMY, BEN
 from tests.workflow.test_subject_access import seed as seed_people
-
-SCREENSHOT = ROOT / "docs/screenshots/subject-access.png"
 
 
 def console(var: Path, accounts_db: Path) -> Web:
@@ -127,8 +125,7 @@ def test_a_dsl_downloads_a_zip_in_chromium(tmp_path: Path) -> None:
                 download.save_as(saved)
                 page.goto(f"{base}/subject-access")
                 expect(page.locator("table.recent")).to_contain_text("SAR-2026-14")
-                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(SCREENSHOT), full_page=True)
+                page.screenshot(path=str(shot("subject-access.png")), full_page=True)
             finally:
                 browser.close()
     finally:
