@@ -68,7 +68,7 @@ def governors_report(db: Store, policy: Policy, term: Term, today: date) -> Term
         term,
         today=today,
         reviews=found,
-        next_review=reviews.next_due(policy, found, today),
+        next_review=reviews.next_due(policy, found, today, reviews.first_record_day(db, policy)),
         checks=term_summary(db, policy, term),
     )
 

@@ -59,7 +59,8 @@ def term_report() -> ResponseReturnValue:
 def review_list() -> ResponseReturnValue:
     found = reviews.list_reviews(services().store)
     today = _today()
-    due = reviews.next_due(policy(), found, today)
+    first_day = reviews.first_record_day(services().store, policy())
+    due = reviews.next_due(policy(), found, today, first_day)
     return page(
         "web_reviews.html",
         reviews=found,

@@ -4,7 +4,10 @@ The DfE standard asks senior leaders, the DSL, a governor and the IT provider to
 filtering and monitoring at least once a year and record the results. A review here has
 its date, who took part and in what role, the findings and the actions agreed; recording
 one is audited (who, when, from where). The next is due `monitoring.review_every_months`
-after the last (at once when none is recorded); while it is due the safeguarding team,
+after the last; with none recorded, the first falls due FIRST_REVIEW_DAYS after the
+gateway began keeping records (a new install is not greeted by a reminder in its first
+hour, and a school that never records one is reminded within a month); while it is due
+the safeguarding team,
 the headteacher and the IT provider get a reminder, at most once a day however many
 gateways share the store. The governors' report lists the reviews and the next due date.
 """
@@ -15,7 +18,7 @@ import logging
 from calendar import monthrange
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -27,7 +30,7 @@ from proxy_addons.alerts.routing import Route, emails_of, webhook_takes
 from proxy_addons.core.periodic import Every
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
-from proxy_addons.store.schema import reviews
+from proxy_addons.store.schema import access_log, audit_log, reviews
 from proxy_addons.workflow import audit
 from proxy_addons.workflow.reminder_days import claim_day
 
@@ -37,6 +40,7 @@ REVIEW_DUE = "review_due"  # the alert kind
 # The day of the last reminder (workflow/reminder_days.py) is kept under this key.
 REMINDER_KEY = "annual review"
 SWEEP_SECONDS = 3600.0
+FIRST_REVIEW_DAYS = 30  # with none recorded: due this long after the first record kept
 ROLES = {
     "slt": "Senior leader (SLT)",
     "dsl": "Designated safeguarding lead",
@@ -151,11 +155,25 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, monthrange(year, month)[1]))
 
 
-def next_due(policy: Policy, found: Sequence[Review], today: date) -> date:
-    """When the next review is due: `review_every_months` after the last one; today when
-    none has been recorded."""
+def first_record_day(store: Store, policy: Policy) -> date | None:
+    """The school day the gateway began keeping records (its first audit record or access
+    log line), or None before it has kept any."""
+    with store.connect() as conn:
+        firsts = [
+            conn.scalar(sa.select(sa.func.min(audit_log.c.at))),
+            conn.scalar(sa.select(sa.func.min(access_log.c.at))),
+        ]
+    found = [first for first in firsts if first is not None]  # aware: min keeps the type
+    return min(found).astimezone(policy.timezone).date() if found else None
+
+
+def next_due(
+    policy: Policy, found: Sequence[Review], today: date, first_day: date | None = None
+) -> date:
+    """When the next review is due: `review_every_months` after the last one; with none
+    recorded, FIRST_REVIEW_DAYS after `first_day` (the first record kept), else today."""
     if not found:
-        return today
+        return first_day + timedelta(days=FIRST_REVIEW_DAYS) if first_day else today
     last = max(r.held_on for r in found)
     return add_months(last, policy.monitoring.review_every_months)
 
@@ -201,7 +219,10 @@ def remind_if_due(
     now = now or datetime.now(UTC)
     today = now.astimezone(policy.timezone).date()
     found = list_reviews(store)
-    due_on = next_due(policy, found, today)
+    first_day = first_record_day(store, policy)
+    if not found and first_day is None:
+        return None  # nothing kept yet: a gateway that has not started work
+    due_on = next_due(policy, found, today, first_day)
     if due_on > today:
         return None
     if not claim_day(store, REMINDER_KEY, today, now):
@@ -242,6 +263,7 @@ __all__ = [
     "ReviewError",
     "add_months",
     "list_reviews",
+    "first_record_day",
     "next_due",
     "record_review",
     "reminder_job",

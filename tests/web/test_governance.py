@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from proxy_addons.store import Store, store_url
 from proxy_addons.store.schema import alerts, audit_log
-from proxy_addons.workflow import reviews
+from proxy_addons.workflow import audit, reviews
 from proxy_addons.workflow.accounts import add_account
 from tests.web.test_webapp import PASSWORD, Web, make_web, page_token, seed, sign_in, text
 
@@ -129,8 +129,21 @@ def test_a_review_missing_something_is_refused_and_kept_in_the_form(
 
 def test_the_reminder_goes_once_a_day_while_a_review_is_due(web: Web) -> None:
     policy = web.policy
-    assert reviews.remind_if_due(web.store, policy, NOW, deliver=False) == NOW.date()
-    assert reviews.remind_if_due(web.store, policy, NOW + timedelta(hours=3), deliver=False) is None
+    assert reviews.remind_if_due(web.store, policy, NOW, deliver=False) is None  # nothing kept
+    # With none recorded, the first is due a month after the gateway began keeping records.
+    began = NOW - timedelta(days=reviews.FIRST_REVIEW_DAYS - 1)
+    with web.store.begin() as conn:
+        audit.append(
+            conn, actor="it", action="policy.loaded", subject="policy", detail={}, at=began
+        )
+    assert reviews.remind_if_due(web.store, policy, NOW, deliver=False) is None
+    assert reviews.next_due(
+        policy, [], NOW.date(), reviews.first_record_day(web.store, policy)
+    ) == (began.astimezone(policy.timezone).date() + timedelta(days=reviews.FIRST_REVIEW_DAYS))
+    now_due = NOW + timedelta(days=1)
+    assert reviews.remind_if_due(web.store, policy, now_due, deliver=False) == now_due.date()
+    later = now_due + timedelta(hours=3)
+    assert reviews.remind_if_due(web.store, policy, later, deliver=False) is None
     with web.store.connect() as conn:
         raised = conn.execute(sa.select(alerts).where(alerts.c.kind == "review_due")).all()
     assert len(raised) == 1 and raised[0].audience == "safeguarding"
@@ -146,7 +159,7 @@ def test_the_reminder_goes_once_a_day_while_a_review_is_due(web: Web) -> None:
         now=NOW,
         today=NOW.date(),
     )
-    assert reviews.remind_if_due(web.store, policy, NOW + timedelta(days=1)) is None
+    assert reviews.remind_if_due(web.store, policy, NOW + timedelta(days=2)) is None
     late = NOW + timedelta(days=366)
     assert reviews.remind_if_due(web.store, policy, late, deliver=False) == date(2027, 12, 7)
 
