@@ -37,7 +37,7 @@ def test_left_out_the_settings_have_safe_defaults(tmp_path: Path) -> None:
     policy = load_policy(path)
     m = policy.monitoring
     assert (m.deputies, m.headteacher, m.sensitive_categories) == (set(), set(), set())
-    assert m.staff_profiles == {"staff"}  # the example has a profile called staff
+    assert m.staff_profiles == {"staff"}  # the example's one profile with audience: staff
     assert m.escalate_after_minutes == 15 and policy.retention == Retention()
 
 
@@ -83,3 +83,15 @@ def test_a_webhook_audience_must_be_one_of_three(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("audience: pupils", "audience: technical"))
     webhook = load_policy(path).notifications.webhook
     assert webhook is not None and webhook.audience == "technical"
+
+
+def test_left_out_staff_profiles_are_every_profile_for_staff(tmp_path: Path) -> None:
+    path = example_copy(
+        tmp_path,
+        ("  staff_profiles: [staff]\n", ""),
+        (
+            "    label: Key Stage 2 pupils\n    audience: learner",
+            "    label: Key Stage 2 pupils\n    audience: staff",
+        ),
+    )
+    assert load_policy(path).monitoring.staff_profiles == {"staff", "ks2"}

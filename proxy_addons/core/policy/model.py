@@ -257,7 +257,7 @@ class Monitoring:
     deputies: frozenset[str] = frozenset()  # first escalation (deputy DSLs)
     headteacher: frozenset[str] = frozenset()  # second escalation; concerns about staff
     chair_of_governors: frozenset[str] = frozenset()  # concerns about the headteacher
-    staff_profiles: frozenset[str] = frozenset()  # whose users are staff (default: "staff")
+    staff_profiles: frozenset[str] = frozenset()  # whose users are staff (default: audience staff)
     escalate_after_minutes: int = 15  # severity 4-5 safeguarding alerts nobody acknowledged
     school_hours: tuple[TimeRange, ...] = ()  # on school days; escalation clocks run in these
     review_every_months: int = 12  # the annual filtering and monitoring review

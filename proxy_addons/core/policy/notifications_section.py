@@ -10,6 +10,7 @@ from typing import Any
 from proxy_addons.core.content.phrase_library import PhraseError, load_libraries
 from proxy_addons.core.policy.checker import RESERVED_CATEGORY, Checker, empty_map, name_set
 from proxy_addons.core.policy.model import (
+    Audience,
     Category,
     EmailChannel,
     Monitoring,
@@ -195,8 +196,8 @@ def load_monitoring(
     staff = name_set(ck, m.get("staff_profiles"), m.at("staff_profiles"), "staff_profiles")
     for name in sorted(staff - {p.lower() for p in profiles}):
         ck.fail(m.at("staff_profiles"), f"'{name}' is not a profile defined under 'profiles:'")
-    if m.get("staff_profiles") is None:
-        staff = frozenset(p.lower() for p in profiles if p.lower() == "staff")
+    if m.get("staff_profiles") is None:  # left out: every profile for staff
+        staff = frozenset(n.lower() for n, p in profiles.items() if p.audience is Audience.STAFF)
     sensitive = name_set(
         ck, m.get("sensitive_categories"), m.at("sensitive_categories"), "sensitive_categories"
     )
