@@ -3,7 +3,8 @@ one person (workflow/subject_access.py), as JSON or a ZIP of JSON and CSVs.
 
 For the safeguarding power only: the export names everything a pupil did. A reason is
 required; every export is written to the audit trail (who, whose, when, why, from which
-address) before the file is handed over, and the page lists the recent ones.
+address) before the file is handed over, and the page lists the recent ones. Concerns about
+staff are in it only for the headteacher, as everywhere in the console.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 
 from proxy_addons.web.context import actor, page, policy, services
-from proxy_addons.web.nav import needs
+from proxy_addons.web.nav import needs, powers
 from proxy_addons.workflow import subject_access
 from proxy_addons.workflow.subject_access import ExportRefused, Subject
 
@@ -66,6 +67,7 @@ def export_download() -> ResponseReturnValue:
             reason=form.get("reason", "")[:500],
             now=now,
             address=by.address,
+            staff_concerns=powers().headteacher,
         )
     except ExportRefused as exc:
         return _form(400, f"Nothing was exported: {exc}.")

@@ -10,6 +10,11 @@ them. Secrets (password and token hashes) never leave.
 
 Every export is itself audited before it is handed over: who exported whose records, when,
 from where, why (a reason is required) and how many rows of each part.
+
+A concern about a member of staff (an alert of audience "staff" and an incident opened from
+one) is the headteacher's alone: the console leaves it out unless the exporter holds the
+headteacher's power (`staff_concerns`), so a deputy exporting a colleague's records, or
+their own, is not told of a concern about them; the document says so.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ from proxy_addons.store.schema import (
 from proxy_addons.workflow import audit
 
 ACTION = "people.exported"
+STAFF_AUDIENCE = "staff"  # alerts about a member of staff: the headteacher's alone
+STAFF_LEFT_OUT = (
+    " Concerns about members of staff, which only the headteacher may see: the headteacher "
+    "adds them to the export."
+)
 # Columns that are secrets or machinery, not information about the person.
 LEFT_OUT = frozenset({"password_hash", "token_hash", "fold_key", "prev_hash", "hash"})
 PARTS = (
@@ -111,25 +121,37 @@ def _names(people: Any) -> set[str]:
     return {str(p).strip().lower() for p in people} if isinstance(people, list) else set()
 
 
-def gather(store: Store, who: Subject) -> dict[str, list[dict[str, Any]]]:
-    """Every row naming `who`, by part (see PARTS); nobody else's."""
+def gather(
+    store: Store, who: Subject, *, staff_concerns: bool = True
+) -> dict[str, list[dict[str, Any]]]:
+    """Every row naming `who`, by part (see PARTS); nobody else's; concerns about staff only
+    with `staff_concerns`."""
     u, ids, ips = who.user, list(who.device_ids), list(who.ips)
     found: dict[str, list[dict[str, Any]]] = {}
     with store.connect() as conn:
+        a = alerts.c
+        hidden: set[int] = set()
+        if not staff_concerns:
+            query = sa.select(a.id).where(a.audience == STAFF_AUDIENCE)
+            hidden = set(conn.execute(query).scalars())
         found["account"] = _rows(conn, sa.select(accounts).where(_named(accounts.c.username, u)))
         c = access_log.c
         where = _either(c.username == u, _in(c.device_id, ids), _in(c.ip, ips))
         found["access_log"] = _rows(conn, sa.select(access_log).where(where).order_by(c.at, c.id))
-        a = alerts.c
         where = _either(_named(a.username, u), _in(a.device_id, ids), _in(a.ip, ips))
-        found["alerts"] = _rows(conn, sa.select(alerts).where(where).order_by(a.raised_at))
+        found["alerts"] = [
+            row
+            for row in _rows(conn, sa.select(alerts).where(where).order_by(a.raised_at))
+            if row["id"] not in hidden
+        ]
         alert_ids = {row["id"] for row in found["alerts"]}
         # Incidents name people in a JSON list: read them all (a school records a few a
         # term) and keep those naming the person or resting on an alert about them.
         found["incidents"] = [
             row
             for row in _rows(conn, sa.select(incidents).order_by(incidents.c.occurred_at))
-            if u in _names(row["people"]) or row["alert_id"] in alert_ids
+            if (u in _names(row["people"]) or row["alert_id"] in alert_ids)
+            and row["alert_id"] not in hidden
         ]
         incident_ids = [row["id"] for row in found["incidents"]]
         ia = incident_actions.c
@@ -184,13 +206,15 @@ def export(
     reason: str,
     now: datetime,
     address: str | None = None,
+    staff_concerns: bool = True,
 ) -> dict[str, Any]:
-    """The document for `who`, after the audit trail records that `by` made it and why."""
+    """The document for `who`, after the audit trail records that `by` made it and why;
+    concerns about staff only with `staff_concerns` (the headteacher's)."""
     if not who.user:
         raise ExportRefused("whose records? a user name is needed")
     if not reason.strip():
         raise ExportRefused("a reason is needed (e.g. the subject access request's reference)")
-    parts = gather(store, who)
+    parts = gather(store, who, staff_concerns=staff_concerns)
     counts = {name: len(rows) for name, rows in parts.items()}
     with store.begin() as conn:
         record = audit.append(
@@ -213,7 +237,7 @@ def export(
         "not_included": (
             "Records past the school's retention periods, which the gateway has deleted; "
             "the access log's JSON files under the state folder (the same records as the "
-            "access_log part, kept for the same time)."
+            "access_log part, kept for the same time)." + ("" if staff_concerns else STAFF_LEFT_OUT)
         ),
     }
 

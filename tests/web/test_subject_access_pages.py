@@ -16,8 +16,12 @@ import pytest
 from werkzeug.serving import make_server
 
 from proxy_addons.web import subject_access as pages
-from proxy_addons.workflow import audit
+from proxy_addons.workflow import audit, incidents, subject_access
+from proxy_addons.workflow.accounts import add_account
+from proxy_addons.workflow.subject_access import Subject
+from proxy_addons.workflow.unblocks import Actor
 from tests.support.screenshots import shot
+from tests.web.test_alert_pages import seed_console
 from tests.web.test_webapp import (  # noqa: F401  (seeded_db: a fixture)
     PASSWORD,
     Web,
@@ -28,6 +32,7 @@ from tests.web.test_webapp import (  # noqa: F401  (seeded_db: a fixture)
 )
 from tests.web.test_webapp import seed as seed_accounts
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.workflow.test_alert_cases import T0, raise_one
 from tests.workflow.test_subject_access import AMY, BEN
 from tests.workflow.test_subject_access import seed as seed_people
 
@@ -91,6 +96,49 @@ def test_the_dsl_downloads_one_persons_records_and_it_is_audited(web: Web) -> No
     assert (record.actor, record.subject, record.address) == ("dsl", AMY, "10.20.0.9")
     assert record.detail["reason"] == "SAR 2026-3"
     assert AMY in client.get("/subject-access").get_data(as_text=True)  # listed as recent
+
+
+def test_a_concern_about_staff_stays_the_headteachers_in_an_export(
+    tmp_path: Path,
+) -> None:
+    """A deputy (safeguarding, not headteacher) exporting a teacher's records, or their own,
+    gets no concern about staff nor the incident opened from it: those are the
+    headteacher's alone, and the export would tip the subject off."""
+    web = console(tmp_path / "var", seed_console(tmp_path / "seed"))
+    concern = raise_one(
+        web.store,
+        stored_audience="staff",
+        fields={"user": "deputy", "search": "pupil's home address"},
+        summary="Concern about a member of staff",
+    )
+    draft = incidents.Draft(
+        occurred_at=T0,
+        location="Staff room",
+        description="Looked up a pupil's home address",
+        action_taken="Headteacher spoke to LADO",
+        category=None,
+        people=("deputy",),
+    )
+    incidents.open_incident(
+        web.store, Actor("head"), draft, T0, alert_id=concern, audiences=frozenset({"staff"})
+    )
+    # A headteacher who is also a DSL, as in many primary schools, sees the concern.
+    add_account(web.store, "headdsl", PASSWORD, ["staff", "dsl", "headteacher"])
+    for exporter, shown in (("dsl", False), ("deputy", False), ("headdsl", True)):
+        client = sign_in(web, exporter)
+        form = {"user": "deputy", "reason": "SAR 2026-9", "format": "json"}
+        answer = client.post(
+            "/subject-access", data=form | {"csrf_token": page_token(client, "/subject-access")}
+        )
+        document = json.loads(answer.get_data())
+        parts = json.dumps(document["parts"])
+        assert ("LADO" in parts and "home address" in parts) is shown, exporter
+        assert document["rows"]["alerts"] == document["rows"]["incidents"] == int(shown)
+        assert ("headteacher" in document["not_included"]) is not shown
+    whole = subject_access.export(
+        web.store, Subject("deputy"), by="schoolgate", reason="SAR", now=T0
+    )  # the command line, for whoever runs the server, still gets everything
+    assert whole["rows"]["alerts"] == 1 and whole["rows"]["incidents"] == 1
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium")
