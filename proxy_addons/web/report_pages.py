@@ -21,7 +21,13 @@ from proxy_addons.pages import blockpage
 from proxy_addons.web.context import actor, policy, problem, services
 from proxy_addons.web.nav import needs, powers
 from proxy_addons.workflow import audit, user_reports
-from proxy_addons.workflow.user_reports import OUTCOMES, REASONS, STATE_TEXT, ReportError
+from proxy_addons.workflow.user_reports import (
+    OUTCOMES,
+    REASONS,
+    STATE_TEXT,
+    ReportError,
+    audience_of,
+)
 
 bp = Blueprint("report_pages", __name__)
 
@@ -108,6 +114,7 @@ def _detail_page(row: Any, error: str | None = None, typed: dict[str, str] | Non
         "web_report.html",
         r=row,
         names_shown=powers().safeguarding,
+        address=user_reports.page_for(str(row.url or ""), audience_of(row)),
         pseudonyms=user_reports.alert_fields(store, row.alert_id),
         steps=steps,
         alert_link=f"/alerts/{row.alert_id}" if alerts_page and row.alert_id else None,

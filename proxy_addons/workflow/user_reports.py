@@ -135,6 +135,15 @@ def link_alert(store: Store, report_id: int, alert_id: int) -> None:
         conn.execute(reports.update().where(reports.c.id == report_id).values(alert_id=alert_id))
 
 
+def page_for(url: str, audience: str) -> str:
+    """The reported address as `audience` may read it: whole for the safeguarding team; for
+    the IT provider without its query or fragment, which may hold what the pupil searched
+    for (the block's reference finds the whole record in the access log)."""
+    if audience == SAFEGUARDING:
+        return url
+    return url.split("#", 1)[0].split("?", 1)[0]
+
+
 def report_event(
     report_id: int,
     report: NewReport,
@@ -160,7 +169,7 @@ def report_event(
         if report.ip:
             fields["device_ref"] = pseudonym("d", report.ip)
     fields["profile"] = report.profile
-    fields["page"] = report.url or "(not given)"
+    fields["page"] = page_for(report.url, reason.audience) or "(not given)"
     fields["report"] = reason.label
     if report.text:
         fields["message"] = report.text
@@ -282,7 +291,9 @@ def close(
             actor=actor.name,
             action="report.closed",
             subject=f"report:{report_id}",
-            detail={"outcome": outcome, "notes": notes, "alert": row.alert_id},
+            # Notes say things about a pupil: they stay on the report (and its alert) and go
+            # with them at retention; the trail, never purged, keeps the outcome only.
+            detail={"outcome": outcome, "alert": row.alert_id},
             address=actor.address,
             at=now,
         )
@@ -351,6 +362,7 @@ __all__ = [
     "history",
     "link_alert",
     "list_reports",
+    "page_for",
     "report_event",
     "sent_since",
 ]

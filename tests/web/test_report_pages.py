@@ -111,6 +111,24 @@ def test_the_it_provider_sees_the_profile_and_a_pseudonym_only(web: Web) -> None
     assert not any(a[1] == "report.viewed" for a in audit_actions(web))  # nobody named: no look
 
 
+def test_the_it_provider_never_reads_the_search_in_a_reported_address(web: Web) -> None:
+    """A blocked search reported as a mistake: the IT provider sees the site and path (the
+    report's page, its alert's page, the alert every message is written from), never what
+    the pupil searched for; the DSL sees the whole address on a safeguarding report."""
+    searched = "https://www.google.com/search?q=am+i+pregnant+at+13#top"
+    mistake = file_report(web, "mistake", url=searched)
+    tech = sign_in(web, "tech")
+    alert_id = report_row(web, mistake).alert_id
+    for path in (f"/reports/{mistake}", f"/alerts/{alert_id}"):
+        page = tech.get(path).get_data(as_text=True)
+        assert "www.google.com/search" in page and "pregnant" not in page, path
+    with web.store.connect() as conn:  # what every channel's message is written from
+        event = conn.execute(sa.select(alerts.c.event).where(alerts.c.id == alert_id)).scalar()
+    assert event["fields"]["page"] == "https://www.google.com/search"
+    upsetting = file_report(web, "upsetting", url=searched)
+    assert "pregnant" in sign_in(web, "dsl").get(f"/reports/{upsetting}").get_data(as_text=True)
+
+
 def test_picked_up_and_closed_with_an_outcome(web: Web) -> None:
     report_id = file_report(web, "upsetting")
     dsl = sign_in(web, "dsl")
