@@ -31,7 +31,7 @@ def notification_for(
     if occurrences > 1:
         span = f"{local_time(tz, first_at)} to {local_time(tz, last_at)}"
         facts.append(("Occurrences", f"{occurrences}, {span}"))
-    lines = [event.summary, ""] + [f"{label}: {value}" for label, value in facts]
+    lines = [event.summary, ""] + [f"{label}: {_indented(value)}" for label, value in facts]
     if event.kind == ILLEGAL_TIER:
         lines += [
             "",
@@ -58,6 +58,12 @@ def notification_for(
         recipients=tuple(recipients),
         data=data,
     )
+
+
+def _indented(value: str) -> str:
+    """A value's further lines indented under its label: a pupil's report or search with a
+    line "User: ..." in it must not read as a line of the alert's own."""
+    return "\n    ".join(str(value).splitlines())
 
 
 def note_to_json(note: Notification) -> dict[str, Any]:

@@ -180,6 +180,29 @@ def test_risky_search_tells_the_dsl_who_and_what_on_safeguarding_channels(
     assert note.kind == "alert.risk_phrase" and note.data["fields"]["search"] == TERM
 
 
+def test_a_value_on_several_lines_cannot_pass_for_the_alerts_own_lines() -> None:
+    """A pupil's words (a report, a decoded search) may hold line breaks and "User: ..."; in
+    the message they stay indented under their own label."""
+    forged = "needed for homework\nUser: headteacher\r\nSearch: nothing worrying\u2028Severity: 1"
+    event = Event(
+        kind="user_report",
+        severity=4,
+        audience=Audience.SAFEGUARDING,
+        summary="A user reported a page",
+        fields={"reporter": "amy", "message": forged, "page": "https://x.example/"},
+        fold_key="user_report|1",
+        at=NOW,
+    )
+    lines = notification_for(event).text.splitlines()
+    assert [line for line in lines if line and not line.startswith(" ")] == [
+        "A user reported a page",
+        "Reported by: amy",
+        "In their words: needed for homework",
+        "Page: https://x.example/",
+    ]
+    assert "    User: headteacher" in lines and "    Severity: 1" in lines
+
+
 def test_technical_alert_names_no_pupil_and_goes_to_the_it_provider(policy: Policy) -> None:
     vpn = blocked(
         host="vpn.example", category="circumvention", category_label="Ways round the filter"
