@@ -16,7 +16,9 @@ def cmd_account(args: argparse.Namespace) -> int:
         print("schoolgate: give the password on standard input (--password-stdin)", file=sys.stderr)
         return 1
     try:
-        add_account(store, args.username, password, args.role, email=args.email)
+        add_account(
+            store, args.username, password, args.role, email=args.email, display_name=args.name
+        )
     except AccountError as exc:
         print(f"schoolgate: {exc}", file=sys.stderr)
         return 1

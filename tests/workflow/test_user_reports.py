@@ -149,6 +149,8 @@ def test_picked_up_then_closed_with_an_outcome_each_step_audited(
         ("report.closed", "mrs.patel", "10.99.0.5"),
     ]
     assert steps[1].detail["outcome"] == "spoke_to_pupil"
+    # The notes name a pupil: kept with the report, never in the trail (kept for ever).
+    assert "pupil7" not in str([s.detail for s in steps])
     assert audit.verify(store).ok
 
 
