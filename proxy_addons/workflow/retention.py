@@ -2,8 +2,8 @@
 `retention:` (and `monitoring.retention_days` for the access log) says they are too old.
 
 Each table has one `Rule`: the clear date column that judges a row, and what keeps a row
-however old it is (an alert still new or acknowledged, or linked to an open incident; an
-incident still open; a report nobody has closed). Rows go in batches, each its own short
+however old it is (an alert still new or acknowledged, or one an incident still kept rests
+on; an incident still open; a report nobody has closed). Rows go in batches, each its own short
 transaction, so a big table never holds the store's locks for long; a table whose purge
 fails is logged and counted (`record.metrics.retention_purge_failed`) and the others still
 go. The log says how many rows went from which table, never whose.
@@ -82,9 +82,11 @@ class PurgeReport:
     dry_run: bool = False
 
 
-def _open_incident_names(alert_id: sa.Column[int], incident_id: sa.Column[int]) -> sa.Exists:
+def _incident_rests_on(alert_id: sa.Column[int], incident_id: sa.Column[int]) -> sa.Exists:
+    """An incident, open or closed, opened from this alert: the alert is its basis, and
+    alone says the incident is about a member of staff (the headteacher's alone)."""
     i = incidents.c
-    return sa.exists().where(i.state != CLOSED, sa.or_(i.id == incident_id, i.alert_id == alert_id))
+    return sa.exists().where(sa.or_(i.id == incident_id, i.alert_id == alert_id))
 
 
 def rules(policy: Policy) -> list[Rule]:
@@ -98,14 +100,14 @@ def rules(policy: Policy) -> list[Rule]:
             lambda cutoff, now: access_log.c.at < cutoff,
         ),
         # An alert goes once closed and old; never while someone still has to act on it,
-        # nor while an open incident rests on it.
+        # nor while an incident (kept longer than alerts) rests on it.
         Rule(
             alerts,
             keep.alerts_days,
             lambda cutoff, now: sa.and_(
                 a.state == CLOSED,
                 a.raised_at < cutoff,
-                ~_open_incident_names(a.id, a.incident_id),
+                ~_incident_rests_on(a.id, a.incident_id),
             ),
         ),
         Rule(

@@ -32,7 +32,7 @@ from proxy_addons.store.schema import (
     unblocks,
     web_sessions,
 )
-from proxy_addons.workflow import retention
+from proxy_addons.workflow import incident_log, retention
 from tests.conftest import ROOT
 from tests.pg import db_url  # noqa: F401  (a fixture)
 
@@ -357,6 +357,31 @@ def test_each_table_keeps_only_what_its_retention_allows(db_url: str) -> None:  
     }
     again = retention.purge(store, POLICY, NOW)
     assert set(again.removed.values()) == {0}
+
+
+def test_an_alert_stays_while_its_closed_incident_is_kept(db_url: str) -> None:  # noqa: F811
+    """Alerts are kept for less time than incidents; the alert an incident was opened from
+    stays as long as the incident does: it is the incident's basis, and it alone says the
+    incident is about a member of staff (the headteacher's alone): purged, the incident
+    would show in the DSL team's log."""
+    store = Store.open(db_url)
+    with store.begin() as conn:
+        concern = insert(conn, alerts, alert_row(past(150), "closed", audience="staff"))
+        basis = insert(
+            conn, incidents, incident_row(past(150), "closed", ["mr.x"], alert_id=concern)
+        )
+        conn.execute(alerts.update().where(alerts.c.id == concern).values(incident_id=basis))
+    report = retention.purge(store, POLICY, NOW)
+    assert report.removed["alerts"] == 0 and keys(store, alerts) == {concern}
+    dsl_team = incident_log.listing(store, incident_log.Filter(staff=False))
+    assert dsl_team == []  # still the headteacher's alone
+    with store.begin() as conn:  # once the incident's own time is up, both go
+        conn.execute(incidents.update().values(recorded_at=past(200)))
+    retention.purge(store, POLICY, NOW)
+    assert keys(store, incidents) == set()
+    retention.purge(store, POLICY, NOW)  # the next day's: the alert rests on nothing now
+    assert keys(store, alerts) == set() and keys(store, incidents) == set()
+    store.dispose()
 
 
 def test_a_dry_run_counts_what_would_go_and_removes_nothing(db_url: str) -> None:  # noqa: F811
