@@ -76,6 +76,23 @@ def test_a_governor_reads_the_report_and_the_reviews_but_records_nothing(web: We
     assert not {"/unblocks", "/devices"} & set(links)
 
 
+def test_a_new_install_says_when_its_first_review_is_due_as_the_report_does(web: Web) -> None:
+    # The gateway began keeping records two days ago: the first review is due a month after
+    # that, and the reviews page must not say "due now" while the termly report gives a date.
+    began = datetime.now(UTC) - timedelta(days=2)
+    with web.store.begin() as conn:
+        audit.append(
+            conn, actor="it", action="policy.loaded", subject="policy", detail={}, at=began
+        )
+    due = began.astimezone(web.policy.timezone).date() + timedelta(days=reviews.FIRST_REVIEW_DAYS)
+    client = sign_in(web, "governor")
+    listing = text(client.get("/reviews"))
+    assert "the first is due by" in listing and "due now" not in listing
+    assert f"{due.day} {due:%b %Y}" in listing
+    report = text(client.get("/report/term"))
+    assert f"{due.day} {due:%b %Y}" in report
+
+
 def test_staff_without_a_governance_role_are_refused(web: Web) -> None:
     client = sign_in(web, "teacher")
     assert client.get("/report/term").status_code == 403
