@@ -26,8 +26,7 @@ DEFAULT_VAR = os.environ.get("SCHOOLGATE_VAR", "var")
 DEFAULT_PROXY = os.environ.get("SCHOOLGATE_PROXY", "http://127.0.0.1:8080")
 
 Commands = argparse._SubParsersAction  # type: ignore[type-arg]
-# workflow.accounts.ROLES, in the order people are added (that module loads SQLAlchemy and
-# bcrypt, which the parser must not; a test keeps the two the same).
+# workflow.accounts.ROLES (which loads SQLAlchemy and bcrypt); a test keeps the two the same.
 ACCOUNT_ROLES = ["staff", "dsl", "deputy", "it", "headteacher", "governor"]
 
 
@@ -137,18 +136,9 @@ def _add_records(sub: Commands) -> None:
     accsub = acc.add_subparsers(dest="account_command", required=True)
     add = accsub.add_parser("add")
     add.add_argument("username")
-    add.add_argument(
-        "--role",
-        action="append",
-        required=True,
-        choices=ACCOUNT_ROLES,
-        help="repeat for more than one; headteacher and governor see their parts of the console",
-    )
+    add.add_argument("--role", action="append", required=True, choices=ACCOUNT_ROLES)
     add.add_argument("--email")
-    add.add_argument(
-        "--name",
-        help='the name pupils and staff are told, e.g. "Mrs Patel" (default: the user name)',
-    )
+    add.add_argument("--name", help='the name pupils and staff are told, e.g. "Mrs Patel"')
     add.add_argument("--password-stdin", action="store_true")
     _store_args(add)
     _runs(acc, "account:cmd_account")
