@@ -37,7 +37,7 @@ def recipients_of(routes: Sequence[Route]) -> list[str]:
     out: set[str] = set()
     for route in routes:
         if route.recipients:
-            out.update(f"email:{r}" for r in route.recipients)
+            out.update(f"email:{r.lower()}" for r in route.recipients)
         else:
             out.add(route.channel)
     return sorted(out)

@@ -20,6 +20,7 @@ from flask import (
     Response,
     current_app,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -61,10 +62,21 @@ NOT_FOUND = "There is no such alert."
 bp = Blueprint("alert_pages", __name__)
 
 
+def readable() -> frozenset[str]:
+    """The audiences the signed-in person holds, and the addresses alerts were sent to them
+    at (their account's and the policy's contact): an alert emailed to someone links here,
+    so it opens for them (workflow/alert_queries.visible)."""
+    mine = powers()
+    account = g.get("account")
+    emails = {policy().notifications.contacts.get(mine.user, "")}
+    emails.add(account.email if account is not None and account.email else "")
+    return mine.audiences() | {f"email:{e.lower()}" for e in emails if e}
+
+
 @bp.get("/alerts")
 @needs("console")
 def alert_list() -> ResponseReturnValue:
-    audiences = powers().audiences()
+    audiences = readable()
     form = read_filters(request.args, policy().timezone)
     before = request.args.get("before", type=int)
     store = services().store
@@ -114,7 +126,7 @@ def alert_feed() -> ResponseReturnValue:
     after = request.args.get("after", default=0, type=int)
     since = _since(request.args.get("since", ""))
     form = read_filters(request.args, policy().timezone)
-    store, audiences, now = services().store, powers().audiences(), services().workflow.clock()
+    store, audiences, now = services().store, readable(), services().workflow.clock()
     rows = alert_queries.listed(store, audiences, form.filters, after=after)
     moved = alert_queries.changed(store, audiences, form.filters, since=since, upto=after)
     return jsonify(
@@ -157,7 +169,7 @@ def _detail_page(
     alert_id: int, status: int = 200, error: str | None = None, typed: dict[str, str] | None = None
 ) -> ResponseReturnValue:
     store = services().store
-    row = alert_queries.one(store, powers().audiences(), alert_id)
+    row = alert_queries.one(store, readable(), alert_id)
     if row is None:
         return problem(NOT_FOUND, 404)
     timeline = alert_queries.timeline(store, row)
@@ -227,7 +239,7 @@ def _acted(alert_id: int, done: str) -> ResponseReturnValue:
 
 
 def _visible(alert_id: int) -> bool:
-    return alert_queries.one(services().store, powers().audiences(), alert_id) is not None
+    return alert_queries.one(services().store, readable(), alert_id) is not None
 
 
 @bp.post("/alerts/<int:alert_id>/acknowledge")

@@ -1,8 +1,10 @@
 """Reading alerts for the console: the list with its filters, one alert, and the timeline of
 the person it is about.
 
-Every read takes the audiences the reader holds (workflow/roles.Powers.audiences()): an
-alert of another audience is not listed and not found, so its id tells nothing. The
+Every read takes the audiences the reader holds (workflow/roles.Powers.audiences()), and
+"email:<address>" for each address they are told at: an alert of another audience is not
+listed and not found, so its id tells nothing, unless it was sent to them (an escalation
+to the headteacher, a reminder to a named person), whose message links to its page. The
 timeline is the access log around the alert for its user (or, with nobody signed in, its
 device or address); an illegal-tier block in it shows no address, as its alert shows none.
 """
@@ -79,7 +81,7 @@ class Filters:
 
     def where(self, audiences: Collection[str]) -> list[sa.ColumnElement[bool]]:
         t = alerts.c
-        out: list[sa.ColumnElement[bool]] = [t.audience.in_(sorted(audiences))]
+        out: list[sa.ColumnElement[bool]] = [visible(audiences)]
         out.append(t.state.in_(STATE_CHOICES.get(self.state, STATE_CHOICES["open"])[1]))
         if self.min_severity > 1:
             out.append(t.severity >= self.min_severity)
@@ -95,6 +97,22 @@ class Filters:
         if self.end is not None:
             out.append(t.raised_at < self.end)
         return out
+
+
+def visible(audiences: Collection[str]) -> sa.ColumnElement[bool]:
+    """Alerts of these audiences, or sent to one of the "email:<address>" among them."""
+    t = alerts.c
+    held = sorted(a for a in audiences if not a.startswith("email:"))
+    sent = [
+        sa.cast(t.recipients, sa.Text).like(f'%"{_like(a)}"%', escape="\\")
+        for a in sorted(audiences)
+        if a.startswith("email:")
+    ]
+    return sa.or_(t.audience.in_(held), *sent)
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def listed(
@@ -149,7 +167,7 @@ def choices(store: Store, audiences: Collection[str]) -> tuple[list[str], list[s
     if not audiences:
         return [], []
     t = alerts.c
-    mine = t.audience.in_(sorted(audiences))
+    mine = visible(audiences)
     with store.connect() as conn:
         categories = conn.execute(
             sa.select(t.category).where(mine, t.category.is_not(None)).distinct()
@@ -163,7 +181,7 @@ def one(store: Store, audiences: Collection[str], alert_id: int) -> Any | None:
     if not audiences:
         return None
     t = alerts.c
-    query = sa.select(alerts).where(t.id == alert_id, t.audience.in_(sorted(audiences)))
+    query = sa.select(alerts).where(t.id == alert_id, visible(audiences))
     with store.connect() as conn:
         return conn.execute(query).first()
 

@@ -106,6 +106,26 @@ def test_each_person_sees_only_their_audiences(web: Web) -> None:
     assert f'id="alert-{staff}"' in head and f'id="alert-{pupil}"' not in head
 
 
+def test_an_alert_sent_to_someone_opens_for_them(web: Web) -> None:
+    """An escalation to the headteacher, or a reminder to a named person, links to the
+    alert's page: it opens for them, though its audience is not theirs."""
+    emailed = raise_one(web.store)
+    other = raise_one(web.store, summary="Another pupil's alert")
+    with web.store.begin() as conn:
+        told = ["email:head@test.example", "email:dsl@test.example"]
+        conn.execute(alerts.update().where(alerts.c.id == emailed).values(recipients=told))
+    head = sign_in(web, "head")
+    assert head.get(f"/alerts/{emailed}").status_code == 200
+    assert head.get(f"/alerts/{other}").status_code == 404
+    listed = text(head.get("/alerts"))
+    assert f'id="alert-{emailed}"' in listed and f'id="alert-{other}"' not in listed
+    # A look-alike address (LIKE's wildcards) opens nothing.
+    with web.store.begin() as conn:
+        near = ["email:headxtest.example", "email:head@test.example.evil"]
+        conn.execute(alerts.update().where(alerts.c.id == emailed).values(recipients=near))
+    assert head.get(f"/alerts/{emailed}").status_code == 404
+
+
 def test_rows_say_time_severity_kind_who_state_and_occurrences(web: Web) -> None:
     key = "risk|pupil7|self-harm"
     alert_id = raise_one(web.store, severity=5, key=key)
