@@ -78,6 +78,8 @@ LABELS = {
     "action": "What to do",
     "console": "Act on it in the console",  # dispatch.with_link: the alert's page
     "reporter": "Reported by",  # workflow/user_reports.py: a report from the portal
+    "reporter_device": "Reporter's device",
+    "reporter_device_id": "Reporter's device id",
     "report": "What they reported",
     "message": "In their words",
 }

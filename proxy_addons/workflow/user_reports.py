@@ -158,11 +158,13 @@ def report_event(
     if reason.audience == SAFEGUARDING:
         # "reporter", not "user": the alert is about the page, not about the person who
         # reported it, so routing by subject (a concern about staff) must not take it.
+        # Nor "device"/"device_id": the alert's subject columns (alerts/alert_rows.py) and
+        # its timeline would be the reporter's own browsing.
         fields["reporter"] = report.username or "not signed in"
         if report.ip:
-            fields["device"] = report.ip
+            fields["reporter_device"] = report.ip
         if report.device_id:
-            fields["device_id"] = report.device_id
+            fields["reporter_device_id"] = report.device_id
     elif pseudonym is not None:
         if report.username:
             fields["user_ref"] = pseudonym("u", report.username.lower())
@@ -183,10 +185,22 @@ def report_event(
         audience=Audience(reason.audience),
         summary=f"A user reported {what}: {reason.label.lower()}",
         fields=fields,
-        fold_key=f"{USER_REPORT}|{report_id}",  # never folded: each report is its own
+        # One reporter's reports of one kind fold while nobody has picked them up (each is
+        # still its own report): twenty "it upset me" in an hour are one alert that counts
+        # them, not twenty that each escalate to the headteacher.
+        fold_key=f"{USER_REPORT}|{reason.audience}|{_reporter_key(fields, report_id)}",
         at=at,
         timezone=policy.timezone.key,
     )
+
+
+def _reporter_key(fields: dict[str, str], report_id: int) -> str:
+    """Who sent it, as the event itself may say (the IT provider's names nobody: its
+    pseudonyms), for folding; with nothing to go on, the report alone."""
+    for key in ("reporter", "reporter_device", "user_ref", "device_ref"):
+        if fields.get(key) and fields[key] != "not signed in":
+            return fields[key]
+    return f"report {report_id}"
 
 
 # -- the console ------------------------------------------------------------------------------

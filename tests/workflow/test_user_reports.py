@@ -96,7 +96,9 @@ def test_a_report_is_kept_new_with_its_audience_and_its_alert(store: Store, poli
     a = row(store, alerts, r.alert_id)
     assert (a.kind, a.severity, a.audience, a.state) == ("user_report", 4, "safeguarding", NEW)
     fields = a.event["fields"]
-    assert fields["reporter"] == "pupil7" and fields["device"] == "10.10.3.7"
+    assert fields["reporter"] == "pupil7" and fields["reporter_device"] == "10.10.3.7"
+    # The alert is about the page: not listed as about the reporter, no timeline of theirs.
+    assert (a.username, a.ip, a.device_id) == (None, None, None)
     assert fields["message"] == "there were pictures of people hurting themselves"
     assert "user" not in fields  # the alert is about the page, not about the reporter
 
@@ -112,10 +114,18 @@ def test_the_it_providers_alert_names_nobody(store: Store, policy: Policy) -> No
     assert fields["reference"] == "SG-BCDF-GHJK" and fields["profile"] == "ks2"
 
 
-def test_each_report_is_its_own_alert_never_folded(store: Store, policy: Policy) -> None:
+def test_one_reporters_reports_fold_into_one_alert_others_do_not(
+    store: Store, policy: Policy
+) -> None:
+    """A pupil sending twenty "it upset me" reports makes one alert counting them (each
+    report is still kept and listed), not twenty that each escalate."""
     first = filed_with_alert(store, policy, upsetting())
     second = filed_with_alert(store, policy, upsetting())
-    assert row(store, reports, first).alert_id != row(store, reports, second).alert_id
+    other = filed_with_alert(store, policy, upsetting(username="pupil8", ip="10.10.3.8"))
+    shared = row(store, reports, first).alert_id
+    assert row(store, reports, second).alert_id == shared
+    assert row(store, reports, other).alert_id != shared
+    assert row(store, alerts, shared).occurrences == 2
 
 
 def test_picked_up_then_closed_with_an_outcome_each_step_audited(
