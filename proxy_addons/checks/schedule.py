@@ -116,7 +116,8 @@ def remind_if_due(
     )
     if deliver:
         deliver_now(outbox, policy, written)
-    logger.info("Reminded %s: filtering check for %s is due", policy.checks.remind, due.term.name)
+    who = ", ".join(sorted(policy.checks.remind)) or "nobody named"
+    logger.info("Reminded %s: filtering check for %s is due", who, due.term.name)
     return due
 
 

@@ -196,8 +196,8 @@ def _detail_page(
         raised_at=row.raised_at,
         school_tz=policy().timezone,
         category_label=_category_label,
-        outcomes=OUTCOMES,
-        outcome_text=OUTCOMES.get(row.outcome or "", ""),
+        outcomes=outcomes_for(row.audience),
+        outcome_text=outcomes_for(row.audience).get(row.outcome or "", ""),
         notes_needed=alert_cases.NOTES_NEEDED,
         for_whom=AUDIENCE_TEXT.get(row.audience, row.audience),
         state_text=STATE_TEXT.get(row.state, row.state),
@@ -236,6 +236,13 @@ def _incident_link(endpoint: str, **values: Any) -> str | None:
 def _acted(alert_id: int, done: str) -> ResponseReturnValue:
     flash(done, "ok")
     return redirect(url_for(".alert_detail", alert_id=alert_id), 303)
+
+
+def outcomes_for(audience: str) -> dict[str, str]:
+    """The outcomes in words: a concern about a member of staff is not about a pupil."""
+    if audience == "staff":
+        return {**OUTCOMES, "spoke_to_pupil": "Spoke to the member of staff"}
+    return OUTCOMES
 
 
 def _visible(alert_id: int) -> bool:

@@ -421,3 +421,11 @@ def test_the_incident_link_shows_only_once_incidents_exist(web: Web) -> None:
     # The IT provider keeps no incident log: never a link for them.
     tech = raise_one(web.store, **TECH_ALERT)  # type: ignore[arg-type]
     assert "Open an incident" not in text(sign_in(web, "tech").get(f"/alerts/{tech}"))
+
+
+def test_a_concern_about_staff_is_closed_in_its_own_words(web: Web) -> None:
+    staff = raise_one(web.store, stored_audience="staff", summary="Concern about a teacher")
+    page = text(sign_in(web, "head").get(f"/alerts/{staff}"))
+    assert "Spoke to the member of staff" in page and "Spoke to the pupil" not in page
+    pupil = raise_one(web.store)
+    assert "Spoke to the pupil" in text(sign_in(web, "dsl").get(f"/alerts/{pupil}"))

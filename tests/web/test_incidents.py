@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from proxy_addons.store.schema import alerts
+from proxy_addons.web.incidents import people_named
 from proxy_addons.workflow import audit, incident_export, incident_log, incidents
 from proxy_addons.workflow.accounts import add_account
 from tests.web.test_people import add_alert
@@ -212,3 +213,13 @@ def test_exports_csv_and_json_audited_and_formula_safe(web: Web) -> None:
         ("dsl", "json", [first]),
     ]
     assert records[0].detail["from"] == "2026-03-01"
+
+
+def test_people_involved_are_kept_whole_one_per_line_or_comma() -> None:
+    typed = "pupil7, the pupil at 127.0.0.1 (Year 2 iPad)\n  Mr  Smith ;pupil8\n\n"
+    assert people_named(typed) == [
+        "pupil7",
+        "the pupil at 127.0.0.1 (Year 2 iPad)",
+        "Mr Smith",
+        "pupil8",
+    ]
