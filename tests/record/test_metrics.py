@@ -198,8 +198,10 @@ def test_policy_reloads_by_outcome(metered: Metered) -> None:
     # The gauge reads the runtime's last error, set just before the listeners count the
     # failure: a scrape between the two (seen under load) has one without the other.
     m.wait_for(
-        lambda: m.value("schoolgate_policy_last_reload_failed") == 1
-        and m.value("schoolgate_policy_reloads_total", outcome="failure") == failed + 1
+        lambda: (
+            m.value("schoolgate_policy_last_reload_failed") == 1
+            and m.value("schoolgate_policy_reloads_total", outcome="failure") == failed + 1
+        )
     )
     assert m.value("schoolgate_list_entries", category="social") == 3  # the last good policy
 
