@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from proxy_addons.gateway.services import Services
 from proxy_addons.record import access_records, access_store, daily_totals
 from proxy_addons.store.schema import alerts
+from proxy_addons.workflow import audit, reviews
 from tests.conftest import ROOT
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -25,6 +26,10 @@ def test_the_gateway_counts_finished_days_and_reminds_of_the_review(tmp_path: Pa
     decision = {"action": "block", "reason": "rule", "profile": "ks2", "host": "chatter.test"}
     at = NOW - timedelta(days=2)
     access_store.write_rows(store, [access_records.build(decision | {"category": "social"}, at)])
+    # In service for longer than a new install's grace: the first review is due.
+    began = NOW - timedelta(days=reviews.FIRST_REVIEW_DAYS + 1)
+    with store.begin() as conn:
+        audit.append(conn, actor="it", action="policy.loaded", subject="p", detail={}, at=began)
     services.start()
     try:
         deadline = time.monotonic() + 60  # a bound for a slow machine, not a timing check
