@@ -25,12 +25,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, settings
 
+from proxy_addons.workflow import accounts
+
 # Hypothesis' per-example deadline (200 ms) measures the machine, not the code: on a
 # loaded 2-core CI machine a store or gateway example can pass it and fail the run.
 settings.register_profile(
     "schoolgate", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 settings.load_profile("schoolgate")
+
+# bcrypt's cost for accounts the tests make in-process: 4 rounds (about a millisecond) instead
+# of the shipped 12 (a quarter of a second for each hash and each sign-in, hundreds of times
+# over). The tests are about who may sign in, not bcrypt's cost; accounts made by the real
+# `schoolgate account add` keep 12, and tests/cli/test_cli_account.py checks that.
+accounts.ROUNDS = 4
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

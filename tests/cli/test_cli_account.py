@@ -7,8 +7,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from proxy_addons.cli.main import ACCOUNT_ROLES
 from proxy_addons.store import Store
+from proxy_addons.store.schema import accounts
 from proxy_addons.workflow.accounts import ROLES, get_account
 from tests.conftest import ROOT, VENV_BIN
 from tests.pg import sqlite_url
@@ -62,3 +65,15 @@ def test_an_unknown_role_is_refused_with_the_roles_there_are(tmp_path: Path) -> 
     refused = account_add(tmp_path, "x", "caretaker")
     assert refused.returncode == 2
     assert "headteacher" in refused.stderr and "governor" in refused.stderr
+
+
+def test_a_real_account_costs_bcrypt_twelve_rounds(tmp_path: Path) -> None:
+    # The tests' own in-process accounts use 4 rounds for speed (tests/conftest.py); the
+    # command an IT provider runs must keep the shipped cost.
+    assert account_add(tmp_path, "mrs.patel", "dsl").returncode == 0
+    store = Store.open(sqlite_url(tmp_path))
+    with store.connect() as conn:
+        stored = conn.execute(
+            sa.select(accounts.c.password_hash).where(accounts.c.username == "mrs.patel")
+        ).scalar_one()
+    assert stored.startswith("$2b$12$")
