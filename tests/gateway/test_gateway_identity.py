@@ -99,6 +99,36 @@ def test_staff_request_from_the_block_page_creates_a_pending_unblock(
     ]
 
 
+def test_sign_in_follows_the_policy_without_a_restart(tmp_path: Path, upstream: Upstream) -> None:
+    """Adding `authentication:` to a running gateway's policy turns proxy sign-in on at the
+    reload (it used to need a restart, and said nothing); taking it out turns it off."""
+    policy = copy_policy(tmp_path)
+    _htpasswd(policy.parent / "users.htpasswd", {"teacher": "t-pass"})
+    plain = policy.read_text()
+    gw = start_mitmdump(policy, tmp_path / "var", upstream)
+    try:
+        assert body_and_status(gw.curl("http://plain.test/"))[1] == 200
+        policy.write_text(
+            plain.replace("identities:", "authentication: {htpasswd: users.htpasswd}\nidentities:")
+        )
+        assert _status_becomes(gw, 407)
+        assert body_and_status(gw.curl("http://plain.test/", user="teacher:t-pass"))[1] == 200
+        policy.write_text(plain)
+        assert _status_becomes(gw, 200)
+    finally:
+        gw.stop()
+
+
+def _status_becomes(gw: Gateway, status: int, timeout: float = 30) -> bool:
+    """Whether an anonymous request gets `status` within `timeout` (a reload's time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if body_and_status(gw.curl("http://plain.test/"))[1] == status:
+            return True
+        time.sleep(0.3)
+    return False
+
+
 def _libfaketime() -> str:
     """libfaketime (Debian's faketime package), preloaded straight into mitmdump so that
     stopping the gateway stops the process itself."""
