@@ -180,7 +180,10 @@ def gather(
         found["check_actions"] = _rows(
             conn, sa.select(check_actions).where(_named(check_actions.c.author, u))
         )
-        about = sorted({u, *ids, *(row["id"] for row in found["unblocks"])})
+        # Audit subjects name a person as "user:<name>" or "device:<id or IP>" (looks at
+        # their history, exports of their records), older ones by the bare name.
+        looked = {f"user:{u}", *(f"device:{d}" for d in (*ids, *ips))}
+        about = sorted({u, *ids, *looked, *(row["id"] for row in found["unblocks"])})
         t = audit_log.c
         where = _either(sa.func.lower(t.actor) == u, t.subject.in_(about))
         found["audit"] = _rows(conn, sa.select(audit_log).where(where).order_by(t.seq))
@@ -221,7 +224,7 @@ def export(
             conn,
             actor=by,
             action=ACTION,
-            subject=who.user[:200],
+            subject=f"user:{who.user}"[:200],  # as a look at their history is filed
             detail={"reason": reason.strip(), **who.describe(), "rows": counts},
             address=address,
             at=now,
@@ -249,7 +252,12 @@ def recent_exports(store: Store, limit: int = 20) -> list[dict[str, Any]]:
     with store.connect() as conn:
         rows = conn.execute(stmt.order_by(t.seq.desc()).limit(limit)).all()
     return [
-        {"at": row.at, "by": row.actor, "whose": row.subject, "reason": row.detail.get("reason")}
+        {
+            "at": row.at,
+            "by": row.actor,
+            "whose": row.subject.removeprefix("user:"),
+            "reason": row.detail.get("reason"),
+        }
         for row in rows
     ]
 

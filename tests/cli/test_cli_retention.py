@@ -92,8 +92,8 @@ def test_people_export_writes_one_persons_records_and_is_audited(tmp_path: Path)
     assert json.loads(shown.stdout)["rows"]["alerts"] == 1
     exports = [r for r in audit.records(store) if r.action == "people.exported"]
     assert [(r.actor, r.subject, r.detail["reason"]) for r in exports] == [
-        ("mrs.patel", AMY, "SAR 12"),
-        ("mrs.patel", BEN, "SAR 13"),
+        ("mrs.patel", f"user:{AMY}", "SAR 12"),
+        ("mrs.patel", f"user:{BEN}", "SAR 13"),
     ]
 
 

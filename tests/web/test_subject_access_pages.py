@@ -93,7 +93,7 @@ def test_the_dsl_downloads_one_persons_records_and_it_is_audited(web: Web) -> No
     document = json.loads(answer.get_data())
     assert document["rows"]["access_log"] == 2 and BEN not in json.dumps(document["parts"])
     (record,) = exports(web)
-    assert (record.actor, record.subject, record.address) == ("dsl", AMY, "10.20.0.9")
+    assert (record.actor, record.subject, record.address) == ("dsl", f"user:{AMY}", "10.20.0.9")
     assert record.detail["reason"] == "SAR 2026-3"
     assert AMY in client.get("/subject-access").get_data(as_text=True)  # listed as recent
 

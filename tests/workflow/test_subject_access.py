@@ -167,7 +167,7 @@ def test_the_export_is_audited_with_who_whom_and_why(db_url: str) -> None:  # no
         doc["audit_seq"],
         "mrs.patel",
         "people.exported",
-        BEN,
+        f"user:{BEN}",
     )
     assert last.address == "10.20.0.9"
     assert last.detail["reason"] == "SAR 7"
@@ -194,3 +194,25 @@ def test_the_zip_holds_the_document_and_a_csv_per_part(tmp_path: Any) -> None:
         log = archive.read("access_log.csv").decode()
     assert log.splitlines()[0].startswith("id,at,username")
     assert f"search by {AMY}" in log
+
+
+def test_looks_at_the_persons_history_and_earlier_exports_are_in_it(
+    db_url: str,  # noqa: F811
+) -> None:
+    """Who looked at them, when and why (workflow/history_views.py and the alert pages file
+    a look as "user:<name>" or "device:<id>") is theirs to see too, as is an earlier export."""
+    store = Store.open(db_url)
+    seed(store)
+    with store.begin() as conn:
+        for subject in (f"user:{AMY}", f"device:{DEVICE[AMY]}", f"user:{BEN}"):
+            audit.append(
+                conn, actor="mrs.patel", action="person.viewed", subject=subject, detail={}, at=NOW
+            )
+    subject_access.export(store, Subject(AMY), by="mrs.patel", reason="SAR 1", now=NOW)
+    who = Subject(AMY, device_ids=(DEVICE[AMY],))
+    doc = subject_access.export(store, who, by="mrs.patel", reason="SAR 2", now=NOW)
+    subjects = [(r["action"], r["subject"]) for r in doc["parts"]["audit"]]
+    assert ("person.viewed", f"user:{AMY}") in subjects
+    assert ("person.viewed", f"device:{DEVICE[AMY]}") in subjects
+    assert ("people.exported", f"user:{AMY}") in subjects
+    assert ("person.viewed", f"user:{BEN}") not in subjects
