@@ -425,6 +425,8 @@ incidents = sa.Table(
     sa.Column("action_taken", sa.Text, nullable=False),
     sa.Column("category", sa.String(100), nullable=True),
     sa.Column("people", sa.JSON, nullable=False),  # user names involved (list)
+    # About a member of staff: the headteacher's alone (from such an alert, or said so); 0013.
+    sa.Column("about_staff", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("alert_id", sa.Integer, nullable=True),
     sa.Column("report_id", sa.Integer, nullable=True),
     sa.Column("recorded_by", sa.String(200), nullable=False),

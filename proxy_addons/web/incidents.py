@@ -171,6 +171,7 @@ def incident_new() -> ResponseReturnValue:
 @needs("incidents", refusal=REFUSAL)
 def incident_create() -> ResponseReturnValue:
     typed = {name: text(request.form, name) for name in NEW_FIELDS}
+    typed["about_staff"] = "yes" if request.form.get("about_staff") == "yes" else ""
     alert_id = _alert_id(request.form.get("alert"))
     alert = _alert_seed(alert_id) if alert_id is not None else None
     if alert_id is not None and alert is None:
@@ -183,6 +184,7 @@ def incident_create() -> ResponseReturnValue:
         action_taken=typed["action_taken"],
         category=typed["category"] or None,
         people=tuple(dict.fromkeys(n.lower() for n in people_named(typed["people"]))),
+        about_staff=request.form.get("about_staff") == "yes",
     )
     now = services().workflow.clock()
     # Everything wrong at once (a time that can't be read, and the empty fields); the rest
@@ -198,6 +200,10 @@ def incident_create() -> ResponseReturnValue:
         return _new_page(typed, alert, 400, exc.problems)
     closed = " The alert is closed with the outcome “Incident opened”." if alert else ""
     flash(f"Incident {incident_id} is in the log.{closed}", "ok")
+    if not _visible(incident_log.get(services().store, incident_id)):
+        # About a member of staff: the headteacher's from now on, not the recorder's.
+        flash("It is about a member of staff, so only the headteacher can open it.", "ok")
+        return redirect(url_for("incidents.incident_list"), 303)
     return redirect(url_for("incidents.incident_detail", incident_id=incident_id), 303)
 
 

@@ -58,7 +58,7 @@ class Incident:
     state: str
     closed_by: str | None
     closed_at: datetime | None
-    about_staff: bool  # opened from an alert about a member of staff
+    about_staff: bool  # about a member of staff: said so, or opened from such an alert
     actions: tuple[Action, ...] = ()
 
     @property
@@ -74,10 +74,16 @@ def kind_label(policy: Policy, category: str | None) -> str:
     return found.label if found else INCIDENT_KINDS.get(category, category)
 
 
+def _about_staff() -> sa.ColumnElement[bool]:
+    """Said to be about staff when recorded, or opened from an alert about staff."""
+    from_alert = sa.func.coalesce(alerts.c.audience == STAFF_AUDIENCE, False)
+    return sa.or_(incidents.c.about_staff, from_alert)
+
+
 def _select() -> sa.Select[Any]:
-    return sa.select(
-        incidents, sa.func.coalesce(alerts.c.audience == STAFF_AUDIENCE, False).label("staff")
-    ).select_from(incidents.outerjoin(alerts, alerts.c.id == incidents.c.alert_id))
+    return sa.select(incidents, _about_staff().label("staff")).select_from(
+        incidents.outerjoin(alerts, alerts.c.id == incidents.c.alert_id)
+    )
 
 
 def _actions_of(conn: sa.Connection, ids: Sequence[int]) -> dict[int, list[Action]]:
@@ -147,7 +153,7 @@ def listing(store: Store, f: Filter) -> list[Incident]:
     if f.state:
         stmt = stmt.where(c.state == f.state)
     if not f.staff:
-        stmt = stmt.where(sa.or_(alerts.c.audience.is_(None), alerts.c.audience != STAFF_AUDIENCE))
+        stmt = stmt.where(sa.not_(_about_staff()))
     with store.connect() as conn:
         rows = conn.execute(stmt).all()
         if f.person:

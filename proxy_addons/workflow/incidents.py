@@ -23,7 +23,7 @@ from proxy_addons.alerts import alert_rows
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alerts, incident_actions, incidents
 from proxy_addons.workflow import alert_cases, audit
-from proxy_addons.workflow.incident_log import CLOSED, OPEN
+from proxy_addons.workflow.incident_log import CLOSED, OPEN, STAFF_AUDIENCE
 from proxy_addons.workflow.unblocks import Actor
 
 # Audit actions; subjects "incident:<id>" (and "alert:<id>" for the alert's link).
@@ -57,6 +57,7 @@ class Draft:
     action_taken: str
     category: str | None
     people: tuple[str, ...]
+    about_staff: bool = False  # said so by whoever records it: the headteacher's alone
 
 
 def audit_subject(incident_id: int) -> str:
@@ -138,6 +139,7 @@ def open_incident(
                 action_taken=draft.action_taken.strip()[:MAX_TEXT],
                 category=(draft.category or None),
                 people=list(draft.people),
+                about_staff=draft.about_staff or _about_staff(alert),
                 alert_id=alert_id,
                 recorded_by=actor.name,
                 recorded_at=now,
@@ -147,10 +149,16 @@ def open_incident(
         assert result.inserted_primary_key is not None
         incident_id = int(result.inserted_primary_key[0])
         detail: dict[str, Any] = {"alert": alert_id, "people": len(draft.people)}
+        if draft.about_staff or _about_staff(alert):
+            detail["about_staff"] = True
         _audit(conn, actor, OPENED, audit_subject(incident_id), detail, now)
         if alert is not None:
             _link_alert(conn, actor, alert, incident_id, now)
     return incident_id
+
+
+def _about_staff(alert: Any) -> bool:
+    return alert is not None and alert.audience == STAFF_AUDIENCE
 
 
 def _link_alert(

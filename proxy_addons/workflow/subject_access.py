@@ -152,6 +152,7 @@ def gather(
             for row in _rows(conn, sa.select(incidents).order_by(incidents.c.occurred_at))
             if (u in _names(row["people"]) or row["alert_id"] in alert_ids)
             and row["alert_id"] not in hidden
+            and (staff_concerns or not row["about_staff"])
         ]
         incident_ids = [row["id"] for row in found["incidents"]]
         ia = incident_actions.c

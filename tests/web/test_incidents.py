@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from proxy_addons.store.schema import alerts
 from proxy_addons.web.incidents import people_named
-from proxy_addons.workflow import audit, incident_export, incident_log, incidents
+from proxy_addons.workflow import audit, incident_export, incident_log, incidents, subject_access
 from proxy_addons.workflow.accounts import add_account
 from tests.web.test_people import add_alert
 from tests.web.test_webapp import (  # noqa: F401
@@ -153,6 +153,34 @@ def test_an_alert_about_staff_is_for_the_headteacher_only(web: Web) -> None:
     assert dsl.get(f"/incidents/{incident_id}").status_code == 404
     assert f"Incident {incident_id}" not in dsl.get("/incidents").get_data(as_text=True)
     assert f"Incident {incident_id}" in head.get("/incidents").get_data(as_text=True)
+
+
+def test_one_recorded_by_hand_as_about_staff_is_for_the_headteacher_only(web: Web) -> None:
+    """A DSL told of a concern about a teacher records it for the headteacher: from then on
+    it is the headteacher's alone, in the log, its page, its exports and subject access."""
+    dsl = sign_in(web, "dsl")
+    assert 'name="about_staff"' in dsl.get("/incidents/new").get_data(as_text=True)
+    answer = create(dsl, people="teacher", about_staff="yes")
+    assert answer.status_code == 303 and answer.headers["Location"] == "/incidents"
+    listed = dsl.get("/incidents").get_data(as_text=True)
+    assert "only the headteacher can open it" in listed
+    [found] = incident_log.listing(web.store, incident_log.Filter(staff=True))
+    assert found.about_staff and found.people == ("teacher",)
+    assert dsl.get(f"/incidents/{found.id}").status_code == 404
+    assert f'href="/incidents/{found.id}"' not in listed
+    assert f'href="/incidents/{found.id}"' in sign_in(web, "head").get("/incidents").get_data(
+        as_text=True
+    )
+    head = sign_in(web, "head")
+    assert head.get(f"/incidents/{found.id}").status_code == 200
+    hidden = subject_access.gather(
+        web.store, subject_access.Subject("teacher"), staff_concerns=False
+    )
+    assert hidden["incidents"] == []
+    kept = subject_access.gather(web.store, subject_access.Subject("teacher"))
+    assert [row["id"] for row in kept["incidents"]] == [found.id]
+    [opened] = [r for r in audit.records(web.store) if r.action == incidents.OPENED]
+    assert opened.detail.get("about_staff") is True
 
 
 def test_follow_up_actions_and_closing(web: Web) -> None:
