@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -295,3 +296,34 @@ def test_two_deciders_at_once_exactly_one_wins(open_store: Callable[..., Store])
     with store.connect() as conn:
         rows = conn.execute(sa.select(unblocks.c.status, unblocks.c.version)).all()
     assert rows == [("active", 2)] * len(ids)
+
+
+def test_0013_marks_incidents_opened_from_staff_concerns(db_url: str) -> None:  # noqa: F811
+    """An incident opened from a concern about staff before 0013 stays the headteacher's."""
+    engine = sa.create_engine(db_url)
+    when = "2026-12-01 10:00:00"  # as text: both databases read it
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(connection=conn), "0012")
+            for alert_id, audience in ((1, "staff"), (2, "safeguarding")):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO alerts (id, raised_at, last_seen_at, kind, severity, "
+                        "audience, summary, event, fold_key, recipients, state) VALUES "
+                        "(:id, :at, :at, 'risk_phrase', 4, :aud, 's', '{}', 'k', '[]', 'closed')"
+                    ),
+                    {"id": alert_id, "at": when, "aud": audience},
+                )
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO incidents (id, occurred_at, location, description, "
+                        "action_taken, people, alert_id, recorded_by, recorded_at, state) "
+                        "VALUES (:id, :at, 'x', 'x', 'x', '[]', :id, 'dsl', :at, 'open')"
+                    ),
+                    {"id": alert_id, "at": when},
+                )
+            command.upgrade(alembic_config(connection=conn), "0013")
+            marked = dict(conn.execute(sa.text("SELECT id, about_staff FROM incidents")).all())
+    finally:
+        engine.dispose()
+    assert {k: bool(v) for k, v in marked.items()} == {1: True, 2: False}
