@@ -49,4 +49,15 @@ def local_input(policy: Policy, at: datetime) -> str:
     return at.astimezone(policy.timezone).strftime("%Y-%m-%dT%H:%M")
 
 
-__all__ = ["MAX_FIELD", "local_input", "read_day", "read_time", "text"]
+def labelled_choices(labels: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(shown, value) for a pick-list of names with plain labels, sorted by label; names that
+    share a label (three lists called "Adult content") say which is which."""
+    seen: dict[str, int] = {}
+    for label in labels.values():
+        seen[label] = seen.get(label, 0) + 1
+    return sorted(
+        (f"{label} ({name})" if seen[label] > 1 else label, name) for name, label in labels.items()
+    )
+
+
+__all__ = ["MAX_FIELD", "labelled_choices", "local_input", "read_day", "read_time", "text"]

@@ -20,7 +20,13 @@ from flask import Blueprint, Response, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
 from proxy_addons.store.schema import alerts
-from proxy_addons.web.console_forms import local_input, read_day, read_time, text
+from proxy_addons.web.console_forms import (
+    labelled_choices,
+    local_input,
+    read_day,
+    read_time,
+    text,
+)
 from proxy_addons.web.context import actor, page, policy, problem, services
 from proxy_addons.web.nav import needs, powers
 from proxy_addons.web.people import alert_link
@@ -35,12 +41,26 @@ NEW_FIELDS = ("occurred_at", "location", "category", "people", "description", "a
 VIEWED = "incident.view"
 
 
+def _kind_from(category: str | None) -> str:
+    """The incident kind an alert's category names: alerts carry a category's label
+    ("Gambling") or a phrase library's category ("self-harm"); none that fits, none."""
+    if not category:
+        return ""
+    kinds = {name: c.label for name, c in policy().categories.items()}
+    kinds.update(incident_log.INCIDENT_KINDS)
+    wanted = category.strip().lower()
+    for name, label in kinds.items():
+        if wanted in (name.lower(), label.lower(), name.lower().replace("_", "-")):
+            return name
+    return ""
+
+
 def _common() -> dict[str, Any]:
     current = policy()
     kinds = {name: c.label for name, c in current.categories.items()}
     kinds.update(incident_log.INCIDENT_KINDS)
     return {
-        "categories": sorted(((label, name) for name, label in kinds.items())),
+        "categories": labelled_choices(kinds),
         "kind_label": lambda name: incident_log.kind_label(current, name),
         "alert_link": alert_link(),
     }
@@ -157,7 +177,7 @@ def incident_new() -> ResponseReturnValue:
         where = alert.device_id or alert.ip
         form.update(
             occurred_at=local_input(policy(), alert.raised_at),
-            category=alert.category or "",
+            category=_kind_from(alert.category),
             people=alert.username or "",
             description=alert.summary,
             location=f"On the school network (device {where})" if where else "",

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 from flask.typing import ResponseReturnValue
 
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.web.console_forms import read_day, text
+from proxy_addons.web.console_forms import labelled_choices, read_day, text
 from proxy_addons.web.context import actor, page, policy, services
 from proxy_addons.web.nav import needs, powers
 from proxy_addons.workflow import history_views, incident_log
@@ -53,7 +53,7 @@ def _form_page(form: Mapping[str, str], status: int = 200, **values: object) -> 
         status,
         form=shown,
         terms=[t.name for t in current.terms],
-        categories=sorted((c.label, name) for name, c in current.categories.items()),
+        categories=labelled_choices({name: c.label for name, c in current.categories.items()}),
         category_label=lambda name: category_label(current, name),
         tz=current.timezone,
         retention_days=current.monitoring.retention_days,

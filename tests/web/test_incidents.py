@@ -9,6 +9,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,14 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
+from proxy_addons.alerts import alert_rows
+from proxy_addons.alerts.events import Audience, Event
 from proxy_addons.store.schema import alerts
+from proxy_addons.web.console_forms import labelled_choices
 from proxy_addons.web.incidents import people_named
 from proxy_addons.workflow import audit, incident_export, incident_log, incidents, subject_access
 from proxy_addons.workflow.accounts import add_account
-from tests.web.test_people import add_alert
+from tests.web.test_people import NOW, add_alert
 from tests.web.test_webapp import (  # noqa: F401
     PASSWORD,
     Web,
@@ -250,4 +254,36 @@ def test_people_involved_are_kept_whole_one_per_line_or_comma() -> None:
         "the pupil at 127.0.0.1 (Year 2 iPad)",
         "Mr Smith",
         "pupil8",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("category", "kind"),
+    [("adult", "adult"), ("Social networks", "social"), ("no such kind", "")],
+)
+def test_the_kind_is_prefilled_from_the_alerts_category_or_its_label(
+    web: Web, category: str, kind: str
+) -> None:
+    event = Event(
+        kind="high_risk_block",
+        severity=4,
+        audience=Audience.SAFEGUARDING,
+        summary="Blocked",
+        fields={"user": "pupil", "category": category},
+        fold_key=f"block|{category}",
+        at=NOW,
+    )
+    with web.store.begin() as conn:
+        alert_id = alert_rows.record(conn, event, [], timedelta(0), NOW)
+    html = sign_in(web, "dsl").get(f"/incidents/new?alert={alert_id}").get_data(as_text=True)
+    chosen = re.search(r'<option value="([^"]*)" selected>', html)
+    assert (chosen.group(1) if chosen else "") == kind
+
+
+def test_kinds_sharing_a_label_say_which_is_which() -> None:
+    labels = {"adult": "Adult content", "lingerie": "Adult content", "games": "Games"}
+    assert labelled_choices(labels) == [
+        ("Adult content (adult)", "adult"),
+        ("Adult content (lingerie)", "lingerie"),
+        ("Games", "games"),
     ]
