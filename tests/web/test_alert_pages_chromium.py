@@ -7,14 +7,12 @@ console-alerts.png and console-alert.png."""
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from werkzeug.serving import make_server
 
 from proxy_addons.alerts.dispatch import raise_alert
 from proxy_addons.alerts.events import Audience, Event
@@ -22,6 +20,7 @@ from proxy_addons.store.schema import access_log, alerts
 from proxy_addons.workflow import alert_cases, audit
 from proxy_addons.workflow.unblocks import Actor
 from tests.support.screenshots import shot
+from tests.support.web_server import serve
 from tests.web.test_alert_pages import seed_console
 from tests.web.test_webapp import PASSWORD, Web, make_web
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
@@ -36,13 +35,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Web, str]]:
     web = make_web(tmp_path / "var", seed_console(tmp_path / "seed"), secure_cookies=False)
-    server = make_server("127.0.0.1", 0, web.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield web, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
-    server.server_close()
+    served = serve(web.app)
+    yield web, served.url
+    served.stop()
     web.store.dispose()
 
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from agent.report import parse_report
 from proxy_addons.devices import enrolment, reports
 from proxy_addons.store import Store
 from tests.devices.test_device_api import report
+from tests.support.web_server import serve
 from tests.web.test_webapp import PASSWORD, Web, make_web, seed, seeded_db, sign_in  # noqa: F401
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
 
@@ -113,10 +112,8 @@ def test_the_inventory_in_chromium(tmp_path: Path) -> None:
     now = dt.datetime.now(dt.UTC)
     failing = [{"id": "firewall", "status": "fail", "reason": "No firewall is filtering."}]
     device_id = add_device(web.store, "lab-pc-07", now, results=failing)
-    server = make_server("127.0.0.1", 0, web.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_port}"
+    served = serve(web.app)
+    base = served.url
     expect = sync_api.expect
     try:
         with sync_api.sync_playwright() as pw:
@@ -137,7 +134,5 @@ def test_the_inventory_in_chromium(tmp_path: Path) -> None:
             finally:
                 browser.close()
     finally:
-        server.shutdown()
-        thread.join(5)
-        server.server_close()
+        served.stop()
         web.store.dispose()

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.record import access_store, daily_totals
@@ -24,6 +22,7 @@ from proxy_addons.workflow.unblocks import UnblockWorkflow
 from tests.conftest import ROOT
 from tests.record.test_term_report import alert_row, block, incident_row, visit
 from tests.support.screenshots import shot
+from tests.support.web_server import serve
 from tests.web.test_governance import seed_governance
 from tests.web.test_webapp import PASSWORD, SECRET
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
@@ -108,13 +107,9 @@ def served(tmp_path: Path) -> Iterator[str]:
     policy = load_policy(autumn_policy(tmp_path / "policy"))
     workflow = UnblockWorkflow(store, lambda: policy, send_in_background=False, clock=lambda: NOW)
     app = create_app(workflow, store, secret_key=SECRET, secure_cookies=False)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
-    server.server_close()
+    served = serve(app)
+    yield served.url
+    served.stop()
     store.dispose()
 
 

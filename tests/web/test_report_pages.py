@@ -5,14 +5,12 @@ look audited), the IT provider a pseudonym; picked up and closed with an outcome
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from werkzeug.serving import make_server
 
 from proxy_addons.alerts.dispatch import raise_alert
 from proxy_addons.alerts.events import Pseudonymiser
@@ -21,6 +19,7 @@ from proxy_addons.store.schema import alerts, audit_log, reports
 from proxy_addons.workflow import user_reports
 from proxy_addons.workflow.user_reports import NewReport
 from tests.support.screenshots import shot
+from tests.support.web_server import serve
 from tests.web.test_webapp import PASSWORD, Web, make_web, page_token, seed, sign_in
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
 
@@ -171,9 +170,8 @@ def test_a_pupils_report_reaches_the_dsl_and_is_closed_in_chromium(tmp_path: Pat
     web = make_web(tmp_path / "var", seed(tmp_path / "seed"))
     file_report(web, "should_block", url="http://games.example/play", text="games in maths")
     report_id = file_report(web, "upsetting", url="http://plain.example/chat/room-3")
-    server = make_server("127.0.0.1", 0, web.app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base, expect = f"http://127.0.0.1:{server.server_port}", sync_api.expect
+    served = serve(web.app)
+    base, expect = served.url, sync_api.expect
     try:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -199,8 +197,7 @@ def test_a_pupils_report_reaches_the_dsl_and_is_closed_in_chromium(tmp_path: Pat
             expect(page.locator("h1 .status")).to_have_text("Closed")
             browser.close()
     finally:
-        server.shutdown()
-        server.server_close()
+        served.stop()
     row = report_row(web, report_id)
     assert (row.state, row.outcome, row.handled_by) == ("closed", "spoke_to_pupil", "dsl")
     with web.store.connect() as conn:

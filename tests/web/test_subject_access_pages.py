@@ -7,13 +7,11 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from proxy_addons.web import subject_access as pages
 from proxy_addons.workflow import audit, incidents, subject_access
@@ -21,6 +19,7 @@ from proxy_addons.workflow.accounts import add_account
 from proxy_addons.workflow.subject_access import Subject
 from proxy_addons.workflow.unblocks import Actor
 from tests.support.screenshots import shot
+from tests.support.web_server import serve
 from tests.web.test_alert_pages import seed_console
 from tests.web.test_webapp import (  # noqa: F401  (seeded_db: a fixture)
     PASSWORD,
@@ -146,10 +145,8 @@ def test_a_dsl_downloads_a_zip_in_chromium(tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
     web = console(tmp_path / "var", seed_accounts(tmp_path / "seed"))
     web.app.config["SESSION_COOKIE_SECURE"] = False
-    server = make_server("127.0.0.1", 0, web.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_port}"
+    served = serve(web.app)
+    base = served.url
     expect = sync_api.expect
     try:
         with sync_api.sync_playwright() as pw:
@@ -177,9 +174,7 @@ def test_a_dsl_downloads_a_zip_in_chromium(tmp_path: Path) -> None:
             finally:
                 browser.close()
     finally:
-        server.shutdown()
-        thread.join(5)
-        server.server_close()
+        served.stop()
         web.store.dispose()
     assert saved.name.endswith(".zip")
     with zipfile.ZipFile(io.BytesIO(saved.read_bytes())) as archive:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from proxy_addons.core.unblocks import Status
+from tests.support.web_server import serve
 from tests.web.test_webapp import PASSWORD, Web, make_web, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,13 +32,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Web, str]]:
     # Plain http on loopback, so the session cookie can't be Secure here (a browser drops
     # Secure cookies set over http); real deployments keep secure_cookies=True behind HTTPS.
     web = make_web(tmp_path / "var", seed(tmp_path / "seed"), secure_cookies=False)
-    server = make_server("127.0.0.1", 0, web.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield web, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
-    server.server_close()
+    served = serve(web.app)
+    yield web, served.url
+    served.stop()
     web.store.dispose()
 
 
