@@ -21,7 +21,6 @@ from proxy_addons.gateway.addons.check_witness import CheckWitness, VerdictWitne
 from proxy_addons.gateway.addons.circumvention import Circumvention
 from proxy_addons.gateway.addons.client_access import ClientAccess
 from proxy_addons.gateway.addons.content_filter import ContentFiltering
-from proxy_addons.gateway.addons.escalation import Escalation
 from proxy_addons.gateway.addons.filter import Filter
 from proxy_addons.gateway.addons.lifecycle import Lifecycle
 from proxy_addons.gateway.addons.metrics import Metrics
@@ -61,7 +60,6 @@ def gateway_addons(services: Services | None = None) -> list[object]:
         Portal(services),
         Metrics(services),
         StateHealth(services),  # damaged or lost state: checks, retries, alerts
-        Escalation(services),  # unacknowledged serious alerts go to deputies, then the head
         CheckWitness(services),  # it only looks, at the answers as finally sent
         Recorder(services, sinks),  # last: which verdict took effect, to the sinks
     ]

@@ -45,9 +45,10 @@ from proxy_addons.gateway.known_names import KnownNames
 from proxy_addons.record import metrics
 from proxy_addons.record.access_sink import AccessLogSink
 from proxy_addons.record.access_writer import AccessWriter
-from proxy_addons.record.daily_totals import DailyTotals
+from proxy_addons.record.daily_totals import totals_job
 from proxy_addons.store import Store, store_url
 from proxy_addons.workflow import audit, retention, reviews
+from proxy_addons.workflow.alert_escalation import EscalationSweep
 from proxy_addons.workflow.unblock_watch import POLL_SECONDS as UNBLOCK_SECONDS
 from proxy_addons.workflow.unblock_watch import UnblockWatch
 from proxy_addons.workflow.unblocks import UnblockWorkflow
@@ -183,8 +184,10 @@ class Services:
                 "Check windows not read",
                 at_start=True,
             ),
-            DailyTotals(store, lambda: self.policy, clock=self.clock),  # each day, for years
+            totals_job(store, self.require_policy, self.clock),  # each day, for years
             reviews.reminder_job(store, self.require_policy, self.clock),  # the annual review
+            # Serious alerts nobody acknowledged go to the deputies, then the headteacher.
+            EscalationSweep(lambda: store, lambda: self.policy, self.clock),
             Every(
                 "retention-purge",
                 retention.DAY_SECONDS,

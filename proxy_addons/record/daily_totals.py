@@ -31,7 +31,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import sqlalchemy as sa
 
-from proxy_addons.core.periodic import Periodic
+from proxy_addons.core.periodic import Every
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import access_log, daily_totals
@@ -225,34 +225,32 @@ def read_totals(store: Store, first: date, last: date) -> list[Total]:
     ]
 
 
-class DailyTotals(Periodic):
-    """The gateway's job: `total_missing` every SWEEP_SECONDS (and at start), in the time
-    zone and with the access log's retention of the policy in force."""
+def totals_job(
+    store: Store,
+    policy: Callable[[], Policy],
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Every:
+    """The gateway's job: `total_missing` at start and every SWEEP_SECONDS, in the time zone
+    and with the access log's retention of the policy in force."""
 
-    thread_name = "daily-totals"
-    failure = "Daily totals not counted; trying again later"
+    def run() -> None:
+        current = policy()
+        days = current.monitoring.retention_days
+        total_missing(store, current.timezone, clock(), retention_days=days)
 
-    def __init__(
-        self,
-        store: Store,
-        policy: Callable[[], Policy | None],
-        interval: float = SWEEP_SECONDS,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        super().__init__()
-        self.store, self.policy, self.interval, self.clock = store, policy, interval, clock
-
-    def tick(self) -> None:
-        policy = self.policy()
-        if policy is not None:
-            days = policy.monitoring.retention_days
-            total_missing(self.store, policy.timezone, self.clock(), retention_days=days)
+    return Every(
+        "daily-totals",
+        SWEEP_SECONDS,
+        run,
+        "Daily totals not counted; trying again later",
+        at_start=True,
+    )
 
 
 __all__ = [
+    "totals_job",
     "DAY_TOTALLED",
     "PAGE_REASONS",
-    "DailyTotals",
     "Total",
     "day_bounds",
     "days_to_total",

@@ -77,7 +77,7 @@ def escalate_due(outbox: AlertOutbox, policy: Policy, now: datetime) -> list[Esc
 
 
 class EscalationSweep(Periodic):
-    """The escalation job: the gateway runs one (gateway/addons/escalation.py), for the
+    """The escalation job: the gateway's services run one (gateway/services.py), for the
     store and policy in force at each run (none yet: nothing to do)."""
 
     interval = SWEEP_SECONDS

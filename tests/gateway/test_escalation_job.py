@@ -1,5 +1,5 @@
-"""The gateway escalates by itself: the Escalation add-on is in the chain and puts its sweep
-among the services' jobs, which run it once they start; an alert nobody acknowledged for
+"""The gateway escalates by itself: the escalation sweep is among the services' jobs,
+which run it once they start; an alert nobody acknowledged for
 15 school minutes reaches the deputy by email (a real SMTP server) without anyone asking."""
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import sqlalchemy as sa
 
 from proxy_addons.alerts.dispatch import raise_alert
 from proxy_addons.alerts.outbox import AlertOutbox
-from proxy_addons.gateway.addons.escalation import Escalation
-from proxy_addons.gateway.chain import gateway_addons
 from proxy_addons.gateway.services import Services
 from proxy_addons.store.schema import alerts
 from tests.alerts.test_notify import SmtpServer
@@ -24,19 +22,12 @@ from tests.alerts.test_routing_people import DEPUTY, concern, mail_since, people
 RAISED = datetime(2026, 3, 3, 10, 0, tzinfo=ZoneInfo("Europe/London"))  # a school Tuesday
 
 
-def test_the_chain_runs_the_escalation_sweep() -> None:
-    services = Services()
-    [addon] = [a for a in gateway_addons(services) if isinstance(a, Escalation)]
-    assert addon.sweep in services._jobs
-
-
 def test_the_gateway_escalates_an_unacknowledged_alert_by_itself(
     tmp_path: Path,
     plain_smtp_server: SmtpServer,  # noqa: F811
 ) -> None:
     now = [RAISED]
     services = Services(clock=lambda: now[0])
-    Escalation(services)
     loaded = services.open(people_policy_file(tmp_path, plain_smtp_server.port), tmp_path, "")
     store = services.store
     assert store is not None

@@ -164,7 +164,7 @@ def test_the_job_counts_in_the_policy_s_time_zone(store: Store) -> None:
             retention_days = 90
 
     access_store.write_rows(store, [blocked(datetime(2026, 3, 9, 9, 0, tzinfo=UTC))])
-    job = daily_totals.DailyTotals(store, lambda: Policy, clock=lambda: NOW)  # type: ignore[arg-type,return-value]
+    job = daily_totals.totals_job(store, lambda: Policy, clock=lambda: NOW)  # type: ignore[arg-type,return-value]
     job.tick()
     assert daily_totals.read_totals(store, MONDAY, MONDAY) == [
         Total(MONDAY, "ks2", "social", "block", "rule", False, 1)
