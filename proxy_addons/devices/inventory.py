@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from proxy_addons.record.access_export import csv_cell
 from proxy_addons.store import Store
 from proxy_addons.store.schema import devices
 
@@ -134,7 +135,7 @@ def to_csv(found: list[Device]) -> str:
     writer.writerow(CSV_FIELDS)
     for d in found:
         writer.writerow(
-            _cell(v)
+            csv_cell(v)
             for v in [
                 d.device_id,
                 d.hostname,
@@ -155,11 +156,6 @@ def to_csv(found: list[Device]) -> str:
             ]
         )
     return out.getvalue()
-
-
-def _cell(value: str) -> str:
-    """A cell a spreadsheet won't run as a formula (hostnames and user names come from devices)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 __all__ = [

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from proxy_addons.record.access_export import csv_cell
 from proxy_addons.store import READ_ONLY_OPTION, Store
 from proxy_addons.store.schema import GENESIS_HASH, audit_head, audit_log
 
@@ -312,11 +313,5 @@ def export(
     for r in found:
         row = r.as_dict()
         row["detail"] = _canonical(r.detail)
-        writer.writerow([_cell(row[f]) for f in EXPORT_FIELDS])
+        writer.writerow([csv_cell(row[f]) for f in EXPORT_FIELDS])
     return out.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return "" if value is None else value
