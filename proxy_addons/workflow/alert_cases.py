@@ -66,14 +66,20 @@ class Step:
 def acknowledge(store: Store, actor: Actor, alert_id: int, now: datetime) -> None:
     """Say "I have this one": stops its escalation; the alert stays open until closed."""
     with store.begin() as conn:
-        _move(
-            conn,
-            alert_id,
-            doing="acknowledge",
-            expected=NEW,
-            values={"state": ACKNOWLEDGED, "acknowledged_by": actor.name, "acknowledged_at": now},
-        )
-        _audit(conn, actor, ACKNOWLEDGE, alert_id, {"from": NEW}, now)
+        acknowledge_in(conn, actor, alert_id, now)
+
+
+def acknowledge_in(conn: sa.Connection, actor: Actor, alert_id: int, now: datetime) -> None:
+    """`acknowledge` inside the caller's write transaction (a report picked up takes its
+    alert with it)."""
+    _move(
+        conn,
+        alert_id,
+        doing="acknowledge",
+        expected=NEW,
+        values={"state": ACKNOWLEDGED, "acknowledged_by": actor.name, "acknowledged_at": now},
+    )
+    _audit(conn, actor, ACKNOWLEDGE, alert_id, {"from": NEW}, now)
 
 
 def close(
@@ -270,6 +276,7 @@ __all__ = [
     "AlertMoved",
     "Step",
     "acknowledge",
+    "acknowledge_in",
     "audit_subject",
     "close",
     "close_in",

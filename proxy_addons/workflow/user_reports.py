@@ -29,7 +29,7 @@ from proxy_addons.alerts.events import Audience, Event, local_time
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alerts, audit_log, reports
-from proxy_addons.workflow import audit
+from proxy_addons.workflow import alert_cases, audit
 from proxy_addons.workflow.unblocks import Actor
 
 USER_REPORT = "user_report"  # the alert's kind
@@ -334,24 +334,28 @@ def _alert_step(
     outcome: str = "",
     notes: str = "",
 ) -> None:
-    """The report's alert takes the same step, if nobody has taken it further already."""
+    """The report's alert takes the same step through alert_cases (audited on the alert),
+    unless someone has taken it further already."""
     if alert_id is None:
         return
-    t = alerts.c
-    values: dict[str, Any] = {}
-    state = conn.execute(sa.select(t.state).where(t.id == alert_id)).scalar()
-    if state == NEW:
-        values.update(state=ACKNOWLEDGED, acknowledged_by=actor.name, acknowledged_at=now)
-    if closed and state in OPEN_STATES:
-        values.update(
-            state=CLOSED,
-            closed_by=actor.name,
-            closed_at=now,
-            outcome=ALERT_OUTCOMES.get(outcome, "no_concern"),
-            notes=f"Report closed: {OUTCOMES[outcome]}. {notes}".strip(),
-        )
-    if values:
-        conn.execute(alerts.update().where(t.id == alert_id).values(**values))
+    state = conn.execute(sa.select(alerts.c.state).where(alerts.c.id == alert_id)).scalar()
+    try:
+        if state == NEW:
+            alert_cases.acknowledge_in(conn, actor, alert_id, now)
+            state = ACKNOWLEDGED
+        if closed and state == ACKNOWLEDGED:
+            said = f"Report closed: {OUTCOMES[outcome]}. {notes}".strip()
+            alert_cases.close_in(
+                conn,
+                actor,
+                alert_id,
+                expected=ACKNOWLEDGED,
+                outcome=ALERT_OUTCOMES.get(outcome, "no_concern"),
+                notes=said[: alert_cases.MAX_NOTES],
+                now=now,
+            )
+    except alert_cases.AlertMoved:
+        pass  # someone acted on the alert meanwhile: their step stands
 
 
 def when_text(tz: ZoneInfo, at: datetime | None) -> str:

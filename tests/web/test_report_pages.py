@@ -155,8 +155,11 @@ def test_picked_up_and_closed_with_an_outcome(web: Web) -> None:
     shown = dsl.get(f"/reports/{report_id}").get_data(as_text=True)
     assert "Spoke to the pupil" in shown and "closed it" in shown
     assert "Close the report" not in shown
+    # The report's steps, and its alert's, which alert_cases takes alongside.
     assert [a[1] for a in audit_actions(web) if a[1] != "report.viewed"] == [
+        "alert.acknowledge",
         "report.acknowledged",
+        "alert.close",
         "report.closed",
     ]
     open_list = dsl.get("/reports").get_data(as_text=True)

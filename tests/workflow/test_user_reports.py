@@ -19,7 +19,7 @@ from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alerts, reports
-from proxy_addons.workflow import audit, user_reports
+from proxy_addons.workflow import alert_cases, audit, user_reports
 from proxy_addons.workflow.unblocks import Actor
 from proxy_addons.workflow.user_reports import NewReport, ReportError
 from tests.pg import db_url  # noqa: F401  (a fixture)
@@ -114,6 +114,19 @@ def test_the_it_providers_alert_names_nobody(store: Store, policy: Policy) -> No
     assert fields["reference"] == "SG-BCDF-GHJK" and fields["profile"] == "ks2"
 
 
+def test_closing_a_report_leaves_an_alert_someone_closed_first(
+    store: Store, policy: Policy
+) -> None:
+    report_id = filed_with_alert(store, policy, upsetting())
+    alert_id = row(store, reports, report_id).alert_id
+    head = Actor("head", "10.99.0.6")
+    alert_cases.close(store, head, alert_id, expected=NEW, outcome="referred", notes="LADO", now=T0)
+    user_reports.close(store, report_id, DSL, "spoke_to_pupil", "Talked with pupil7.", T0)
+    assert row(store, reports, report_id).state == CLOSED
+    a = row(store, alerts, alert_id)
+    assert (a.outcome, a.closed_by, a.notes) == ("referred", "head", "LADO")
+
+
 def test_one_reporters_reports_fold_into_one_alert_others_do_not(
     store: Store, policy: Policy
 ) -> None:
@@ -150,6 +163,9 @@ def test_picked_up_then_closed_with_an_outcome_each_step_audited(
     assert (r.state, r.outcome, r.notes) == (CLOSED, "spoke_to_pupil", "Talked with pupil7.")
     a = row(store, alerts, r.alert_id)
     assert (a.state, a.outcome, a.closed_by) == (CLOSED, "spoke_to_pupil", "mrs.patel")
+    # The alert took each step through alert_cases: its own history shows them.
+    on_alert = [(s.action, s.actor) for s in alert_cases.history(store, r.alert_id)]
+    assert on_alert == [(alert_cases.ACKNOWLEDGE, "mrs.patel"), (alert_cases.CLOSE, "mrs.patel")]
     with pytest.raises(ReportError, match="closed already"):
         user_reports.close(store, report_id, DSL, "no_action", "", later)
 
