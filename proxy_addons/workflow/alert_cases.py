@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from proxy_addons.alerts.alert_rows import ACKNOWLEDGED, CLOSED, NEW, OUTCOMES
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alerts, audit_log
-from proxy_addons.workflow import audit
+from proxy_addons.workflow import audit, history_views
 from proxy_addons.workflow.unblocks import Actor
 
 # Outcomes that need notes: someone reading the record later must know where it went.
@@ -28,7 +28,7 @@ NOTES_NEEDED = frozenset({"referred", "incident_opened"})
 MAX_NOTES = 4000
 MAX_REASON = 500
 # Audit actions on an alert (subject "alert:<id>"); escalation is written by the escalation
-# sweep (workflow/alert_escalation.py, subject "alert <id>"), the link to an incident by
+# sweep (workflow/alert_escalation.py, the same subject), the link to an incident by
 # workflow/incidents.py; the look at a person's timeline by the alert page ("person.viewed",
 # as people's history names it: subject "user:<name>" or "device:<id or address>").
 ACKNOWLEDGE, CLOSE, REOPEN, ESCALATE = (
@@ -37,7 +37,7 @@ ACKNOWLEDGE, CLOSE, REOPEN, ESCALATE = (
     "alert.reopen",
     "alert.escalated",
 )
-LOOK = "person.viewed"
+LOOK = history_views.VIEWED
 
 
 class AlertCaseError(Exception):

@@ -23,12 +23,12 @@ from proxy_addons.core.periodic import Periodic
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
 from proxy_addons.workflow import audit
-from proxy_addons.workflow.alert_cases import audit_subject
+from proxy_addons.workflow.alert_cases import ESCALATE, audit_subject
 
 logger = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 60.0
-ESCALATED = "alert.escalated"  # the audit trail's action
+ESCALATED = ESCALATE  # the audit trail's action, as alert_cases names it
 
 
 @dataclass(frozen=True)
