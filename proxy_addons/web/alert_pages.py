@@ -31,6 +31,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.routing import BuildError
 
 from proxy_addons.alerts.alert_rows import CLOSED, NEW, OUTCOMES
+from proxy_addons.alerts.routing import STAFF
 from proxy_addons.web.alert_views import (
     announcement,
     event_facts,
@@ -240,7 +241,7 @@ def _acted(alert_id: int, done: str) -> ResponseReturnValue:
 
 def outcomes_for(audience: str) -> dict[str, str]:
     """The outcomes in words: a concern about a member of staff is not about a pupil."""
-    if audience == "staff":
+    if audience == STAFF:
         return {**OUTCOMES, "spoke_to_pupil": "Spoke to the member of staff"}
     return OUTCOMES
 

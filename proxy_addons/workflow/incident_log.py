@@ -11,12 +11,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from proxy_addons.alerts.routing import STAFF
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alerts, incident_actions, incidents
 
 OPEN, CLOSED = "open", "closed"  # an incident's states
-STAFF_AUDIENCE = "staff"  # alerts about a member of staff: the headteacher's alone
+STAFF_AUDIENCE = STAFF  # alerts about a member of staff: the headteacher's alone
 # Kinds of incident a school logs that are not filtering categories; the policy's own
 # categories (with their labels) are offered too.
 INCIDENT_KINDS = {

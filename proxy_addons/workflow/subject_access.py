@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from proxy_addons.alerts.routing import STAFF
 from proxy_addons.record.access_export import csv_text
 from proxy_addons.store import Store
 from proxy_addons.store.schema import (
@@ -48,7 +49,7 @@ from proxy_addons.store.schema import (
 from proxy_addons.workflow import audit
 
 ACTION = "people.exported"
-STAFF_AUDIENCE = "staff"  # alerts about a member of staff: the headteacher's alone
+STAFF_AUDIENCE = STAFF  # alerts about a member of staff: the headteacher's alone
 STAFF_LEFT_OUT = (
     " Concerns about members of staff, which only the headteacher may see: the headteacher "
     "adds them to the export."
