@@ -17,6 +17,8 @@ MAX_REPORT_BYTES = 256 * 1024
 MAX_RESULTS = 64
 MAX_EVIDENCE_CHARS = 4000
 Status = Literal["pass", "fail", "unknown"]
+TunnelUp = Literal["up", "down", "off"]
+Where = Literal["on_site", "off_site", "unknown"]
 STATUSES = ("pass", "fail", "unknown")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
@@ -40,6 +42,67 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class TunnelState:
+    """What the agent says about its tunnel in a report."""
+
+    state: TunnelUp  # up; down (wanted but not working); off (not wanted here: on site)
+    where: Where  # where the device found itself
+    since: datetime | None = None  # when the tunnel entered this state
+    last_handshake: datetime | None = None  # the tunnel's latest handshake with the gateway
+    fail_closed: bool = False  # the device's web traffic is blocked while the tunnel is down
+    reason: str = ""  # a sentence for the IT provider
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "where": self.where,
+            "since": self.since.isoformat() if self.since else None,
+            "last_handshake": self.last_handshake.isoformat() if self.last_handshake else None,
+            "fail_closed": self.fail_closed,
+            "reason": self.reason,
+        }
+
+
+def _when(data: dict[str, Any], key: str) -> datetime | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ReportError(f"tunnel.{key}", "should be an ISO 8601 time") from exc
+    if when.tzinfo is None:
+        raise ReportError(f"tunnel.{key}", "should include a time zone")
+    return when
+
+
+def parse_state(data: Any) -> TunnelState | None:
+    """A report's `tunnel` field; None when the report has none."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ReportError("tunnel", "should be an object")
+    if data.get("state") not in ("up", "down", "off"):
+        raise ReportError("tunnel.state", "should be up, down or off")
+    if data.get("where") not in ("on_site", "off_site", "unknown"):
+        raise ReportError("tunnel.where", "should be on_site, off_site or unknown")
+    reason = data.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise ReportError("tunnel.reason", "should be text of at most 500 characters")
+    fail_closed = data.get("fail_closed", False)
+    if not isinstance(fail_closed, bool):
+        raise ReportError("tunnel.fail_closed", "should be true or false")
+    return TunnelState(
+        state=data["state"],
+        where=data["where"],
+        since=_when(data, "since"),
+        last_handshake=_when(data, "last_handshake"),
+        fail_closed=fail_closed,
+        reason=reason,
+    )
+
+
+@dataclass(frozen=True)
 class DeviceReport:
     device_id: str
     hostname: str
@@ -53,6 +116,7 @@ class DeviceReport:
     ips: tuple[str, ...] = ()
     macs: tuple[str, ...] = ()
     os_release: str | None = None  # distribution / edition, e.g. "ubuntu 24.04"
+    tunnel: TunnelState | None = None  # its off-site tunnel, when it has one
 
     @property
     def compliant(self) -> bool:
@@ -62,6 +126,7 @@ class DeviceReport:
         out = asdict(self)
         out["schema"] = SCHEMA_VERSION
         out["generated_at"] = self.generated_at.isoformat()
+        out["tunnel"] = self.tunnel.to_json() if self.tunnel else None
         return out
 
 
@@ -140,6 +205,7 @@ def parse_report(data: Any) -> DeviceReport:
         ips=ips,
         macs=macs,
         os_release=_text(data, "os_release", 128, required=False),
+        tunnel=parse_state(data.get("tunnel")),
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from proxy_addons.devices import tunnels
 from proxy_addons.devices.inventory import Device, get_device
 from proxy_addons.store import Store
 from proxy_addons.store.schema import devices
@@ -172,12 +173,16 @@ def revoke(store: Store, device_id: str, by: str, reason: str, now: datetime) ->
             if exists is None:
                 raise KeyError(device_id)
             raise ValueError(f"device {device_id} is already revoked")
+        # Its tunnel address is no longer bound to its key: the gateway's interface drops
+        # the peer (ops/wireguard/peers.py) and the address stops naming it.
+        address = tunnels.unbind(conn, device_id)
+        detail = {"reason": reason} | ({"tunnel_address": address} if address else {})
         audit.append(
             conn,
             actor=by,
             action="device.revoked",
             subject=device_id,
-            detail={"reason": reason},
+            detail=detail,
             at=now,
         )
     logger.info("device %s revoked by %s", device_id, by)

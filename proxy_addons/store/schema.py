@@ -248,6 +248,28 @@ devices = sa.Table(
     # the addresses it listed that were not believed for that reason; 0010.
     sa.Column("report_address", sa.String(64), nullable=True),
     sa.Column("ignored_ips", sa.JSON, nullable=True),  # list of str
+    # What its agent last said about its off-site tunnel (agent/report.py TunnelState), and
+    # since when that tunnel has been down off site (None: up, or not needed); 0014.
+    sa.Column("last_tunnel", sa.JSON, nullable=True),
+    _when("tunnel_down_since"),
+)
+
+device_tunnels = sa.Table(
+    "device_tunnels",
+    metadata,
+    # A device's WireGuard key and the tunnel address bound to it (devices/tunnels.py): traffic
+    # from that address can only come from the holder of the key; 0014.
+    sa.Column(
+        "device_id",
+        sa.String(64),
+        sa.ForeignKey("devices.device_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("public_key", sa.String(44), nullable=False, unique=True),  # base64, 32 bytes
+    sa.Column("address", sa.String(64), nullable=False, unique=True),  # in devices.tunnel.pool
+    _when("issued_at", nullable=False),
+    sa.Column("issued_by", sa.String(200), nullable=False),  # "device" or an account
+    _when("last_handshake_at"),  # as the gateway's interface last saw it (ops/wireguard)
 )
 
 seen_devices = sa.Table(

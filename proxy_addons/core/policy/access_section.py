@@ -19,6 +19,7 @@ from proxy_addons.core.policy.model import (
     Network,
     UntrustedClients,
 )
+from proxy_addons.core.policy.tunnel_section import load_tunnel
 from proxy_addons.core.policy.yaml_reader import LList, LMap, Where
 
 
@@ -62,7 +63,7 @@ def load_authentication(ck: Checker, raw: Any, where: Where) -> Authentication:
 def load_devices(ck: Checker, raw: Any, where: Where) -> Devices:
     """The `devices:` section: enrolment secret file, staleness and identity windows."""
     keys = ["enrolment_secret_file", "stale_days", "identity_minutes", "eol_file"]
-    keys += ["school_resolvers", "trusted_relays"]
+    keys += ["school_resolvers", "trusted_relays", "tunnel"]
     m = ck.mapping(raw, where, "devices", keys)
     if m is None:
         return Devices()
@@ -91,6 +92,7 @@ def load_devices(ck: Checker, raw: Any, where: Where) -> Devices:
                 "IPv6 /64): name the relays' own addresses",
             )
     return Devices(
+        tunnel=load_tunnel(ck, m.get("tunnel"), m.at("tunnel")),
         trusted_relays=relays,
         school_resolvers=frozenset(resolvers),
         enrolment_secret_file=secret,

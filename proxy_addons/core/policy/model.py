@@ -282,6 +282,31 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class Tunnel:
+    """Per-device WireGuard tunnels (`devices.tunnel:`, docs/offsite.md): school devices
+    reach the gateway through a tunnel whose address WireGuard binds to the device's key."""
+
+    pool: ipaddress.IPv4Network  # tunnel addresses; the first is the gateway's own
+    endpoint: str  # host:port the devices reach the gateway at from outside the school
+    interface: str = "schoolgate-wg"
+    listen_port: int = 51820
+    # Where devices reach it on the school network (tunnel on site too); None: `endpoint`.
+    onsite_endpoint: str | None = None
+    on_site: bool = False  # enrolled devices use their tunnel on site too: identity by key
+    fail_closed: bool = False  # off site with the tunnel down, the device's web is blocked
+    down_alert_minutes: int = 60  # a device off site this long without it: technical alert
+    dns: tuple[str, ...] = ()  # resolvers devices use through the tunnel (default: school's)
+    # Destinations left out of the tunnel (video-call media, say): reached directly.
+    passthrough: tuple[ipaddress.IPv4Network, ...] = ()
+    key_file: Path | None = None  # the gateway's private key; None: <var>/wireguard/gateway.key
+
+    @property
+    def gateway_address(self) -> ipaddress.IPv4Address:
+        """The gateway's own address inside the tunnels (the pool's first)."""
+        return self.pool.network_address + 1
+
+
+@dataclass(frozen=True)
 class Devices:
     """Enrolled school devices: how they join, and when a silent one stops counting."""
 
@@ -297,6 +322,7 @@ class Devices:
     # Reverse proxies the device API is reached through: a report that comes from one speaks
     # for the address it forwards (X-Forwarded-For), not for the relay (devices/api.py).
     trusted_relays: tuple[IPNetwork, ...] = ()
+    tunnel: Tunnel | None = None  # per-device WireGuard tunnels; None: not offered
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
