@@ -40,6 +40,7 @@ CA_REFUSED = "ca_refused"  # a device that trusted the school's CA refuses it (c
 DEVICE_NONCOMPLIANT = "device_noncompliant"
 DEVICE_STALE = "device_stale"
 DEVICE_UNKNOWN = "device_unknown"  # a MAC on the network no enrolled device reported
+TUNNEL_DOWN = "tunnel_down"  # a device off site without its tunnel (devices/tunnel_watch.py)
 
 
 LABELS = {
@@ -70,6 +71,9 @@ LABELS = {
     "device_id": "Device id",
     "checks": "Failing checks",
     "last_report": "Last report",
+    "down_since": "Tunnel down since",
+    "meaning": "What it meant",
+    "reason": "Reason",
     "mac": "MAC address",
     "ip": "IP address",
     "vendor": "Vendor hint",

@@ -53,7 +53,10 @@ def _who(record: Mapping[str, Any]) -> str:
 def _person(record: Mapping[str, Any]) -> dict[str, str]:
     """For the DSL: who it was, on which device, in which profile."""
     out = {"user": str(record.get("user") or "not signed in")}
-    if record.get("ip"):
+    if record.get("device_name"):  # an enrolled device: by its name (and, when tunnelled, key)
+        out["device"] = f"{record['device_name']} ({record.get('ip') or '?'})"
+        out["device_id"] = str(record.get("device_id") or "")
+    elif record.get("ip"):
         out["device"] = str(record["ip"])
     out["profile"] = str(record.get("profile") or "unknown")
     return out

@@ -39,7 +39,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     admin = create_app(workflow, store, secret_key=read_secret_key(var))
     # The device API shares this process and its HTTPS server (see devices/api.py).
     proxies = int(getattr(args, "trusted_proxies", 0) or 0)
-    app = served_app(admin, create_device_api(store, policy), policy, proxies)
+    app = served_app(admin, create_device_api(store, policy, var=var), policy, proxies)
     cert, key = getattr(args, "cert", None), getattr(args, "key", None)
     tls = (str(cert), str(key)) if cert and key else None
     if tls is None and not proxies and not is_loopback(args.host):

@@ -24,6 +24,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,8 +32,10 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from agent.report import MAX_REPORT_BYTES, ReportError, parse_report
+from agent.tunnel.config import valid_key
 from proxy_addons.core.policy.model import Policy
-from proxy_addons.devices import enrolment, reports
+from proxy_addons.devices import enrolment, reports, tunnels
+from proxy_addons.devices.tunnel_watch import alert_tunnel_down
 from proxy_addons.devices.watch import alert_noncompliance, load_eol, with_eol
 from proxy_addons.store import Store
 from proxy_addons.workflow.throttle import FailureCounter, address_key
@@ -82,28 +85,40 @@ class _TooBig(Exception):
     pass
 
 
+def _small_object(what: str) -> dict[str, Any] | Response:
+    """The body of an enrolment or tunnel request, a small JSON object, or the answer why not."""
+    try:
+        data = _json_body(MAX_ENROL_BYTES)
+    except _TooBig:
+        return _problem(413, f"the {what} request is too large")
+    except ReportError as exc:
+        return _problem(400, exc.message, exc.field)
+    if not isinstance(data, dict):
+        return _problem(400, "should be a JSON object", "body")
+    return data
+
+
 def _bearer() -> str | None:
     """The bearer token of the request, if it has one."""
     scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
-def device_blueprint(store: Store, policy: Callable[[], Policy], clock: Clock = _now) -> Blueprint:
-    """POST /api/v1/enrol and POST /api/v1/report, with the device API's JSON errors."""
+def device_blueprint(
+    store: Store, policy: Callable[[], Policy], clock: Clock = _now, var: Path | None = None
+) -> Blueprint:
+    """POST /api/v1/enrol, /api/v1/report and /api/v1/tunnel, with the device API's JSON
+    errors. `var` is the gateway's folder, where the tunnel's public key is (devices/tunnels.py)."""
+    var = var or Path("var")
     bp = Blueprint("device_api", __name__)
     # Wrong enrolment secrets: 5 per 15 minutes per client (an IPv4 address, an IPv6 /64).
     throttle = FailureCounter(5, 15 * 60)
 
     @bp.post("/api/v1/enrol")
     def enrol() -> Response:
-        try:
-            data = _json_body(MAX_ENROL_BYTES)
-        except _TooBig:
-            return _problem(413, "the enrolment request is too large")
-        except ReportError as exc:
-            return _problem(400, exc.message, exc.field)
-        if not isinstance(data, dict):
-            return _problem(400, "should be a JSON object", "body")
+        data = _small_object("enrolment")
+        if isinstance(data, Response):
+            return data
         secret, hostname = data.get("secret"), data.get("hostname")
         again = data.get("device_id")  # enrolling again under its old id: a new token
         if not isinstance(secret, str) or not secret:
@@ -173,6 +188,7 @@ def device_blueprint(store: Store, policy: Callable[[], Policy], clock: Clock = 
             return _problem(409, str(exc), "generated_at")
         try:  # the report is stored: a 5xx now would only make the agent resend it
             alert_noncompliance(store, current, parsed, now)
+            alert_tunnel_down(store, current, parsed, now)
         except Exception:  # not remembered as raised, so the next report tries again
             logger.exception("device API: alert for %s not raised", device_id)
         # -- end device watch --
@@ -181,6 +197,39 @@ def device_blueprint(store: Store, policy: Callable[[], Policy], clock: Clock = 
         return _answer(
             202, accepted=True, compliant=parsed.compliant, address=source, ignored_ips=ignored
         )
+
+    @bp.post("/api/v1/tunnel")
+    def tunnel() -> Response:
+        """The device's WireGuard public key in, its tunnel's configuration out."""
+        token = _bearer()
+        device_id = enrolment.verify_token(store, token) if token else None
+        if device_id is None:
+            response = _problem(401, "a valid device token is needed (enrol first)")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="schoolgate"'
+            return response
+        current = policy()
+        offered = current.devices.tunnel
+        if offered is None:
+            return _problem(404, "this gateway offers no tunnels (policy devices.tunnel)")
+        gateway_key = tunnels.gateway_public_key(offered, var)
+        if gateway_key is None:
+            logger.error("device API: no tunnel key yet: run `schoolgate tunnel up` on the gateway")
+            return _problem(503, "the gateway's tunnel is not up yet; try again later")
+        data = _small_object("tunnel")
+        if isinstance(data, Response):
+            return data
+        key = data.get("public_key")
+        if not valid_key(key):
+            return _problem(400, "should be the device's WireGuard public key", "public_key")
+        try:
+            binding = tunnels.bind(store, offered, device_id, str(key), clock(), "device")
+        except tunnels.TunnelError as exc:
+            status = 409 if "another device" in str(exc) else 400
+            return _problem(status, str(exc), "public_key")
+        config = tunnels.device_config(
+            offered, binding, gateway_key, current.devices.school_resolvers
+        )
+        return _answer(200, tunnel=config.to_json())
 
     @bp.app_errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

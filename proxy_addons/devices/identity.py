@@ -11,14 +11,17 @@ only looks in a dict.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from proxy_addons.core.policy.model import Audience, Policy
+from proxy_addons.devices import tunnels
 from proxy_addons.devices.inventory import Device, list_devices
+from proxy_addons.devices.reports import address_of
 from proxy_addons.store import Store
 
 logger = logging.getLogger(__name__)
@@ -70,23 +73,67 @@ def users_by_ip(
     store: Store, now: datetime, minutes: int, policy: Policy | None = None
 ) -> dict[str, str]:
     """IP -> signed-in user, from reports newer than `minutes` (newest report wins); with
-    a policy, users it puts in a staff profile are not taken from a report (`may_name`)."""
-    return _users(_fresh(store, now, minutes), policy)
+    a policy, users it puts in a staff profile are not taken from a report (`may_name`), and
+    tunnel addresses are the bound devices' (`where`)."""
+    fresh = _fresh(store, now, minutes)
+    return _users(where(fresh, _bound(store, policy), policy), policy)
 
 
-def devices_by_ip(store: Store, now: datetime, minutes: int) -> dict[str, DeviceAt]:
-    """IP -> the device there, from reports newer than `minutes` (newest report wins).
-    A report only speaks for the address it came from (devices/reports.py)."""
-    return _devices(_fresh(store, now, minutes))
+def devices_by_ip(
+    store: Store, now: datetime, minutes: int, policy: Policy | None = None
+) -> dict[str, DeviceAt]:
+    """IP -> the device there, from reports newer than `minutes` (newest report wins), and
+    every tunnel address bound to a device's key (`where`)."""
+    bound = _bound(store, policy)
+    return _devices(where(_fresh(store, now, minutes), bound, policy), bound)
 
 
-def _devices(fresh: list[Device]) -> dict[str, DeviceAt]:
-    return {ip: DeviceAt(d.device_id, d.hostname) for d in fresh for ip in d.last_ips}
+def _bound(store: Store, policy: Policy | None) -> list[tunnels.Binding]:
+    return tunnels.bindings(store) if policy is not None and policy.devices.tunnel else []
 
 
-def _users(fresh: list[Device], policy: Policy | None) -> dict[str, str]:
-    named = {}
+def where(
+    fresh: list[Device], bound: list[tunnels.Binding], policy: Policy | None
+) -> list[tuple[Device, tuple[str, ...]]]:
+    """Each freshly reporting device with the addresses it is known at.
+
+    A tunnel address is its key holder's, whatever any report says: WireGuard only lets the
+    holder of the bound key send from it (devices/tunnels.py). So no report ever places a
+    device at a pool address, and a bound device is at its tunnel address; with
+    `devices.tunnel.on_site`, a bound device is known by its key alone, on site too.
+    """
+    tunnel = policy.devices.tunnel if policy is not None else None
+    at_key = {b.device_id: b.address for b in bound}
+    out = []
     for d in fresh:
+        reported = tuple(
+            ip
+            for ip in d.last_ips
+            if tunnel is None or not _in(ip, tunnel.pool)
+            if not (tunnel is not None and tunnel.on_site and d.device_id in at_key)
+        )
+        key = (at_key[d.device_id],) if d.device_id in at_key else ()
+        out.append((d, reported + key))
+    return out
+
+
+def _in(ip: str, pool: ipaddress.IPv4Network) -> bool:
+    found = address_of(ip)
+    return found is not None and found in pool
+
+
+def _devices(
+    placed: list[tuple[Device, tuple[str, ...]]], bound: Sequence[tunnels.Binding] = ()
+) -> dict[str, DeviceAt]:
+    out = {b.address: DeviceAt(b.device_id, b.hostname) for b in bound}
+    for d, ips in placed:
+        out.update({ip: DeviceAt(d.device_id, d.hostname) for ip in ips})
+    return out
+
+
+def _users(placed: list[tuple[Device, tuple[str, ...]]], policy: Policy | None) -> dict[str, str]:
+    named = {}
+    for d, ips in placed:
         user = d.last_user
         if not user:
             continue
@@ -100,7 +147,7 @@ def _users(fresh: list[Device], policy: Policy | None) -> dict[str, str]:
                     user,
                 )
             continue
-        for ip in d.last_ips:
+        for ip in ips:
             named[ip] = user
     return named
 
@@ -121,4 +168,6 @@ class DeviceIdentities:
     def refresh(self) -> None:
         policy = self.policy()
         fresh = _fresh(self.store, datetime.now(UTC), policy.devices.identity_minutes)
-        self.by_ip, self.devices = _users(fresh, policy), _devices(fresh)
+        bound = _bound(self.store, policy)
+        placed = where(fresh, bound, policy)
+        self.by_ip, self.devices = _users(placed, policy), _devices(placed, bound)

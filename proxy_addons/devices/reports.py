@@ -70,6 +70,14 @@ def request_address(environ: Mapping[str, Any], relays: Sequence[IPNetwork]) -> 
     return str(here) if here is not None else None
 
 
+def down_since(report: DeviceReport) -> datetime | None:
+    """Since when the device's tunnel has been wanted and down, by its own account."""
+    tunnel = report.tunnel
+    if tunnel is None or tunnel.state != "down":
+        return None
+    return min(tunnel.since or report.generated_at, report.generated_at)
+
+
 def record_report(
     store: Store, report: DeviceReport, now: datetime, *, source: str | None
 ) -> tuple[str, ...]:
@@ -111,6 +119,8 @@ def record_report(
                 report_address=source,
                 ignored_ips=list(ignored),
                 compliant=report.compliant,
+                last_tunnel=report.tunnel.to_json() if report.tunnel else None,
+                tunnel_down_since=down_since(report),
                 results=[
                     {
                         "id": r.id,
@@ -141,6 +151,7 @@ __all__ = [
     "ReportRejected",
     "address_of",
     "believed_ips",
+    "down_since",
     "record_report",
     "request_address",
 ]

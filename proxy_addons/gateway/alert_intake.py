@@ -25,6 +25,7 @@ from proxy_addons.core.content.phrases import PhraseMatcher
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.verdict import CONTENT_BLOCKED, ContentFinding, Verdict
 from proxy_addons.gateway.content_block import content_event
+from proxy_addons.record.access_sink import Device
 from proxy_addons.record.seen import Seen, Took
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,14 @@ class AlertIntake:
     """Raises safeguarding alerts from verdicts, off the proxy's event loop."""
 
     def __init__(
-        self, policy: Callable[[], Policy | None], raise_alert: Callable[[Event], object]
+        self,
+        policy: Callable[[], Policy | None],
+        raise_alert: Callable[[Event], object],
+        device_at: Callable[[str | None], Device | None] = lambda ip: None,
     ) -> None:
         self.policy = policy
         self.raise_alert = raise_alert
+        self.device_at = device_at  # the enrolled device at an address (its key, its report)
         self.matcher: PhraseMatcher | None = None  # the policy's risk phrases (alerting.py)
         self.pseudonym: Pseudonymiser | None = None  # for technical alerts (alerting.py)
         self.tracker = RepeatTracker()
@@ -52,13 +57,21 @@ class AlertIntake:
             host = str(verdict.record.get("host") or "")
             if not verdict.blocked and not search_terms.extract(host, path):
                 return  # an allowed request raises nothing unless it is a search
-            self._submit(self._on_decision, dict(verdict.record), path, seen.at, seen.navigation)
+            self._submit(self._on_decision, self._named(verdict), path, seen.at, seen.navigation)
         elif seen.took in _MET_AT_ONCE and verdict.blocked:
-            self._submit(self._on_decision, dict(verdict.record), None, seen.at, True)
+            self._submit(self._on_decision, self._named(verdict), None, seen.at, True)
         elif seen.took is Took.RESPONSE:
             finding = verdict.content
             if finding is not None and finding.outcome == CONTENT_BLOCKED:  # not unread: no one's
-                self._submit(self._on_content, dict(verdict.record), finding, seen.at)
+                self._submit(self._on_content, self._named(verdict), finding, seen.at)
+
+    def _named(self, verdict: Verdict) -> dict[str, Any]:
+        """The record, with the enrolled device at its address, as the access log has it."""
+        record = dict(verdict.record)
+        device = self.device_at(record.get("ip"))
+        if device is not None:
+            record["device_id"], record["device_name"] = device.device_id, device.name
+        return record
 
     def raise_later(self, event: Event) -> None:
         """Raise `event` from the intake thread (the page scan's finds)."""

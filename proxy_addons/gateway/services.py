@@ -100,7 +100,9 @@ class Services:
         self.record_late: Callable[[http.HTTPFlow, Verdict], None] = _not_recorded
         # Two of the recorder's sinks (recorder.py), fed by the add-ons above.
         self.access_log = AccessLogSink(lambda: self.access_writer, self.device_at)
-        self.alert_intake = AlertIntake(lambda: self.policy, lambda event: self.raise_alert(event))
+        self.alert_intake = AlertIntake(
+            lambda: self.policy, lambda event: self.raise_alert(event), self.device_at
+        )
         # Told after every policy reload that took (and the audit record), or that failed.
         self.on_reload: list[Callable[[LoadedPolicy], None]] = []
         self.on_reload_error: list[Callable[[str], None]] = []

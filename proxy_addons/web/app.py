@@ -120,13 +120,16 @@ def _now() -> datetime:
 
 
 def create_device_api(
-    store: Store, policy: Callable[[], Policy], clock: Callable[[], datetime] = _now
+    store: Store,
+    policy: Callable[[], Policy],
+    clock: Callable[[], datetime] = _now,
+    var: Path | None = None,
 ) -> Flask:
     """The device API: enrol and report (devices/api.py), and the termly checks
     (checks/device_api.py: GET /api/v1/checks, POST /api/v1/checks/runs, check windows)."""
     app = Flask("schoolgate-devices")
     app.config.update(MAX_CONTENT_LENGTH=MAX_REPORT_BYTES)
-    app.register_blueprint(device_blueprint(store, policy, clock))
+    app.register_blueprint(device_blueprint(store, policy, clock, var))
     app.register_blueprint(checks_blueprint(store, policy, clock))
     return app
 

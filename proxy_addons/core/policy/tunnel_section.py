@@ -129,21 +129,20 @@ def load_tunnel(ck: Checker, raw: Any, where: Where) -> Tunnel | None:
     if m.get("key_file") is not None:
         text = ck.text(m["key_file"], m.at("key_file"), "key_file")
         key_file = (ck.base / text).resolve() if text else None  # made by `schoolgate tunnel`
+    settings = {
+        "interface": interface,
+        "listen_port": ck.whole(m, "listen_port", 51820, 1, 65535),
+        "onsite_endpoint": _endpoint(ck, m, "onsite_endpoint"),
+        "on_site": _flag(ck, m, "on_site"),
+        "fail_closed": _flag(ck, m, "fail_closed"),
+        "down_alert_minutes": ck.whole(m, "down_alert_minutes", 60, 5, 7 * 24 * 60),
+        "dns": tuple(dns),
+        "passthrough": tuple(passthrough),
+        "key_file": key_file,
+    }
     if pool is None or endpoint is None:
-        return None
-    return Tunnel(
-        pool=pool,
-        endpoint=endpoint,
-        interface=interface,
-        listen_port=ck.whole(m, "listen_port", 51820, 1, 65535),
-        onsite_endpoint=_endpoint(ck, m, "onsite_endpoint"),
-        on_site=_flag(ck, m, "on_site"),
-        fail_closed=_flag(ck, m, "fail_closed"),
-        down_alert_minutes=ck.whole(m, "down_alert_minutes", 60, 5, 7 * 24 * 60),
-        dns=tuple(dns),
-        passthrough=tuple(passthrough),
-        key_file=key_file,
-    )
+        return None  # every other setting was still checked, so all problems show at once
+    return Tunnel(pool=pool, endpoint=endpoint, **settings)  # type: ignore[arg-type]
 
 
 def serving_tunnels(network: Network, tunnel: Tunnel | None) -> Network:
