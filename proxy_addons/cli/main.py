@@ -15,6 +15,7 @@ import os
 import sys
 
 from proxy_addons.cli.args import add_store_arguments, missing_defaults
+from proxy_addons.cli.tunnel_args import add_tunnel
 from proxy_addons.core.policy.load import PolicyError
 from proxy_addons.core.policy.runtime import PolicyLoadError
 from proxy_addons.core.unblocks import Scope, Status
@@ -367,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checks(sub)
     _add_upkeep(sub)
     _add_web_and_status(sub)
+    add_tunnel(sub, _store_args)
     return parser
 
 

@@ -251,8 +251,9 @@ class Lab:
         return self.in_ns(ns, sys.executable, "-c", probe).stdout.strip() == "connected"
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+@pytest.fixture(name="lab")
+def lab_fixture(tmp_path: Path) -> Iterator[Lab]:
+    """A gateway namespace (a bridge for devices, a web server), removed afterwards."""
     tag = f"{os.getpid() % 100000}"
     store = Store.open(store_url(tmp_path))
     tunnel = Tunnel(
