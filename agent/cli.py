@@ -18,6 +18,7 @@ from agent.device_facts import current_platform, gather
 from agent.filter_checks import add_parser as add_filter_checks
 from agent.report import DeviceReport
 from agent.runner import FixtureRunner, Runner, SystemRunner
+from agent.tunnel.commands import add_parser as add_tunnel
 
 
 def agent_version() -> str:
@@ -98,6 +99,8 @@ def parser() -> argparse.ArgumentParser:
     )
     # checks: the termly filtering check over this device's network path (agent/filter_checks.py).
     add_filter_checks(sub)
+    # tunnel setup|status|up|down: the off-site tunnel by hand (agent/tunnel/commands.py).
+    add_tunnel(sub)
     return p
 
 

@@ -45,7 +45,7 @@ class SendResult:
     waiting: int  # still in the spool
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write a file readable by us only, replacing it atomically."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -85,7 +85,7 @@ class Client:
     def spool(self) -> Path:
         return self.state_dir / SPOOL
 
-    def _context(self) -> ssl.SSLContext:
+    def tls_context(self) -> ssl.SSLContext:
         if self.cafile is None:
             raise ClientError("no CA file for the gateway: give --ca")
         if not self.gateway.startswith("https://"):
@@ -108,7 +108,7 @@ class Client:
         """The pinned CA, and no proxy: the device API is on the gateway itself, a proxy would
         only intercept it, and a report speaks for the address it comes from (the device's)."""
         return urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=self._context())
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=self.tls_context())
         )
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
@@ -156,12 +156,27 @@ class Client:
         if not isinstance(device_id, str) or not isinstance(token, str):
             raise ClientError("the gateway's answer to enrolment was not understood")
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(self.state_dir / TOKEN_FILE, token.encode() + b"\n")
+        write_private(self.state_dir / TOKEN_FILE, token.encode() + b"\n")
         state = {"gateway": self.gateway, "cafile": str(self.cafile), "device_id": device_id}
-        _write_private(self.state_dir / STATE_FILE, json.dumps(state).encode())
+        write_private(self.state_dir / STATE_FILE, json.dumps(state).encode())
         self.device_id = device_id
         logger.info("enrolled with %s as %s", self.gateway, device_id)
         return device_id
+
+    # -- the off-site tunnel -----------------------------------------------------------------
+
+    def tunnel(self, public_key: str) -> dict[str, Any] | None:
+        """Give the gateway this device's WireGuard public key; its answer's `tunnel` object.
+
+        None when the gateway offers no tunnels (404). The same key again gets the same
+        config back, so this is safe to repeat (agent/tunnel/setup.py parses the answer)."""
+        status, answer = self.call("POST", "/api/v1/tunnel", {"public_key": public_key})
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(answer.get("tunnel"), dict):
+            raise ClientError(f"tunnel refused ({status}): {answer.get('error', '?')}")
+        tunnel: dict[str, Any] = answer["tunnel"]
+        return tunnel
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -171,7 +186,7 @@ class Client:
         path = self.spool / f"{time.time_ns():020d}.json"
         while path.exists():  # two in one nanosecond tick (coarse clocks)
             path = path.with_name(f"{int(path.stem) + 1:020d}.json")
-        _write_private(path, json.dumps(report).encode())
+        write_private(path, json.dumps(report).encode())
         waiting = sorted(self.spool.glob("*.json"))
         for old in waiting[:-MAX_SPOOL]:
             logger.warning("spool full: dropping the old report %s", old.name)
@@ -231,4 +246,4 @@ def _reason(exc: BaseException) -> str:
     return str(getattr(exc, "reason", None) or exc)
 
 
-__all__ = ["Client", "ClientError", "SendResult"]
+__all__ = ["Client", "ClientError", "SendResult", "write_private"]

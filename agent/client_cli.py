@@ -1,5 +1,8 @@
 """The agent's `enrol`, `send` and `run` subcommands (added to agent/cli.py's parser).
 
+`run` also keeps the device's off-site tunnel, when the gateway offers one (agent/tunnel/):
+each round brings it where the place calls for, and the report carries its state.
+
 The enrolment secret is read from a file or standard input, never from the command line,
 where any local user could see it in the process list.
 """
@@ -18,11 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from agent.client import Client, ClientError
+from agent.device_facts import current_platform
+from agent.report import ReportError, TunnelState
+from agent.tunnel.service import keeper_for, setup
+from agent.tunnel.wgconf import INTERFACE
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STATE = "/var/lib/schoolgate-agent"
 BuildReport = Callable[[], dict[str, Any]]  # the current report's JSON form (agent/cli.py)
+KeepTunnel = Callable[[], TunnelState | None]  # one round of the tunnel's keeper
 
 
 def cmd_enrol(args: argparse.Namespace) -> int:
@@ -41,7 +49,24 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         print(f"agent: {exc}", file=sys.stderr)
         return 1
     print(f"enrolled as {device_id}")
+    _set_up_tunnel(client)
     return 0
+
+
+def _set_up_tunnel(client: Client) -> None:
+    """After enrolling: take the tunnel the gateway offers, if it offers one. Said on
+    standard error, so standard output stays the one line `enrolled as <id>`."""
+    try:
+        config = setup(client)
+    except (ClientError, ReportError) as exc:
+        note = f"enrolled, but the tunnel isn't set up ({exc}): run `tunnel setup`"
+    else:
+        note = (
+            "the gateway offers no off-site tunnel: none set up"
+            if config is None
+            else f"tunnel set up: address {config.address}, gateway {config.endpoint}"
+        )
+    print(f"agent: {note}", file=sys.stderr)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -81,13 +106,20 @@ def run_loop(
     report_every: float,
     rounds: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    tunnel: KeepTunnel | None = None,
 ) -> None:
-    """Check every `check_every` seconds; report on a change or after `report_every`."""
+    """Check every `check_every` seconds; report on a change or after `report_every`.
+
+    With `tunnel`, each round first keeps the tunnel and puts its state into the report (a
+    report made while the tunnel is down waits in the spool until it is back)."""
     last_sent, last_print = 0.0, ""
     done = 0
     while rounds is None or done < rounds:
         try:
+            state = _kept(tunnel)
             report = _as_this_device(client, build())
+            if state is not None:
+                report["tunnel"] = state.to_json()
             print_ = _fingerprint(report)
             if print_ != last_print or time.monotonic() - last_sent >= report_every:
                 result = client.send(report)
@@ -100,6 +132,17 @@ def run_loop(
         done += 1
         if rounds is None or done < rounds:
             sleep(check_every)
+
+
+def _kept(tunnel: KeepTunnel | None) -> TunnelState | None:
+    """One round of the tunnel's keeper; a failure is logged, never stops the reports."""
+    if tunnel is None:
+        return None
+    try:
+        return tunnel()
+    except Exception:  # a broken tunnel must not silence the device's reports
+        logger.exception("keeping the tunnel failed this round")
+        return None
 
 
 def add_parsers(
@@ -130,6 +173,8 @@ def add_parsers(
     run.add_argument("--check-minutes", type=float, default=5.0)
     run.add_argument("--report-minutes", type=float, default=15.0)
     run.add_argument("--once", action="store_true", help="check and report once, then stop")
+    run.add_argument("--interface", default=INTERFACE, help="the tunnel's interface name")
+    run.add_argument("--no-tunnel", action="store_true", help="leave the tunnel alone")
 
     def cmd_run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -137,6 +182,15 @@ def add_parsers(
         if client.device_id is None:
             print("agent: this device is not enrolled: run `enrol` first", file=sys.stderr)
             return 1
+        keeper = None if args.no_tunnel else keeper_for(client, current_platform(), args.interface)
+        rounds = [0]
+
+        def keep() -> TunnelState | None:
+            if keeper is None:
+                return None
+            rounds[0] += 1
+            return keeper.tick(refresh=rounds[0] == 1)  # the policy may have changed meanwhile
+
         try:
             run_loop(
                 client,
@@ -144,6 +198,7 @@ def add_parsers(
                 check_every=args.check_minutes * 60,
                 report_every=args.report_minutes * 60,
                 rounds=1 if args.once else None,
+                tunnel=keep,
             )
         except KeyboardInterrupt:
             pass
