@@ -59,6 +59,9 @@ LAB_DEFINES = {
     "school_dns": f"{{ {SCHOOL_DNS} }}",
     "proxy_port": str(PROXY_PORT),
     "transparent_port": str(TRANSPARENT_PORT),
+    "wg_if": '"sgwg-lab"',  # no tunnels in this lab: the rules load and match nothing
+    "tunnel_nets": "{ 10.77.64.0/24 }",
+    "wg_port": "51820",
 }
 
 
