@@ -28,6 +28,7 @@ from proxy_addons.ops.doctor.machine import (
 )
 from proxy_addons.ops.doctor.permissions import check_permissions
 from proxy_addons.ops.doctor.ports import check_ports
+from proxy_addons.ops.doctor.tunnel import check_tunnel
 from proxy_addons.ops.install_config import ConfigError, InstallConfig, read_env_file
 from proxy_addons.store import store_url
 
@@ -98,6 +99,7 @@ def run_checks(cfg: InstallConfig) -> list[Check]:
     checks += check_ports(cfg)
     checks.append(check_time_sync())
     checks.append(check_firewall(cfg))
+    checks += check_tunnel(cfg.policy, cfg.var, cfg.dsn)
     return checks
 
 
