@@ -257,6 +257,8 @@ if [ -r $ETC/schoolgate.env ]; then set -a; . $ETC/schoolgate.env; set +a; fi
 if [ "\$(id -u)" = 0 ]; then
   case "\${1:-}" in
     doctor|restore) ;;
+    tunnel) exec setpriv --reuid=$USER_NAME --regid=$USER_NAME --init-groups \\
+      --inh-caps=+net_admin --ambient-caps=+net_admin -- $OPT/venv/bin/schoolgate "\$@" ;;
     *) exec runuser -u $USER_NAME -- $OPT/venv/bin/schoolgate "\$@" ;;
   esac
 fi
@@ -325,6 +327,22 @@ if systemd_running; then
   fi
 else
   say "systemd is not running here (a chroot or container): units installed, not started"
+fi
+
+# School devices' tunnels (docs/offsite.md): schoolgate-tunnel is enabled and
+# (re)started only when the policy has devices.tunnel, with WireGuard's tools
+# (wireguard-go too where the kernel has no WireGuard); otherwise it is left off.
+if "$OPT/venv/bin/python" -c 'import sys; from pathlib import Path
+from proxy_addons.core.policy.load import load_policy
+sys.exit(load_policy(Path(sys.argv[1])).devices.tunnel is None)' "$ETC/school.yaml" 2>/dev/null; then
+  have wg || apt_install wireguard-tools || say "WARNING: install wireguard-tools for the tunnels"
+  if ! have wireguard-go && ! modprobe -q wireguard 2>/dev/null; then
+    apt_install wireguard-go || say "WARNING: no WireGuard in this kernel: install wireguard-go"
+  fi
+  have systemctl && { systemctl enable schoolgate-tunnel.service >/dev/null 2>&1 ||
+    say "could not enable schoolgate-tunnel"; }
+  if systemd_running; then systemctl restart schoolgate-tunnel.service; fi
+  say "devices.tunnel is set: schoolgate-tunnel is enabled (docs/offsite.md)"
 fi
 
 say "done. Next (docs/install.md):"
