@@ -123,13 +123,17 @@ def locate(
     if not host:
         return Place("unknown", "no gateway address: enrol first")
     try:
+        pinned = context()
+    except (OSError, ssl.SSLError) as exc:  # a missing or damaged CA file is not "off site"
+        return Place("unknown", f"the gateway's CA file can't be used: {_short(exc)}")
+    try:
         addresses = network.resolve(host, port)
     except OSError as exc:
         return Place("off_site", f"the gateway's name {host} doesn't resolve here ({exc})")
     failures = []
     for address in addresses[:4]:
         try:
-            network.handshake(address, port, host, context(), bypass)
+            network.handshake(address, port, host, pinned, bypass)
         except BypassError as exc:
             return Place("unknown", str(exc))
         except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; said for clarity

@@ -93,6 +93,13 @@ def test_unknown_when_the_probe_cannot_go_round_the_tunnel() -> None:
     assert where(refused) == "unknown"  # SO_MARK without root: not a reason to say off site
 
 
+def test_a_ca_file_that_cannot_be_read_is_unknown_not_off_site(tmp_path: Path) -> None:
+    network = FakeNetwork({"gateway.school.example": ["10.0.0.1"]}, {"10.0.0.1": "school"})
+    missing = str(tmp_path / "ca.pem")
+    place = locate(URL, lambda: ssl.create_default_context(cafile=missing), MARK, False, network)
+    assert place.where == "unknown" and "CA file" in place.reason and network.tried == []
+
+
 def test_the_gateway_url_gives_host_and_port() -> None:
     assert gateway_host_port("https://gw.example:8081/") == ("gw.example", 8081)
     assert gateway_host_port("https://gw.example") == ("gw.example", 443)
