@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -31,6 +32,8 @@ from proxy_addons.ops.wireguard.commands import Commands, WireGuardError
 from proxy_addons.ops.wireguard.interface import Peer, parse_dump
 from proxy_addons.ops.wireguard.peers import PeerSync, plan
 from proxy_addons.store import Store, store_url
+from tests.conftest import ROOT
+from tests.gateway.test_transparent_netns import render_nft
 
 GATEWAY_UNDERLAY = "172.31.250.1"
 WEB_PORT = 8099  # a web server in the gateway namespace, reached through the tunnels
@@ -404,3 +407,42 @@ def test_a_peer_allowed_more_than_its_address_is_corrected(lab: Lab) -> None:
 def test_sync_without_the_interface_says_what_to_run(lab: Lab) -> None:
     with pytest.raises(WireGuardError, match="schoolgate tunnel up"):
         PeerSync(lab.store, lab.tunnel, lab.cmd).sync()
+
+
+@NEEDS_WIREGUARD
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nftables is not installed")
+def test_the_firewall_drops_a_tunnel_address_that_comes_round_the_tunnel(lab: Lab) -> None:
+    """deploy/nftables/schoolgate.nft: a device that sends from its tunnel address on the
+    school network (not through WireGuard, so no key vouches for it) gets nothing in."""
+    nft = (ROOT / "deploy" / "nftables" / "schoolgate.nft").read_text()
+    defines = {
+        "lan_if": f'"br{lab.tag}"',
+        "client_nets": "{ 172.31.250.0/24 }",
+        "wg_if": f'"{lab.tunnel.interface}"',
+        "tunnel_nets": f"{{ {POOL} }}",
+    }
+    (lab.tmp / "rules.nft").write_text(render_nft(nft, defines))
+    lab.in_ns(lab.gateway, "nft", "-f", str(lab.tmp / "rules.nft"))
+    laptop, _ = _laptop_and_tablet(lab)
+    _bind(lab, laptop)
+    PeerSync(lab.store, lab.tunnel, lab.cmd).sync()
+    assert lab.reaches_gateway(laptop.ns)  # through the tunnel: let in
+
+    veth = f"vsgd1{lab.tag}"
+    lab.in_ns(laptop.ns, "ip", "addr", "add", "10.123.0.2/32", "dev", veth)
+    probe = (
+        "import socket\n"
+        "s = socket.socket()\n"
+        "s.settimeout(3)\n"
+        "s.bind(('10.123.0.2', 0))\n"
+        "try:\n"
+        f"    s.connect(('{GATEWAY_UNDERLAY}', {WEB_PORT}))\n"
+        "    print('connected')\n"
+        "except OSError as exc:\n"
+        "    print(exc)\n"
+    )
+    lab.in_ns(laptop.ns, "ip", "route", "replace", f"{GATEWAY_UNDERLAY}/32", "dev", veth,
+              "src", "10.123.0.2")  # fmt: skip
+    assert lab.in_ns(laptop.ns, sys.executable, "-c", probe).stdout.strip() != "connected"
+    counted = lab.in_ns(lab.gateway, "nft", "list", "chain", "inet", "schoolgate", "antispoof")
+    assert re.search(r"counter packets [1-9]", counted.stdout), counted.stdout
