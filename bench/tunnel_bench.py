@@ -10,11 +10,12 @@ Builds four network namespaces, as tests/gateway/test_transparent_netns.py does:
         and through it a WireGuard tunnel: device 10.78.64.2 <-> gateway 10.78.64.1
 
 The gateway runs a real mitmdump with the gateway's add-ons in transparent mode behind the
-deploy firewall (deploy/nftables/schoolgate.nft, the tunnel interface counted as a LAN
-interface and the pool as a client network), and WireGuard with `wireguard-go` on both ends
-(this machine has no kernel module; with the kernel's WireGuard the tunnel costs less CPU).
-The home device is enrolled and its key bound to its tunnel address in the gateway's store
-(proxy_addons/devices/tunnels.py), as enrolment does. The upstream (this file, `--serve`)
+deploy firewall (deploy/nftables/schoolgate.nft with its tunnel variables wg_if, tunnel_nets
+and wg_port set). The home device is enrolled and its key bound to its tunnel address in the
+gateway's store (proxy_addons/devices/tunnels.py), as enrolment does; the gateway's end of the
+tunnel is brought up by the product's own `schoolgate tunnel up` (the kernel's WireGuard where
+there is one, else `wireguard-go`: this machine has no kernel module, and the kernel's costs
+less CPU), the device's end with `wireguard-go`, `wg` and `ip`. The upstream (this file, `--serve`)
 serves a download of `--mb` megabytes and a 1 KB page on 80/443 (redirected to the proxy)
 and 8000/8443 (let through by the firewall's client_tcp set, so not proxied).
 
@@ -59,7 +60,7 @@ import psutil  # noqa: E402
 from agent.tunnel.config import new_private_key, public_key  # noqa: E402
 from proxy_addons.core.policy.model import Tunnel  # noqa: E402
 from proxy_addons.devices.enrolment import enrol  # noqa: E402
-from proxy_addons.devices.tunnels import bind  # noqa: E402
+from proxy_addons.devices.tunnels import bind, gateway_public_key  # noqa: E402
 from proxy_addons.store import Store, store_url  # noqa: E402
 from tests.conftest import MITMDUMP, copy_policy  # noqa: E402
 from tests.gateway.test_transparent_netns import _cert_pair, render_nft  # noqa: E402
@@ -128,6 +129,7 @@ class Lab:
     tag: str
     tmp: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    daemons: dict[str, psutil.Process] = field(default_factory=dict)  # started by a command
 
     def ns(self, role: str) -> str:
         return f"sgb{role}{self.tag}"
@@ -171,9 +173,12 @@ def build_network(lab: Lab) -> None:
     hosts.parent.mkdir(parents=True, exist_ok=True)
     hosts.write_text(f"127.0.0.1 localhost\n{WEB} {HOST}\n")
     defines = {
-        "lan_if": f'{{ "gc", "{lab.wg_if("g")}" }}',  # the tunnel is a LAN like any other
+        "lan_if": '"gc"',
         "wan_if": '"gu"',
-        "client_nets": f"{{ 10.78.1.0/24, {POOL} }}",
+        "client_nets": "{ 10.78.1.0/24 }",
+        "wg_if": f'"{lab.wg_if("g")}"',
+        "tunnel_nets": f"{{ {POOL} }}",
+        "wg_port": str(WG_PORT),
         "mgmt_nets": "{ 10.78.9.0/24 }",
         "school_dns": f"{{ {SCHOOL_DNS} }}",
         "proxy_port": str(PROXY_PORT),
@@ -238,7 +243,8 @@ def start_gateway(lab: Lab, policy: Path) -> None:
 
 
 def wireguard_up(lab: Lab, role: str, private: str, address: str, peer: list[str]) -> None:
-    """wireguard-go in the foreground (so psutil sees its CPU), configured with `wg`/`ip`."""
+    """The device's end: wireguard-go in the foreground (so psutil sees its CPU), configured
+    with `wg` and `ip` as wg-quick would."""
     ns, name = lab.ns(role), lab.wg_if(role)
     lab.start(f"wireguard-go ({role})", ns, "wireguard-go", "-f", name, log=f"wg-{role}.log")
     deadline = time.monotonic() + 20
@@ -256,9 +262,10 @@ def wireguard_up(lab: Lab, role: str, private: str, address: str, peer: list[str
     run("ip", "-n", ns, "link", "set", name, "up")
 
 
-def tunnel_up(lab: Lab) -> None:
-    """Enrol the home device, bind its key, and bring both ends of its tunnel up."""
-    gateway_key, device_key = new_private_key(), new_private_key()
+def tunnel_up(lab: Lab, policy: Path) -> None:
+    """Enrol the home device and bind its key, bring the gateway's end up with the product's
+    own `schoolgate tunnel up`, then the device's end."""
+    device_key = new_private_key()
     tunnel = Tunnel(pool=ipaddress.IPv4Network(POOL), endpoint=GATEWAY_PUBLIC)
     store = Store.open(store_url(lab.var))
     try:
@@ -267,11 +274,18 @@ def tunnel_up(lab: Lab) -> None:
         address = bind(store, tunnel, device_id, public_key(device_key), now, "bench").address
     finally:
         store.dispose()
-    wireguard_up(lab, "g", gateway_key, f"{GATEWAY_TUNNEL}/24",
-                 ["listen-port", str(WG_PORT), "peer", public_key(device_key),
-                  "allowed-ips", f"{address}/32"])  # fmt: skip
+    schoolgate = str(Path(MITMDUMP).parent / "schoolgate")
+    said = run("ip", "netns", "exec", lab.ns("g"), schoolgate, "tunnel", "up",
+               "--policy", str(policy), "--var", str(lab.var))  # fmt: skip
+    print(f"gateway: {said.strip()}")
+    name = lab.wg_if("g")
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "wireguard-go" and name in (proc.info["cmdline"] or []):
+            lab.daemons["wireguard-go (g)"] = proc  # kernel WireGuard: no process to watch
+    gateway_key = gateway_public_key(tunnel, lab.var)
+    assert gateway_key is not None, "schoolgate tunnel up wrote no public key"
     wireguard_up(lab, "h", device_key, f"{address}/32",
-                 ["peer", public_key(gateway_key), "endpoint", f"{GATEWAY_PUBLIC}:{WG_PORT}",
+                 ["peer", gateway_key, "endpoint", f"{GATEWAY_PUBLIC}:{WG_PORT}",
                   "allowed-ips", "0.0.0.0/0", "persistent-keepalive", "25"])  # fmt: skip
     run("ip", "-n", lab.ns("h"), "route", "add", "default", "dev", lab.wg_if("h"))
 
@@ -302,9 +316,11 @@ class Sample:
 
 def cpu_seconds(lab: Lab) -> dict[str, float]:
     out = {}
-    for role, proc in lab.processes.items():
+    pids = {role: proc.pid for role, proc in lab.processes.items()}
+    pids.update({role: proc.pid for role, proc in lab.daemons.items()})
+    for role, pid in pids.items():
         try:
-            times = psutil.Process(proc.pid).cpu_times()
+            times = psutil.Process(pid).cpu_times()
         except psutil.NoSuchProcess:
             continue
         out[role] = times.user + times.system
@@ -425,8 +441,9 @@ def main() -> int:
             _, cert, key = _cert_pair(lab.tmp)
             build_network(lab)
             start_upstream(lab, cert, key)
-            start_gateway(lab, bench_policy(lab))
-            tunnel_up(lab)
+            policy = bench_policy(lab)
+            start_gateway(lab, policy)
+            tunnel_up(lab, policy)
             measure(lab, opts)
         finally:
             for proc in reversed(lab.processes.values()):
@@ -437,6 +454,9 @@ def main() -> int:
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait()
+            for daemon in lab.daemons.values():
+                if daemon.is_running():
+                    daemon.terminate()
             for role in "chgu":
                 run("ip", "netns", "del", lab.ns(role), check=False)
             shutil.rmtree(Path("/etc/netns") / lab.ns("g"), ignore_errors=True)
