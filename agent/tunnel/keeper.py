@@ -10,6 +10,7 @@ has been in its state (`since`) is kept in the state folder across restarts.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from agent.tunnel.wgconf import join_endpoint, passthrough, split_endpoint
 logger = logging.getLogger(__name__)
 
 REFRESH = timedelta(hours=1)
+FIRST_HANDSHAKE_WAIT = 0.5, 12  # a tunnel just brought up: look this often, this many times
 RESTART_AFTER = timedelta(minutes=5)  # down this long: restart it (the endpoint may have moved)
 
 
@@ -42,6 +44,7 @@ class Parts:
     probe_target: Callable[[], tuple[str, int] | None]  # the gateway's device API address
     fetch: Callable[[], TunnelConfig | None] | None  # ask the gateway (None: it has no tunnels)
     clock: Callable[[], datetime]
+    sleep: Callable[[float], None] = time.sleep  # waiting for a new tunnel's first handshake
 
 
 class Keeper:
@@ -107,6 +110,8 @@ class Keeper:
         if wanted:
             endpoint_ip, why_not = self._up(config, where, present, previous)
             handshake = self.p.driver.last_handshake()
+            if why_not is None and not present:
+                handshake = self._first_handshake(handshake)
             state: TunnelUp = "up" if why_not is None and self._fresh(handshake) else "down"
             if why_not:
                 reason = why_not
@@ -128,6 +133,17 @@ class Keeper:
             fail_closed=closed,
             reason=reason[:500],
         )
+
+    def _first_handshake(self, handshake: datetime | None) -> datetime | None:
+        """A tunnel just brought up greets the gateway at once (its keepalive): give that a
+        few seconds, so the round reports it up rather than down until the next round."""
+        every, times = FIRST_HANDSHAKE_WAIT
+        for _ in range(times):
+            if self._fresh(handshake):
+                break
+            self.p.sleep(every)
+            handshake = self.p.driver.last_handshake()
+        return handshake
 
     def _settled(self, seen: Where, previous: Status | None) -> Where:
         """Where to act as if: what was seen, else the last place known, else off site (a

@@ -50,12 +50,15 @@ def _who(record: Mapping[str, Any]) -> str:
     return str(record.get("user") or record.get("ip") or "unknown")
 
 
-def _person(record: Mapping[str, Any]) -> dict[str, str]:
-    """For the DSL: who it was, on which device, in which profile."""
+def person_fields(record: Mapping[str, Any]) -> dict[str, str]:
+    """For the DSL: who it was, on which device, in which profile. An enrolled device (its
+    agent's report, or its tunnel's key) is named, with its id and address."""
     out = {"user": str(record.get("user") or "not signed in")}
-    if record.get("device_name"):  # an enrolled device: by its name (and, when tunnelled, key)
-        out["device"] = f"{record['device_name']} ({record.get('ip') or '?'})"
+    if record.get("device_name"):
+        out["device"] = str(record["device_name"])
         out["device_id"] = str(record.get("device_id") or "")
+        if record.get("ip"):
+            out["ip"] = str(record["ip"])
     elif record.get("ip"):
         out["device"] = str(record["ip"])
     out["profile"] = str(record.get("profile") or "unknown")
@@ -96,7 +99,7 @@ def phrase_event(
     top = max(hits, key=lambda h: h.severity)
     ranked = sorted(hits, key=lambda h: -h.severity)
     categories = list(dict.fromkeys(_humane(h.category) for h in ranked))
-    fields = _person(record)
+    fields = person_fields(record)
     if search_term is not None:
         fields["search"] = search_term
     fields["site"] = str(record.get("host") or "")
@@ -149,7 +152,7 @@ def events_for_decision(
     reference = str(record.get("reference") or "")
     if blocked and reason == "illegal":
         # No URL, host, search term or phrase: the alert must not point at the material.
-        fields = _person(record)
+        fields = person_fields(record)
         fields["site"] = "illegal-tier list entry"
         fields["list"] = Path(str(record.get("list_source") or "")).name or "illegal tier"
         fields["reference"] = reference
@@ -173,7 +176,7 @@ def events_for_decision(
     category = str(record.get("category") or "")
     risky = category and category in policy.monitoring.high_risk_categories
     if blocked and navigation and risky:
-        fields = _person(record)
+        fields = person_fields(record)
         fields["site"] = str(record.get("host") or "")
         if search_term:
             fields["search"] = search_term
@@ -274,7 +277,7 @@ class RepeatTracker:
         sites = list(dict.fromkeys(s for _, s, _ in attempts))
         categories = list(dict.fromkeys(c for _, _, c in attempts if c))
         attempts.clear()
-        fields = _person(record)
+        fields = person_fields(record)
         fields["attempts"] = (
             f"{monitoring.repeat_count} blocked in {monitoring.repeat_minutes} minutes"
         )

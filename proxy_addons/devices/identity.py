@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from proxy_addons.store import Store
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5.0
+MISS_SECONDS = 1.0  # an unknown tunnel address reads the bindings at most this often
 
 
 _refused: set[tuple[str, str]] = set()  # (device, user) already logged
@@ -153,17 +155,38 @@ def _users(placed: list[tuple[Device, tuple[str, ...]]], policy: Policy | None) 
 
 
 class DeviceIdentities:
+    """The maps the request path looks in, refreshed off it; a tunnel address the maps don't
+    know yet (a device bound since the last refresh) is looked up at once, at most once a
+    second, so even a new device's first request is logged under its key."""
+
     def __init__(self, store: Store, policy: Callable[[], Policy]) -> None:
         self.store = store
         self.policy = policy
         self.by_ip: dict[str, str] = {}
         self.devices: dict[str, DeviceAt] = {}
+        self._looked = 0.0  # when a miss last read the bindings (monotonic)
 
     def user_at(self, ip: str | None) -> str | None:
         return self.by_ip.get(ip) if ip else None
 
     def device_at(self, ip: str | None) -> DeviceAt | None:
-        return self.devices.get(ip) if ip else None
+        if not ip:
+            return None
+        found = self.devices.get(ip)
+        if found is None and self._unknown_tunnel(ip):
+            found = self.devices.get(ip)
+        return found
+
+    def _unknown_tunnel(self, ip: str) -> bool:
+        """A pool address not in the map: read the bindings now (once a second at most)."""
+        tunnel = self.policy().devices.tunnel
+        now = time.monotonic()
+        if tunnel is None or not _in(ip, tunnel.pool) or now - self._looked < MISS_SECONDS:
+            return False
+        self._looked = now
+        known = {b.address: DeviceAt(b.device_id, b.hostname) for b in tunnels.bindings(self.store)}
+        self.devices = {**self.devices, **known}
+        return ip in known
 
     def refresh(self) -> None:
         policy = self.policy()

@@ -16,6 +16,7 @@ from mitmproxy import http
 from mitmproxy.net import encoding
 
 from proxy_addons.alerts.events import Audience, Event, local_time
+from proxy_addons.alerts.request_events import person_fields
 from proxy_addons.core.content.page_text import Kind
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.gateway.content_plan import Plan
@@ -105,10 +106,7 @@ def content_event(
     """A safeguarding alert for a page blocked for its content: who, where, why (raised by
     gateway/alert_intake.py from the content filter's verdict)."""
     category = str(record.get("category") or "")
-    fields = {"user": str(record.get("user") or "not signed in")}
-    if record.get("ip"):
-        fields["device"] = str(record["ip"])
-    fields["profile"] = str(record.get("profile") or "unknown")
+    fields = person_fields(record)
     fields["site"] = str(record.get("host") or "")
     page = str(record.get("url") or "").split("?", 1)[0].split("#", 1)[0]
     if page:

@@ -100,6 +100,7 @@ class World:
         self.where = "off_site"
         self.config: TunnelConfig | None = config or tunnel_config()
         self.fetches = 0
+        self.slept: list[float] = []  # waits for a new tunnel's first handshake
         self.probes: list[tuple[Bypass | None, bool]] = []
         self.addresses = {"gw.school.example": "203.0.113.5", "10.0.0.1": "10.0.0.1"}
 
@@ -123,6 +124,7 @@ class World:
                 probe_target=lambda: ("10.0.0.1", 8081),
                 fetch=self.fetch,
                 clock=lambda: self.now,
+                sleep=self.slept.append,
             )
         )
 
@@ -374,3 +376,20 @@ def test_the_rule_sets_let_out_only_what_brings_the_tunnel_back() -> None:
     assert "pass out quick proto udp to 203.0.113.5 port 51820" in pf
     assert pf.rstrip().endswith("block return out quick all")
     assert uids_of("a:x:1:1\nsystemd-resolve:x:991:991:", ("systemd-resolve",)) == (991,)
+
+
+def test_a_tunnel_just_brought_up_is_given_a_moment_for_its_first_handshake(
+    world: World,
+) -> None:
+    """wg-quick returns before the first handshake: the round waits briefly for it, so it
+    reports "up" now rather than "down" until the next round; with no answer it gives up."""
+    keeper = world.keeper()
+    keeper.p.sleep = lambda seconds: setattr(world.system, "handshake", world.now)
+    state = keeper.tick()
+    assert state is not None and state.state == "up" and state.last_handshake == world.now
+    world.system.handshake = None
+    world.system.interface_up = False  # the tunnel fell over
+    waited = world.keeper()
+    state = waited.tick()
+    assert state is not None and state.state == "down"
+    assert sum(world.slept) == 6.0  # twelve looks, half a second apart, then it says so

@@ -450,8 +450,9 @@ def _name(text: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
 
 
-def make_pki(folder: Path, label: str) -> Pki:
-    """A test CA and a server certificate for 127.0.0.1/localhost signed by it."""
+def make_pki(folder: Path, label: str, addresses: tuple[str, ...] = ()) -> Pki:
+    """A test CA and a server certificate for 127.0.0.1/localhost (and `addresses`) signed
+    by it."""
     folder.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -482,7 +483,8 @@ def make_pki(folder: Path, label: str) -> Pki:
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [x509.DNSName("localhost")]
+                + [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", *addresses)]
             ),
             False,
         )

@@ -19,7 +19,7 @@ from proxy_addons.alerts.events import TUNNEL_DOWN
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.devices import enrolment, tunnels
-from proxy_addons.devices.identity import DeviceAt, devices_by_ip, users_by_ip
+from proxy_addons.devices.identity import DeviceAt, DeviceIdentities, devices_by_ip, users_by_ip
 from proxy_addons.devices.reports import record_report
 from proxy_addons.devices.tunnel_watch import alert_tunnel_down
 from proxy_addons.store import Store
@@ -314,3 +314,19 @@ def test_the_report_api_keeps_what_the_agent_says_about_its_tunnel(
         environ_base={"REMOTE_ADDR": "10.1.2.3"},
     )
     assert answer.status_code == 400 and said(answer)["field"] == "tunnel.state"
+
+
+def test_a_device_bound_since_the_last_refresh_is_named_at_its_first_request(
+    store: Store, tmp_path: Path
+) -> None:
+    policy = tunnel_policy(tmp_path)
+    tunnel = policy.devices.tunnel
+    assert tunnel is not None
+    identities = DeviceIdentities(store, lambda: policy)
+    identities.refresh()
+    device_id, _ = enrolled(store, "new-laptop")
+    bound = tunnels.bind(store, tunnel, device_id, new_key(), T0, "device")
+    assert identities.device_at(bound.address) == DeviceAt(device_id, "new-laptop")
+    # Outside the pool a miss stays a miss, and reads nothing.
+    looked = identities._looked
+    assert identities.device_at("10.1.2.3") is None and identities._looked == looked

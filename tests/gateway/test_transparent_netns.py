@@ -84,6 +84,20 @@ def run(*cmd: str, check: bool = True, timeout: float = 20) -> subprocess.Comple
     return result
 
 
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """The lab's processes, last started first: asked, then told."""
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
 def render_nft(text: str, defines: dict[str, str]) -> str:
     """The deploy file with this network's values in its single-line `define`s."""
     for name, value in defines.items():
@@ -343,16 +357,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         _start(lab, web_cert, web_key)
         yield lab
     finally:
-        for process in reversed(lab.processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+        stop(lab.processes)
         for ns in (lab.client, lab.gateway, lab.upstream):
             run("ip", "netns", "del", ns, check=False)
         shutil.rmtree(Path("/etc/netns") / lab.gateway, ignore_errors=True)
