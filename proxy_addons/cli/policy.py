@@ -45,6 +45,15 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         print(f"  warning: {line}")
     tier = policy.illegal
     print(f"  illegal tier: {len(tier.exact)} exact, {len(tier.prefixes)} prefix entries")
+    tunnel = policy.devices.tunnel
+    if tunnel is not None:
+        room = tunnel.pool.num_addresses - 3  # the network, the gateway, the broadcast
+        closed = "fail closed" if tunnel.fail_closed else "fail open"
+        print(
+            f"  off-site tunnels: {tunnel.endpoint} (UDP, forward it on the router), pool "
+            f"{tunnel.pool} for {room} devices, {closed} off site"
+            f"{', on site too' if tunnel.on_site else ''} (docs/offsite.md)"
+        )
     print(
         f"{policy.path}: OK: {len(policy.profiles)} profiles, {len(policy.categories)} "
         f"categories, {total} list entries, default profile '{policy.identities.default_profile}'"

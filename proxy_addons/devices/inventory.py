@@ -37,6 +37,8 @@ class Device:
     revoked_by: str | None = None
     report_address: str | None = None  # where its last report came from
     ignored_ips: tuple[str, ...] = ()  # listed in it but not believed (not where it came from)
+    last_tunnel: dict[str, Any] | None = None  # its agent's word on its tunnel (TunnelState)
+    tunnel_down_since: datetime | None = None  # off site without its tunnel since then
 
     @property
     def revoked(self) -> bool:
@@ -70,6 +72,8 @@ def _device(row: sa.Row[Any], now: datetime, stale_days: int) -> Device:
         revoked_by=row.revoked_by,
         report_address=row.report_address,
         ignored_ips=tuple(row.ignored_ips or ()),
+        last_tunnel=row.last_tunnel,
+        tunnel_down_since=row.tunnel_down_since,
     )
 
 

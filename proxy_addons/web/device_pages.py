@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 
-from proxy_addons.devices import inventory
+from proxy_addons.devices import inventory, tunnels
 from proxy_addons.web.context import policy, problem, services
 from proxy_addons.web.nav import needs
 
@@ -30,6 +30,10 @@ def state_text(device: inventory.Device) -> str:
     if device.stale:
         return "Stale"
     return "Compliant" if device.compliant else "Not compliant"
+
+
+TUNNEL_WORDS = {"up": "Up", "down": "Down", "off": "Not in use here"}
+WHERE_WORDS = {"on_site": "on the school network", "off_site": "away from school", "unknown": "?"}
 
 
 def evidence_text(value: Any) -> str:
@@ -65,9 +69,13 @@ def device_detail(device_id: str) -> ResponseReturnValue:
     return render_template(
         "web_device.html",
         d=found,
+        tunnel=tunnels.binding_of(services().store, found.device_id),
+        tunnels_offered=current.devices.tunnel is not None,
         state_text=state_text,
         evidence_text=evidence_text,
         stale_days=current.devices.stale_days,
+        tunnel_words=TUNNEL_WORDS,
+        where_words=WHERE_WORDS,
     )
 
 

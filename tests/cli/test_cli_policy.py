@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,29 @@ def test_check_example_policy_is_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert "default profile 'early_years'" in last
     assert "illegal tier: 1 exact, 1 prefix entries" in out
     assert "category social_networks" in out
+
+
+def test_the_examples_tunnel_section_uncommented_checks_and_says_what_to_forward(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/offsite.md says: uncomment `devices.tunnel` in the example and set the name."""
+    folder = tmp_path / "policy"
+    folder.mkdir()
+    (folder / "lists").symlink_to(EXAMPLE_LISTS)
+    for other in EXAMPLE.parent.iterdir():
+        if other.name not in ("school.yaml", "lists"):
+            (folder / other.name).symlink_to(other)
+    text = EXAMPLE.read_text()
+    block = re.search(r"^#  tunnel:\n(?:#    .*\n)+", text, re.M)
+    assert block is not None, "the example policy shows a devices.tunnel section"
+    opened = re.sub(r"^#", "", block.group(0), flags=re.M)
+    (folder / "school.yaml").write_text(text.replace(block.group(0), opened))
+    assert main(["policy", "check", str(folder / "school.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "off-site tunnels: gateway.school.example:51820 (UDP, forward it on the router), "
+        "pool 10.123.0.0/20 for 4093 devices, fail closed off site" in out
+    )
 
 
 def test_check_broken_policy_prints_file_and_line(

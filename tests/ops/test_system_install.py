@@ -310,9 +310,13 @@ def test_fresh_install_lays_out_a_private_installation(installed: Chroot) -> Non
         "schoolgate-lists.timer",
         "schoolgate-backup.service",
         "schoolgate-backup.timer",
+        "schoolgate-tunnel.service",
     ):
         assert c.file(f"/etc/systemd/system/{unit}").exists(), unit
     assert c.file("/etc/systemd/system/multi-user.target.wants/schoolgate.service").is_symlink()
+    # Off-site tunnels are the school's choice (devices.tunnel): installed, not enabled.
+    tunnel_wants = "/etc/systemd/system/multi-user.target.wants/schoolgate-tunnel.service"
+    assert not c.file(tunnel_wants).exists()
     assert c.file("/etc/systemd/system/timers.target.wants/schoolgate-lists.timer").is_symlink()
     assert c.file("/etc/logrotate.d/schoolgate").exists()
     assert os.readlink(c.file("/etc/schoolgate/lists/ut1")) == "/var/lib/schoolgate/lists/ut1"
@@ -336,6 +340,7 @@ def test_fresh_install_lays_out_a_private_installation(installed: Chroot) -> Non
         "schoolgate-lists.timer",
         "schoolgate-backup.service",
         "schoolgate-backup.timer",
+        "schoolgate-tunnel.service",
     ]
     verify = c.run(
         "sh", "-c", f"cd /etc/systemd/system && systemd-analyze verify {' '.join(units)}"

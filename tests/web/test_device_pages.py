@@ -4,6 +4,7 @@ one look in a real headless Chromium."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +13,18 @@ from typing import Any
 import pytest
 
 from agent.report import parse_report
-from proxy_addons.devices import enrolment, reports
+from agent.tunnel.config import new_private_key, public_key
+from proxy_addons.core.policy.model import Tunnel
+from proxy_addons.devices import enrolment, reports, tunnels
 from proxy_addons.store import Store
 from tests.devices.test_device_api import report
+from tests.support.screenshots import shot
 from tests.support.web_server import serve
 from tests.web.test_webapp import PASSWORD, Web, make_web, seed, seeded_db, sign_in  # noqa: F401
 from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
 
 KEY = b"enrol-secret-for-pages"
+TUNNEL = Tunnel(ipaddress.IPv4Network("10.123.0.0/24"), "gw.school.example:51820")
 
 
 def add_device(store: Store, hostname: str, at: dt.datetime | None, **changes: Any) -> str:
@@ -79,6 +84,37 @@ def test_the_it_provider_sees_the_inventory_and_each_devices_checks(
     assert "stale: no report for over 7 days" in stale
     assert client.get("/devices/dev-nope").status_code == 404
 
+
+def away(web: Web, hostname: str) -> str:
+    """A laptop with a tunnel, whose agent last said it was away without it."""
+    now = dt.datetime.now(dt.UTC)
+    device_id = add_device(web.store, hostname, None)
+    tunnels.bind(web.store, TUNNEL, device_id, public_key(new_private_key()), now, "device")
+    down = {
+        "state": "down",
+        "where": "off_site",
+        "since": (now - dt.timedelta(hours=2)).isoformat(),
+    }
+    sent = report(device_id, now, hostname=hostname, tunnel=down | {"fail_closed": True})
+    reports.record_report(web.store, parse_report(sent), now, source=None)
+    return device_id
+
+
+def test_a_laptop_away_without_its_tunnel_shows_in_the_list_and_its_page(
+    inventory: tuple[Web, dict[str, str]],
+) -> None:
+    web, ids = inventory
+    device_id = away(web, "year6-laptop-12")
+    client = sign_in(web, "tech")
+    listing = client.get("/devices").get_data(as_text=True)
+    assert listing.count("Away from school without its tunnel since") == 1
+    page = client.get(f"/devices/{device_id}").get_data(as_text=True)
+    assert "Off-site tunnel" in page and "10.123.0.2" in page
+    assert ">Down<" in page and "away from school; its web is blocked while the tunnel" in page
+    assert "Down since" in page and "Last handshake</dt><dd>never" in page
+    plain = client.get(f"/devices/{ids['good']}").get_data(as_text=True)
+    assert "Off-site tunnel" not in plain  # no tunnels in this policy, none bound
+
     enrolment.revoke(web.store, ids["good"], "tech", "lost", dt.datetime.now(dt.UTC))
     assert ">Revoked<" in client.get("/devices").get_data(as_text=True)
     revoked = client.get(f"/devices/{ids['good']}").get_data(as_text=True)
@@ -112,6 +148,7 @@ def test_the_inventory_in_chromium(tmp_path: Path) -> None:
     now = dt.datetime.now(dt.UTC)
     failing = [{"id": "firewall", "status": "fail", "reason": "No firewall is filtering."}]
     device_id = add_device(web.store, "lab-pc-07", now, results=failing)
+    laptop = away(web, "year6-laptop-12")
     served = serve(web.app)
     base = served.url
     expect = sync_api.expect
@@ -131,6 +168,9 @@ def test_the_inventory_in_chromium(tmp_path: Path) -> None:
                 expect(page).to_have_url(f"{base}/devices/{device_id}")
                 expect(page.locator("h1 .status")).to_have_text("Not compliant")
                 expect(page.get_by_text("No firewall is filtering.")).to_be_visible()
+                page.goto(f"{base}/devices/{laptop}")
+                expect(page.get_by_role("heading", name="Off-site tunnel")).to_be_visible()
+                page.screenshot(path=str(shot("device-tunnel.png")), full_page=True)
             finally:
                 browser.close()
     finally:
