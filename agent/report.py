@@ -138,6 +138,8 @@ def _text(data: dict[str, Any], key: str, limit: int, *, required: bool = True) 
         raise ReportError(key, "should be non-empty text")
     if len(value) > limit:
         raise ReportError(key, f"is longer than {limit} characters")
+    if not value.isprintable():  # a name printed in a terminal or a config file: one line
+        raise ReportError(key, "may not contain control characters")
     return value.strip()
 
 

@@ -28,13 +28,18 @@ _ENDPOINT = re.compile(r"[A-Za-z0-9.:\[\]-]{1,260}")
 
 
 def valid_key(text: object) -> bool:
-    """A WireGuard key: 32 bytes in base64."""
+    """A WireGuard key: 32 bytes in base64, spelt the one way `wg` spells it.
+
+    Python's decoder ignores the last character's two spare bits, so four spellings decode
+    to the same key; `wg` refuses all but the one with those bits zero. A second spelling
+    would get past the store's "one key, one device" and then fail every `wg set`."""
     if not isinstance(text, str) or len(text) != 44:
         return False
     try:
-        return len(base64.b64decode(text, validate=True)) == 32
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return False
+    return len(raw) == 32 and base64.b64encode(raw).decode() == text
 
 
 def new_private_key() -> str:

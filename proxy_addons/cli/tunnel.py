@@ -175,7 +175,8 @@ def _status(args: argparse.Namespace, store: Store, tunnel: Tunnel, cmd: Command
         peer = peers.get(key)
         seen = peer.latest_handshake if peer else binding.last_handshake_at
         line = (
-            f"  {binding.device_id:<20} {binding.hostname[:24]:<24} {binding.address:<15} "
+            f"  {binding.device_id:<20} {_one_line(binding.hostname)[:24]:<24} "
+            f"{binding.address:<15} "
             f"{age(seen, now) if seen else 'never':<12}"
         )
         if peer is None:
@@ -224,11 +225,18 @@ def _issue(
     return 0
 
 
+def _one_line(text: str) -> str:
+    """A device's own name, as printed to a terminal or into a config file: no control
+    characters (a newline would add lines to the WireGuard config, an escape would rewrite
+    the terminal)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
 def wg_quick(config: TunnelConfig, private: str, binding: tunnels.Binding) -> str:
     """The device's whole configuration, as wg-quick and the WireGuard apps import it."""
     lines = [
-        f"# Schoolgate tunnel for {binding.device_id} ({binding.hostname}), made by "
-        f"{binding.issued_by}. It holds the device's private key: keep it secret.",
+        f"# Schoolgate tunnel for {binding.device_id} ({_one_line(binding.hostname)}), made by "
+        f"{_one_line(binding.issued_by)}. It holds the device's private key: keep it secret.",
         "[Interface]",
         f"PrivateKey = {private}",
         f"Address = {config.address}/32",
@@ -245,12 +253,13 @@ def wg_quick(config: TunnelConfig, private: str, binding: tunnels.Binding) -> st
 
 
 def _bind(args: argparse.Namespace, store: Store, tunnel: Tunnel, var: Path) -> int:
+    known = tunnels.gateway_public_key(tunnel, var)
     binding = tunnels.bind(
-        store, tunnel, args.device, args.public_key.strip(), datetime.now(UTC), args.as_user
+        store, tunnel, args.device, args.public_key.strip(), datetime.now(UTC), args.as_user, known
     )
-    gateway_key = tunnels.gateway_public_key(tunnel, var) or "(run schoolgate tunnel up first)"
+    gateway_key = known or "(run schoolgate tunnel up first)"
     print(
-        f"{binding.device_id} ({binding.hostname}): tunnel address {binding.address}; the "
-        f"gateway's public key {gateway_key}, endpoint {tunnel.endpoint}"
+        f"{binding.device_id} ({_one_line(binding.hostname)}): tunnel address "
+        f"{binding.address}; the gateway's public key {gateway_key}, endpoint {tunnel.endpoint}"
     )
     return 0

@@ -222,7 +222,9 @@ def device_blueprint(
         if not valid_key(key):
             return _problem(400, "should be the device's WireGuard public key", "public_key")
         try:
-            binding = tunnels.bind(store, offered, device_id, str(key), clock(), "device")
+            binding = tunnels.bind(
+                store, offered, device_id, str(key), clock(), "device", gateway_key
+            )
         except tunnels.TunnelError as exc:
             status = 409 if "another device" in str(exc) else 400
             return _problem(status, str(exc), "public_key")

@@ -78,8 +78,8 @@ def enrol(
     if not hmac.compare_digest(given.encode(), expected):
         raise EnrolError("the enrolment secret is wrong")
     hostname = hostname.strip()
-    if not hostname or len(hostname) > MAX_HOSTNAME:
-        raise EnrolError(f"hostname should be text of 1 to {MAX_HOSTNAME} characters")
+    if not hostname or len(hostname) > MAX_HOSTNAME or not hostname.isprintable():
+        raise EnrolError(f"hostname should be one line of 1 to {MAX_HOSTNAME} characters")
     if device_id is not None:
         return _reenrol(store, device_id, hostname, now, current_token, address)
     device_id = f"dev-{secrets.token_hex(8)}"

