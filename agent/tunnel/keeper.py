@@ -52,6 +52,7 @@ class Keeper:
         self.p = parts
         self._last_restart: datetime | None = None
         self._none_until: datetime | None = None
+        self._not_fetched: str | None = None  # why this round's refresh failed, if it did
 
     @property
     def conf_path(self) -> Path:
@@ -71,8 +72,9 @@ class Keeper:
             try:
                 fresh = self.p.fetch()
             except Exception as exc:  # unreachable, refused, a bad answer: keep what we have
-                logger.warning("tunnel config not refreshed: %s", exc)
+                self._not_fetched = str(exc)  # said at the round's end, unless the retry works
             else:
+                self._not_fetched = None
                 if fresh is None:
                     if self._none_until is None:
                         logger.info("the gateway offers no tunnels: none kept here")
@@ -122,6 +124,8 @@ class Keeper:
                 self._checked(self.p.driver.down(self.conf_path), "down")
             state, handshake = "off", None
             endpoint_ip = previous.endpoint_ip if previous else None
+        if self._not_fetched is not None:
+            config = self._fetch_again(config, state)
         closed = self._fail_closed(config, where, endpoint_ip)
         since = self._since(state, previous)
         self.p.files.save_status(Status(state, place.where, since, endpoint_ip))
@@ -133,6 +137,17 @@ class Keeper:
             fail_closed=closed,
             reason=reason[:500],
         )
+
+    def _fetch_again(self, config: TunnelConfig, state: TunnelUp) -> TunnelConfig:
+        """Off site the gateway is reachable only through the tunnel, so a refresh tried
+        before it came up (every start at home) is tried again through it; only a second
+        failure, or none possible, is worth a warning."""
+        if state == "up":
+            config = self.config(refresh=True) or config
+        if self._not_fetched is not None:
+            logger.warning("tunnel config not refreshed: %s", self._not_fetched)
+            self._not_fetched = None
+        return config
 
     def _first_handshake(self, handshake: datetime | None) -> datetime | None:
         """A tunnel just brought up greets the gateway at once (its keepalive): give that a

@@ -148,7 +148,7 @@ def test_off_site_it_writes_the_file_brings_the_tunnel_up_and_fails_closed(world
     assert stat.S_IMODE(os.stat(conf).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(world.state / KEY_FILE).st_mode) == 0o600
     rules = (world.state / "fail-closed.rules").read_text()
-    assert "ip daddr 203.0.113.5 udp dport 51820 accept" in rules
+    assert "meta mark 51820 ip daddr 203.0.113.5 udp dport 51820 accept" in rules
     assert "meta skuid 0 ip daddr 10.0.0.1 tcp dport 8081 accept" in rules
     assert "meta skuid { 0, 991 } udp dport 53 accept" in rules  # root and systemd-resolved
     assert world.system.commands("nft")[0] == ["nft", "-f", str(world.state / "fail-closed.rules")]
@@ -282,6 +282,46 @@ def test_the_config_is_fetched_at_start_hourly_and_kept_when_the_gateway_cant_be
     assert state is not None and world.system.interface_up  # the saved config still holds
 
 
+def test_at_home_the_start_refresh_is_tried_again_through_the_tunnel(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started at home, the agent can reach the gateway only once its tunnel is up: a policy
+    change (here fail closed turned on) arrives in that first round, and nothing is warned."""
+    world.keeper().tick()
+    world.config = tunnel_config(fail_closed=True)
+    TunnelFiles(world.state).save_config(tunnel_config(fail_closed=False), T0)
+    world.system.interface_up = world.system.table = False  # the device restarted at home
+    world.now = T0 + timedelta(minutes=10)
+
+    def through_the_tunnel_only() -> TunnelConfig | None:
+        if not world.system.interface_up:
+            raise OSError("can't reach the gateway https://10.0.0.1:8081: network is unreachable")
+        return world.fetch()
+
+    keeper = world.keeper()
+    keeper.p.fetch = through_the_tunnel_only
+    world.system.handshake = world.now
+    state = keeper.tick(refresh=True)
+    assert state is not None and state.state == "up" and state.fail_closed
+    assert "not refreshed" not in caplog.text
+
+
+def test_a_refresh_that_fails_through_the_tunnel_too_is_warned_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    keeper = world.keeper()
+    keeper.tick()
+
+    def unreachable() -> TunnelConfig | None:
+        raise OSError("no route to host")
+
+    keeper.p.fetch = unreachable
+    world.system.handshake = world.now = T0 + timedelta(minutes=61)
+    state = keeper.tick()
+    assert state is not None and state.state == "up"  # the saved config still holds
+    assert caplog.text.count("tunnel config not refreshed: no route to host") == 1
+
+
 def test_a_gateway_with_no_tunnels_any_more_stands_everything_down(world: World) -> None:
     keeper = world.keeper()
     keeper.tick()
@@ -373,7 +413,7 @@ def test_the_rule_sets_let_out_only_what_brings_the_tunnel_back() -> None:
     assert 'oifname "schoolgate0" accept' in nft and "dport 80 " not in nft
     pf = pf_rules(openings, "utun4")
     assert "pass out quick on utun4 all" in pf
-    assert "pass out quick proto udp to 203.0.113.5 port 51820" in pf
+    assert "pass out quick proto udp to 203.0.113.5 port 51820 user root" in pf
     assert pf.rstrip().endswith("block return out quick all")
     assert uids_of("a:x:1:1\nsystemd-resolve:x:991:991:", ("systemd-resolve",)) == (991,)
 
