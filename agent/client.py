@@ -126,8 +126,7 @@ class Client:
         except urllib.error.HTTPError as exc:
             return exc.code, json_object(exc.read())
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise ClientError(f"can't reach the gateway {self.gateway}: {reason}") from exc
+            raise ClientError(f"can't reach the gateway {self.gateway}: {_reason(exc)}") from exc
 
     # -- enrolling -------------------------------------------------------------------------
 
@@ -243,7 +242,15 @@ def json_object(raw: bytes) -> dict[str, Any]:
 
 
 def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "reason", None) or exc)
+    return in_words(getattr(exc, "reason", None) or exc)
 
 
-__all__ = ["Client", "ClientError", "SendResult", "write_private"]
+def in_words(exc: BaseException | str) -> str:
+    """What went wrong for a log line or a status: an OS error's own words, without Python's
+    '[Errno 101]' in front ("Network is unreachable")."""
+    if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+__all__ = ["Client", "ClientError", "SendResult", "in_words", "write_private"]

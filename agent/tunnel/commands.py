@@ -18,6 +18,7 @@ from agent.client import Client, ClientError
 from agent.device_facts import current_platform
 from agent.report import ReportError, TunnelState
 from agent.runner import SystemRunner
+from agent.tunnel.config import TunnelConfig
 from agent.tunnel.drivers import driver_for
 from agent.tunnel.files import TunnelFiles
 from agent.tunnel.firewall import firewall_for
@@ -28,22 +29,24 @@ from agent.tunnel.wgconf import INTERFACE, valid_interface
 DEFAULT_STATE = "/var/lib/schoolgate-agent"
 
 
-def describe(state: TunnelState | None) -> str:
+def describe(state: TunnelState | None, config: TunnelConfig | None = None) -> str:
     if state is None:
         return "no tunnel: the gateway offers none (or `tunnel setup` hasn't run)"
     handshake = (
         state.last_handshake.isoformat(timespec="seconds") if state.last_handshake else "never"
     )
     since = state.since.isoformat(timespec="seconds") if state.since else "?"
-    return "\n".join(
-        [
-            f"where:          {state.where}",
-            f"tunnel:         {state.state} since {since}",
-            f"last handshake: {handshake}",
-            f"fail closed:    {'on' if state.fail_closed else 'off'}",
-            f"reason:         {state.reason}",
-        ]
-    )
+    lines = [
+        f"where:          {state.where}",
+        f"tunnel:         {state.state} since {since}",
+        f"last handshake: {handshake}",
+        f"fail closed:    {'on' if state.fail_closed else 'off'}",
+    ]
+    if config is not None:
+        lines.append(f"address:        {config.address} (gateway {config.endpoint})")
+    if state.reason:
+        lines.append(f"reason:         {state.reason}")
+    return "\n".join(lines)
 
 
 def _client(args: argparse.Namespace) -> Client | None:
@@ -94,9 +97,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         since=status.since,
         last_handshake=driver.last_handshake(),
         fail_closed=firewall.closed(),
-        reason=f"address {saved[0].address}, gateway {saved[0].endpoint}",
+        reason="",  # the service's reason is in its log and its reports
     )
-    print(describe(state))
+    print(describe(state, saved[0]))
     return 0
 
 

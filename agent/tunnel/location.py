@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from agent.client import in_words
 from agent.report import Where
 
 PROBE_TIMEOUT = 4.0
@@ -148,7 +149,7 @@ def locate(
 def _short(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return "a certificate not from the school's CA"
-    return (str(exc) or type(exc).__name__)[:120]
+    return (in_words(exc) or type(exc).__name__)[:120]
 
 
 __all__ = [

@@ -18,6 +18,7 @@ import pytest
 
 from agent.report import parse_state
 from agent.runner import NOT_FOUND, CommandResult
+from agent.tunnel.commands import describe
 from agent.tunnel.config import TunnelConfig, new_private_key, public_key
 from agent.tunnel.drivers import LinuxDriver
 from agent.tunnel.files import KEY_FILE, TunnelFiles
@@ -320,6 +321,18 @@ def test_a_refresh_that_fails_through_the_tunnel_too_is_warned_once(
     state = keeper.tick()
     assert state is not None and state.state == "up"  # the saved config still holds
     assert caplog.text.count("tunnel config not refreshed: no route to host") == 1
+
+
+def test_status_names_the_address_and_gives_a_reason_only_when_there_is_one() -> None:
+    state = parse_state(
+        {"state": "up", "where": "off_site", "since": T0.isoformat(), "fail_closed": True}
+    )
+    shown = describe(state, tunnel_config())
+    assert "address:        10.123.0.7 (gateway gw.school.example:51820)" in shown
+    assert "reason" not in shown
+    assert describe(state) == shown.replace(
+        "\naddress:        10.123.0.7 (gateway gw.school.example:51820)", ""
+    )
 
 
 def test_a_gateway_with_no_tunnels_any_more_stands_everything_down(world: World) -> None:

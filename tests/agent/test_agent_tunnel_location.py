@@ -7,6 +7,7 @@ answered with another CA (a home network pretending) is "off site".
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.client import in_words
 from agent.tunnel.location import Bypass, BypassError, SystemNetwork, gateway_host_port, locate
 from tests.conftest import _self_signed
 
@@ -47,6 +49,8 @@ class FakeNetwork:
             raise TimeoutError("timed out")
         if answer == "other":
             raise ssl.SSLCertVerificationError("certificate verify failed")
+        if answer == "unreachable":
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
         if answer == "nomark":
             raise BypassError("can't keep the probe off the tunnel: Operation not permitted")
 
@@ -69,6 +73,16 @@ def test_on_site_when_the_gateway_answers_with_the_schools_certificate() -> None
 def test_off_site_when_nothing_answers_or_the_name_does_not_resolve() -> None:
     assert where(FakeNetwork({"gateway.school.example": ["10.0.0.1"]}, {})) == "off_site"
     assert where(FakeNetwork({}, {})) == "off_site"
+
+
+def test_reasons_are_in_words_not_python_error_numbers() -> None:
+    """What `tunnel status` and the reports say is read by the IT provider: no '[Errno 101]'."""
+    network = FakeNetwork({"gateway.school.example": ["10.0.0.1"]}, {"10.0.0.1": "unreachable"})
+    place = locate(URL, ssl.create_default_context, MARK, False, network)
+    assert place.reason == "the gateway didn't answer: 10.0.0.1: Network is unreachable"
+    missing = FileNotFoundError(errno.ENOENT, "No such file or directory", "/state/ca.pem")
+    assert in_words(missing) == "No such file or directory: /state/ca.pem"
+    assert in_words(TimeoutError("timed out")) == "timed out"
 
 
 def test_a_network_that_answers_the_name_with_another_certificate_is_not_school() -> None:
