@@ -12,6 +12,7 @@ from proxy_addons.ops.doctor.tunnel import check_tunnel
 from proxy_addons.ops.wireguard import interface
 from proxy_addons.ops.wireguard.peers import PeerSync
 from tests.conftest import copy_policy
+from tests.gateway.test_transparent_netns import LAB_DEFINES, NFT_DIR, render_nft
 from tests.ops.test_wireguard_interface import (  # noqa: F401  (lab_fixture: "lab")
     KEY_A,
     NEEDS_WIREGUARD,
@@ -75,8 +76,11 @@ def test_a_sound_tunnel_and_each_problem_named(lab: Lab) -> None:
     tunnels.bind(lab.store, lab.tunnel, laptop, KEY_A, NOW, "device")
     stale = found(lab, policy)
     assert stale["tunnel peers"].level is Level.WARN and laptop in stale["tunnel peers"].message
-    use = stale["tunnel use"]
-    assert use.level is Level.WARN and "none has connected ever" in use.message
+    # Bound today, at school, and not away yet: nothing to worry about; a day on, a worry.
+    fresh = stale["tunnel use"]
+    assert fresh.level is Level.OK and "1 device bound in the last day" in fresh.message
+    use = found(lab, policy, now=NOW + timedelta(days=2))["tunnel use"]
+    assert use.level is Level.WARN and "1 device bound, and none has connected ever" in use.message
     assert "UDP port forward to this gateway's port 51820" in use.fix
     PeerSync(lab.store, lab.tunnel, lab.cmd).sync()
     assert found(lab, policy)["tunnel peers"].level is Level.OK
@@ -105,3 +109,25 @@ def test_a_sound_tunnel_and_each_problem_named(lab: Lab) -> None:
     lab.cmd.run(["wg", "set", lab.tunnel.interface, "private-key", "/dev/null"])
     other = found(lab, policy)["tunnel"]  # another key on the interface than devices were given
     assert other.level is Level.FAIL and "not the one in" in other.message
+
+
+@NEEDS_WIREGUARD
+def test_a_firewall_set_for_another_interface_or_pool_fails(lab: Lab) -> None:
+    """The deploy firewall as shipped names schoolgate-wg and 10.123.0.0/20: loaded unedited
+    for a tunnel with another name, every packet from the devices is dropped as forged."""
+    policy = _policy(lab)
+    assert "tunnel firewall" not in found(lab, policy)  # no schoolgate table: not judged here
+    shipped = (NFT_DIR / "schoolgate.nft").read_text()
+    ours = {"wg_if": f'"{lab.tunnel.interface}"', "tunnel_nets": f"{{ {POOL} }}"}
+    wanted = f'wg_if = "{lab.tunnel.interface}" and tunnel_nets = {{ {POOL} }}'
+
+    def loaded(**defines: str) -> Check:
+        lab.cmd.run(["nft", "-f", "-"], input=render_nft(shipped, {**LAB_DEFINES, **defines}))
+        return found(lab, policy)["tunnel firewall"]
+
+    unedited = loaded(wg_if='"schoolgate-wg"', tunnel_nets="{ 10.123.0.0/20 }")
+    assert unedited.level is Level.FAIL and "get nothing through" in unedited.message
+    assert unedited.fix.startswith(f"set {wanted} in the firewall's variables")
+    assert loaded(**ours).level is Level.OK
+    port = loaded(**ours, wg_port="51999")
+    assert port.level is Level.FAIL and port.fix.startswith("set wg_port = 51820 in")

@@ -9,6 +9,7 @@ would be root's), and nothing is changed on the interface."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import stat
 from collections.abc import Callable
@@ -57,6 +58,7 @@ def check_tunnel(
         return []
     cmd = cmd or Commands()
     checks = [check_key_file(tunnel, var), check_endpoint(tunnel, resolve)]
+    checks += [c for c in [check_firewall(tunnel, cmd)] if c is not None]
     try:
         found = interface.show(tunnel.interface, cmd)
         up = found is not None and interface.is_up(tunnel.interface, cmd)
@@ -106,6 +108,36 @@ def check_key_file(tunnel: Tunnel, var: Path) -> Check:
     return ok("tunnel key", f"{private} is readable by its owner only")
 
 
+def check_firewall(tunnel: Tunnel, cmd: Commands) -> Check | None:
+    """The loaded firewall's wg_if, tunnel_nets and wg_port are the policy's. Otherwise every
+    packet from the tunnels is dropped as forged or refused, and nothing else says so. None
+    when no schoolgate table is loaded (the firewall check says that)."""
+    try:
+        proc = cmd.run(["nft", "list", "table", "inet", "schoolgate"], check=False)
+    except WireGuardError:
+        return None
+    if proc.returncode != 0:
+        return None
+    name, pool, port = tunnel.interface, str(tunnel.pool), tunnel.listen_port
+    served = re.compile(
+        rf'iifname "{re.escape(name)}" ip saddr [^\n]*\b{re.escape(pool)}\b[^\n]*jump from_clients'
+    )
+    wrong = []
+    if not served.search(proc.stdout):
+        wrong.append(f'wg_if = "{name}" and tunnel_nets = {{ {pool} }}')
+    if not re.search(rf"\budp dport {port} accept", proc.stdout):
+        wrong.append(f"wg_port = {port}")
+    if wrong:
+        return fail(
+            "tunnel firewall",
+            "the loaded firewall doesn't serve the policy's tunnels: devices' tunnels get "
+            "nothing through",
+            f"set {' and '.join(wrong)} in the firewall's variables, then nft -f it "
+            "(docs/offsite.md, step 4)",
+        )
+    return ok("tunnel firewall", f"the firewall serves {name} ({pool}) and UDP {port}")
+
+
 def check_interface(tunnel: Tunnel, var: Path, found: Interface) -> Check:
     """Up, on the policy's port, with the key of the key file (what devices were given)."""
     name = tunnel.interface
@@ -128,7 +160,10 @@ def check_interface(tunnel: Tunnel, var: Path, found: Interface) -> Check:
             "key, so they can't connect",
             "systemctl restart schoolgate-tunnel",
         )
-    return ok("tunnel", f"{name} up on UDP {found.listen_port}, {len(found.peers)} peers")
+    peers = len(found.peers)
+    return ok(
+        "tunnel", f"{name} up on UDP {found.listen_port}, {peers} peer{'' if peers == 1 else 's'}"
+    )
 
 
 def check_peers(found: Interface, bound: list[Binding]) -> Check:
@@ -175,12 +210,23 @@ def check_use(tunnel: Tunnel, found: Interface, bound: list[Binding], now: datet
     peers = {p.public_key: p.latest_handshake for p in found.peers}
     seen = [t for b in bound if (t := peers.get(b.public_key) or b.last_handshake_at)]
     latest = max(seen) if seen else None
+    if latest is None and all(now - b.issued_at <= QUIET for b in bound):
+        # Devices are bound at school, at enrolment: none connects until it is first away.
+        return ok(
+            "tunnel use",
+            f"{_devices(len(bound))} bound in the last day; none has connected yet (a device "
+            "connects when it is first off site)",
+        )
     if latest is None or now - latest > QUIET:
         when = f"since {latest:%Y-%m-%d %H:%M} UTC" if latest else "ever"
         return warn(
             "tunnel use",
-            f"{len(bound)} devices are bound, and none has connected {when}",
+            f"{_devices(len(bound))} bound, and none has connected {when}",
             f"check the router's UDP port forward to this gateway's port {tunnel.listen_port}, "
             "and that the endpoint's name points at the school",
         )
-    return ok("tunnel use", f"{len(seen)} of {len(bound)} devices have connected")
+    return ok("tunnel use", f"{len(seen)} of {len(bound)} bound devices have connected")
+
+
+def _devices(count: int) -> str:
+    return f"{count} device{'' if count == 1 else 's'}"
