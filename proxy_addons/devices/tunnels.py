@@ -180,7 +180,8 @@ def _bind(
                 .where(device_tunnels.c.device_id == device_id)
                 .values(**values, last_handshake_at=None)
             )
-        if old is None or old.public_key != public_key or old.address != address:
+        changed = old is None or old.public_key != public_key or old.address != address
+        if changed:
             audit.append(
                 conn,
                 actor=by if by != "device" else f"device {device_id}",
@@ -190,7 +191,8 @@ def _bind(
                 at=now,
             )
         row = conn.execute(_select().where(device_tunnels.c.device_id == device_id)).one()
-    logger.info("device %s: tunnel address %s bound to its key", device_id, address)
+    if changed:  # a device's hourly refresh with the same key changes nothing: not said
+        logger.info("device %s: tunnel address %s bound to its key", device_id, address)
     return _binding(row)
 
 

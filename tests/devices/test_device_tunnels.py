@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import ipaddress
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,10 @@ def test_a_pool_outside_the_client_networks_is_served_too(tmp_path: Path) -> Non
     assert [str(n) for n in network.client_networks] == ["10.20.0.0/16", "10.123.0.0/29"]
 
 
-def test_binding_gives_each_key_its_own_address_and_keeps_it(store: Store, tmp_path: Path) -> None:
+def test_binding_gives_each_key_its_own_address_and_keeps_it(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="proxy_addons.devices.tunnels")
     tunnel = tunnel_policy(tmp_path).devices.tunnel
     assert tunnel is not None
     (a, _), (b, _) = enrolled(store, "a"), enrolled(store, "b")
@@ -106,8 +110,10 @@ def test_binding_gives_each_key_its_own_address_and_keeps_it(store: Store, tmp_p
     first = tunnels.bind(store, tunnel, a, key_a, T0, "device")
     second = tunnels.bind(store, tunnel, b, key_b, T0, "device")
     assert (first.address, second.address) == ("10.123.0.2", "10.123.0.3")  # .1: the gateway
-    # The same key again: the same binding, nothing new in the audit trail.
+    # The same key again: the same binding, nothing new in the audit trail or the log.
+    caplog.clear()
     assert tunnels.bind(store, tunnel, a, key_a, T0, "device") == first
+    assert caplog.records == []
     # A new key (rotation) keeps the address; another device's key is refused.
     rotated = tunnels.bind(store, tunnel, a, new_key(), T0, "device")
     assert rotated.address == first.address and rotated.public_key != key_a
