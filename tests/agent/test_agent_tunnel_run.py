@@ -79,3 +79,24 @@ def test_a_keeper_that_fails_never_stops_the_reports(
     run_loop(client, build, check_every=0, report_every=0, rounds=1, tunnel=broken)
     assert len(client.delivered) == 1 and client.delivered[0].get("tunnel") is None
     assert "keeping the tunnel failed" in caplog.text
+
+
+def test_between_checks_the_tunnel_is_kept_every_few_seconds(tmp_path: Path) -> None:
+    """A laptop leaving school mid-check gets its tunnel (and its firewall) within seconds:
+    with checks every 5 minutes, the keeper still runs every 15 seconds in between."""
+    client = Offline(tmp_path)
+    client.reachable = True
+    kept: list[int] = []
+    slept: list[float] = []
+    up = TunnelState("up", "off_site", since=T0, last_handshake=T0)
+
+    def keep() -> TunnelState:
+        kept.append(len(slept))
+        return up
+
+    run_loop(
+        client, build, check_every=300, report_every=3600, rounds=2, sleep=slept.append, tunnel=keep
+    )
+    assert slept == [15.0] * 20  # the wait between the two rounds, in steps
+    assert len(kept) == 2 + 19  # each round, and after each step but the last
+    assert len(client.delivered) == 1  # the second round had nothing new to report
