@@ -99,6 +99,22 @@ def test_a_pool_outside_the_client_networks_is_served_too(tmp_path: Path) -> Non
     assert [str(n) for n in network.client_networks] == ["10.20.0.0/16", "10.123.0.0/29"]
 
 
+def test_a_pool_that_holds_a_school_network_is_refused_with_its_line(tmp_path: Path) -> None:
+    """The firewall drops pool addresses arriving off the tunnel as forged: a school network
+    inside the pool would get nothing through. Inside a wider client network is fine."""
+    path = watched_policy(tmp_path)
+    networks = "network:\n  client_networks: [10.0.0.0/8]\n  management_networks: [{}]\n"
+    path.write_text(path.read_text() + TUNNEL + networks.format("10.99.0.0/24"))
+    assert load_policy(path).devices.tunnel is not None
+    for inside in ("10.123.0.0/29", "10.123.0.4/30"):
+        path.write_text(path.read_text().rsplit("network:", 1)[0] + networks.format(inside))
+        with pytest.raises(PolicyError) as caught:
+            load_policy(path)
+        said = str(caught.value)
+        assert f"pool 10.123.0.0/29 holds the school's network {inside} " in said
+        assert "(network.management_networks)" in said and "school.yaml, line " in said
+
+
 def test_binding_gives_each_key_its_own_address_and_keeps_it(
     store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -35,7 +35,7 @@ from proxy_addons.core.policy.notifications_section import (
 from proxy_addons.core.policy.profiles_section import load_identities, load_profiles
 from proxy_addons.core.policy.retention_section import load_retention
 from proxy_addons.core.policy.schedules_section import date_spans, load_schedules
-from proxy_addons.core.policy.tunnel_section import serving_tunnels
+from proxy_addons.core.policy.tunnel_section import pool_apart, serving_tunnels
 from proxy_addons.core.policy.yaml_reader import LMap, PolicySyntaxError, Where, load_located
 
 
@@ -97,9 +97,9 @@ def load_policy(path: Path) -> Policy:
     )
     devices = load_devices(ck, top.get("devices"), top.at("devices"))
     lists = content_lists(ck, top.get("content_filter"), top.at("content_filter"), profiles)
-    network = serving_tunnels(
-        load_network(ck, top.get("network"), top.at("network")), devices.tunnel
-    )
+    network = load_network(ck, top.get("network"), top.at("network"))
+    pool_apart(ck, network, devices.tunnel, top.get("devices"), top.at("devices"))
+    network = serving_tunnels(network, devices.tunnel)
     checks = load_checks(ck, top.get("checks"), top.at("checks"), profiles)
     retention = load_retention(ck, top.get("retention"), top.at("retention"))
     proxy_address = _proxy_address(ck, top.get("school"))

@@ -145,6 +145,30 @@ def load_tunnel(ck: Checker, raw: Any, where: Where) -> Tunnel | None:
     return Tunnel(pool=pool, endpoint=endpoint, **settings)  # type: ignore[arg-type]
 
 
+def pool_apart(
+    ck: Checker, network: Network, tunnel: Tunnel | None, devices: Any, where: Where
+) -> None:
+    """The pool may lie inside a client network (10.0.0.0/8 listed whole), but no school
+    network may lie inside it: the firewall drops a pool address arriving anywhere but the
+    tunnel's interface as forged, so that network's devices would get nothing through."""
+    if tunnel is None:
+        return
+    raw = devices.get("tunnel") if isinstance(devices, LMap) else None
+    where = raw.at("pool") if isinstance(raw, LMap) else where
+    for key, networks in (
+        ("client_networks", network.client_networks),
+        ("management_networks", network.management_networks),
+    ):
+        for n in networks:
+            if isinstance(n, ipaddress.IPv4Network) and n.subnet_of(tunnel.pool):
+                ck.fail(
+                    where,
+                    f"pool {tunnel.pool} holds the school's network {n} (network.{key}): its "
+                    "devices would be taken for forged tunnel addresses; choose a pool no "
+                    "school network uses",
+                )
+
+
 def serving_tunnels(network: Network, tunnel: Tunnel | None) -> Network:
     """The tunnel pool is a client network: devices in it use the gateway like any other."""
     if tunnel is None:
@@ -155,4 +179,11 @@ def serving_tunnels(network: Network, tunnel: Tunnel | None) -> Network:
     return Network((*network.client_networks, tunnel.pool), network.management_networks)
 
 
-__all__ = ["KEYS", "endpoint_ok", "load_tunnel", "serving_tunnels", "split_endpoint"]
+__all__ = [
+    "KEYS",
+    "endpoint_ok",
+    "load_tunnel",
+    "pool_apart",
+    "serving_tunnels",
+    "split_endpoint",
+]
