@@ -35,7 +35,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"schoolgate: {exc}", file=sys.stderr)
             return 1
-        print(f"{gone.device_id} ({gone.hostname}) revoked: its token is refused from now on")
+        print(
+            f"{gone.device_id} ({gone.hostname}) revoked: its token is refused from now on, "
+            "and its off-site tunnel, if it had one, stops within a second"
+        )
         return 0
     if args.devices_command == "show":
         d = inventory.get_device(store, args.id, now, days)

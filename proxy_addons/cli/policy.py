@@ -54,6 +54,12 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
             f"{tunnel.pool} for {room} devices, {closed} off site"
             f"{', on site too' if tunnel.on_site else ''} (docs/offsite.md)"
         )
+        if not tunnel.dns and not policy.devices.school_resolvers:
+            print(
+                "  warning: devices.tunnel has no dns and devices.school_resolvers is empty: "
+                "tunnelled devices' DNS reaches no resolver (the firewall allows only the "
+                "school's); set one of them"
+            )
     print(
         f"{policy.path}: OK: {len(policy.profiles)} profiles, {len(policy.categories)} "
         f"categories, {total} list entries, default profile '{policy.identities.default_profile}'"

@@ -186,7 +186,9 @@ def _status(args: argparse.Namespace, store: Store, tunnel: Tunnel, cmd: Command
         print(line)
     for key in peers.keys() - bound.keys():
         print(f"  UNBOUND PEER key {key[:8]}… (removed at the next sync)")
-    print(f"{len(bound)} devices bound, {len(found.peers)} peers on the interface")
+    devices = f"{len(bound)} device{'' if len(bound) == 1 else 's'}"
+    peers = f"{len(found.peers)} peer{'' if len(found.peers) == 1 else 's'}"
+    print(f"{devices} bound, {peers} on the interface")
     if args.endpoints:
         with store.begin() as conn:
             audit.append(

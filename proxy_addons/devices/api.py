@@ -183,7 +183,8 @@ def device_blueprint(
         parsed = with_eol(parsed, load_eol(current.devices.eol_file), now.date())
         source = reports.request_address(request.environ, current.devices.trusted_relays)
         try:
-            ignored = reports.record_report(store, parsed, now, source=source)
+            pool = current.devices.tunnel.pool if current.devices.tunnel else None
+            ignored = reports.record_report(store, parsed, now, source=source, tunnels=pool)
         except reports.ReportRejected as exc:
             return _problem(409, str(exc), "generated_at")
         try:  # the report is stored: a 5xx now would only make the agent resend it

@@ -79,12 +79,18 @@ def down_since(report: DeviceReport) -> datetime | None:
 
 
 def record_report(
-    store: Store, report: DeviceReport, now: datetime, *, source: str | None
+    store: Store,
+    report: DeviceReport,
+    now: datetime,
+    *,
+    source: str | None,
+    tunnels: IPNetwork | None = None,
 ) -> tuple[str, ...]:
     """Store a report as the device's latest; ReportRejected if it is replayed or from ahead.
 
     `source` is the address the report came from; it returns the listed addresses that were
-    not believed (see the module's docstring).
+    not believed (see the module's docstring). A report from inside `tunnels` (the policy's
+    tunnel pool) keeps none of the others: they are the pupil's home network.
     """
     if report.generated_at > now + FUTURE_SLACK:
         minutes = int(FUTURE_SLACK.total_seconds() // 60)
@@ -96,6 +102,11 @@ def record_report(
     believed = believed_ips(report.ips, source)
     kept = {address_of(ip) for ip in believed}
     ignored = tuple(ip for ip in report.ips if address_of(ip) not in kept)
+    if tunnels is not None and (here := address_of(source)) is not None and here in tunnels:
+        # Through its tunnel the device's other addresses are its home's network: nothing
+        # the school needs, so neither kept nor logged (nor is a tunnel address believed
+        # from a report: identity there is the key's, devices/identity.py).
+        ignored = ()
     newer = sa.or_(
         devices.c.last_generated_at.is_(None),
         devices.c.last_generated_at < report.generated_at,

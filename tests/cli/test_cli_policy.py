@@ -59,6 +59,12 @@ def test_the_examples_tunnel_section_uncommented_checks_and_says_what_to_forward
         "off-site tunnels: gateway.school.example:51820 (UDP, forward it on the router), "
         "pool 10.123.0.0/20 for 4093 devices, fail closed off site" in out
     )
+    assert "devices.tunnel has no dns" not in out  # the example names its resolver
+    (folder / "school.yaml").write_text(
+        text.replace(block.group(0), re.sub(r"^  *dns: .*\n", "", opened, flags=re.M))
+    )
+    assert main(["policy", "check", str(folder / "school.yaml")]) == 0
+    assert "warning: devices.tunnel has no dns" in capsys.readouterr().out
 
 
 def test_check_broken_policy_prints_file_and_line(

@@ -118,7 +118,7 @@ def test_up_bind_and_status(lab: Lab) -> None:
     line = next(x for x in status.stdout.splitlines() if laptop in x)
     assert "laptop-07" in line and "10.123.0.2" in line and "never" in line
     assert "NOT ON THE INTERFACE" not in status.stdout and "from " not in status.stdout
-    assert "1 devices bound, 1 peers on the interface" in status.stdout
+    assert "1 device bound, 1 peer on the interface" in status.stdout
 
     refused = schoolgate(lab, policy, "status", "--endpoints")
     assert refused.returncode == 1 and "--as" in refused.stderr

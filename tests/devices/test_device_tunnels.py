@@ -352,3 +352,40 @@ def test_a_device_bound_since_the_last_refresh_is_named_at_its_first_request(
     # Outside the pool a miss stays a miss, and reads nothing.
     looked = identities._looked
     assert identities.device_at("10.1.2.3") is None and identities._looked == looked
+
+
+def test_a_report_through_the_tunnel_keeps_nothing_of_the_pupils_home_network(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = tunnel_policy(tmp_path)
+    tunnel = policy.devices.tunnel
+    assert tunnel is not None
+    api = create_device_api(
+        store, lambda: policy, Clock(T0 + dt.timedelta(minutes=1))
+    ).test_client()
+    device_id, token = enrolled(store)
+    bound = tunnels.bind(store, tunnel, device_id, new_key(), T0, "device")
+    body = report(device_id, T0, ips=[bound.address, "192.168.1.23", "86.1.2.3"])
+    caplog.set_level("INFO")
+    answer = api.post(
+        "/api/v1/report",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        environ_base={"REMOTE_ADDR": bound.address},
+    )
+    assert answer.status_code == 202 and said(answer)["ignored_ips"] == []
+    with store.connect() as conn:
+        row = conn.execute(sa.select(devices).where(devices.c.device_id == device_id)).one()
+    assert (row.last_ips, row.ignored_ips) == ([bound.address], [])
+    assert "192.168.1.23" not in caplog.text and "86.1.2.3" not in caplog.text
+    # From the school network, unbelieved addresses are still kept and said (a forgery).
+    body = report(device_id, T0 + dt.timedelta(seconds=1), ips=["10.1.2.3", "10.1.2.99"])
+    api.post(
+        "/api/v1/report",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        environ_base={"REMOTE_ADDR": "10.1.2.3"},
+    )
+    with store.connect() as conn:
+        row = conn.execute(sa.select(devices).where(devices.c.device_id == device_id)).one()
+    assert row.ignored_ips == ["10.1.2.99"] and "10.1.2.99" in caplog.text
