@@ -1,9 +1,11 @@
 """Fail closed: off site with the tunnel down, the device's web traffic is refused.
 
 The rule set lets out only what bringing the tunnel back needs: loopback, the tunnel's own
-interface, DHCP, DNS from the system (root, and systemd-resolved's user), UDP to the
-gateway's WireGuard endpoint, the agent's own probe of the gateway's device API (root
-only), and the policy's passthrough networks. Everything else is refused at once (a TCP
+interface, DHCP, DNS from the system (root, and systemd-resolved's user), WireGuard's own
+UDP to the gateway's endpoint (packets with the tunnel's fwmark on Linux, root's on macOS:
+the endpoint's address comes from the home network's DNS, so it may be a pupil's own
+server), the agent's own probe of the gateway's device API (root only), and the policy's
+passthrough networks. Everything else is refused at once (a TCP
 reset, an ICMP "prohibited" for the rest, QUIC included), so a browser says so rather than
 hanging. Rules that name a user hold against a pupil who is not an administrator: they
 can't send as root, nor bind DHCP's privileged ports.
@@ -23,6 +25,7 @@ from typing import Protocol
 
 from agent.client import write_private
 from agent.runner import Runner
+from agent.tunnel.wgconf import FWMARK
 
 TABLE = "schoolgate_agent"
 PF_ANCHOR = "com.apple/schoolgate"
@@ -58,7 +61,10 @@ def nft_rules(openings: Openings, dns_uids: tuple[int, ...] = (0,)) -> str:
     ]
     if openings.endpoint:
         address, port = openings.endpoint
-        rules.append(f"{_family(address)} daddr {address} udp dport {port} accept")
+        # Only WireGuard's packets: a user can't set SO_MARK without CAP_NET_ADMIN.
+        rules.append(
+            f"meta mark {FWMARK} {_family(address)} daddr {address} udp dport {port} accept"
+        )
     if openings.probe:
         address, port = openings.probe
         rules.append(f"meta skuid 0 {_family(address)} daddr {address} tcp dport {port} accept")
@@ -92,7 +98,7 @@ def pf_rules(openings: Openings, utun: str | None) -> str:
     ]
     if openings.endpoint:
         address, port = openings.endpoint
-        rules.append(f"pass out quick proto udp to {address} port {port}")
+        rules.append(f"pass out quick proto udp to {address} port {port} user root")
     if openings.probe:
         address, port = openings.probe
         rules.append(f"pass out quick proto tcp to {address} port {port} user root")

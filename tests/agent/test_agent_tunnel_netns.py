@@ -5,7 +5,9 @@ UDP echo on 51820; 10.88.0.80: a web server on TCP 80 and UDP echoes on 443 and 
 
 With the rules loaded by the agent's own NftFirewall (its commands run inside `home`), the
 web server's TCP 80 is refused at once and QUIC's UDP 443 gets nothing back, while UDP to
-the endpoint's port still passes; DNS passes for root (the system's resolver) but not for
+the endpoint's port still passes for WireGuard (packets with the tunnel's fwmark) and for
+nobody else (the endpoint's address comes from the home network's DNS, which a pupil may
+run, so it may be their own server); DNS passes for root (the system's resolver) but not for
 an ordinary user (a pupil can't use port 53 as a way out). Removing the rules restores the
 direct connection. Needs root, iproute2, nftables and setpriv; otherwise skipped, saying why.
 """
@@ -25,6 +27,7 @@ import pytest
 
 from agent.runner import CommandResult, SystemRunner
 from agent.tunnel.firewall import NftFirewall, Openings
+from agent.tunnel.wgconf import FWMARK
 
 HOME_IP, ENDPOINT, WEB = "10.88.0.2", "10.88.0.1", "10.88.0.80"
 WG_PORT = 51820
@@ -66,6 +69,8 @@ proto, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
 s = socket.socket(socket.AF_INET, kind); s.settimeout(2)
 try:
+    if len(sys.argv) > 4:  # as WireGuard sends, with the tunnel's fwmark
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, int(sys.argv[4]))
     s.connect((addr, port))
     if proto == "udp":
         s.send(b"hello"); s.recv(64)
@@ -124,12 +129,14 @@ def lab() -> Iterator[str]:
         run("ip", "netns", "del", net, check=False)
 
 
-def attempt(home: str, proto: str, address: str, port: int, as_user: str | None = None) -> str:
+def attempt(
+    home: str, proto: str, address: str, port: int, as_user: str | None = None, mark: int = 0
+) -> str:
     """One try from the device; as_user runs it as that uid, with the system's Python (this
-    one may live where only root can read, as under /root/.pyenv)."""
+    one may live where only root can read, as under /root/.pyenv); mark: with that SO_MARK."""
     who = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups", PYTHON]
     argv = ["ip", "netns", "exec", home, *(who if as_user else [sys.executable]), "-c", TRY]
-    done = run(*argv, proto, address, str(port))
+    done = run(*argv, proto, address, str(port), *([str(mark)] if mark else []))
     outcome: str = json.loads(done.stdout)
     return outcome
 
@@ -153,7 +160,11 @@ def test_fail_closed_refuses_web_but_lets_the_tunnel_back(lab: str, tmp_path: Pa
 
     assert attempt(lab, "tcp", WEB, 80) == "ConnectionRefusedError"  # at once, not a hang
     assert attempt(lab, "udp", WEB, 443) != "ok"  # QUIC gets nothing back
-    assert attempt(lab, "udp", ENDPOINT, WG_PORT) == "ok"  # the tunnel can come back
+    assert attempt(lab, "udp", ENDPOINT, WG_PORT, mark=FWMARK) == "ok"  # the tunnel comes back
+    # Nobody else uses the opening: not root without the mark, and a pupil can't set it.
+    assert attempt(lab, "udp", ENDPOINT, WG_PORT) != "ok"
+    assert attempt(lab, "udp", ENDPOINT, WG_PORT, as_user="65534") != "ok"
+    assert attempt(lab, "udp", ENDPOINT, WG_PORT, as_user="65534", mark=FWMARK) == "PermissionError"
     assert attempt(lab, "tcp", ENDPOINT, 80) == "ConnectionRefusedError"  # only its UDP port
     assert attempt(lab, "udp", WEB, 53) == "ok"  # the system's DNS (root)
     assert attempt(lab, "udp", WEB, 53, as_user="65534") != "ok"  # not a way out for a pupil
