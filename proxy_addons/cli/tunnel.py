@@ -187,8 +187,8 @@ def _status(args: argparse.Namespace, store: Store, tunnel: Tunnel, cmd: Command
     for key in peers.keys() - bound.keys():
         print(f"  UNBOUND PEER key {key[:8]}… (removed at the next sync)")
     devices = f"{len(bound)} device{'' if len(bound) == 1 else 's'}"
-    peers = f"{len(found.peers)} peer{'' if len(found.peers) == 1 else 's'}"
-    print(f"{devices} bound, {peers} on the interface")
+    on_it = f"{len(found.peers)} peer{'' if len(found.peers) == 1 else 's'}"
+    print(f"{devices} bound, {on_it} on the interface")
     if args.endpoints:
         with store.begin() as conn:
             audit.append(
