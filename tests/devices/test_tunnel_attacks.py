@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.tunnel.config import new_private_key, public_key, valid_key
-from proxy_addons.core.policy.load import load_policy
+from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import Tunnel
 from proxy_addons.devices import enrolment, tunnels
 from proxy_addons.store import Store
@@ -189,3 +189,13 @@ def test_after_the_pool_changes_no_device_keeps_the_gateways_address(
     on_network = tunnels.bind(store, narrow, ids[-2], new_key(), T0, "device")
     on_gateway = tunnels.bind(store, narrow, ids[-1], new_key(), T0, "device")
     assert (on_network.address, on_gateway.address) == ("10.123.0.10", "10.123.0.11")
+
+
+@pytest.mark.parametrize("name", ["-f", "--foreground", "..", ".x", "wg0;reboot", "a b", "a" * 16])
+def test_an_interface_name_no_command_would_read_as_an_option(tmp_path: Path, name: str) -> None:
+    """ops/wireguard runs `wireguard-go <name>`, `ip link add dev <name>`, `wg set <name>`
+    as argv lists (no shell), but `wireguard-go -f` is its foreground flag."""
+    path = watched_policy(tmp_path)
+    path.write_text(path.read_text() + TUNNEL + f"    interface: '{name}'\n")
+    with pytest.raises(PolicyError, match="interface should be"):
+        load_policy(path)

@@ -28,8 +28,9 @@ KEYS = [
     "passthrough",
     "key_file",
 ]
-# Linux interface names: at most 15 characters, none of / or white space.
-_INTERFACE = re.compile(r"[A-Za-z0-9_=+.-]{1,15}")
+# Linux interface names: at most 15 characters, none of / or white space; and not starting
+# with "-" or ".", which `wireguard-go` would read as an option, or Linux refuse ("..").
+_INTERFACE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_=+.-]{0,14}")
 _HOST = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
 )
