@@ -113,6 +113,9 @@ def device_blueprint(
     bp = Blueprint("device_api", __name__)
     # Wrong enrolment secrets: 5 per 15 minutes per client (an IPv4 address, an IPv6 /64).
     throttle = FailureCounter(5, 15 * 60)
+    # New tunnel keys: 10 an hour per device. Each is audited and changes the gateway's
+    # peers, so a lying agent rotating in a loop would fill the audit trail.
+    rotations = FailureCounter(10, 60 * 60)
 
     @bp.post("/api/v1/enrol")
     def enrol() -> Response:
@@ -222,6 +225,10 @@ def device_blueprint(
         key = data.get("public_key")
         if not valid_key(key):
             return _problem(400, "should be the device's WireGuard public key", "public_key")
+        had = tunnels.binding_of(store, device_id)
+        new_key = had is not None and had.public_key != key
+        if new_key and rotations.blocked(device_id):
+            return _problem(429, "too many new keys for this device: try again later", "public_key")
         try:
             binding = tunnels.bind(
                 store, offered, device_id, str(key), clock(), "device", gateway_key
@@ -229,6 +236,8 @@ def device_blueprint(
         except tunnels.TunnelError as exc:
             status = 409 if "another device" in str(exc) else 400
             return _problem(status, str(exc), "public_key")
+        if new_key:
+            rotations.failed(device_id)  # counted, not failed: the counter's word for it
         config = tunnels.device_config(
             offered, binding, gateway_key, current.devices.school_resolvers
         )

@@ -19,6 +19,7 @@ from proxy_addons.core.policy.model import Tunnel
 from proxy_addons.devices import enrolment, tunnels
 from proxy_addons.store import Store
 from proxy_addons.web.app import create_device_api
+from proxy_addons.workflow import audit
 from tests.devices.test_device_api import SECRET, T0, Clock, report
 from tests.devices.test_device_tunnels import (
     TUNNEL,
@@ -134,17 +135,24 @@ def test_odd_bodies_bind_nothing(store: Store, tmp_path: Path, body: bytes) -> N
     assert tunnels.binding_of(store, device_id) is None
 
 
-def test_a_revoked_device_gets_no_tunnel_and_rotation_takes_no_new_address(
-    store: Store, tmp_path: Path
-) -> None:
+def test_rotating_keys_takes_no_new_address_and_is_bounded(store: Store, tmp_path: Path) -> None:
+    """A lying agent rotating its key in a loop: one address, and at most 10 new keys an
+    hour (each is audited and changes the gateway's peers); a revoked token gets nothing."""
     api, _ = _api(store, tmp_path)
     device_id, token = enrolled(store)
     first = api.post("/api/v1/tunnel", json={"public_key": new_key()}, headers=_bearer(token))
-    # One device rotating keys a hundred times holds one address: the pool is not used up.
-    for _ in range(100):
+    for _ in range(10):
         again = api.post("/api/v1/tunnel", json={"public_key": new_key()}, headers=_bearer(token))
         assert said(again)["tunnel"]["address"] == said(first)["tunnel"]["address"]
-    assert len(tunnels.bindings(store)) == 1
+    kept = tunnels.bindings(store)
+    answer = api.post("/api/v1/tunnel", json={"public_key": new_key()}, headers=_bearer(token))
+    assert answer.status_code == 429 and tunnels.bindings(store) == kept
+    # The key it holds still gets its config (a refresh is no new key).
+    same = api.post("/api/v1/tunnel", json={"public_key": kept[0].public_key},
+                    headers=_bearer(token))  # fmt: skip
+    assert same.status_code == 200
+    bound = [r for r in audit.records(store) if r.action == "device.tunnel_bound"]
+    assert len(bound) == 11
     enrolment.revoke(store, device_id, "it.support", "lost", T0)
     answer = api.post("/api/v1/tunnel", json={"public_key": new_key()}, headers=_bearer(token))
     assert answer.status_code == 401 and tunnels.bindings(store) == []
