@@ -109,24 +109,33 @@ class Keeper:
         if force is not None:
             wanted = force == "up"
         endpoint_ip, reason = None, place.reason
+        why_not, started = None, False
         if wanted:
+            started_before = self._last_restart
             endpoint_ip, why_not = self._up(config, where, present, previous)
+            started = self._last_restart is not started_before
+        else:
+            if present:
+                self._checked(self.p.driver.down(self.conf_path), "down")
+            endpoint_ip = previous.endpoint_ip if previous else None
+        # The rules first: a new endpoint (back at school, a moved address) must be let
+        # through before the tunnel's first handshake is waited for.
+        closed = self._fail_closed(config, where, endpoint_ip)
+        state: TunnelUp = "off"
+        handshake = None
+        if wanted:
             handshake = self.p.driver.last_handshake()
-            if why_not is None and not present:
+            if why_not is None and started:
                 handshake = self._first_handshake(handshake)
-            state: TunnelUp = "up" if why_not is None and self._fresh(handshake) else "down"
+            state = "up" if why_not is None and self._fresh(handshake) else "down"
             if why_not:
                 reason = why_not
             elif state == "down":
                 reason = "no handshake with the gateway in the last 3 minutes"
-        else:
-            if present:
-                self._checked(self.p.driver.down(self.conf_path), "down")
-            state, handshake = "off", None
-            endpoint_ip = previous.endpoint_ip if previous else None
         if self._not_fetched is not None:
-            config = self._fetch_again(config, state)
-        closed = self._fail_closed(config, where, endpoint_ip)
+            fetched = self._fetch_again(config, state)
+            if fetched != config:  # e.g. fail closed turned on meanwhile
+                config, closed = fetched, self._fail_closed(fetched, where, endpoint_ip)
         since = self._since(state, previous)
         self.p.files.save_status(Status(state, place.where, since, endpoint_ip))
         return TunnelState(

@@ -549,3 +549,38 @@ def test_fail_closed_refuses_direct_web_but_lets_the_tunnel_come_back(lab: Lab) 
     status_file = json.loads((a.state / "tunnel-status.json").read_text())
     assert status_file["state"] == "up", status_file
     _until(lab, a, "http://games.test/back", 200)
+
+
+def test_on_site_too_the_laptop_is_known_by_its_key(lab: Lab) -> None:
+    """`on_site: true`: back at school, the laptop keeps its tunnel (to the gateway's LAN
+    address) and is known by its key there too; the firewall it kept off site comes off."""
+    a = lab.laptops["laptop-a"]
+    on_site = f"    on_site: true\n    onsite_endpoint: {GATEWAY_LAN_A}:{WG_PORT}\n"
+    text = lab.policy.read_text().replace(
+        "    fail_closed: true\n", "    fail_closed: true\n" + on_site
+    )
+    lab.policy.write_text(text)
+    run("ip", "-n", a.ns, "link", "set", a.lan_if, "up")
+    run("ip", "-n", a.ns, "route", "replace", "default", "via", GATEWAY_LAN_A)
+
+    def told() -> bool:  # the device API reads the edited policy
+        said = lab.agent(a, "tunnel", "setup", "--state", str(a.state), check=False)
+        return said.returncode == 0 and "also on site" in said.stdout
+
+    _wait("the policy's on_site to reach the laptop", told, lab)
+    _run_agent(lab, a)
+    status = json.loads((a.state / "tunnel-status.json").read_text())
+    assert (status["where"], status["state"]) == ("on_site", "up"), status
+    conf = (a.state / f"{a.interface}.conf").read_text()
+    assert f"Endpoint = {GATEWAY_LAN_A}:{WG_PORT}" in conf
+    rules = run("ip", "netns", "exec", a.ns, "nft", "list", "ruleset").stdout
+    assert "schoolgate_agent" not in rules  # no fail-closed rules at school
+    address = _address(lab, a)
+    _report_naming(lab, a, "pupil", [address, LAN_A])  # the pupil is signed in at school too
+    _until(lab, a, "http://games.test/on-site-by-key", 200)  # ks2, by key and report
+    assert lab.curl(a, "http://games.test/on-site-signed-in")[1] == 200
+    records = access_log(
+        lab.var, lambda rs: any("on-site-signed-in" in str(r.get("url")) for r in rs)
+    )
+    mine = [r for r in records if "on-site-signed-in" in str(r.get("url"))]
+    assert {(r["ip"], r["device_id"], r["user"]) for r in mine} == {(address, a.device_id, "pupil")}
