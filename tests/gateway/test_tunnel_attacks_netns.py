@@ -107,6 +107,7 @@ def home(lab: Lab) -> Iterator[tuple[Laptop, Laptop]]:  # noqa: F811
         (lab.internet, ELSEWHERE, "2222", "53,443,5353"),
         (b.ns, _address(lab, b), "80,2222", ""),
         (lab.gateway, GATEWAY_V6, str(API_PORT), ""),
+        (lab.gateway, "0.0.0.0", "6000", "5353"),  # some other service on the gateway
     ):
         server = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-c", SERVE, address, tcps, udps],
@@ -128,6 +129,10 @@ def test_the_tunnel_leads_to_the_proxy_and_nowhere_else(home: tuple[Laptop, Lapt
     assert attempt(a, "tcp", TUNNEL_GATEWAY, TRANSPARENT_PORT) != "ok"  # only redirected
     for port in (22, 9464):  # SSH and metrics: the management network only
         assert attempt(a, "tcp", TUNNEL_GATEWAY, port) != "ok", port
+    # Whatever else listens on the gateway, on all its addresses, is not for the tunnels.
+    assert attempt(a, "tcp", TUNNEL_GATEWAY, 6000) != "ok"
+    assert attempt(a, "udp", TUNNEL_GATEWAY, 5353) != "ok"
+    assert attempt(a, "tcp", GATEWAY_LAN_A, 6000) != "ok"  # nor at its other addresses
     assert attempt(a, "tcp", ELSEWHERE, 2222) == "ConnectionRefusedError"  # not web: reset
     for port in (53, 443, 5353):  # outside DNS, QUIC, anything else on UDP
         assert attempt(a, "udp", ELSEWHERE, port) != "ok", port
