@@ -36,7 +36,8 @@ from tests.conftest import ROOT
 from tests.gateway.test_transparent_netns import render_nft
 
 GATEWAY_UNDERLAY = "172.31.250.1"
-WEB_PORT = 8099  # a web server in the gateway namespace, reached through the tunnels
+WEB_PORT = 8081  # a web server in the gateway namespace on the device API's port, which the
+# deploy firewall opens to the tunnels (nothing else on the gateway answers them)
 POOL = ipaddress.IPv4Network("10.123.0.0/24")
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 KEY_A, KEY_B, KEY_C = (public_key(new_private_key()) for _ in range(3))
