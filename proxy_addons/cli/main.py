@@ -14,7 +14,9 @@ import importlib
 import os
 import sys
 
+from proxy_addons.cli.account_args import add_account
 from proxy_addons.cli.args import add_store_arguments, missing_defaults
+from proxy_addons.cli.policy_args import add_policy
 from proxy_addons.cli.tunnel_args import add_tunnel
 from proxy_addons.core.policy.load import PolicyError
 from proxy_addons.core.policy.runtime import PolicyLoadError
@@ -27,8 +29,6 @@ DEFAULT_VAR = os.environ.get("SCHOOLGATE_VAR", "var")
 DEFAULT_PROXY = os.environ.get("SCHOOLGATE_PROXY", "http://127.0.0.1:8080")
 
 Commands = argparse._SubParsersAction  # type: ignore[type-arg]
-# workflow.accounts.ROLES (which loads SQLAlchemy and bcrypt); a test keeps the two the same.
-ACCOUNT_ROLES = ["staff", "dsl", "deputy", "it", "headteacher", "governor"]
 
 
 def _runs(parser: argparse.ArgumentParser, handler: str) -> None:
@@ -56,29 +56,6 @@ def _add_run(sub: Commands) -> None:
     )
     run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     _runs(run, "run:cmd_run")
-
-
-def _add_policy(sub: Commands) -> None:
-    policy = sub.add_parser("policy", help="check or explain a policy").add_subparsers(
-        dest="policy_command", required=True
-    )
-    check = policy.add_parser("check", help="validate a policy and its lists")
-    check.add_argument("file")
-    _runs(check, "policy:cmd_policy_check")
-    explain = policy.add_parser("explain", help="show the decision for a URL and why")
-    explain.add_argument("url")
-    explain.add_argument("--policy", default=DEFAULT_POLICY)
-    explain.add_argument("--var", default=DEFAULT_VAR)
-    explain.add_argument("--user")
-    explain.add_argument("--group", action="append", help="a directory group of the user")
-    explain.add_argument("--ip")
-    explain.add_argument("--at", help="ISO time, e.g. 2026-11-25T12:30 (school time zone)")
-    explain.add_argument(
-        "--host-only", action="store_true", help="decide on the host name only (no decryption)"
-    )
-    explain.add_argument("--host-header", help="a Host header naming another site than the URL")
-    explain.add_argument("--sni", help="a TLS server name naming another site than the URL")
-    _runs(explain, "policy:cmd_policy_explain")
 
 
 def _add_unblock(sub: Commands) -> None:
@@ -116,7 +93,7 @@ def _add_unblock(sub: Commands) -> None:
 
 
 def _add_records(sub: Commands) -> None:
-    """The audit trail, the termly report, web accounts and the access log."""
+    """The audit trail, the termly report and the access log."""
     aud = sub.add_parser("audit", help="the tamper-evident audit trail")
     asub = aud.add_subparsers(dest="audit_command", required=True)
     _store_args(asub.add_parser("verify", help="check the hash chain"))
@@ -132,17 +109,6 @@ def _add_records(sub: Commands) -> None:
     rep.add_argument("--out", default="report", help="folder for report.html and the CSVs")
     _store_args(rep)
     _runs(rep, "report:cmd_report")
-
-    acc = sub.add_parser("account", help="web app accounts")
-    accsub = acc.add_subparsers(dest="account_command", required=True)
-    add = accsub.add_parser("add")
-    add.add_argument("username")
-    add.add_argument("--role", action="append", required=True, choices=ACCOUNT_ROLES)
-    add.add_argument("--email")
-    add.add_argument("--name", help='the name pupils and staff are told, e.g. "Mrs Patel"')
-    add.add_argument("--password-stdin", action="store_true")
-    _store_args(add)
-    _runs(acc, "account:cmd_account")
 
     log = sub.add_parser("log", help="the access log: search it, purge old records")
     logsub = log.add_subparsers(dest="log_command", required=True)
@@ -359,9 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="schoolgate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
-    _add_policy(sub)
+    add_policy(sub, DEFAULT_POLICY, DEFAULT_VAR)
     _add_unblock(sub)
     _add_records(sub)
+    add_account(sub, _store_args)
     _add_devices(sub)
     _add_people(sub)
     _add_ca_and_backup(sub)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from proxy_addons.cli.main import ACCOUNT_ROLES
+from proxy_addons.cli.account_args import ACCOUNT_ROLES
 from proxy_addons.store import Store
 from proxy_addons.store.schema import accounts
 from proxy_addons.workflow.accounts import ROLES, get_account
