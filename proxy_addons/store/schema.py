@@ -157,6 +157,41 @@ accounts = sa.Table(
     sa.Column("password_hash", sa.String(200), nullable=False),
     _when("created_at", nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # 0015: the access review's last sign-in; two-factor sign-in (the TOTP secret, when it
+    # was confirmed, the recovery codes' hashes); who disabled the account and when.
+    _when("last_sign_in_at"),
+    sa.Column("totp_secret", sa.String(64), nullable=True),  # base32
+    _when("totp_enabled_at"),  # None: not (yet) confirmed
+    sa.Column("recovery_codes", sa.JSON, nullable=True),  # list of sha256 hex, used ones gone
+    _when("disabled_at"),
+    sa.Column("disabled_by", sa.String(200), nullable=True),
+)
+
+policy_changes = sa.Table(
+    "policy_changes",
+    metadata,
+    # Filtering changes (workflow/policy_changes.py): proposed with a reason, approved by a
+    # second person, applied through the validated reload, each with its diff; edits made
+    # outside the process are recorded too (outside_process); 0015.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "state", sa.String(20), nullable=False
+    ),  # proposed|applied|rejected|withdrawn|failed|edited
+    sa.Column("kind", sa.String(40), nullable=False),  # e.g. list_add, list_remove, file_edit
+    sa.Column("summary", sa.Text, nullable=False),  # one line for lists and alerts
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("change", sa.JSON, nullable=False),  # the operation, to apply it
+    sa.Column("diff", sa.Text, nullable=False),  # unified diff of the policy files
+    sa.Column("base_hash", sa.String(64), nullable=True),  # the files' hash it was made against
+    sa.Column("proposed_by", sa.String(200), nullable=False),
+    _when("proposed_at", nullable=False),
+    sa.Column("decided_by", sa.String(200), nullable=True),
+    _when("decided_at"),
+    sa.Column("decision_note", sa.Text, nullable=True),
+    _when("applied_at"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("outside_process", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_policy_changes_state", "state"),
 )
 
 alert_outbox = sa.Table(
