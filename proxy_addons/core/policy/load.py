@@ -18,6 +18,7 @@ from proxy_addons.core.policy.access_section import (
     load_devices,
     load_network,
 )
+from proxy_addons.core.policy.changes_section import load_changes
 from proxy_addons.core.policy.checker import Checker
 from proxy_addons.core.policy.checks_section import load_checks
 from proxy_addons.core.policy.content_section import content_lists
@@ -78,6 +79,7 @@ def load_policy(path: Path) -> Policy:
             "checks",
             "content_filter",
             "retention",
+            "changes",
         ],
     )
     if top is None:
@@ -102,6 +104,7 @@ def load_policy(path: Path) -> Policy:
     network = serving_tunnels(network, devices.tunnel)
     checks = load_checks(ck, top.get("checks"), top.at("checks"), profiles)
     retention = load_retention(ck, top.get("retention"), top.at("retention"))
+    changes = load_changes(ck, top.get("changes"), top.at("changes"))
     proxy_address = _proxy_address(ck, top.get("school"))
     protect_illegal_tier(ck, illegal, profiles, decryption, categories)
     if ck.problems or school is None:
@@ -129,6 +132,7 @@ def load_policy(path: Path) -> Policy:
         network=network,
         checks=checks,
         retention=retention,
+        changes=changes,
         proxy_address=proxy_address,
         files=tuple(dict.fromkeys(ck.files)),
     )

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from proxy_addons.core.lists.layout import CategorySources
+from proxy_addons.core.policy.change_rules import ChangeRules
 from proxy_addons.core.policy.yaml_reader import Where
 from proxy_addons.core.url_keys import illegal_key
 
@@ -376,6 +377,7 @@ class Policy:
     network: Network = field(default_factory=Network)  # client/management networks
     checks: Checks = field(default_factory=Checks)  # termly effectiveness checks
     retention: Retention = field(default_factory=Retention)  # personal data, by table
+    changes: ChangeRules = field(default_factory=ChangeRules)  # who approves filtering changes
     # school.proxy_address, "host:port" that devices use (PAC/WPAD); None: the address asked
     proxy_address: str | None = None
     files: tuple[Path, ...] = field(default=())  # every file the policy was built from
