@@ -20,6 +20,7 @@ from mitmproxy.tools.dump import DumpMaster
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.gateway import hook_dispatch
 from proxy_addons.gateway.chain import gateway_addons
+from proxy_addons.gateway.log_setup import quiet_connection_logs
 from proxy_addons.ops import school_ca
 
 
@@ -50,6 +51,7 @@ def serve(
         logging.getLogger().setLevel(logging.DEBUG)
         for noisy in ("tornado", "asyncio", "hpack", "quic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        quiet_connection_logs()  # no line per connection at the default level (log_setup.py)
         master = DumpMaster(options.Options(), with_termlog=True, with_dumper=False)
         master.addons.add(*gateway_addons())
         hook_dispatch.install(master.addons)  # skip add-ons without the hook (hook_dispatch.py)
