@@ -244,6 +244,7 @@ chown -R -h "$USER_NAME":"$USER_NAME" "$VAR"
 chmod -R u+rwX,g-w,o-rwx "$VAR"   # the service may replace what it owns (the list updater does)
 chmod 0700 "$VAR/ca" "$VAR/backups"
 [ ! -e "$VAR/ca/mitmproxy-ca.pem" ] || chmod 0600 "$VAR/ca/mitmproxy-ca.pem"
+[ ! -d "$VAR/tls" ] || chmod 0700 "$VAR/tls"
 
 # --- 6. the command, systemd units, log rotation ------------------------------
 cat > /usr/local/bin/schoolgate <<EOF
@@ -302,6 +303,14 @@ else
   say "WARNING: the policy above has problems: the gateway will not start until they are fixed"
 fi
 
+# The web app's HTTPS certificate, from the school's CA (docs/install.md): issued
+# once the CA exists, and again when fewer than 30 days are left. Not when the
+# school gave its own (SCHOOLGATE_WEB_CERT in schoolgate.env).
+if [ -e "$VAR/ca/mitmproxy-ca.pem" ] && ! grep -q '^SCHOOLGATE_WEB_CERT=.' "$ETC/schoolgate.env"; then
+  /usr/local/bin/schoolgate ca server-cert --if-due --policy "$ETC/school.yaml" ||
+    say "WARNING: no HTTPS certificate for the web app: run 'schoolgate ca server-cert'"
+fi
+
 # --- 8. services --------------------------------------------------------------
 # Enabled (at boot) when first installed: the gateway, the web app and the timers
 # (oneshot services like schoolgate-lists.service are started by their timers).
@@ -348,7 +357,8 @@ fi
 say "done. Next (docs/install.md):"
 cat <<EOF
   1. edit $ETC/school.yaml (networks, profiles) and $ETC/schoolgate.env
-  2. schoolgate ca init --school "Your School Name"     (docs/ca.md)
+  2. schoolgate ca init --school "Your School Name"     (docs/ca.md; it also issues
+     the web app's HTTPS certificate: add --name for each name staff will type)
   3. systemctl start schoolgate schoolgate-web
   4. schoolgate doctor
 EOF

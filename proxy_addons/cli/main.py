@@ -16,6 +16,7 @@ import sys
 
 from proxy_addons.cli.account_args import add_account
 from proxy_addons.cli.args import add_store_arguments, missing_defaults
+from proxy_addons.cli.ca_args import add_ca
 from proxy_addons.cli.policy_args import add_policy
 from proxy_addons.cli.tunnel_args import add_tunnel
 from proxy_addons.core.policy.load import PolicyError
@@ -185,16 +186,7 @@ def _add_people(sub: Commands) -> None:
 
 
 def _add_ca_and_backup(sub: Commands) -> None:
-    ca = sub.add_parser("ca", help="the school's own certificate authority")
-    casub = ca.add_subparsers(dest="ca_command", required=True)
-    init = casub.add_parser("init", help="create the school's CA (named for the school)")
-    init.add_argument("--school", required=True, help='the school\'s name, e.g. "Oakfield Primary"')
-    init.add_argument("--force", action="store_true", help="replace an existing CA")
-    show = casub.add_parser("show", help="subject, SHA-256 fingerprint and validity")
-    for p in (init, show):
-        p.add_argument("--var", default=DEFAULT_VAR, help="state folder; the CA is in VAR/ca")
-        p.add_argument("--dir", help="the CA folder (mitmproxy's confdir), instead of VAR/ca")
-    _runs(ca, "ca:cmd_ca")
+    add_ca(sub, _runs, DEFAULT_VAR, DEFAULT_POLICY)
 
     make = sub.add_parser("backup", help="back up the store, configuration, CA and audit trail")
     make.add_argument("--to", required=True, help="folder for the archive")
@@ -304,8 +296,18 @@ def _add_web_and_status(sub: Commands) -> None:
     web.add_argument("--dsn", default=os.environ.get("SCHOOLGATE_DSN") or None)
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8081)
-    web.add_argument("--cert", help="TLS certificate (PEM) to serve HTTPS directly")
-    web.add_argument("--key", help="its private key (PEM)")
+    web.add_argument(
+        "--cert",
+        default=os.environ.get("SCHOOLGATE_WEB_CERT") or None,
+        help="TLS certificate chain (PEM); default: the one `ca init` issued in VAR/tls",
+    )
+    web.add_argument("--key", default=os.environ.get("SCHOOLGATE_WEB_KEY") or None)
+    web.add_argument(
+        "--http-port",
+        type=lambda text: int(text) if text.strip() else None,  # empty in schoolgate.env: none
+        help="a plain-HTTP port that only redirects to HTTPS",
+    )
+    web.add_argument("--plain-http", action="store_true", help="no TLS: behind an HTTPS proxy")
     web.add_argument(
         "--trusted-proxies", type=int, default=0, help="reverse-proxy hops to trust X-Forwarded-*"
     )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from mitmproxy.certs import DEFAULT_DHPARAM
+
+from proxy_addons.ops.atomic_file import write_atomic
 
 BASENAME = "mitmproxy"
 KEY_FILE = f"{BASENAME}-ca.pem"
@@ -152,25 +153,13 @@ def _write(folder: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
     }
     # The key file last: its presence is what says "a CA is here" (see exists()).
     for name, data in public.items():
-        _atomic_write(folder / name, data, 0o644)
+        write_atomic(folder / name, data, 0o644)
     for name in (f"{BASENAME}-ca.p12", KEY_FILE):
-        _atomic_write(folder / name, secret[name], 0o600)
+        write_atomic(folder / name, secret[name], 0o600)
 
 
 def _mitmproxy_dhparam() -> bytes:
     return DEFAULT_DHPARAM
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def load_certificate(folder: Path) -> x509.Certificate:
