@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from proxy_addons.core.hosts import Host, host_suffixes
+from proxy_addons.core.illegal_hashes import hashed_hit
 from proxy_addons.core.lists.layout import Match
 from proxy_addons.core.policy.model import Action, Decrypt, Policy, Profile, Rule
 from proxy_addons.core.schedules import schedule_active
@@ -216,6 +217,9 @@ def _illegal_hit(policy: Policy, host: str, path: str) -> tuple[str, str] | None
     for prefix, entry, source, at_boundary in tier.prefix_keys:
         if key.startswith(prefix) and (not at_boundary or url_prefix_match(prefix, key)):
             return entry, source
+    digest = hashed_hit(tier.hashed, key)  # a hashed feed's entry: named by its hash only
+    if digest is not None:
+        return f"sha256:{digest}", tier.hashed[digest]
     return None
 
 
@@ -247,10 +251,14 @@ def decide(
     if host == policy.portal_host:
         return result(Action.ALLOW, Reason.PORTAL)
     illegal_host = host in policy.illegal.hosts
-    if illegal_host and path is not None:
+    hashed = policy.illegal.hashed  # which hosts have hashed entries can't be known
+    illegal = None
+    if (illegal_host or hashed) and path is not None:
         illegal = _illegal_hit(policy, host, path)
-        if illegal:
-            return result(Action.BLOCK, Reason.ILLEGAL, entry=illegal[0], list_source=illegal[1])
+    elif hashed and (digest := hashed_hit(hashed, illegal_key(host))) is not None:
+        illegal = (f"sha256:{digest}", hashed[digest])  # the whole site is a hashed entry
+    if illegal:
+        return result(Action.BLOCK, Reason.ILLEGAL, entry=illegal[0], list_source=illegal[1])
     must_decrypt = illegal_host and path is None
 
     url_key = host + path if path is not None else None  # unblocks: as the browser wrote it

@@ -5,14 +5,18 @@ exemption reaches an illegal-tier entry (the tier cannot be weakened).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from proxy_addons.core.hosts import HostError, canonical_url_entry
+from proxy_addons.core.illegal_hashes import hashed_hit, is_hashed_entry
 from proxy_addons.core.lists.layout import CategorySources
 from proxy_addons.core.lists.sources import ListSource
 from proxy_addons.core.policy.checker import RESERVED_CATEGORY, Checker
+from proxy_addons.core.policy.illegal_feed import IllegalFeed
+from proxy_addons.core.policy.illegal_feeds import load_feeds
 from proxy_addons.core.policy.model import Action, Category, Decryption, IllegalTier, Profile
 from proxy_addons.core.policy.yaml_reader import LMap, Where
 from proxy_addons.core.url_keys import illegal_key, key_host
@@ -63,12 +67,19 @@ def load_categories(ck: Checker, raw: Any, where: Where) -> dict[str, Category]:
 
 
 def load_illegal(ck: Checker, raw: Any, where: Where) -> IllegalTier:
+    """`illegal:` as a list of files, or a mapping of `lists:` (the files) and `feeds:`
+    (licensed feeds fetched into the feeds folder, illegal_feeds.py)."""
     exact: dict[str, str] = {}
     prefixes: list[tuple[str, str]] = []
     sources: list[Path] = []
-    items = ck.listing(raw, where, "the illegal tier") if raw is not None else None
     if raw is None:
         ck.fail(where, "the policy needs an 'illegal:' section with the provider's lists")
+    feeds: tuple[IllegalFeed, ...] = ()
+    if isinstance(raw, LMap):
+        tier = ck.mapping(raw, where, "the illegal tier", ["lists", "feeds", "feeds_folder"])
+        feeds = load_feeds(ck, tier) if tier is not None else ()
+        where, raw = (raw.at("lists"), raw.get("lists")) if "lists" in raw else (where, [])
+    items = ck.listing(raw, where, "the illegal tier") if raw is not None else None
     for i, item in enumerate(items or []):
         at = items.at(i) if items is not None else where
         if not (
@@ -86,8 +97,54 @@ def load_illegal(ck: Checker, raw: Any, where: Where) -> IllegalTier:
                 exact[entry] = str(path)
             else:
                 prefixes.append((entry, str(path)))
+    hashed: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    for feed in feeds:
+        digest = _load_feed(ck, feed, exact, prefixes, hashed)
+        if digest:
+            digests[feed.name] = digest
+    if feeds and feeds[0].folder.is_dir():
+        sources.append(feeds[0].folder)  # watched: a fetched list is taken at once
     hosts = frozenset(e.split("/", 1)[0] for e in (*exact, *(p for p, _ in prefixes)))
-    return IllegalTier(exact, tuple(prefixes), hosts, tuple(sources))
+    return IllegalTier(exact, tuple(prefixes), hosts, tuple(sources), hashed, feeds, digests)
+
+
+def _load_feed(
+    ck: Checker,
+    feed: IllegalFeed,
+    exact: dict[str, str],
+    prefixes: list[tuple[str, str]],
+    hashed: dict[str, str],
+) -> str:
+    """A feed's last good list, if it was ever fetched; returns its SHA-256 ("" if none).
+
+    Not there yet is no error (the doctor and an alert say so); the fetcher only ever
+    puts a checked list there, so a line that doesn't read is reported like a file's."""
+    try:
+        data = feed.list_file.read_bytes()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        ck.fail(Where(str(feed.list_file), 0), f"cannot read the feed's list ({exc.strerror})")
+        return ""
+    source = str(feed.list_file)
+    if feed.format == "hashed":
+        for n, text in enumerate(_lines(data.decode("utf-8", "replace")), 1):
+            if is_hashed_entry(text):
+                hashed[text.lower()] = source
+            elif text:
+                ck.fail(Where(source, n), "a hashed feed's line is 64 hex digits")
+    else:
+        for entry, _n in _read_url_list(ck, feed.list_file):
+            if feed.match == "exact":
+                exact[entry] = source
+            else:
+                prefixes.append((entry, source))
+    return hashlib.sha256(data).hexdigest()
+
+
+def _lines(text: str) -> list[str]:
+    return [line.split("#", 1)[0].strip() for line in text.splitlines()]
 
 
 def _read_url_list(ck: Checker, path: Path) -> Iterable[tuple[str, int]]:
@@ -131,6 +188,14 @@ def protect_illegal_tier(
                 continue
             seen.add((rule.profile, rule.index))
             urls = [illegal_key(u) for u in rule.urls]
+            hashed = [d for d in (*urls, *rule.domains) if hashed_hit(illegal.hashed, d)]
+            if hashed:
+                ck.fail(
+                    rule.where,
+                    "this allow rule would reach a hashed entry of the illegal tier's feed; "
+                    "the illegal tier cannot be overridden, so narrow the rule",
+                )
+                continue
             for entry, key in entries:
                 hit = _covers(rule.domains, key_host(key)) or any(
                     key.startswith(u) or u.startswith(key) for u in urls

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from proxy_addons.core.lists.layout import CategorySources
 from proxy_addons.core.policy.change_rules import ChangeRules
+from proxy_addons.core.policy.illegal_feed import IllegalFeed
 from proxy_addons.core.policy.yaml_reader import Where
 from proxy_addons.core.url_keys import illegal_key
 
@@ -151,6 +152,10 @@ class IllegalTier:
     prefixes: tuple[tuple[str, str], ...]  # (canonical host/path prefix, its list file)
     hosts: frozenset[str]  # every host named by an entry: these must be decrypted
     sources: tuple[Path, ...]
+    # Hashed entries (core/illegal_hashes.py) from hashed feeds: SHA-256 hex -> its list file.
+    hashed: dict[str, str] = field(default_factory=dict)
+    feeds: tuple[IllegalFeed, ...] = ()  # illegal.feeds: fetched by `schoolgate lists update`
+    feed_digests: dict[str, str] = field(default_factory=dict)  # feed name -> SHA-256 loaded
     # What requests are matched against (decision._illegal_hit): each entry's case-folded
     # match key (url_keys.match_key). exact_keys: key -> entry. prefix_keys: (key, entry,
     # list file, whether it ends at a path boundary: a folder entry "a/b/" covers a/b,
@@ -190,6 +195,8 @@ class Identities:
 class Authentication:
     htpasswd: Path | None
     ldap: str | None  # mitmproxy proxyauth "ldap[s]:..." spec
+    # The admin app's accounts holding these roles must sign in with a second factor (TOTP).
+    require_2fa_for: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
