@@ -1,9 +1,10 @@
 """`schoolgate doctor`: check an installation.
 
 The doctor reads the installation's settings (/etc/schoolgate/schoolgate.env,
-as deploy/install.sh writes it), runs the checks in `ops/doctor/` and prints one
-line each, with what to do for every WARN and FAIL. Its exit status is 1 when
-anything FAILs, so scripts and monitoring can run it.
+as deploy/install.sh writes it), or in a development checkout without them what
+`make run` uses (ops/doctor/checkout.py), says which it checked, runs the
+checks in `ops/doctor/` and prints one line each, with what to do for every
+WARN and FAIL. Its exit status is 1 when anything FAILs, so scripts and monitoring can run it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from pathlib import Path
 
 from proxy_addons.ops.doctor import store as store_doctor
 from proxy_addons.ops.doctor.ca import check_ca
+from proxy_addons.ops.doctor.checkout import (
+    checkout_values,
+    find_checkout,
+    for_checkout,
+    what_was_checked,
+)
 from proxy_addons.ops.doctor.findings import Check, Level, fail, summary, warn
 from proxy_addons.ops.doctor.gateway import check_gateway
 from proxy_addons.ops.doctor.lists import check_lists
@@ -33,10 +40,13 @@ from proxy_addons.ops.install_config import ConfigError, InstallConfig, read_env
 from proxy_addons.store import store_url
 
 
-def _config(args: argparse.Namespace) -> InstallConfig:
+def _config(args: argparse.Namespace, checkout: Path | None) -> InstallConfig:
     env_file = Path(args.env)
-    values = read_env_file(env_file) if env_file.exists() else {}
-    if not env_file.exists():  # not an installation: what this shell would run with
+    if env_file.exists():
+        values = read_env_file(env_file)
+    elif checkout is not None:  # a development checkout: what make run uses
+        values = checkout_values(checkout, os.environ)
+    else:  # not an installation: what this shell would run with
         values = {k: v for k, v in os.environ.items() if k.startswith("SCHOOLGATE_")}
     if args.policy:
         values["SCHOOLGATE_POLICY"] = args.policy
@@ -112,12 +122,16 @@ def print_checks(checks: list[Check], out: object = None) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    checkout = None if Path(args.env).exists() else find_checkout(Path.cwd())
     try:
-        cfg = _config(args)
+        cfg = _config(args, checkout)
     except (ConfigError, OSError) as exc:
         print(f"doctor: can't read the settings: {exc}", file=sys.stderr)
         return 1
     checks = run_checks(cfg)
+    if checkout is not None:
+        checks = for_checkout(checks)
+    checks.insert(0, what_was_checked(checkout, Path(args.env), cfg.policy, cfg.var))
     if args.json:
         print(
             json.dumps(
