@@ -49,6 +49,10 @@ class Account:
     disabled: bool
     # Kept for `password_stamp` (sessions end when the password changes); never shown.
     password_hash: str = field(repr=False, compare=False)
+    last_sign_in_at: datetime | None = None  # for the access review
+    two_factor: bool = False  # a confirmed TOTP secret (workflow/two_factor.py)
+    disabled_at: datetime | None = None
+    disabled_by: str | None = None
 
     @property
     def password_stamp(self) -> str:
@@ -77,7 +81,7 @@ def _check_roles(roles: Iterable[str]) -> list[str]:
     return wanted
 
 
-def _hash(password: str) -> str:
+def hash_password(password: str) -> str:
     raw = password.encode()
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"A password needs at least {MIN_PASSWORD} characters.")
@@ -92,7 +96,7 @@ def _dummy_hash() -> bytes:
     return bcrypt.hashpw(b"no account has this password", bcrypt.gensalt(ROUNDS))
 
 
-def _row_to_account(row: Any) -> Account:
+def row_to_account(row: Any) -> Account:
     return Account(
         username=row.username,
         display_name=row.display_name,
@@ -101,6 +105,10 @@ def _row_to_account(row: Any) -> Account:
         created_at=row.created_at,
         disabled=bool(row.disabled),
         password_hash=row.password_hash,
+        last_sign_in_at=row.last_sign_in_at,
+        two_factor=row.totp_enabled_at is not None,
+        disabled_at=row.disabled_at,
+        disabled_by=row.disabled_by,
     )
 
 
@@ -114,7 +122,7 @@ def add_account(
 ) -> Account:
     name = _check_username(username)
     role_list = _check_roles(roles)
-    password_hash = _hash(password)
+    password_hash = hash_password(password)
     with store.begin() as conn:
         exists = conn.execute(
             sa.select(accounts.c.username).where(accounts.c.username == name)
@@ -143,7 +151,7 @@ def get_account(store: Store, username: str) -> Account | None:
         row = conn.execute(
             sa.select(accounts).where(accounts.c.username == normalise_username(username))
         ).first()
-    return None if row is None else _row_to_account(row)
+    return None if row is None else row_to_account(row)
 
 
 def _update(store: Store, username: str, *, end_sessions: bool, **values: Any) -> None:
@@ -161,7 +169,7 @@ def _update(store: Store, username: str, *, end_sessions: bool, **values: Any) -
 def set_password(store: Store, username: str, password: str) -> None:
     """Change a password; the account's web app sessions end (in the store, and by
     `password_stamp` for any cookie that still names the old one)."""
-    _update(store, username, end_sessions=True, password_hash=_hash(password))
+    _update(store, username, end_sessions=True, password_hash=hash_password(password))
     logger.info("password changed for account %s", normalise_username(username))
 
 
@@ -175,9 +183,16 @@ def set_disabled(store: Store, username: str, disabled: bool = True) -> None:
 
 def check_password(store: Store, username: str, password: str) -> Account | None:
     """The account, if the password is right and the account is enabled; else None."""
+    account = password_matches(store, username, password)
+    return account if account is not None and not account.disabled else None
+
+
+def password_matches(store: Store, username: str, password: str) -> Account | None:
+    """The account if the password is right, disabled or not (sign-in then says it is
+    disabled: only someone who knows the password learns that); else None."""
     account = get_account(store, username)
     raw = password.encode()
-    usable = account is not None and not account.disabled and len(raw) <= MAX_PASSWORD_BYTES
+    usable = account is not None and len(raw) <= MAX_PASSWORD_BYTES
     stored = account.password_hash.encode() if usable and account else _dummy_hash()
     try:
         ok = bcrypt.checkpw(raw[:MAX_PASSWORD_BYTES], stored)

@@ -22,6 +22,9 @@ from proxy_addons.core.policy.model import (
 from proxy_addons.core.policy.tunnel_section import load_tunnel
 from proxy_addons.core.policy.yaml_reader import LList, LMap, Where
 
+# The admin app's account roles (workflow.accounts.ROLES; core can't import the store's layer).
+TWO_FACTOR_ROLES = frozenset({"staff", "dsl", "deputy", "it", "headteacher", "governor"})
+
 
 def load_decryption(
     ck: Checker, raw: Any, where: Where, categories: dict[str, Category]
@@ -46,7 +49,7 @@ def load_decryption(
 
 
 def load_authentication(ck: Checker, raw: Any, where: Where) -> Authentication:
-    m = ck.mapping(raw, where, "authentication", ["htpasswd", "ldap"])
+    m = ck.mapping(raw, where, "authentication", ["htpasswd", "ldap", "require_2fa_for"])
     m = m if m is not None else empty_map(where)
     htpasswd = (
         ck.path(m["htpasswd"], m.at("htpasswd"), "the htpasswd file") if m.get("htpasswd") else None
@@ -57,7 +60,19 @@ def load_authentication(ck: Checker, raw: Any, where: Where) -> Authentication:
         ldap = None
     if htpasswd and ldap:
         ck.fail(where, "use either htpasswd or ldap for proxy sign-in, not both")
-    return Authentication(htpasswd, str(ldap) if ldap else None)
+    return Authentication(htpasswd, str(ldap) if ldap else None, _two_factor_roles(ck, m))
+
+
+def _two_factor_roles(ck: Checker, m: LMap) -> frozenset[str]:
+    """`require_2fa_for`: the admin app's roles that must use two-factor sign-in."""
+    listed = ck.listing(m.get("require_2fa_for"), m.at("require_2fa_for"), "require_2fa_for")
+    roles = frozenset(str(r).strip().lower() for r in listed or [])
+    for role in sorted(roles - TWO_FACTOR_ROLES):
+        ck.fail(
+            m.at("require_2fa_for"),
+            f"require_2fa_for: '{role}' is not a role; use {', '.join(sorted(TWO_FACTOR_ROLES))}",
+        )
+    return roles & TWO_FACTOR_ROLES
 
 
 def load_devices(ck: Checker, raw: Any, where: Where) -> Devices:
@@ -120,7 +135,9 @@ def _networks(ck: Checker, m: LMap, key: str) -> tuple[IPNetwork, ...] | None:
 
 def load_network(ck: Checker, raw: Any, where: Where) -> Network:
     """The `network:` section: who may use the proxy, and the admin app (docs/network.md)."""
-    m = ck.mapping(raw, where, "network", ["client_networks", "management_networks"])
+    m = ck.mapping(
+        raw, where, "network", ["client_networks", "management_networks", "staff_networks"]
+    )
     if m is None:
         return Network()
 
@@ -131,8 +148,26 @@ def load_network(ck: Checker, raw: Any, where: Where) -> Network:
         return found
 
     clients, managers = networks("client_networks"), networks("management_networks")
+    staff = _networks(ck, m, "staff_networks") or ()
+    _no_pupils_on_staff_networks(ck, m, clients or (), staff)
     default = Network()
     return Network(
         client_networks=clients or default.client_networks,
         management_networks=managers or default.management_networks,
+        staff_networks=staff,
     )
+
+
+def _no_pupils_on_staff_networks(
+    ck: Checker, m: LMap, clients: tuple[IPNetwork, ...], staff: tuple[IPNetwork, ...]
+) -> None:
+    """A staff network wider than a client network it holds (10.0.0.0/8 over the pupils'
+    10.10.0.0/16) would open the admin app's pages to that network's devices."""
+    for net in staff:
+        for client in clients:
+            if client.version == net.version and client != net and client.subnet_of(net):  # type: ignore[arg-type]
+                ck.fail(
+                    m.at("staff_networks"),
+                    f"staff network {net} holds the client network {client}: its devices would "
+                    "reach the admin app; name the staff networks themselves",
+                )

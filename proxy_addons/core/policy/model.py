@@ -348,6 +348,14 @@ class Network:
 
     client_networks: tuple[IPNetwork, ...] = PRIVATE_NETWORKS  # may use the proxy
     management_networks: tuple[IPNetwork, ...] = PRIVATE_NETWORKS  # may use the admin app
+    # Staff's own networks: the admin app answers them too, so the DSL approves from her
+    # laptop; what each person sees there is still their account's role (workflow/roles.py).
+    staff_networks: tuple[IPNetwork, ...] = ()
+
+    @property
+    def admin_networks(self) -> tuple[IPNetwork, ...]:
+        """Where the admin app's pages answer: the management and the staff networks."""
+        return (*self.management_networks, *self.staff_networks)
 
 
 @dataclass(frozen=True)
