@@ -1,7 +1,7 @@
 """The policy's `changes:` section, read by `load.load_policy`.
 
-    changes:
-      approvers: [dsl, it]   # roles that may approve another person's filtering change
+changes:
+  approvers: [dsl, it]   # roles that may approve another person's filtering change
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def load_changes(ck: Checker, raw: Any, where: Where) -> ChangeRules:
     m = ck.mapping(raw, where, "changes", ["approvers"])
     if m is None or m.get("approvers") is None:
         return ChangeRules()
-    roles = ck.listing(m.get("approvers"), m.at("approvers"), "approvers") or []
+    roles: list[Any] = ck.listing(m.get("approvers"), m.at("approvers"), "approvers") or []
     wanted = frozenset(str(r).strip().lower() for r in roles)
     unknown = sorted(wanted - APPROVER_ROLES)
     if unknown:
