@@ -30,6 +30,7 @@ from proxy_addons.core.policy.model import Policy
 from proxy_addons.devices.api import device_blueprint
 from proxy_addons.store import Store
 from proxy_addons.web import (
+    access_review,
     alert_pages,
     auth,
     device_pages,
@@ -39,6 +40,7 @@ from proxy_addons.web import (
     people,
     report_pages,
     subject_access,
+    two_factor_pages,
     unblocks,
 )
 from proxy_addons.web.auth import SESSION_LIFETIME
@@ -85,6 +87,7 @@ def create_app(
     app.after_request(_security_headers)
     for blueprint in (
         auth.bp,
+        two_factor_pages.bp,  # after auth: its check needs the signed-in account
         alert_pages.bp,
         people.bp,
         incidents.bp,
@@ -93,6 +96,7 @@ def create_app(
         report_pages.bp,
         governance.bp,
         subject_access.bp,
+        access_review.bp,
         errors.bp,
     ):
         app.register_blueprint(blueprint)

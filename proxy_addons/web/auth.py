@@ -4,6 +4,8 @@ Sessions are kept in the store (`web_sessions`): the cookie (Secure, HttpOnly, S
 signed) carries only a random session id, looked up on every request, for eight hours from
 sign-in. Signing out deletes it on the server, so a copy of the cookie stops working too.
 Each request re-reads the account, so disabling it or changing its password ends its sessions.
+An account with two-factor sign-in on gives its code next (two_factor_pages.py) before any
+session starts; a successful sign-in is recorded for the access review.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from flask.typing import ResponseReturnValue
 from proxy_addons.web.context import page, problem, services
 from proxy_addons.web.nav import home_address
 from proxy_addons.workflow import sessions as web_sessions
-from proxy_addons.workflow.accounts import Account, check_password, get_account, normalise_username
+from proxy_addons.workflow.account_admin import record_sign_in
+from proxy_addons.workflow.accounts import (
+    Account,
+    get_account,
+    normalise_username,
+    password_matches,
+)
 from proxy_addons.workflow.roles import powers_of
 
 logger = logging.getLogger(__name__)
 
 SESSION_LIFETIME = timedelta(hours=8)
+PENDING = "pending_2fa"  # the signed cookie's note: password right, code still to come
 
 bp = Blueprint("auth", __name__)
 
@@ -70,21 +79,47 @@ def login() -> ResponseReturnValue:
     if refused:
         logger.warning("sign-in refused for %s from %s: too many failures", logged, address)
         return page("web_login.html", 429, next=next_page, username=username, error=refused)
-    account = check_password(store, username, password)
+    account = password_matches(store, username, password)
     if account is None:
         throttle.failed(username, address)
         logger.warning("failed sign-in for %s from %s", logged, address)
         message = "That user name and password don't match an account."
         return page("web_login.html", 401, next=next_page, username=username, error=message)
+    if account.disabled:  # only someone who knows the password learns this
+        logger.warning("sign-in refused for %s from %s: account disabled", username, address)
+        message = (
+            "This account has been disabled, so it can't sign in. If you still need it, "
+            "ask the IT provider."
+        )
+        return page("web_login.html", 403, next=next_page, username=username, error=message)
     if not may_sign_in(account):
         logger.warning("sign-in refused for %s from %s: not staff", account.username, address)
         message = "This site is for school staff only."
         return page("web_login.html", 403, next=next_page, username=username, error=message)
-    throttle.succeeded(username, address)
+    if account.two_factor:
+        # The password was right; the session starts only once the code is too.
+        session.clear()
+        session[PENDING] = {
+            "user": account.username,
+            "stamp": account.password_stamp,
+            "at": workflow.clock().timestamp(),
+            "next": next_page,
+        }
+        return redirect(url_for("two_factor.code"), 303)
+    return finish_sign_in(account, next_page)
+
+
+def finish_sign_in(account: Account, next_page: str | None) -> ResponseReturnValue:
+    """Both factors (or the one the account has) are proven: a new session."""
+    found = services()
+    address = request.remote_addr or "unknown"
+    now = found.workflow.clock()
+    found.throttle.succeeded(account.username, address)
     session.clear()  # a new session (and CSRF token): nothing set before sign-in survives
     session.permanent = True
-    session["sid"] = web_sessions.start(store, account.username, workflow.clock(), SESSION_LIFETIME)
+    session["sid"] = web_sessions.start(found.store, account.username, now, SESSION_LIFETIME)
     session["stamp"] = account.password_stamp
+    record_sign_in(found.store, account.username, now)
     logger.info("%s signed in from %s", account.username, address)
     response = redirect(next_page or url_for("auth.home"), 303)
     found.browsers.remember(response, account.username)
@@ -124,4 +159,4 @@ def safe_next(value: str | None) -> str | None:
     return value
 
 
-__all__ = ["SESSION_LIFETIME", "bp", "safe_next"]
+__all__ = ["PENDING", "SESSION_LIFETIME", "bp", "finish_sign_in", "may_sign_in", "safe_next"]

@@ -29,6 +29,8 @@ LINKS: tuple[tuple[str, str, str], ...] = (
     ("device_pages.device_list", "Devices", "technical"),
     ("governance.term_report", "Termly report", "reads_reports"),
     ("governance.review_list", "Annual review", "reads_reports"),
+    ("access_review.review", "Access review", "console"),
+    ("two_factor.setup", "Two-factor sign-in", "signs_in"),
 )
 
 

@@ -16,10 +16,11 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
 from proxy_addons.store.schema import accounts
 from proxy_addons.workflow import audit, totp
-from proxy_addons.workflow.accounts import AccountError, normalise_username
+from proxy_addons.workflow.accounts import Account, AccountError, normalise_username
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,25 @@ def _row(conn: sa.Connection, name: str, *, lock: bool = False) -> sa.Row[tuple[
     if row is None:
         raise AccountError(f"There is no account '{name}'.")
     return row
+
+
+def roles_held(policy: Policy, account: Account) -> frozenset[str]:
+    """The account's roles and those the policy gives its user by name (the DSL named in
+    monitoring.safeguarding, a decider, the IT provider...)."""
+    m, u, user = policy.monitoring, policy.unblocks, account.username
+    named = {
+        "dsl": user in m.safeguarding,
+        "deputy": user in m.deputies or user in u.deciders,
+        "it": user in m.technical or user in u.it_provider,
+        "headteacher": user in m.headteacher,
+        "governor": user in m.chair_of_governors,
+    }
+    return account.roles | {role for role, held in named.items() if held}
+
+
+def required_for(policy: Policy, account: Account) -> bool:
+    """Must this account sign in with a code (`authentication.require_2fa_for`)?"""
+    return bool(policy.authentication.require_2fa_for & roles_held(policy, account))
 
 
 def begin_enrolment(store: Store, username: str) -> str:
@@ -152,4 +172,6 @@ __all__ = [
     "confirm_enrolment",
     "pending_secret",
     "recovery_codes_left",
+    "required_for",
+    "roles_held",
 ]
