@@ -22,6 +22,7 @@ from proxy_addons.gateway.addons.circumvention import Circumvention
 from proxy_addons.gateway.addons.client_access import ClientAccess
 from proxy_addons.gateway.addons.content_filter import ContentFiltering
 from proxy_addons.gateway.addons.filter import Filter
+from proxy_addons.gateway.addons.illegal_watch import IllegalTierWatch
 from proxy_addons.gateway.addons.lifecycle import Lifecycle
 from proxy_addons.gateway.addons.metrics import Metrics
 from proxy_addons.gateway.addons.option_guard import OptionGuard
@@ -60,6 +61,7 @@ def gateway_addons(services: Services | None = None) -> list[object]:
         Portal(services),
         Metrics(services),
         StateHealth(services),  # damaged or lost state: checks, retries, alerts
+        IllegalTierWatch(services),  # the illegal tier current and real: alert, reload
         CheckWitness(services),  # it only looks, at the answers as finally sent
         Recorder(services, sinks),  # last: which verdict took effect, to the sinks
     ]

@@ -35,6 +35,7 @@ from proxy_addons.core.policy.runtime import PolicyRuntime
 from proxy_addons.core.unblocks import Status
 from proxy_addons.devices import inventory
 from proxy_addons.devices.watch import device_counts
+from proxy_addons.gateway.addons.illegal_watch import tier_families
 from proxy_addons.gateway.services import Services
 from proxy_addons.record import metrics
 
@@ -80,6 +81,7 @@ class GatewayCollector(Collector):
         tier = loaded.policy.illegal
         illegal.add_metric([], len(tier.exact) + len(tier.prefixes))
         yield illegal
+        yield from tier_families(loaded.policy)
         yield from _device_families(services, loaded.policy.devices.stale_days)
 
     @staticmethod
