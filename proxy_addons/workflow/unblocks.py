@@ -37,7 +37,12 @@ from proxy_addons.store import Store
 from proxy_addons.store.schema import accounts, unblocks
 from proxy_addons.workflow import audit, unblock_records
 from proxy_addons.workflow.unblock_limits import check_audience, window_end
-from proxy_addons.workflow.unblock_messages import outcome_message, request_message, send_soon
+from proxy_addons.workflow.unblock_messages import (
+    account_emails,
+    outcome_message,
+    request_message,
+    send_soon,
+)
 from proxy_addons.workflow.unblock_rules import (
     STAFF_ROLES,
     describe,
@@ -176,7 +181,7 @@ class UnblockWorkflow:
                 address=actor.address,
                 at=now,
             )
-            note = request_message(policy, unblock)
+            note = request_message(policy, unblock, account_emails(conn))
             queued = queue_message(self.outbox, policy, note, conn=conn)
         send_soon(self.outbox, policy, queued, self.send_in_background)
         return unblock
@@ -371,7 +376,9 @@ class UnblockWorkflow:
             )
             if tell is not None:
                 now = conn.execute(sa.select(unblocks).where(unblocks.c.id == unblock_id)).one()
-                note = outcome_message(policy, row_to_unblock(now), *tell)
+                note = outcome_message(
+                    policy, row_to_unblock(now), *tell, emails=account_emails(conn)
+                )
                 queued = queue_message(self.outbox, policy, note, conn=conn)
         send_soon(self.outbox, policy, queued, self.send_in_background)
         return self.get(unblock_id)
