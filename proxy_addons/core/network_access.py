@@ -46,7 +46,7 @@ def address_in(networks: Iterable[IPNetwork], ip: str | None) -> bool:
 
 
 def management_only(app: WSGIApp, networks: Callable[[], Iterable[IPNetwork]]) -> WSGIApp:
-    """WSGI middleware: the admin pages answer only the management networks.
+    """WSGI middleware: the admin pages answer only `networks` (the management and staff ones).
 
     The device API (`/api/`) is left to the firewall: the agents report from client networks.
     """
@@ -55,7 +55,10 @@ def management_only(app: WSGIApp, networks: Callable[[], Iterable[IPNetwork]]) -
         path = str(environ.get("PATH_INFO") or "/")
         if path.startswith(DEVICE_API_PREFIX) or address_in(networks(), environ.get("REMOTE_ADDR")):
             return app(environ, start_response)
-        body = b"The Schoolgate admin app is only available from the management network.\n"
+        body = (
+            b"The Schoolgate admin app is only available from the school's staff and "
+            b"management networks.\n"
+        )
         start_response(
             "403 Forbidden",
             [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],

@@ -1,6 +1,7 @@
 """What `schoolgate web` needs besides the apps: the policy re-read when it is edited, the
 session-signing key, and the one WSGI app it serves (the device API under `/api/`, the admin
-pages for the management networks only, reverse-proxy headers believed only when asked)."""
+pages for the management and staff networks only, reverse-proxy headers believed only when
+asked)."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def served_app(
     """The device API mounted beside the admin app; the admin pages only for the policy's
     management networks (network_access.py); X-Forwarded-* from `trusted_proxies` hops."""
     app = mount(admin.wsgi_app, device_api.wsgi_app)
-    app = management_only(app, lambda: policy().network.management_networks)
+    app = management_only(app, lambda: policy().network.admin_networks)
     if trusted_proxies:
         app = ProxyFix(app, x_for=trusted_proxies, x_proto=trusted_proxies, x_host=trusted_proxies)
     return app

@@ -8,6 +8,7 @@ and nothing changes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from flask import Blueprint, flash, g, redirect, request, url_for
@@ -129,6 +130,13 @@ def unblock_action(unblock_id: str, action: str) -> ResponseReturnValue:
     return redirect(url_for("unblocks.unblock_detail", unblock_id=unblock_id), 303)
 
 
+def typed(values: Mapping[str, str]) -> dict[str, str]:
+    """The new-request form's fields as typed (or as the block page sent them), clipped."""
+    return {
+        name: clip(values.get(name), MAX_URL if name == "url" else MAX_TEXT) for name in NEW_FIELDS
+    }
+
+
 @bp.route("/unblocks/new", methods=["GET", "POST"])
 @staff_only
 def unblock_new() -> ResponseReturnValue:
@@ -136,13 +144,13 @@ def unblock_new() -> ResponseReturnValue:
     current = policy()
     profiles = sorted(current.profiles)
     if request.method == "GET":
-        form = dict.fromkeys(NEW_FIELDS, "")
-        form.update(url=clip(request.args.get("url"), MAX_URL), scope="", audience_kind="users")
+        # What the teacher chose on the block page comes through sign-in in the address.
+        form = typed(request.args)
+        form["audience_kind"] = form["audience_kind"] or "users"
+        if form["audience_kind"] == "user" and not form["audience"]:
+            form["audience"] = actor().user  # "only me" on the block page
         return page("web_new.html", form=form, profiles=profiles)
-    form = {
-        name: clip(request.form.get(name), MAX_URL if name == "url" else MAX_TEXT)
-        for name in NEW_FIELDS
-    }
+    form = typed(request.form)
     try:
         unblock = workflow.request(actor(), **request_values(form, current, workflow.clock()))
     except WorkflowError as exc:

@@ -44,7 +44,7 @@ def load_unblocks(ck: Checker, raw: Any, where: Where) -> UnblockRules:
         require_it_confirmation=confirm,
         max_days=max_days,
         lessons=time_ranges(ck, m.get("lessons"), m.at("lessons"), "lessons"),
-        web_url=str(m.get("web_url", "http://127.0.0.1:8081")).rstrip("/"),
+        web_url=str(m.get("web_url", "https://127.0.0.1:8081")).rstrip("/"),
     )
 
 

@@ -156,9 +156,18 @@ def pool_apart(
         return
     raw = devices.get("tunnel") if isinstance(devices, LMap) else None
     where = raw.at("pool") if isinstance(raw, LMap) else where
+    for n in network.staff_networks:
+        if isinstance(n, ipaddress.IPv4Network) and tunnel.pool.subnet_of(n):
+            ck.fail(
+                where,
+                f"pool {tunnel.pool} is inside the staff network {n} (network.staff_networks): "
+                "pupils' laptops at home would reach the admin app; name the staff networks "
+                "themselves",
+            )
     for key, networks in (
         ("client_networks", network.client_networks),
         ("management_networks", network.management_networks),
+        ("staff_networks", network.staff_networks),
     ):
         for n in networks:
             if isinstance(n, ipaddress.IPv4Network) and n.subnet_of(tunnel.pool):
@@ -177,7 +186,11 @@ def serving_tunnels(network: Network, tunnel: Tunnel | None) -> Network:
     served = [n for n in network.client_networks if isinstance(n, ipaddress.IPv4Network)]
     if any(tunnel.pool.subnet_of(n) for n in served):
         return network
-    return Network((*network.client_networks, tunnel.pool), network.management_networks)
+    return Network(
+        (*network.client_networks, tunnel.pool),
+        network.management_networks,
+        network.staff_networks,
+    )
 
 
 __all__ = [

@@ -293,9 +293,9 @@ def create_app(gateway: Services, portal: Portal) -> Flask:
             "reason": _clip(form.get("reason")),
         }
         if not user:
-            # Not signed in to the proxy: sign in to the web app, which has the same form.
-            query = urlencode({"url": fields["url"], "reason": fields["reason"]})
-            return redirect(f"{policy.unblocks.web_url}/unblocks/new?{query}", code=303)
+            # Not signed in to the proxy: sign in to the web app (unblocks.web_url, over
+            # HTTPS), whose form opens with what was chosen here, kept through its sign-in.
+            return redirect(web_app_request(policy.unblocks.web_url, fields), code=303)
         if not workflow.is_staff(user.lower()):
             return "Only staff can ask for a page to be unblocked.", 403
         # Checked before the confirmation page, so it never offers what can't be sent.
@@ -378,3 +378,22 @@ class Portal(asgiapp.ASGIApp):
 
     def ca_path(self) -> Path:
         return Path(ctx.options.confdir).expanduser() / "mitmproxy-ca-cert.pem"
+
+
+def web_app_request(web_url: str, fields: dict[str, str]) -> str:
+    """The web app's new-request form, filled with the block page's choices: "me" is an
+    unblock for the teacher alone (the web app fills in who signs in), "profile:X" one for
+    a profile."""
+    choice = fields["audience"]
+    kind, audience = (
+        ("profile", choice.removeprefix("profile:")) if choice != "me" else ("user", "")
+    )
+    query = {
+        "url": fields["url"],
+        "scope": fields["scope"],
+        "audience_kind": kind,
+        "audience": audience,
+        "minutes": fields["minutes"],
+        "reason": fields["reason"],
+    }
+    return f"{web_url}/unblocks/new?{urlencode({k: v for k, v in query.items() if v})}"
