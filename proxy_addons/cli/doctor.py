@@ -16,7 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from proxy_addons.ops.backup.archive import BackupError
+from proxy_addons.ops.backup.offsite import BackupSettings
 from proxy_addons.ops.doctor import store as store_doctor
+from proxy_addons.ops.doctor.backups import check_backups
 from proxy_addons.ops.doctor.ca import check_ca
 from proxy_addons.ops.doctor.checkout import (
     checkout_values,
@@ -26,6 +29,7 @@ from proxy_addons.ops.doctor.checkout import (
 )
 from proxy_addons.ops.doctor.findings import Check, Level, fail, summary, warn
 from proxy_addons.ops.doctor.gateway import check_gateway
+from proxy_addons.ops.doctor.illegal import check_illegal_tier
 from proxy_addons.ops.doctor.lists import check_lists
 from proxy_addons.ops.doctor.machine import (
     check_content_scan,
@@ -36,11 +40,12 @@ from proxy_addons.ops.doctor.machine import (
 from proxy_addons.ops.doctor.permissions import check_permissions
 from proxy_addons.ops.doctor.ports import check_ports
 from proxy_addons.ops.doctor.tunnel import check_tunnel
+from proxy_addons.ops.illegal_feeds.health import is_production
 from proxy_addons.ops.install_config import ConfigError, InstallConfig, read_env_file
 from proxy_addons.store import store_url
 
 
-def _config(args: argparse.Namespace, checkout: Path | None) -> InstallConfig:
+def _values(args: argparse.Namespace, checkout: Path | None) -> dict[str, str]:
     env_file = Path(args.env)
     if env_file.exists():
         values = read_env_file(env_file)
@@ -54,6 +59,12 @@ def _config(args: argparse.Namespace, checkout: Path | None) -> InstallConfig:
         values["SCHOOLGATE_VAR"] = args.var
     if args.user:
         values["SCHOOLGATE_USER"] = args.user
+    return values
+
+
+def _config(args: argparse.Namespace, checkout: Path | None) -> InstallConfig:
+    env_file = Path(args.env)
+    values = _values(args, checkout)
     return InstallConfig.from_values(values, env_file if env_file.exists() else None)
 
 
@@ -99,11 +110,20 @@ def _status_url(cfg: InstallConfig) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{cfg.metrics_port}/status"
 
 
+def _production(cfg: InstallConfig) -> bool:
+    """SCHOOLGATE_PRODUCTION in schoolgate.env (else this shell's environment)."""
+    try:
+        return is_production(read_env_file(cfg.env_file) if cfg.env_file else None)
+    except (ConfigError, OSError):
+        return is_production()
+
+
 def run_checks(cfg: InstallConfig) -> list[Check]:
     checks = [check_python(), check_content_scan()]
     checks += check_permissions(cfg)
     checks += check_ca(cfg.var / "ca")
     checks += check_lists(cfg.policy, cfg.var)
+    checks += check_illegal_tier(cfg.policy, production=_production(cfg))
     checks.append(check_gateway(cfg.var, _status_url(cfg)))
     checks.append(_store_check(cfg))
     checks += check_ports(cfg)
@@ -131,6 +151,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     checks = run_checks(cfg)
     if checkout is not None:
         checks = for_checkout(checks)
+    else:  # a checkout has no backups to speak of
+        try:
+            backup = BackupSettings.from_values(_values(args, checkout))
+        except BackupError as exc:
+            checks.append(fail("backup", str(exc)))
+        else:
+            checks += check_backups(backup, cfg.var)
     checks.insert(0, what_was_checked(checkout, Path(args.env), cfg.policy, cfg.var))
     if args.json:
         print(

@@ -19,7 +19,8 @@ from proxy_addons.store import store_url
 
 FORMAT = "schoolgate-backup/1"
 MANIFEST = "manifest.json"
-NAME_PATTERN = re.compile(r"^schoolgate-backup-(\d{8}T\d{6}Z)(?:-(\d+))?\.tar\.gz$")
+# Sealed archives (sealed.py) end in .enc; older, unsealed ones in .tar.gz.
+NAME_PATTERN = re.compile(r"^schoolgate-backup-(\d{8}T\d{6}Z)(?:-(\d+))?\.tar\.gz(?:\.enc)?$")
 
 
 class BackupError(RuntimeError):

@@ -15,6 +15,7 @@ from typing import Any
 from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.ops import school_ca
 from proxy_addons.ops.backup.archive import FORMAT, MANIFEST, Where, Writer, backups, prune
+from proxy_addons.ops.backup.sealed import BackupKey, SealingWriter
 from proxy_addons.ops.backup.store_rows import write_store
 from proxy_addons.store import Store
 from proxy_addons.workflow import audit
@@ -65,26 +66,40 @@ def _config_name(path: Path, policy_dir: Path) -> str:
         return f"config/other/{path.as_posix().lstrip('/')}"
 
 
-def create(where: Where, to_dir: Path, *, keep: int | None = None) -> Path:
-    """Write `schoolgate-backup-<UTC time>.tar.gz` in `to_dir` and return its path."""
+def create(
+    where: Where, to_dir: Path, *, keep: int | None = None, key: BackupKey | None = None
+) -> Path:
+    """Write `schoolgate-backup-<UTC time>.tar.gz` in `to_dir` (sealed with `key`:
+    `.tar.gz.enc`, see sealed.py) and return its path."""
     when = datetime.now(UTC).replace(microsecond=0)
     to_dir.mkdir(parents=True, exist_ok=True)
     stamp = f"{when:%Y%m%dT%H%M%SZ}"
-    taken = [key[1] for key, _path in backups(to_dir) if key[0] == stamp]
+    taken = [k[1] for k, _path in backups(to_dir) if k[0] == stamp]
     n = max(taken) + 1 if taken else 1  # more than one in a second: -2, -3, ... after it
-    final = to_dir / f"schoolgate-backup-{stamp}{f'-{n}' if n > 1 else ''}.tar.gz"
+    suffix = ".tar.gz.enc" if key else ".tar.gz"
+    final = to_dir / f"schoolgate-backup-{stamp}{f'-{n}' if n > 1 else ''}{suffix}"
     fd, tmp_name = tempfile.mkstemp(prefix=".schoolgate-backup-", dir=to_dir)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as raw, tempfile.TemporaryDirectory() as spool_dir:
-            with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            sealing = SealingWriter(raw, key) if key else None
+            # Sealed: a gzip stream straight into the sealing writer, no plaintext on disk.
+            opened = (
+                tarfile.open(fileobj=sealing, mode="w|gz")  # type: ignore[call-overload]
+                if sealing
+                else tarfile.open(fileobj=raw, mode="w:gz")
+            )
+            with opened as tar:
                 writer = Writer(tar, when)
                 manifest = _write_members(where, writer, Path(spool_dir), when)
                 manifest["members"] = writer.members
+                manifest["sealed"] = key is not None
                 body = json.dumps(manifest, indent=1, sort_keys=True).encode()
                 info = tarfile.TarInfo(MANIFEST)
                 info.size, info.mtime, info.mode = len(body), when.timestamp(), 0o600
                 tar.addfile(info, io.BytesIO(body))
+            if sealing:
+                sealing.finish()
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp, 0o600)

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from proxy_addons.ops import school_ca
 from proxy_addons.ops.backup.archive import BackupError, Where, check
+from proxy_addons.ops.backup.sealed import BackupKey, opened
 from proxy_addons.ops.backup.store_rows import load_store, prepare_store
 from proxy_addons.store import Store
 from proxy_addons.workflow import audit
@@ -22,7 +23,15 @@ class Restored:
     files: list[Path]
 
 
-def restore(archive_path: Path, where: Where, *, force: bool = False) -> Restored:
+def restore(
+    archive_path: Path, where: Where, *, force: bool = False, key: BackupKey | None = None
+) -> Restored:
+    """Unseal the archive (an old unsealed one is read as it is), then restore it."""
+    with opened(archive_path, key) as (plain, _sealed):
+        return _restore(plain, where, force)
+
+
+def _restore(archive_path: Path, where: Where, force: bool) -> Restored:
     """Check the archive, check nothing would be overwritten, then put everything back."""
     archive = check(archive_path)
     manifest = archive.manifest
