@@ -49,6 +49,8 @@ from proxy_addons.record.daily_totals import totals_job
 from proxy_addons.store import Store, store_url
 from proxy_addons.workflow import audit, retention, reviews
 from proxy_addons.workflow.alert_escalation import EscalationSweep
+from proxy_addons.workflow.policy_changes import Change
+from proxy_addons.workflow.policy_outside import outside_edit_events, record_outside_edits
 from proxy_addons.workflow.unblock_watch import POLL_SECONDS as UNBLOCK_SECONDS
 from proxy_addons.workflow.unblock_watch import UnblockWatch
 from proxy_addons.workflow.unblocks import UnblockWorkflow
@@ -159,6 +161,8 @@ class Services:
         self.runtime, self.store = runtime, store
         self.workflow = UnblockWorkflow(store, self.require_policy)
         runtime.on_reload, runtime.on_error = self._reloaded, self._reload_failed
+        if runtime.current is not None:  # edits made while the gateway was down
+            self._outside_edits(runtime.current.policy)
         self.unblock_watch = UnblockWatch(self.workflow)
         self.unblock_watch.refresh()  # also records expiries missed while the gateway was down
         self.device_identities = DeviceIdentities(store, self.require_policy)
@@ -248,8 +252,23 @@ class Services:
                         subject=loaded.policy.school[:200],
                         detail=detail,
                     )
+                self._outside_edits(loaded.policy)
         finally:
             _tell_all(self.on_reload, loaded)
+
+    def _outside_edits(self, policy: Policy) -> None:
+        """An edit no approved change explains is recorded, and the DSL and IT told."""
+        if self.store is None or self.runtime is None:
+            return
+
+        def tell(change: Change) -> None:
+            for event in outside_edit_events(change, policy):
+                self.raise_alert(event)
+
+        try:
+            record_outside_edits(self.store, policy, self.runtime.var_dir, tell)
+        except Exception:
+            logger.exception("Comparing the policy files with the last applied ones failed")
 
     def _reload_failed(self, message: str) -> None:
         _tell_all(self.on_reload_error, message)

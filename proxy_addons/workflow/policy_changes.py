@@ -206,11 +206,7 @@ class PolicyChanges:
     # -- reading -------------------------------------------------------------------------
 
     def get(self, cid: int) -> Change:
-        with self.store.connect() as conn:
-            row = conn.execute(sa.select(policy_changes).where(policy_changes.c.id == cid)).first()
-        if row is None:
-            raise ChangeError(f"There is no change {cid}.")
-        return _change(row)
+        return read_change(self.store, cid)
 
     def history(self, *, state: str | None = None, limit: int = 200) -> list[Change]:
         """Newest first."""
@@ -322,6 +318,14 @@ class PolicyChanges:
             os.close(fd)
 
 
+def read_change(store: Store, cid: int) -> Change:
+    with store.connect() as conn:
+        row = conn.execute(sa.select(policy_changes).where(policy_changes.c.id == cid)).first()
+    if row is None:
+        raise ChangeError(f"There is no change {cid}.")
+    return _change(row)
+
+
 def _stored(change: dict[str, Any], edit: Edit) -> dict[str, Any]:
     fields = ("kind", "list", "value", "profile", "rule", "category", "schedule", "times")
     return {k: change[k] for k in fields if k in change} | {"base_hash": edit.base_hash}
@@ -360,5 +364,6 @@ __all__ = [
     "PolicyChanges",
     "may_approve",
     "may_propose",
+    "read_change",
     "roles_of",
 ]
