@@ -19,6 +19,7 @@ from proxy_addons.web.auth import PENDING, finish_sign_in, may_sign_in
 from proxy_addons.web.context import page, policy, services
 from proxy_addons.workflow import totp, two_factor
 from proxy_addons.workflow.accounts import Account, get_account
+from proxy_addons.workflow.roles import Powers
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +27,17 @@ bp = Blueprint("two_factor", __name__)
 
 PENDING_SECONDS = 5 * 60  # from a right password to its code
 # What someone who must set two-factor up may still open.
-OPEN_WHILE_ENROLLING = frozenset({"two_factor.setup", "auth.logout", "auth.login", "auth.home"})
+OPEN_WHILE_ENROLLING = frozenset({"two_factor.setup", "auth.logout", "auth.login"})
 
 
 @bp.before_app_request
 def enrol_first() -> ResponseReturnValue | None:
     """Roles the policy names set two-factor up before anything else."""
     account: Account | None = g.get("account")
-    if account is None or account.two_factor or request.endpoint in OPEN_WHILE_ENROLLING:
+    if account is None or account.two_factor or not two_factor.required_for(policy(), account):
         return None
-    if not two_factor.required_for(policy(), account):
+    g.powers = Powers(user=account.username)  # no pages, no menu, until it is set up
+    if request.endpoint in OPEN_WHILE_ENROLLING:
         return None
     if request.method == "GET":
         return redirect(url_for("two_factor.setup"))
@@ -79,7 +81,7 @@ def code() -> ResponseReturnValue:
     if used is None or not may_sign_in(account):
         found.throttle.failed(account.username, address)
         logger.warning("wrong or reused code for %s from %s", account.username, address)
-        message = "That code isn't right, or it has been used already. Wait for a new one."
+        message = "That code isn't right, or it has been used already: type the newest code."
         return page("web_login_code.html", 401, error=message)
     response = finish_sign_in(account, note.get("next"))
     if used == "recovery":
