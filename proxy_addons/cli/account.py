@@ -9,7 +9,7 @@ from datetime import datetime
 from proxy_addons.cli.common import fail, open_policy_and_store
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.store import Store
-from proxy_addons.workflow import account_admin
+from proxy_addons.workflow import account_admin, two_factor
 from proxy_addons.workflow.accounts import Account, AccountError, add_account, normalise_username
 
 
@@ -69,16 +69,15 @@ def _when(at: datetime | None, policy: Policy) -> str:
 
 def _print_list(found: list[Account], policy: Policy) -> None:
     """One line an account, in aligned columns."""
-    required = policy.authentication.require_2fa_for
     rows = [("USER", "NAME", "ROLES", "EMAIL", "2FA", "STATE", "LAST SIGN-IN")]
     for a in found:
-        two_factor = "on" if a.two_factor else "off"
-        if not a.two_factor and required & a.roles:
-            two_factor = "off (required: asked at sign-in)"
+        second = "on" if a.two_factor else "off"
+        if not a.two_factor and two_factor.required_for(policy, a):
+            second = "off (required: asked at sign-in)"
         state = f"disabled by {a.disabled_by or '?'}" if a.disabled else "enabled"
         roles = ",".join(sorted(a.roles)) or "-"
         last = _when(a.last_sign_in_at, policy)
-        rows.append((a.username, a.display_name, roles, a.email or "-", two_factor, state, last))
+        rows.append((a.username, a.display_name, roles, a.email or "-", second, state, last))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(
