@@ -38,6 +38,7 @@ from proxy_addons.web import (
     governance,
     incidents,
     people,
+    policy_pages,
     report_pages,
     subject_access,
     two_factor_pages,
@@ -97,6 +98,7 @@ def create_app(
         governance.bp,
         subject_access.bp,
         access_review.bp,
+        policy_pages.bp,
         errors.bp,
     ):
         app.register_blueprint(blueprint)

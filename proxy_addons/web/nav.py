@@ -27,6 +27,7 @@ LINKS: tuple[tuple[str, str, str], ...] = (
     ("unblocks.unblock_list", "Unblocks", "staff"),
     ("unblocks.unblock_new", "Ask for an unblock", "staff"),
     ("device_pages.device_list", "Devices", "technical"),
+    ("policy_pages.change_list", "Filtering changes", "filtering_changes"),
     ("governance.term_report", "Termly report", "reads_reports"),
     ("governance.review_list", "Annual review", "reads_reports"),
     ("access_review.review", "Access review", "console"),

@@ -47,6 +47,12 @@ class Powers:
     def records_reviews(self) -> bool:
         return self.safeguarding or self.headteacher
 
+    @property
+    def filtering_changes(self) -> bool:
+        """Filtering changes: the IT provider and the DSL's team propose and decide, the
+        headteacher decides where changes.approvers names them."""
+        return self.safeguarding or self.technical or self.headteacher
+
     def audiences(self) -> frozenset[str]:
         """The alert audiences (alerts table `audience`) this person sees."""
         out = set()
