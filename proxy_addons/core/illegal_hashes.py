@@ -59,3 +59,16 @@ def hashed_hit(hashes: Container[str], key: str) -> str | None:
         if digest in hashes:
             return digest
     return None
+
+
+def illegal_reference(url: str) -> str:
+    """How an illegal-tier URL or entry is written anywhere outside the tier (access log,
+    audit trail, exports): `sha256:` and the hash of its canonical key, which the tier's
+    provider (or a hashed list) can match, and which no one can open."""
+    if url.startswith("sha256:"):
+        return url
+    try:
+        key = illegal_key(canonical_url_entry(url))
+    except ValueError:
+        key = url
+    return "sha256:" + key_hash(key)

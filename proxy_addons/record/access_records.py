@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from proxy_addons.core.illegal_hashes import illegal_reference
 from proxy_addons.core.search_terms import extract, log_url
 
 _LIMITS = {
@@ -148,7 +149,11 @@ def build(
     host = str(decision.get("host") or "")
     full_url = decision.get("url") or url
     search = None
-    if full_url:
+    entry = decision.get("entry")
+    if decision.get("reason") == "illegal":  # never an illegal-tier URL in plain text
+        full_url = illegal_reference(str(full_url)) if full_url else None
+        entry = illegal_reference(str(entry)) if entry else None
+    elif full_url:
         parts = urlsplit(str(full_url))
         if parts.query:
             search = extract(parts.hostname or host, f"{parts.path}?{parts.query}")
@@ -170,7 +175,7 @@ def build(
         category=_clip(decision.get("category"), "category"),
         rule=_clip(decision.get("rule"), "rule"),
         list=_clip(decision.get("list_source"), "list"),
-        entry=_clip(decision.get("entry"), "entry"),
+        entry=_clip(entry, "entry"),
         unblock_id=_clip(decision.get("unblock_id"), "unblock_id"),
         reference=_clip(decision.get("reference"), "reference"),
         stage=_clip(decision.get("stage"), "stage") or "request",

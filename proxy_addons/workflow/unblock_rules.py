@@ -7,8 +7,10 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+from proxy_addons.core.illegal_hashes import hashed_hit
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.core.unblocks import AudienceKind, Scope, Status, Unblock
+from proxy_addons.core.url_keys import illegal_key
 from proxy_addons.pages.blockpage import REFERENCE_ALPHABET
 
 STAFF_ROLES = {"staff", "dsl", "deputy", "it", "headteacher"}
@@ -53,6 +55,9 @@ def illegal_overlap(policy: Policy, scope: Scope, target: str) -> str | None:
     """An illegal-tier entry the requested scope would touch, if any."""
     tier = policy.illegal
     entries = [*tier.exact, *(p for p, _ in tier.prefixes)]
+    hashed = hashed_hit(tier.hashed, illegal_key(target))  # a hashed entry covering it
+    if hashed is not None:
+        return f"sha256:{hashed}"
     if scope is Scope.DOMAIN:
         for entry in entries:
             host = entry.split("/", 1)[0]

@@ -36,6 +36,7 @@ from proxy_addons.core.unblocks import (
 from proxy_addons.store import Store
 from proxy_addons.store.schema import accounts, unblocks
 from proxy_addons.workflow import audit, unblock_records
+from proxy_addons.workflow.illegal_unblock import refuse_illegal_unblock
 from proxy_addons.workflow.unblock_limits import check_audience, window_end
 from proxy_addons.workflow.unblock_messages import (
     account_emails,
@@ -144,16 +145,16 @@ class UnblockWorkflow:
             raise WorkflowError(str(exc)) from exc
         illegal = illegal_overlap(policy, scope, canonical)
         if illegal:
-            with self.store.begin() as conn:
-                audit.append(
-                    conn,
-                    actor=actor.name,
-                    action="unblock.refused",
-                    subject="illegal tier",
-                    detail={"target": canonical, "scope": scope.value},
-                    address=actor.address,
-                    at=now,
-                )
+            refuse_illegal_unblock(
+                self.store,
+                self.outbox,
+                policy,
+                actor=actor.name,
+                address=actor.address,
+                scope=scope,
+                target=canonical,
+                now=now,
+            )
             raise WorkflowError(
                 "This address is on the illegal-content list (IWF/CTIRU). "
                 "Nobody can unblock it, and the request has been recorded."
