@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 
-from proxy_addons.cli.common import open_policy_and_store
+from proxy_addons.cli.common import open_policy_and_store, school_time
+from proxy_addons.core.typed_time import TimeTypedError
 from proxy_addons.workflow import audit
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    _, store = open_policy_and_store(args)
+    policy, store = open_policy_and_store(args)
     if args.audit_command == "verify":
         result = audit.verify(store)
         if result.ok:
@@ -19,7 +19,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
             return 0
         print(f"BROKEN at record {result.broken_seq}: {result.problem}", file=sys.stderr)
         return 2
-    start = datetime.fromisoformat(args.start) if args.start else None
-    end = datetime.fromisoformat(args.end) if args.end else None
+    try:
+        start = school_time(args.start, policy, "--from")
+        end = school_time(args.end, policy, "--to", end=True)
+    except TimeTypedError as exc:
+        print(f"schoolgate: {exc}", file=sys.stderr)
+        return 1
     sys.stdout.write(audit.export(store, start, end, args.format))
     return 0

@@ -1,15 +1,16 @@
 """What the command modules share: saying a failure, opening the school's policy and store,
-and reading a time typed in school time."""
+and reading a time as people type it, in school time."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.policy.model import Policy
+from proxy_addons.core.typed_time import read_time
 from proxy_addons.store import Store, store_url
 
 
@@ -24,9 +25,12 @@ def open_policy_and_store(args: argparse.Namespace) -> tuple[Policy, Store]:
     return policy, Store.open(store_url(Path(args.var), args.dsn))
 
 
-def school_time(text: str | None, policy: Policy) -> datetime | None:
-    """An ISO time as typed; without a time zone, in the school's."""
-    if not text:
+def school_time(
+    text: str | None, policy: Policy, option: str, *, end: bool = False
+) -> datetime | None:
+    """A time as people type it (core/typed_time.py), in the school's time zone; None when
+    not given. A day alone is its start, or with `end` the start of the next day (so a
+    "--to" date includes that day). Raises TimeTypedError naming `option`."""
+    if text is None or not text.strip():
         return None
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=policy.timezone)
+    return read_time(text, policy.timezone, datetime.now(UTC), option, end=end)

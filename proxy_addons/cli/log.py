@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from proxy_addons.cli.common import open_policy_and_store, school_time
@@ -16,8 +16,8 @@ def cmd_log(args: argparse.Namespace) -> int:
     """`log search` answers a DSL's questions from the store; `log purge` enforces retention."""
     try:
         policy, store = open_policy_and_store(args)
-        start = school_time(getattr(args, "start", None), policy)
-        end = school_time(getattr(args, "end", None), policy)
+        start = school_time(getattr(args, "start", None), policy, "--from")
+        end = school_time(getattr(args, "end", None), policy, "--to", end=True)
     except (PolicyError, ValueError) as exc:
         print(f"schoolgate: {exc}", file=sys.stderr)
         return 1
@@ -29,8 +29,6 @@ def cmd_log(args: argparse.Namespace) -> int:
         )
         print(f"purged {rows} records and {len(files)} files older than {days} days")
         return 0
-    if end is not None and len(args.end) == 10:  # a date: up to the end of that day
-        end += timedelta(days=1)
     query = access_store.Query(
         user=args.user,
         ip=args.ip,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from proxy_addons.alerts import who_is_told
 from proxy_addons.cli.common import fail as _fail
+from proxy_addons.cli.common import school_time
 from proxy_addons.core.decide import Identity, decide, resolve_profile
 from proxy_addons.core.hosts import HostError, canonical_host, canonical_url, valid_authority
 from proxy_addons.core.lists.sources import ListSourceError, iter_domains, iter_urls
@@ -18,7 +19,11 @@ from proxy_addons.core.policy.load import PolicyError, load_policy
 from proxy_addons.core.policy.model import SafeSearch
 from proxy_addons.core.policy.runtime import PolicyLoadError
 from proxy_addons.core.policy.standalone import load_all
+from proxy_addons.core.typed_time import TimeTypedError
+from proxy_addons.core.unblocks import Unblock
 from proxy_addons.core.verdict import Verdict
+from proxy_addons.store import DB_FILE, Store, store_url
+from proxy_addons.workflow.unblock_records import in_force
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
@@ -72,9 +77,11 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
         loaded = load_all(Path(args.policy), Path(args.var) / "index")
     except PolicyLoadError as exc:
         return _fail(str(exc))
-    when = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=loaded.policy.timezone)
+    try:
+        when = school_time(args.at, loaded.policy, "--at") or datetime.now(UTC)
+    except TimeTypedError as exc:
+        return _fail(str(exc))
+    unblocks_now, unblocks_said = _unblocks_in_force(args, when)
     target = args.url if "://" in args.url else f"https://{args.url}"
     try:
         url = canonical_url(target)
@@ -89,7 +96,7 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     except HostError as exc:
         return _fail(f"the gateway would refuse this request (400): {exc}")
     decision = decide_names(
-        lambda request: decide(loaded.policy, loaded.index, identity, request, when),
+        lambda request: decide(loaded.policy, loaded.index, identity, request, when, unblocks_now),
         Names(url.host, tuple(claimed)),
         request_path,
         url.scheme,
@@ -101,10 +108,30 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     profile, _ = resolve_profile(loaded.policy, identity)
     enforced = _enforced(verdict, profile.safe_search)
     print(f"at:        {when.isoformat()}")
+    print(f"unblocks:  {unblocks_said}")
     print(verdict.decision.explain())
     if enforced:
         print(f"enforced:  {enforced}")
     return 0 if not verdict.blocked else 3
+
+
+def _unblocks_in_force(args: argparse.Namespace, when: datetime) -> tuple[list[Unblock], str]:
+    """The approved unblocks the gateway applies at `when`, from the store it shares (as
+    the gateway reads them), and a line saying where they came from."""
+    if getattr(args, "without_unblocks", False):
+        return [], "left out (--without-unblocks)"
+    dsn = getattr(args, "dsn", None)
+    database = Path(args.var) / DB_FILE
+    if not dsn and not database.is_file():
+        return [], f"none read: no store at {database} (give --var or --dsn)"
+    store = Store.open(store_url(Path(args.var), dsn))
+    try:
+        found = in_force(store, when)
+    finally:
+        store.dispose()
+    if not found:
+        return [], "none in force"
+    return found, f"{len(found)} in force ({', '.join(u.id for u in found)})"
 
 
 def _enforced(verdict: Verdict, mode: SafeSearch) -> str | None:

@@ -4,6 +4,7 @@ it runs, as main.py does for every command)."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from proxy_addons.cli.args import add_store_arguments
 
@@ -29,7 +30,13 @@ def add_policy(sub: Commands, default_policy: str, default_var: str) -> None:
     explain.add_argument("--user")
     explain.add_argument("--group", action="append", help="a directory group of the user")
     explain.add_argument("--ip")
-    explain.add_argument("--at", help="ISO time, e.g. 2026-11-25T12:30 (school time zone)")
+    explain.add_argument(
+        "--at", help="school time: 12:30, tomorrow, 2026-11-25 12:30 (default: now)"
+    )
+    explain.add_argument("--dsn", default=os.environ.get("SCHOOLGATE_DSN") or None)
+    explain.add_argument(
+        "--without-unblocks", action="store_true", help="leave out the unblocks in force"
+    )
     explain.add_argument(
         "--host-only", action="store_true", help="decide on the host name only (no decryption)"
     )

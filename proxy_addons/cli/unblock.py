@@ -9,6 +9,7 @@ import sys
 from proxy_addons.cli.common import open_policy_and_store, school_time
 from proxy_addons.core.policy.load import PolicyError
 from proxy_addons.core.policy.model import Policy
+from proxy_addons.core.typed_time import TimeTypedError
 from proxy_addons.core.unblocks import AudienceKind, Scope, Status, Unblock
 from proxy_addons.workflow.unblocks import Actor, UnblockWorkflow, WorkflowError
 
@@ -43,7 +44,7 @@ def cmd_unblock(args: argparse.Namespace) -> int:
                 audience_kind=kind,
                 audience=people,
                 reason=args.reason or "",
-                until=school_time(args.until, policy),
+                until=school_time(args.until, policy, "--until"),
                 minutes=args.minutes,
             )
         elif action == "approve":
@@ -55,7 +56,7 @@ def cmd_unblock(args: argparse.Namespace) -> int:
         elif action == "revoke":
             result = flow.revoke(actor, args.id, args.reason or "")
         elif action == "extend":
-            until = school_time(args.until, policy)
+            until = school_time(args.until, policy, "--until")
             assert until is not None
             result = flow.extend(actor, args.id, until, args.reason or "")
         elif action == "expire":
@@ -69,7 +70,7 @@ def cmd_unblock(args: argparse.Namespace) -> int:
             for u in flow.list(statuses):
                 print(_show(u, policy))
             return 0
-    except (WorkflowError, PolicyError) as exc:
+    except (WorkflowError, PolicyError, TimeTypedError) as exc:
         print(f"schoolgate: {exc}", file=sys.stderr)
         return 1
     print(_show(result, policy))
