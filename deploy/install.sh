@@ -10,7 +10,8 @@
 #   /opt/schoolgate/venv       the code (a link to venvs/<time>: the previous one stays)
 #   /etc/schoolgate            configuration: schoolgate.env, school.yaml, lists, secrets/
 #   /var/lib/schoolgate        data: store, CA, list index, logs, backups
-#   /etc/systemd/system        schoolgate, schoolgate-web, schoolgate-lists.timer, schoolgate-backup.timer
+#   /etc/systemd/system        schoolgate, schoolgate-web, schoolgate-lists.timer,
+#                              schoolgate-illegal-feeds.timer, schoolgate-backup.timer
 #   /usr/local/bin/schoolgate  the command, with this installation's settings
 #
 # Options:
@@ -176,7 +177,7 @@ fi
 install -d -m 0755 -o root -g root "$OPT" "$OPT/venvs" "$OPT/share"
 install -d -m 0750 -o root -g "$USER_NAME" "$ETC" "$ETC/secrets" "$ETC/lists"
 install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$VAR" "$VAR/index" "$VAR/log" \
-  "$VAR/run" "$VAR/backups" "$VAR/lists"
+  "$VAR/run" "$VAR/backups" "$VAR/lists" "$VAR/illegal"
 install -d -m 0700 -o "$USER_NAME" -g "$USER_NAME" "$VAR/ca"
 
 # --- 4. the code: a new virtual environment, swapped in when it works ---------
@@ -281,7 +282,7 @@ fi
 
 # --- 7. the store: migrate to this version's schema ---------------------------
 units="schoolgate.service schoolgate-web.service"
-timers="schoolgate-lists.timer schoolgate-backup.timer"
+timers="schoolgate-lists.timer schoolgate-illegal-feeds.timer schoolgate-backup.timer"
 was_active=""
 if systemd_running; then
   systemctl daemon-reload

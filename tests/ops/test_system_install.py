@@ -494,8 +494,12 @@ def test_units_run_the_gateway_which_filters_and_the_doctor_passes(
         _timed("schoolgate doctor", started)
         checks = json.loads(doctor.stdout)
         print("\n" + "\n".join(f"  {x['level']:<5} {x['name']:<16} {x['message']}" for x in checks))
-        failed = [x for x in checks if x["level"] == "FAIL"]
-        assert not failed and doctor.returncode == 0, failed or doctor.stderr
+        # A production install with only the shipped test entries in its illegal tier: the
+        # one FAIL, until the school's licensed feed is set up (docs/illegal-content.md).
+        illegal = [x for x in checks if x["name"] == "illegal tier" and x["level"] == "FAIL"]
+        assert ["placeholder (test) entries" in x["message"] for x in illegal] == [True], checks
+        failed = [x for x in checks if x["level"] == "FAIL" and x not in illegal]
+        assert not failed and doctor.returncode == 1, failed or doctor.stderr
         warned = {x["name"] for x in checks if x["level"] == "WARN"}
         assert warned <= WARN_ALLOWED, warned
         by_name = {x["name"]: x["level"] for x in checks}
