@@ -42,6 +42,9 @@ KIND_TEXT = {
     "access_log_lost": "Access log records lost",
     "user_report": "A pupil or member of staff reported a page",
     "review_due": "The annual filtering review is due",
+    "illegal_unblock_asked": "Asked to unblock illegal content",
+    "illegal_tier_unfit": "Illegal-content lists out of date",
+    "illegal_tier_fit": "Illegal-content lists current again",
 }
 AUDIENCE_TEXT = {
     "safeguarding": "Safeguarding team",
