@@ -167,3 +167,16 @@ def test_reject_withdraw_and_history(tmp_path: Path, db_url: str) -> None:  # no
     with flow.store.connect() as conn:
         actions = conn.execute(sa.select(audit_log.c.action)).scalars().all()
     assert "policy.change_rejected" in actions and "policy.change_withdrawn" in actions
+
+
+def test_only_the_roles_the_policy_names_approve(tmp_path: Path, db_url: str) -> None:  # noqa: F811
+    flow, folder = school(tmp_path, db_url)
+    path = folder / "school.yaml"
+    path.write_text(path.read_text().replace("approvers: [dsl, it]", "approvers: [headteacher]"))
+    add_account(flow.store, "mrs.okafor", "a long password 4", ["headteacher"])
+    proposed = flow.propose(
+        "it.support", {"kind": "list_add", "list": HEALTH, "value": "mind.org.uk"}, "PSHE"
+    )
+    with pytest.raises(ChangeError, match=r"may not approve.*headteacher"):
+        flow.approve("mrs.patel", proposed.id)
+    assert flow.approve("mrs.okafor", proposed.id).state == "applied"
