@@ -136,3 +136,44 @@ def test_the_block_pages_staff_form_keeps_the_choice_through_sign_in(lab: Lab) -
         assert "PSHE" in unblock.reason
     finally:
         store.dispose()
+
+
+def test_over_plain_http_the_sign_in_page_says_why_it_cannot_work(tmp_path: Path) -> None:
+    """A web app reached over http:// by name (a reverse proxy not saying https, or
+    --plain-http): Chromium keeps no Secure cookie, and the page says so before and after."""
+    policy = copy_policy(tmp_path)
+    seed(tmp_path / "web")
+    port = free_port()
+    log = tmp_path / "web.log"
+    cmd = [str(BIN / "schoolgate"), "web", "--policy", str(policy), "--plain-http"]
+    cmd += ["--var", str(tmp_path / "web"), "--port", str(port)]
+    with log.open("wb") as out:
+        web = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_for_port(port, web, log)
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--host-resolver-rules=MAP gateway.school.test 127.0.0.1",
+                ],
+            )
+            try:
+                page: Any = browser.new_page(viewport={"width": 900, "height": 800})
+                page.goto(f"http://gateway.school.test:{port}/login")
+                warning = page.get_by_role("alert")
+                sync_api.expect(warning).to_contain_text("reached over plain HTTP")
+                page.screenshot(path=str(SHOTS / "sign-in-over-plain-http.png"), full_page=True)
+                page.get_by_label("User name").fill("dsl")
+                page.get_by_label("Password").fill(PASSWORD)
+                page.get_by_role("button", name="Sign in").click()
+                main = page.locator("main")
+                sync_api.expect(main).to_contain_text("X-Forwarded-Proto: https")
+                assert "did not come from this site" not in main.inner_text()
+            finally:
+                browser.close()
+    finally:
+        web.terminate()
+        web.wait(10)
