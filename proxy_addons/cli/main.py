@@ -16,6 +16,7 @@ import sys
 
 from proxy_addons.cli.account_args import add_account
 from proxy_addons.cli.args import add_store_arguments, missing_defaults
+from proxy_addons.cli.backup_args import add_backup
 from proxy_addons.cli.ca_args import add_ca
 from proxy_addons.cli.policy_args import add_policy
 from proxy_addons.cli.tunnel_args import add_tunnel
@@ -70,7 +71,7 @@ def _add_unblock(sub: Commands) -> None:
     req.add_argument("--for-users", help="comma-separated user names, e.g. a class")
     req.add_argument("--for-profile")
     req.add_argument("--for-device", help="a device's IP address")
-    req.add_argument("--until", help="end time (school time zone), e.g. 2026-11-25T15:15")
+    req.add_argument("--until", help="end time (school time), e.g. 15:15 or 2026-11-25 15:15")
     req.add_argument("--minutes", type=int)
     req.add_argument("--reason", help="the educational reason (required)")
     for name in ("approve", "reject", "confirm", "revoke", "extend", "show"):
@@ -83,7 +84,9 @@ def _add_unblock(sub: Commands) -> None:
         if name in ("revoke", "extend"):
             p.add_argument("--reason")
         if name == "extend":
-            p.add_argument("--until", required=True)
+            p.add_argument(
+                "--until", required=True, help="school time, e.g. 15:15 or tomorrow 15:15"
+            )
         _store_args(p)
     lst = usub.add_parser("list")
     lst.add_argument("--status", action="append", choices=[s.value for s in Status])
@@ -99,8 +102,8 @@ def _add_records(sub: Commands) -> None:
     asub = aud.add_subparsers(dest="audit_command", required=True)
     _store_args(asub.add_parser("verify", help="check the hash chain"))
     export = asub.add_parser("export", help="records as CSV or JSON")
-    export.add_argument("--from", dest="start")
-    export.add_argument("--to", dest="end")
+    export.add_argument("--from", dest="start", help="school time: today, 2026-11-01, 14:30...")
+    export.add_argument("--to", dest="end", help="school time; a date alone includes that day")
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     _store_args(export)
     _runs(aud, "audit:cmd_audit")
@@ -124,7 +127,9 @@ def _add_records(sub: Commands) -> None:
     find.add_argument(
         "--reference", help="the reference a block page showed (SG-XXXX-XXXX), to find that block"
     )
-    find.add_argument("--from", dest="start", help="school time, e.g. 2026-11-25T09:00")
+    find.add_argument(
+        "--from", dest="start", help="school time: today, yesterday, 2026-11-25 09:00"
+    )
     find.add_argument("--to", dest="end", help="school time; a date alone includes that day")
     find.add_argument("--limit", type=int, default=100, help="the newest N records (default 100)")
     find.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -187,19 +192,7 @@ def _add_people(sub: Commands) -> None:
 
 def _add_ca_and_backup(sub: Commands) -> None:
     add_ca(sub, _runs, DEFAULT_VAR, DEFAULT_POLICY)
-
-    make = sub.add_parser("backup", help="back up the store, configuration, CA and audit trail")
-    make.add_argument("--to", required=True, help="folder for the archive")
-    make.add_argument("--keep", type=int, default=None, help="then keep only the newest N")
-    back = sub.add_parser("restore", help="restore a backup (the gateway must be stopped)")
-    back.add_argument("archive")
-    back.add_argument(
-        "--force", action="store_true", help="replace an existing store and differing files"
-    )
-    for p in (make, back):
-        _store_args(p).add_argument("--ca-dir", help="the CA folder, if not VAR/ca")
-    _runs(make, "backup:cmd_backup")
-    _runs(back, "backup:cmd_restore")
+    add_backup(sub, _store_args)
 
 
 def _add_checks(sub: Commands) -> None:
@@ -284,7 +277,12 @@ def _add_upkeep(sub: Commands) -> None:
     update.add_argument("--var", default=DEFAULT_VAR)
     update.add_argument("--config", help=f"default: {CONFIG_NAME} beside the policy")
     update.add_argument(
-        "--force", action="store_true", help="take lists that shrank below min_fraction"
+        "--force",
+        action="store_true",
+        help="take lists that shrank below min_fraction; fetch every illegal-tier feed now",
+    )
+    update.add_argument(
+        "--feeds-only", action="store_true", help="only the illegal tier's feeds that are due"
     )
     _runs(update, "lists:cmd_lists_update")
 
