@@ -47,6 +47,19 @@ def tracked(policy: Policy) -> dict[str, Path]:
     return dict(sorted(out.items()))
 
 
+def hashed_lines(text: str) -> str:
+    """An illegal-tier list file as it may be kept or shown outside the tier: each entry as
+    the SHA-256 of the line (comments and blank lines dropped; already hashed lines kept), so
+    a diff says that entries came or went, and which by hash, never what they are."""
+    out = []
+    for line in text.splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        out.append(entry if entry.startswith("sha256:") else f"sha256:{text_hash(entry)}")
+    return "".join(f"{line}\n" for line in out)
+
+
 def _read(path: Path) -> str:
     try:
         if path.stat().st_size > MAX_BYTES:
@@ -68,10 +81,13 @@ def record_outside_edits(
     copy = Path(var_dir) / FOLDER
     first = not copy.is_dir()
     files = tracked(policy)
+    tier = {Path(p).resolve() for p in policy.illegal.sources}
     changed: dict[str, tuple[str, str]] = {}
     for rel, path in files.items():
         now_text, kept = _read(path), copy / rel
         before = _read(kept) if kept.is_file() else ""
+        if Path(path).resolve() in tier:  # the copy and the diff hold hashes, never entries
+            now_text, before = hashed_lines(now_text), hashed_lines(before)
         if first or now_text != before:
             changed[rel] = (before, now_text)
     if not changed:

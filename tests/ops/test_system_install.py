@@ -311,6 +311,8 @@ def test_fresh_install_lays_out_a_private_installation(installed: Chroot) -> Non
         "schoolgate-backup.service",
         "schoolgate-backup.timer",
         "schoolgate-tunnel.service",
+        "schoolgate-illegal-feeds.service",
+        "schoolgate-illegal-feeds.timer",
     ):
         assert c.file(f"/etc/systemd/system/{unit}").exists(), unit
     assert c.file("/etc/systemd/system/multi-user.target.wants/schoolgate.service").is_symlink()
@@ -318,6 +320,8 @@ def test_fresh_install_lays_out_a_private_installation(installed: Chroot) -> Non
     tunnel_wants = "/etc/systemd/system/multi-user.target.wants/schoolgate-tunnel.service"
     assert not c.file(tunnel_wants).exists()
     assert c.file("/etc/systemd/system/timers.target.wants/schoolgate-lists.timer").is_symlink()
+    feeds_timer = "/etc/systemd/system/timers.target.wants/schoolgate-illegal-feeds.timer"
+    assert c.file(feeds_timer).is_symlink()  # the illegal tier's feeds, hourly
     assert c.file("/etc/logrotate.d/schoolgate").exists()
     assert os.readlink(c.file("/etc/schoolgate/lists/ut1")) == "/var/lib/schoolgate/lists/ut1"
     assert c.file("/var/lib/schoolgate/lists/ut1/social_networks/domains").exists()
@@ -341,6 +345,8 @@ def test_fresh_install_lays_out_a_private_installation(installed: Chroot) -> Non
         "schoolgate-backup.service",
         "schoolgate-backup.timer",
         "schoolgate-tunnel.service",
+        "schoolgate-illegal-feeds.service",
+        "schoolgate-illegal-feeds.timer",
     ]
     verify = c.run(
         "sh", "-c", f"cd /etc/systemd/system && systemd-analyze verify {' '.join(units)}"

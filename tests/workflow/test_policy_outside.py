@@ -3,6 +3,7 @@ approval process" and told to the DSL and the IT provider; an approved change is
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -42,3 +43,28 @@ def test_an_edit_by_hand_is_recorded_and_told(tmp_path: Path, db_url: str) -> No
     events = outside_edit_events(edited, policy)
     assert {e.audience for e in events} == {Audience.SAFEGUARDING, Audience.TECHNICAL}
     assert all(f"history --diff {edited.id}" in e.fields["action"] for e in events)
+
+
+def test_an_edit_to_the_illegal_tier_is_recorded_by_hash_never_by_address(
+    tmp_path: Path,
+    db_url: str,  # noqa: F811
+) -> None:
+    """The tier's entries appear nowhere outside it: neither the kept copy, the diff, the
+    audit record nor the notice hold the address added by hand, only its SHA-256."""
+    flow, folder = school(tmp_path, db_url)
+    var, told = tmp_path / "var", list[Change]()
+    policy = load_policy(folder / "school.yaml")
+    record_outside_edits(flow.store, policy, var, told.append)
+    entry = "http://bad-site.example/found/page.html"
+    with (folder / "lists" / "illegal" / "provider-exact.txt").open("a") as out:
+        out.write(entry + "\n")
+    edited = record_outside_edits(flow.store, load_policy(folder / "school.yaml"), var, told.append)
+    assert edited is not None and told == [edited]
+    digest = hashlib.sha256(entry.encode()).hexdigest()
+    assert f"+sha256:{digest}" in edited.diff and "bad-site" not in edited.diff
+    with flow.store.connect() as conn:
+        details = [str(d) for d in conn.execute(sa.select(audit_log.c.detail)).scalars()]
+    assert not [d for d in details if "bad-site" in d]
+    kept = (var / "policy-applied" / "lists" / "illegal" / "provider-exact.txt").read_text()
+    assert "bad-site" not in kept and f"sha256:{digest}" in kept
+    assert "bad-site" not in str([e.fields for e in outside_edit_events(edited, policy)])
