@@ -287,6 +287,32 @@ devices = sa.Table(
     # since when that tunnel has been down off site (None: up, or not needed); 0014.
     sa.Column("last_tunnel", sa.JSON, nullable=True),
     _when("tunnel_down_since"),
+    # 0016: the asset log (whom it is allocated to, its asset tag, where it is) and where the
+    # record came from: "agent" (enrolled) or "mdm" (imported from the school's MDM export).
+    sa.Column("allocated_to", sa.String(200), nullable=True),
+    sa.Column("asset_tag", sa.String(100), nullable=True),
+    sa.Column("location", sa.String(200), nullable=True),
+    sa.Column("source", sa.String(16), nullable=False, server_default="agent"),
+)
+
+device_reports = sa.Table(
+    "device_reports",
+    metadata,
+    # Every accepted report (or MDM import), kept for the policy's retention, so a device's
+    # page shows when it became non-compliant and for how long; 0016.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "device_id",
+        sa.String(64),
+        sa.ForeignKey("devices.device_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    _when("generated_at", nullable=False),
+    _when("received_at", nullable=False),
+    sa.Column("compliant", sa.Boolean, nullable=False),
+    sa.Column("results", sa.JSON, nullable=False),  # as devices.results
+    sa.Column("source", sa.String(16), nullable=False, server_default="agent"),
+    sa.Index("ix_device_reports_device_generated", "device_id", "generated_at"),
 )
 
 device_tunnels = sa.Table(
