@@ -13,6 +13,8 @@ from pathlib import Path
 from agent.checks import run_checks
 from agent.checks.base import Context
 from agent.checks.thresholds import Thresholds
+from agent.client import Client
+from agent.client_cli import DEFAULT_STATE
 from agent.client_cli import add_parsers as add_client_parsers
 from agent.device_facts import current_platform, gather
 from agent.filter_checks import add_parser as add_filter_checks
@@ -76,7 +78,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         runner = FixtureRunner(args.fixture)
         meta = json.loads((Path(args.fixture) / "meta.json").read_text())
         platform, now = args.platform or meta["platform"], datetime.fromisoformat(meta["now"])
-    report = build_report(runner, platform, now=now)
+    thresholds = Client(Path(args.state)).thresholds()  # the school's, once the gateway gave them
+    report = build_report(runner, platform, thresholds, now=now)
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -90,12 +93,15 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="run the compliance checks here and print them")
     check.add_argument("--format", choices=("table", "json"), default="table")
     check.add_argument("--root", default="/", help="filesystem root to read (e.g. a mounted image)")
+    check.add_argument(
+        "--state", default=DEFAULT_STATE, help="where the gateway's thresholds were kept"
+    )
     check.add_argument("--platform", choices=("linux", "macos", "windows"), help=argparse.SUPPRESS)
     check.add_argument("--fixture", help=argparse.SUPPRESS)  # a recorded device, for demos
     check.set_defaults(func=cmd_check)
     # enrol, send, run: talking to the gateway (agent/client_cli.py).
     add_client_parsers(
-        sub, build=lambda: build_report(SystemRunner("/"), current_platform()).to_json()
+        sub, build=lambda t: build_report(SystemRunner("/"), current_platform(), t).to_json()
     )
     # checks: the termly filtering check over this device's network path (agent/filter_checks.py).
     add_filter_checks(sub)

@@ -7,7 +7,9 @@ lives in the state folder, readable by us only (0600), and is never logged.
 Reports go to a spool folder first and are sent oldest first; a report that can't be
 delivered (gateway unreachable, or a 5xx) stays there and goes with the next send, in order.
 A report the gateway refuses for good (400, 403, 413) is moved to `rejected/` so that it
-doesn't block the ones behind it; a 409 means the gateway already has it (or newer).
+doesn't block the ones behind it; a 409 means the gateway already has it (or newer). The
+answer carries the policy's thresholds, kept in the state folder for the next report's
+checks (agent/checks/thresholds.py).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.checks.thresholds import Thresholds, thresholds_from_json
+
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "enrolment.json"  # gateway URL, CA file, device id (no secrets)
 TOKEN_FILE = "token"
+THRESHOLDS_FILE = "thresholds.json"  # the policy's figures, from the last report's answer
 SPOOL = "spool"
 REJECTED = "rejected"
 TIMEOUT = 15.0
@@ -206,6 +211,8 @@ class Client:
                 )
                 return SendResult(sent, rejected, len(waiting) - i)
             if status in (200, 201, 202, 409):  # 409: the gateway has it or a newer one
+                if "thresholds" in answer:  # the policy's figures, for the next report's checks
+                    self.save_thresholds(answer["thresholds"])
                 if status == 409:  # or it is dated ahead of the gateway's clock: say so
                     logger.warning("report %s not taken: %s", path.name, answer.get("error"))
                 path.unlink(missing_ok=True)
@@ -225,6 +232,21 @@ class Client:
                 logger.warning("report not delivered (%d): %s", status, answer.get("error"))
                 return SendResult(sent, rejected, len(waiting) - i)
         return SendResult(sent, rejected, 0)
+
+    def save_thresholds(self, data: Any) -> None:
+        """Keep the gateway's thresholds (as read, so an odd figure is its default)."""
+        kept = json.dumps(thresholds_from_json(data).to_json(), sort_keys=True).encode()
+        path = self.state_dir / THRESHOLDS_FILE
+        if not path.exists() or path.read_bytes() != kept:
+            logger.info("thresholds from the gateway's policy saved for the next checks")
+            write_private(path, kept)
+
+    def thresholds(self) -> Thresholds:
+        """The thresholds the gateway gave last; the standard's defaults before it has."""
+        try:
+            return thresholds_from_json(json.loads((self.state_dir / THRESHOLDS_FILE).read_text()))
+        except (OSError, ValueError):
+            return Thresholds()
 
     def send(self, report: dict[str, Any]) -> SendResult:
         """Queue a report and send everything waiting, in order."""

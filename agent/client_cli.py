@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.checks.thresholds import Thresholds
 from agent.client import Client, ClientError
 from agent.device_facts import current_platform
 from agent.report import ReportError, TunnelState
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_STATE = "/var/lib/schoolgate-agent"
 TUNNEL_SECONDS = 15.0  # between rounds, the tunnel is kept this often (where am I, up/down)
 BuildReport = Callable[[], dict[str, Any]]  # the current report's JSON form (agent/cli.py)
+# The same, judged by the given thresholds (the ones the gateway gave last, `Client.thresholds`).
+BuildJudged = Callable[[Thresholds], dict[str, Any]]
 KeepTunnel = Callable[[], TunnelState | None]  # one round of the tunnel's keeper
 
 
@@ -167,7 +170,7 @@ def _kept(tunnel: KeepTunnel | None) -> TunnelState | None:
 
 def add_parsers(
     sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-    build: BuildReport | None = None,
+    build: BuildJudged | None = None,
 ) -> None:
     """Add `enrol` and `send`, and `run` when given the function that builds a report."""
     enrol = sub.add_parser("enrol", help="enrol this device with the school's gateway")
@@ -220,7 +223,7 @@ def add_parsers(
         try:
             run_loop(
                 client,
-                build,
+                lambda: build(client.thresholds()),
                 check_every=args.check_minutes * 60,
                 report_every=args.report_minutes * 60,
                 rounds=1 if args.once else None,

@@ -197,9 +197,15 @@ def device_blueprint(
             logger.exception("device API: alert for %s not raised", device_id)
         # -- end device watch --
         logger.info("report from %s: compliant=%s", device_id, parsed.compliant)
-        # Said back, so an agent (and whoever runs it) can see which addresses count.
+        # Said back, so an agent (and whoever runs it) can see which addresses count; and
+        # the policy's thresholds, which the agent judges its next report by.
         return _answer(
-            202, accepted=True, compliant=parsed.compliant, address=source, ignored_ips=ignored
+            202,
+            accepted=True,
+            compliant=parsed.compliant,
+            address=source,
+            ignored_ips=ignored,
+            thresholds=current.devices.thresholds.to_json(),
         )
 
     @bp.post("/api/v1/tunnel")

@@ -197,6 +197,7 @@ def test_report_accepted_and_shown_in_the_inventory(api: Api) -> None:
         "compliant": True,
         "address": DEVICE_IP,
         "ignored_ips": [],
+        "thresholds": api.policy.devices.thresholds.to_json(),  # for the agent's next checks
     }
     [device] = inventory.list_devices(api.store, T0, 7)
     assert device.device_id == device_id

@@ -19,6 +19,7 @@ from proxy_addons.core.policy.model import (
     Network,
     UntrustedClients,
 )
+from proxy_addons.core.policy.thresholds_section import load_thresholds
 from proxy_addons.core.policy.tunnel_section import load_tunnel
 from proxy_addons.core.policy.yaml_reader import LList, LMap, Where
 
@@ -78,7 +79,7 @@ def _two_factor_roles(ck: Checker, m: LMap) -> frozenset[str]:
 def load_devices(ck: Checker, raw: Any, where: Where) -> Devices:
     """The `devices:` section: enrolment secret file, staleness and identity windows."""
     keys = ["enrolment_secret_file", "stale_days", "identity_minutes", "eol_file"]
-    keys += ["school_resolvers", "trusted_relays", "tunnel"]
+    keys += ["school_resolvers", "trusted_relays", "tunnel", "thresholds"]
     m = ck.mapping(raw, where, "devices", keys)
     if m is None:
         return Devices()
@@ -108,6 +109,7 @@ def load_devices(ck: Checker, raw: Any, where: Where) -> Devices:
             )
     return Devices(
         tunnel=load_tunnel(ck, m.get("tunnel"), m.at("tunnel")),
+        thresholds=load_thresholds(ck, m.get("thresholds"), m.at("thresholds")),
         trusted_relays=relays,
         school_resolvers=frozenset(resolvers),
         enrolment_secret_file=secret,

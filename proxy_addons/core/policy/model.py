@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent.checks.thresholds import Thresholds
 from proxy_addons.core.lists.layout import CategorySources
 from proxy_addons.core.policy.change_rules import ChangeRules
 from proxy_addons.core.policy.illegal_feed import IllegalFeed
@@ -286,6 +287,7 @@ class Retention:
     check_records_days: int = 2190
     seen_devices_days: int = 90
     web_sessions_days: int = 30
+    device_reports_days: int = 400  # a school year and a term: a device's history
     daily_totals_days: int = 3650  # no personal data: kept for the governors' trends
 
 
@@ -318,19 +320,17 @@ class Tunnel:
 class Devices:
     """Enrolled school devices: how they join, and when a silent one stops counting."""
 
-    # The file holding the enrolment secret (a secret, so named by file, read when used).
-    enrolment_secret_file: Path | None = None
+    enrolment_secret_file: Path | None = None  # a secret: named by file, read when used
     stale_days: int = 7  # no report for this many days is itself non-compliant
     identity_minutes: int = 30  # a report's user and addresses are believed this long
-    # The OS end-of-life table (policies/os-eol.yaml); none leaves the devices' verdicts.
-    eol_file: Path | None = None
+    eol_file: Path | None = None  # the OS end-of-life table (policies/os-eol.yaml), if any
     # The school's own DNS resolvers: DNS to any other address is a circumvention event
     # (proxy_addons/devices/circumvention_watch.py). Empty: outside DNS is not judged.
     school_resolvers: frozenset[str] = frozenset()
-    # Reverse proxies the device API is reached through: a report that comes from one speaks
-    # for the address it forwards (X-Forwarded-For), not for the relay (devices/api.py).
+    # Reverse proxies the device API is reached through: their X-Forwarded-For is believed.
     trusted_relays: tuple[IPNetwork, ...] = ()
     tunnel: Tunnel | None = None  # per-device WireGuard tunnels; None: not offered
+    thresholds: Thresholds = field(default_factory=Thresholds)  # what devices are judged by
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
