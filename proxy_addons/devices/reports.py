@@ -9,7 +9,11 @@ reports after it.
 A report speaks only for the address it came from (`source`: as the gateway saw it, or as a
 trusted relay forwarded it; see devices/api.py), and only if the report lists that address
 itself. That is all identity uses (`last_ips`); the other addresses it lists are kept apart
-(`ignored_ips`), shown and logged, and never put anyone's name or profile on them."""
+(`ignored_ips`), shown and logged, and never put anyone's name or profile on them.
+
+Every accepted report is also kept in `device_reports`, in the same transaction, so the
+device's page can show when it became non-compliant and for how long (devices/history.py);
+the policy's `retention.device_reports_days` bounds how long (workflow/retention.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import sqlalchemy as sa
 from agent.report import DeviceReport
 from proxy_addons.core.policy.model import IPNetwork
 from proxy_addons.store import Store
-from proxy_addons.store.schema import devices
+from proxy_addons.store.schema import device_reports, devices
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +116,10 @@ def record_report(
         devices.c.last_generated_at < report.generated_at,
         devices.c.last_generated_at > now,  # stored ahead of the clock (before 0010): no lock
     )
+    results = [
+        {"id": r.id, "status": r.status, "reason": r.reason, "evidence": r.evidence}
+        for r in report.results
+    ]
     with store.begin() as conn:
         done = conn.execute(
             devices.update()
@@ -132,19 +140,21 @@ def record_report(
                 compliant=report.compliant,
                 last_tunnel=report.tunnel.to_json() if report.tunnel else None,
                 tunnel_down_since=down_since(report),
-                results=[
-                    {
-                        "id": r.id,
-                        "status": r.status,
-                        "reason": r.reason,
-                        "evidence": r.evidence,
-                    }
-                    for r in report.results
-                ],
+                results=results,
             )
         )
-    if done.rowcount != 1:
-        raise ReportRejected("a report at least as new as this one was already accepted")
+        if done.rowcount != 1:
+            raise ReportRejected("a report at least as new as this one was already accepted")
+        conn.execute(
+            device_reports.insert().values(
+                device_id=report.device_id,
+                generated_at=made,
+                received_at=now,
+                compliant=report.compliant,
+                results=results,
+                source="agent",
+            )
+        )
     if ignored:
         log = logger.warning if not believed else logger.info
         log(

@@ -1,7 +1,8 @@
 """The device inventory pages of the admin web app, for the IT provider.
 
 Read-only: the list of enrolled devices (compliance, last report, user, stale or revoked)
-and one device's last report, each check with its result, reason and raw evidence. Only
+and one device's last report, each check with its result, reason and raw evidence, with
+its history over a term (when it became non-compliant, for how long, failing what). Only
 the IT provider sees them (named in the policy's `unblocks.it_provider` or
 `monitoring.technical`, or an account with the `it` role): they name who uses which
 device, which the rest of the staff need not see.
@@ -12,12 +13,15 @@ the operator's name.
 from __future__ import annotations
 
 import json
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 from flask.typing import ResponseReturnValue
 
-from proxy_addons.devices import inventory, tunnels
+from proxy_addons.core.policy.model import Policy, Term
+from proxy_addons.devices import history, inventory, tunnels
+from proxy_addons.record.term_report import current_term, find_term
 from proxy_addons.web.context import policy, problem, services
 from proxy_addons.web.nav import needs
 
@@ -38,6 +42,31 @@ WHERE_WORDS = {"on_site": "on the school network", "off_site": "away from school
 
 def evidence_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+NO_TERM_DAYS = 90  # the history shown when the policy names no terms
+
+
+def length_text(seconds: float) -> str:
+    """How long a span lasted, in the two largest units that matter ("3 days 4 hours")."""
+    minutes = int(seconds // 60)
+    days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
+    parts = [(days, "day"), (hours, "hour")] if days else [(hours, "hour"), (mins, "minute")]
+    words = [f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in parts if n]
+    return " ".join(words) or "under a minute"
+
+
+def history_window(current: Policy, now: datetime) -> tuple[str, datetime, datetime, Term | None]:
+    """The period the history covers: `?term=` if named, the current term, or else the last
+    NO_TERM_DAYS days; ValueError for a term the policy doesn't name."""
+    tz = current.timezone
+    asked = request.args.get("term", "").strip()
+    term = find_term(current, asked) if asked else current_term(current, now.astimezone(tz).date())
+    if term is None:
+        return f"the last {NO_TERM_DAYS} days", now - timedelta(days=NO_TERM_DAYS), now, None
+    start = datetime.combine(term.start, time(), tz)
+    end = min(datetime.combine(term.end + timedelta(days=1), time(), tz), now)
+    return f"{term.name} ({term.start:%-d %b %Y} to {term.end:%-d %b %Y})", start, end, term
 
 
 @bp.get("/devices")
@@ -66,9 +95,21 @@ def device_detail(device_id: str) -> ResponseReturnValue:
     )
     if found is None:
         return problem("There is no such device.", 404)
+    now = services().workflow.clock()
+    try:
+        period, start, end, term = history_window(current, now)
+    except ValueError as exc:
+        return problem(str(exc), 404)
     return render_template(
         "web_device.html",
         d=found,
+        spans=history.history(services().store, found.device_id, start, end),
+        period=period,
+        term=term,
+        terms=current.terms,
+        now=end,
+        ended=end < now,
+        length_text=length_text,
         tunnel=tunnels.binding_of(services().store, found.device_id),
         tunnels_offered=current.devices.tunnel is not None,
         state_text=state_text,
