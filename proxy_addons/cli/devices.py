@@ -54,7 +54,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print(ignored if d.ignored_ips else "")
         print(f"  enrolled: {when(d.enrolled_at)}  last report: {when(d.last_report_at)}")
         stale = f" (no report for over {days} days)" if d.stale else ""
-        print(f"  compliant: {'yes' if d.compliant else 'no'}{stale}")
+        print(f"  compliant: {'yes' if d.compliant else 'no'}{stale}", end="")
+        print(" (from MDM: no agent, as the school's MDM export said)" if d.from_mdm else "")
+        print(f"  allocated to: {d.allocated_to or '-'}  asset tag: {d.asset_tag or '-'}", end="")
+        print(f"  location: {d.location or '-'}")
         if d.revoked:
             print(f"  revoked: {when(d.revoked_at)} by {d.revoked_by}")
         for r in d.results:
@@ -69,6 +72,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     for d in found:
         state = "compliant" if d.compliant else "stale" if d.stale else "NON-COMPLIANT"
         state = "revoked" if d.revoked else state
+        state = f"{state} (MDM)" if d.from_mdm else state
         print(
             f"{d.device_id:<20} {d.hostname[:30]:<30} {state:<13} "
             f"{d.last_user or '-':<20} {when(d.last_report_at)}"

@@ -154,6 +154,14 @@ def _add_devices(sub: Commands) -> None:
     dexp.add_argument("--format", choices=["csv"], default="csv")
     _store_args(dexp)
     _runs(dev, "devices:cmd_devices")
+    for name, what in (
+        ("import-allocation", "set whom devices are allocated to, asset tags, locations"),
+        ("import-mdm", "add or update devices from the school's MDM export (iPads...)"),
+    ):
+        imp = devsub.add_parser(name, help=f"{what}, from a CSV (docs/inventory.md)")
+        imp.add_argument("file")
+        imp.add_argument("--as", dest="as_user", required=True, help="who imports it (audited)")
+        _runs(_store_args(imp), "device_imports:cmd_devices_import")
 
     unk = devsub.add_parser("unknown", help="devices seen on the network that never enrolled")
     unk.add_argument("--since-days", type=int, default=7, help="seen within N days (default 7)")

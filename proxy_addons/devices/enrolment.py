@@ -121,12 +121,14 @@ def _reenrol(
     token = f"{device_id}.{secrets.token_urlsafe(32)}"
     with store.begin() as conn:
         row = conn.execute(
-            sa.select(devices.c.token_hash, devices.c.revoked_at)
+            sa.select(devices.c.token_hash, devices.c.revoked_at, devices.c.source)
             .where(devices.c.device_id == device_id)
             .with_for_update()
         ).first()
         if row is None:
             raise NoSuchDevice(f"there is no device {device_id[:64]} to enrol again")
+        if row.source == "mdm":  # imported from the MDM's export: no agent ever held its id
+            raise NoSuchDevice(f"device {device_id} is known from the MDM only: enrol as new")
         holds_token = current_token is not None and hmac.compare_digest(
             hash_token(current_token), row.token_hash
         )

@@ -39,6 +39,14 @@ class Device:
     ignored_ips: tuple[str, ...] = ()  # listed in it but not believed (not where it came from)
     last_tunnel: dict[str, Any] | None = None  # its agent's word on its tunnel (TunnelState)
     tunnel_down_since: datetime | None = None  # off site without its tunnel since then
+    allocated_to: str | None = None  # the asset log (devices/asset_log.py)
+    asset_tag: str | None = None
+    location: str | None = None
+    source: str = "agent"  # "mdm": imported from the MDM's export, no agent (mdm_import.py)
+
+    @property
+    def from_mdm(self) -> bool:
+        return self.source == "mdm"
 
     @property
     def revoked(self) -> bool:
@@ -74,6 +82,10 @@ def _device(row: sa.Row[Any], now: datetime, stale_days: int) -> Device:
         ignored_ips=tuple(row.ignored_ips or ()),
         last_tunnel=row.last_tunnel,
         tunnel_down_since=row.tunnel_down_since,
+        allocated_to=row.allocated_to,
+        asset_tag=row.asset_tag,
+        location=row.location,
+        source=row.source or "agent",
     )
 
 
@@ -125,6 +137,10 @@ CSV_FIELDS = (
     "stale",
     "failing",
     "revoked",
+    "allocated_to",
+    "asset_tag",
+    "location",
+    "source",
 )
 
 
@@ -157,6 +173,10 @@ def to_csv(found: list[Device]) -> str:
                 "yes" if d.stale else "no",
                 " ".join(failing(d)),
                 d.revoked_at.isoformat() if d.revoked_at else "",
+                d.allocated_to or "",
+                d.asset_tag or "",
+                d.location or "",
+                d.source,
             ]
         )
     return out.getvalue()

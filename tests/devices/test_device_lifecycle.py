@@ -211,8 +211,10 @@ def test_revoke_stops_the_token_at_once_and_re_enrolling_gives_a_new_one(
     assert "compliant: no" in shown and "revoked: " in shown and "by tech" in shown
     assert schoolgate(["devices", "export", *common]) == 0
     header, row_text = capsys.readouterr().out.splitlines()
-    assert header.endswith(",compliant,stale,failing,revoked")
-    assert re.search(r",no,(yes|no),,\d{4}-\d\d-\d\dT[\d:.]+\+00:00$", row_text), row_text
+    assert header.endswith(
+        ",compliant,stale,failing,revoked,allocated_to,asset_tag,location,source"
+    )
+    assert re.search(r",no,(yes|no),,\d{4}-\d\d-\d\dT[\d:.]+\+00:00,,,,agent$", row_text), row_text
     row = inventory.get_device(gateway.store, device_id, gateway.clock.now, 7)
     assert row is not None and row.revoked and not row.compliant
     assert users_by_ip(gateway.store, T0, 30) == {}  # its word no longer names anyone
