@@ -121,6 +121,7 @@ RETENTION_TABLES = (
     "portal_form_uses",
     "alert_outbox",
     "daily_totals",
+    "device_reports",
 )
 RETENTION_PURGE_FAILED = Counter(
     "schoolgate_retention_purge_failures",

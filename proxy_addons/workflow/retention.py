@@ -36,6 +36,7 @@ from proxy_addons.store.schema import (
     check_results,
     check_runs,
     daily_totals,
+    device_reports,
     incident_actions,
     incidents,
     portal_form_uses,
@@ -158,6 +159,12 @@ def rules(policy: Policy) -> list[Rule]:
             daily_totals,
             keep.daily_totals_days,
             lambda cutoff, now: daily_totals.c.day < cutoff.date(),
+        ),
+        # A device's history: each report it sent (its latest stays on the device itself).
+        Rule(
+            device_reports,
+            keep.device_reports_days,
+            lambda cutoff, now: device_reports.c.received_at < cutoff,
         ),
     ]
 

@@ -64,7 +64,7 @@ def test_escalation_minutes_and_retention_days_are_checked(tmp_path: Path) -> No
         ("reports_days: 365", "reports_days: soon"),
     )
     from_lines = {line for _, line, _ in problems(path)}
-    assert from_lines == {line_of(path, "after_minutes:"), line_of(path, "reports_days:")}
+    assert from_lines == {line_of(path, "after_minutes:"), line_of(path, "  reports_days:")}
 
 
 def test_a_webhook_audience_must_be_one_of_three(tmp_path: Path) -> None:

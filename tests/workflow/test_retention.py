@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.core.policy.model import Policy, Retention
+from proxy_addons.devices import enrolment, history
 from proxy_addons.record import metrics
 from proxy_addons.store import Store
 from proxy_addons.store.schema import (
@@ -24,6 +25,7 @@ from proxy_addons.store.schema import (
     check_results,
     check_runs,
     daily_totals,
+    device_reports,
     incident_actions,
     incidents,
     portal_form_uses,
@@ -34,6 +36,7 @@ from proxy_addons.store.schema import (
 )
 from proxy_addons.workflow import incident_log, retention
 from tests.conftest import ROOT
+from tests.devices import test_device_history as history_test
 from tests.pg import db_url  # noqa: F401  (a fixture)
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -46,6 +49,7 @@ KEEP = Retention(
     seen_devices_days=10,
     web_sessions_days=5,
     daily_totals_days=1000,
+    device_reports_days=40,
 )
 LOG_DAYS = 20
 _BASE = load_policy(ROOT / "tests/data/policy/school.yaml")
@@ -260,7 +264,18 @@ def seed(store: Store) -> dict[str, Any]:
         for day in (past(1000).date() - timedelta(days=1), within(1000).date()):
             insert(conn, daily_totals, totals_row(day))
         stay["daily_totals"] = {within(1000).date()}
+    device_id, _ = enrolment.enrol(store, "secret", b"secret", "lab-pc-07", past(400))
+    with store.begin() as conn:
+        insert(conn, device_reports, device_report_row(device_id, past(40)))
+        stay["device_reports"] = {
+            insert(conn, device_reports, device_report_row(device_id, within(40)))
+        }
     return stay
+
+
+def device_report_row(device_id: str, at: datetime) -> dict[str, Any]:
+    row = {"device_id": device_id, "generated_at": at, "received_at": at, "compliant": True}
+    return row | {"results": [{"id": "firewall", "status": "pass"}], "source": "agent"}
 
 
 def action_row(incident: int) -> dict[str, Any]:
@@ -334,6 +349,7 @@ def test_each_table_keeps_only_what_its_retention_allows(db_url: str) -> None:  
         web_sessions,
         portal_form_uses,
         alert_outbox,
+        device_reports,
     ):
         assert keys(store, table) == stay[table.name], table.name
     assert kept_totals(store) == stay["daily_totals"]
@@ -354,6 +370,7 @@ def test_each_table_keeps_only_what_its_retention_allows(db_url: str) -> None:  
         "portal_form_uses": 1,
         "alert_outbox": 1,
         "daily_totals": 1,
+        "device_reports": 1,
     }
     again = retention.purge(store, POLICY, NOW)
     assert set(again.removed.values()) == {0}
@@ -452,3 +469,18 @@ def test_the_access_log_keeps_a_day_not_yet_counted(
 
 def test_every_purged_table_has_a_metric_label() -> None:
     assert tuple(rule.name for rule in retention.rules(POLICY)) == retention.TABLES
+
+
+def test_the_purge_drops_reports_past_their_retention(db_url: str) -> None:  # noqa: F811
+    store, device_id = history_test.enrolled(db_url)
+    history_test.send(store, device_id, 0, "patches")
+    history_test.send(store, device_id, 24 * 10)
+    base = _BASE
+    assert base.retention.device_reports_days == 400  # the default: a school year and a term
+    keep = dataclasses.replace(base.retention, device_reports_days=5)
+    policy = dataclasses.replace(base, retention=keep)
+    now = history_test.T0 + timedelta(days=10, minutes=1)
+    done = retention.purge(store, policy, now)
+    assert done.failed == [] and done.removed["device_reports"] == 1
+    left = history.history(store, device_id, history_test.T0, now)
+    assert [(s.compliant, s.since) for s in left] == [(True, history_test.T0 + timedelta(days=10))]

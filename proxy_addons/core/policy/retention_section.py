@@ -2,7 +2,8 @@
 
 The access log's retention stays `monitoring.retention_days`; everything else a person can
 be named in (alerts, incidents, reports, unblocks, check records, devices seen on the
-network, web sessions) is named here, with defaults a school's records policy can change.
+network, web sessions, device reports) is named here, with defaults a school's records
+policy can change.
 The daily totals hold no personal data and are kept for the governors' trends.
 """
 
