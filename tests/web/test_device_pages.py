@@ -15,8 +15,10 @@ import pytest
 from agent.report import parse_report
 from agent.tunnel.config import new_private_key, public_key
 from proxy_addons.core.policy.model import Tunnel
-from proxy_addons.devices import enrolment, reports, tunnels
+from proxy_addons.devices import asset_log, enrolment, reports, tunnels
+from proxy_addons.devices.asset_log import Allocation
 from proxy_addons.store import Store
+from proxy_addons.store.schema import devices
 from tests.devices.test_device_api import report
 from tests.support.screenshots import shot
 from tests.support.web_server import serve
@@ -176,3 +178,23 @@ def test_the_inventory_in_chromium(tmp_path: Path) -> None:
     finally:
         served.stop()
         web.store.dispose()
+
+
+def test_allocation_and_mdm_devices_show_in_the_list_and_on_the_page(
+    inventory: tuple[Web, dict[str, str]],
+) -> None:
+    web, ids = inventory
+    now = dt.datetime.now(dt.UTC)
+    allocation = Allocation("Year 6 trolley", "OAK-0042", "Room 12")
+    asset_log.set_allocation(web.store, ids["good"], allocation, "tech", now)
+    with web.store.begin() as conn:
+        conn.execute(
+            devices.update().where(devices.c.device_id == ids["silent"]).values(source="mdm")
+        )
+    client = sign_in(web, "tech")
+    listing = client.get("/devices").get_data(as_text=True)
+    assert "allocated to Year 6 trolley · OAK-0042" in listing
+    assert listing.count(">from MDM<") == 1
+    page = client.get(f"/devices/{ids['good']}").get_data(as_text=True)
+    assert "Allocated to Year 6 trolley · asset tag OAK-0042 · Room 12" in page
+    assert ">from MDM<" in client.get(f"/devices/{ids['silent']}").get_data(as_text=True)
