@@ -58,7 +58,7 @@ def test_the_requester_added_with_an_email_hears_of_the_decision(
                "Mr Smith", "--email", "mr.smith@oakfield.example", "--password-stdin",
                stdin="long enough passphrase\n")  # fmt: skip
     asked = schoolgate(policy, var, "unblock", "request", "https://example.org/topic",
-                       "--as", "mr.smith", "--for-profile", "ks2",
+                       "--as", "mr.smith", "--for-profile", "ks2", "--minutes", "60",
                        "--reason", "Year 6 unit on discrimination")  # fmt: skip
     unblock_id = asked.split()[0]
     assert unblock_id.startswith("UB-")
