@@ -360,9 +360,14 @@ def test_damage_under_a_running_runtime_blocks_until_rebuilt(tmp_path: Path, how
         wait_for(lambda: runtime.status()["state"] == "ok", what="the rebuild")
         assert decide_for(runtime, "chatter.test") == "block"
         assert decide_for(runtime, "plain.test") == "allow"
+
+        def rebuilt() -> bool:  # the status file is written just after the state turns ok
+            written = json.loads(runtime.status_path.read_text())["list_index"]
+            return bool((written.get("last_damage") or {}).get("rebuilt_at"))
+
+        wait_for(rebuilt, what="the status file to say when it was rebuilt")
         status = json.loads(runtime.status_path.read_text())
         assert status["list_index"]["damage_found"] == 1 and len(told) == 1
-        assert status["list_index"]["last_damage"]["rebuilt_at"] is not None
         assert verify_file(runtime.current.index.path) is None  # type: ignore[union-attr]
     finally:
         runtime.stop_watching()
