@@ -240,7 +240,7 @@ def device_blueprint(
                 store, offered, device_id, str(key), clock(), "device", gateway_key
             )
         except tunnels.TunnelError as exc:
-            status = 409 if "another device" in str(exc) else 400
+            status = 409 if isinstance(exc, tunnels.KeyTaken) else 400
             return _problem(status, str(exc), "public_key")
         if new_key:
             rotations.failed(device_id)  # counted, not failed: the counter's word for it

@@ -35,6 +35,10 @@ class TunnelError(ValueError):
     """A key or address can't be bound; the message is safe to show the device."""
 
 
+class KeyTaken(TunnelError):
+    """The key is bound to another device (the API answers 409)."""
+
+
 @dataclass(frozen=True)
 class Binding:
     device_id: str
@@ -163,7 +167,7 @@ def _bind(
             sa.select(device_tunnels.c.device_id).where(device_tunnels.c.public_key == public_key)
         ).first()
         if holder is not None and holder.device_id != device_id:
-            raise TunnelError("that key is another device's: make a new key pair")
+            raise KeyTaken("that key is another device's: make a new key pair")
         old = conn.execute(
             sa.select(device_tunnels.c.address, device_tunnels.c.public_key).where(
                 device_tunnels.c.device_id == device_id
@@ -261,6 +265,7 @@ def device_config(
 
 __all__ = [
     "Binding",
+    "KeyTaken",
     "TunnelError",
     "allowed_ips",
     "bind",
