@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agent.checks import run_checks
 from agent.checks.base import Context
+from agent.checks.memory import Memory
 from agent.checks.thresholds import Thresholds
 from agent.client import Client
 from agent.client_cli import DEFAULT_STATE
@@ -36,10 +37,12 @@ def build_report(
     thresholds: Thresholds | None = None,
     device_id: str | None = None,
     now: datetime | None = None,
+    memory: Memory | None = None,
 ) -> DeviceReport:
-    """Run the platform's checks and wrap them with the device's facts."""
+    """Run the platform's checks and wrap them with the device's facts; `memory` is what the
+    checks remember between reports (first-seen updates, the last software list)."""
     now = now or datetime.now(UTC)
-    ctx = Context(runner, thresholds or Thresholds(), now)
+    ctx = Context(runner, thresholds or Thresholds(), now, memory or Memory())
     results = tuple(run_checks(platform, ctx))
     facts = gather(runner, platform)
     fallback = re.sub(r"[^A-Za-z0-9._:-]", "-", facts.hostname)[:64].lstrip("-._:") or "device"
@@ -79,7 +82,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         meta = json.loads((Path(args.fixture) / "meta.json").read_text())
         platform, now = args.platform or meta["platform"], datetime.fromisoformat(meta["now"])
     thresholds = Client(Path(args.state)).thresholds()  # the school's, once the gateway gave them
-    report = build_report(runner, platform, thresholds, now=now)
+    # what the checks remembered at the last report; read, never saved by a check by hand
+    memory = Memory() if args.fixture else Memory.load(Path(args.state))
+    report = build_report(runner, platform, thresholds, now=now, memory=memory)
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -101,7 +106,10 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     # enrol, send, run: talking to the gateway (agent/client_cli.py).
     add_client_parsers(
-        sub, build=lambda t: build_report(SystemRunner("/"), current_platform(), t).to_json()
+        sub,
+        build=lambda t, m: build_report(
+            SystemRunner("/"), current_platform(), t, memory=m
+        ).to_json(),
     )
     # checks: the termly filtering check over this device's network path (agent/filter_checks.py).
     add_filter_checks(sub)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.checks.memory import Memory
 from agent.checks.thresholds import Thresholds
 from agent.client import Client, ClientError
 from agent.device_facts import current_platform
@@ -32,8 +33,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_STATE = "/var/lib/schoolgate-agent"
 TUNNEL_SECONDS = 15.0  # between rounds, the tunnel is kept this often (where am I, up/down)
 BuildReport = Callable[[], dict[str, Any]]  # the current report's JSON form (agent/cli.py)
-# The same, judged by the given thresholds (the ones the gateway gave last, `Client.thresholds`).
-BuildJudged = Callable[[Thresholds], dict[str, Any]]
+# The same, judged by the given thresholds (the ones the gateway gave last, `Client.thresholds`)
+# with the checks' memory between reports (agent/checks/memory.py).
+BuildJudged = Callable[[Thresholds, Memory], dict[str, Any]]
 KeepTunnel = Callable[[], TunnelState | None]  # one round of the tunnel's keeper
 
 
@@ -213,6 +215,15 @@ def add_parsers(
             return 1
         keeper = None if args.no_tunnel else keeper_for(client, current_platform(), args.interface)
         rounds = [0]
+        memory = Memory.load(client.state_dir)
+
+        def judged() -> dict[str, Any]:
+            report = build(client.thresholds(), memory)
+            try:  # kept with the report: "new since the last report" moves on from here
+                memory.save(client.state_dir)
+            except OSError as exc:
+                logger.error("check memory not saved: %s", exc)
+            return report
 
         def keep() -> TunnelState | None:
             if keeper is None:
@@ -223,7 +234,7 @@ def add_parsers(
         try:
             run_loop(
                 client,
-                lambda: build(client.thresholds()),
+                judged,
                 check_every=args.check_minutes * 60,
                 report_every=args.report_minutes * 60,
                 rounds=1 if args.once else None,

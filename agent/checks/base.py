@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from agent.checks.memory import Memory
 from agent.checks.thresholds import Thresholds
 from agent.report import CheckResult
 from agent.runner import CommandResult, Runner
@@ -25,6 +26,7 @@ class Context:
     runner: Runner
     thresholds: Thresholds = field(default_factory=Thresholds)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    memory: Memory = field(default_factory=Memory)  # kept between reports (checks/memory.py)
 
 
 Probe = Callable[[Context], CheckResult]
@@ -97,11 +99,37 @@ def os_support(
     )
 
 
-def judge_patches(cid: str, ev: dict[str, object], ctx: Context) -> CheckResult:
+@dataclass(frozen=True)
+class Pending:
+    """A pending security update; `published` when the OS says (Windows Update, dnf)."""
+
+    name: str
+    published: datetime | None = None
+
+
+def pending_ages(updates: list[Pending], ctx: Context) -> list[tuple[Pending, int, str]]:
+    """Each update's age in days, oldest first, and its basis: the OS's publication date,
+    else when this agent first saw it pending (remembered between reports)."""
+    seen = ctx.memory.first_seen("security_updates", [u.name for u in updates], ctx.now)
+    aged = []
+    for u in updates:
+        if u.published is not None:
+            aged.append((u, (ctx.now - u.published).days, "published"))
+        else:
+            aged.append((u, (ctx.now - seen[u.name]).days, "first seen pending"))
+    return sorted(aged, key=lambda a: -a[1])
+
+
+def judge_patches(
+    cid: str, ev: dict[str, object], ctx: Context, updates: list[Pending] | None = None
+) -> CheckResult:
     """Shared by all platforms: security updates must not wait longer than the policy allows.
 
-    A device can't know when an update was published, so we use the last successful
-    update: pending security updates with no update for N days means they waited N days.
+    The age that counts is the oldest pending security update's: its publication date where
+    the OS tells (Windows Update, dnf updateinfo), else when this agent first saw it pending.
+    A first-seen age is a lower bound, so it can fail a device but only passes it once the
+    agent has watched long enough; without a list of updates, the last successful update
+    stands in (pending security updates and no update for N days: they waited N days).
     """
     t = ctx.thresholds
     last = ev.get("last_update")
@@ -112,22 +140,55 @@ def judge_patches(cid: str, ev: dict[str, object], ctx: Context) -> CheckResult:
         except ValueError:
             days = None
     ev = {**ev, "days_since_update": days}
+    if updates:
+        aged = pending_ages(updates, ctx)
+        oldest, age, basis = aged[0]
+        ev["oldest_pending_days"] = age
+        ev["oldest_pending"] = oldest.name
+        ev["oldest_basis"] = basis
+        ev["security_pending"] = [f"{u.name} ({a} d, {b})" for u, a, b in aged[:20]]
     if ev.get("reboot_required") is True:
         return fail(cid, "Updates are installed but waiting for a reboot.", **ev)
     if ev.get("auto_updates") is False:
         return fail(cid, "Automatic updates are off.", **ev)
     security = ev.get("security")
-    if isinstance(security, int) and security > 0:
+    limit = t.security_update_max_days
+    if updates:
+        oldest, age, basis = aged[0]
+        if age > limit:
+            return fail(
+                cid,
+                f"{len(updates)} security updates pending; the oldest, {oldest.name}, "
+                f"has waited {age} days ({basis}), more than {limit}.",
+                **ev,
+            )
+        watched = all(b == "published" for _, _, b in aged) or (days is not None and days <= limit)
+        if not watched:
+            since = "no update known" if days is None else f"no update for {days} days"
+            return unknown(
+                cid,
+                f"{len(updates)} security updates pending, first seen {age} days ago, and "
+                f"{since}: how long they have waited can't be told yet.",
+                **ev,
+            )
+    elif isinstance(security, int) and security > 0:
         if days is None:
             return unknown(
                 cid, f"{security} security updates pending; couldn't tell since when.", **ev
             )
-        if days > t.security_update_max_days:
+        if days > limit:
             return fail(
                 cid, f"{security} security updates pending and no update for {days} days.", **ev
             )
     if ev.get("auto_updates") is None:
         return unknown(cid, "Couldn't tell whether automatic updates are on.", **ev)
+    if updates:
+        return ok(
+            cid,
+            f"{len(updates)} security updates pending, the oldest {ev['oldest_pending_days']} "
+            f"days ({ev['oldest_basis']}); within {limit}.",
+            **ev,
+        )
     return ok(
         cid, f"{ev.get('pending')} updates pending, {security} security; within policy.", **ev
     )

@@ -24,6 +24,10 @@ def _min_versions() -> dict[str, str]:
     }
 
 
+_LISTS = ("software_approved", "software_banned", "admin_accounts_approved")
+_MAX_LIST = 500  # patterns per list; more is a mistake, not a policy
+
+
 @dataclass(frozen=True)
 class Thresholds:
     idle_lock_max_s: int = 900  # school policy / CIS (Windows InactivityTimeoutSecs 900)
@@ -39,17 +43,27 @@ class Thresholds:
     min_os_versions: dict[str, str] = field(default_factory=_min_versions)
     # "<os id> <version>" -> ISO end-of-life date; kept on the gateway, empty on devices
     eol: dict[str, str] = field(default_factory=dict)
+    # The school's lists (policy data, devices.software / devices.accounts): shell-style
+    # patterns matched without regard to case against application and account names.
+    software_approved: tuple[str, ...] = ()  # empty: no approved list, only banned is judged
+    software_banned: tuple[str, ...] = ()
+    admin_accounts_approved: tuple[str, ...] = ()  # local administrators the school expects
+    # Set per device by the gateway: this device is on devices.removable_storage.allowed.
+    usb_storage_allowed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """What the gateway tells an agent (the EOL table stays on the gateway)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "eol"}
         out["min_os_versions"] = dict(self.min_os_versions)
+        for name in _LISTS:
+            out[name] = list(getattr(self, name))
         return out
 
 
 def thresholds_from_json(data: Any) -> Thresholds:
     """Thresholds from the gateway's answer (or the saved copy). A figure that is missing or
-    not a whole number from 0 keeps its default: a strange answer never stops the checks."""
+    not a whole number from 0, or a list that is not short strings, keeps its default: a
+    strange answer never stops the checks."""
     if not isinstance(data, dict):
         return Thresholds()
     changes: dict[str, Any] = {}
@@ -57,7 +71,17 @@ def thresholds_from_json(data: Any) -> Thresholds:
         value = data.get(f.name)
         if f.name == "eol":
             continue
-        if f.name == "min_os_versions":
+        if f.name in _LISTS:
+            if (
+                isinstance(value, list)
+                and len(value) <= _MAX_LIST
+                and all(isinstance(v, str) and 0 < len(v) <= 200 for v in value)
+            ):
+                changes[f.name] = tuple(value)
+        elif f.name == "usb_storage_allowed":
+            if isinstance(value, bool):
+                changes[f.name] = value
+        elif f.name == "min_os_versions":
             if isinstance(value, dict) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in value.items()
             ):

@@ -1,0 +1,88 @@
+"""What the checks remember between reports, in the agent's state folder (`memory.json`).
+
+A device can't always say how long a security update has waited (apt and softwareupdate
+don't say when an update was published), but it can say when it first saw one pending; and
+"new software since the last report" needs the last report's list. Both are remembered
+here. The run loop saves the memory after each report it queues; `schoolgate-agent check`
+reads it but never saves, so a check by hand doesn't move "since the last report".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MEMORY_FILE = "memory.json"
+_MAX_KEYS = 5000  # per kind; a device with more is remembered in part, never fails
+
+
+class Memory:
+    """First-seen times of pending things and the last reported sets, by kind."""
+
+    def __init__(self, data: Any = None) -> None:
+        self.first: dict[str, dict[str, str]] = {}
+        self.sets: dict[str, list[str]] = {}
+        if isinstance(data, dict):
+            for kind, seen in (data.get("first_seen") or {}).items():
+                if isinstance(seen, dict):
+                    self.first[str(kind)] = {
+                        str(k): str(v) for k, v in list(seen.items())[:_MAX_KEYS]
+                    }
+            for kind, items in (data.get("sets") or {}).items():
+                if isinstance(items, list):
+                    self.sets[str(kind)] = [str(i) for i in items[:_MAX_KEYS]]
+
+    @classmethod
+    def load(cls, state_dir: Path | None) -> Memory:
+        """The saved memory; an empty one when there is none or it is damaged."""
+        if state_dir is None:
+            return cls()
+        try:
+            return cls(json.loads((Path(state_dir) / MEMORY_FILE).read_text()))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            logger.warning("check memory %s unreadable, starting afresh: %s", MEMORY_FILE, exc)
+            return cls()
+
+    def save(self, state_dir: Path) -> None:
+        path = Path(state_dir) / MEMORY_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"first_seen": self.first, "sets": self.sets}, sort_keys=True))
+        tmp.replace(path)
+
+    def first_seen(self, kind: str, keys: Iterable[str], now: datetime) -> dict[str, datetime]:
+        """When each key was first seen (now for a new one); keys gone are forgotten."""
+        known = self.first.get(kind, {})
+        kept: dict[str, str] = {}
+        out: dict[str, datetime] = {}
+        for key in list(dict.fromkeys(keys))[:_MAX_KEYS]:
+            when = _parse(known.get(key)) or now
+            kept[key] = when.isoformat()
+            out[key] = when
+        self.first[kind] = kept
+        return out
+
+    def previous(self, kind: str) -> frozenset[str] | None:
+        """The set remembered at the last report; None when there was none."""
+        items = self.sets.get(kind)
+        return None if items is None else frozenset(items)
+
+    def remember(self, kind: str, items: Iterable[str]) -> None:
+        self.sets[kind] = sorted(set(items))[:_MAX_KEYS]
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
