@@ -11,6 +11,7 @@ minutes). Targets: under 40 MB resident, well under 1% CPU on average.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import subprocess
@@ -18,13 +19,16 @@ import sys
 import time
 from pathlib import Path
 
-AGENT = str(Path(sys.executable).parent / "schoolgate-agent")
+# The agent of the tree this file is in (run from a checkout of an older commit, it measures
+# that commit's agent: how "before" figures are taken).
+TREE = Path(__file__).resolve().parents[1]
+AGENT = [sys.executable, "-m", "agent.cli"]
 
 
 def one_run() -> tuple[float, float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run([AGENT, "check", "--format", "json"], capture_output=True, check=False)
+    subprocess.run([*AGENT, "check", "--format", "json"], cwd=TREE, capture_output=True)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -44,9 +48,52 @@ sys.stderr.write("SELF_RSS_KB=%d\\n" % resource.getrusage(resource.RUSAGE_SELF).
 
 def agent_own_rss() -> float:
     """Peak RSS of the agent's own process, without the commands it runs (apt, ...)."""
-    out = subprocess.run([sys.executable, "-c", _SELF_RSS], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _SELF_RSS], cwd=TREE, capture_output=True, text=True
+    )
     line = [x for x in out.stderr.splitlines() if x.startswith("SELF_RSS_KB=")][-1]
     return int(line.split("=")[1]) / 1024
+
+
+_PER_CHECK = """
+import json, resource, sys, time
+from agent.checks import checks_for
+from agent.checks.base import Context
+from agent.device_facts import current_platform
+from agent.runner import SystemRunner
+
+def used():
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+ctx = Context(SystemRunner("/"))
+rows = []
+for check in checks_for(current_platform()):
+    (own0, kid0), wall0 = used(), time.perf_counter()
+    status = check.probe(ctx).status
+    (own1, kid1), wall1 = used(), time.perf_counter()
+    rows.append([check.id, status, own1 - own0, kid1 - kid0, wall1 - wall0])
+print(json.dumps(rows))
+"""
+
+
+def per_check(runs: int) -> list[tuple[str, str, float, float, float]]:
+    """Each check's CPU (the agent's own, and the commands it runs) and wall time, the
+    median over `runs` fresh processes; what a new check adds shows here by name."""
+    samples: dict[str, list[list[float]]] = {}
+    status: dict[str, str] = {}
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", _PER_CHECK], cwd=TREE, capture_output=True, text=True
+        )
+        for cid, st, own, kids, wall in json.loads(out.stdout):
+            samples.setdefault(cid, []).append([own, kids, wall])
+            status[cid] = st
+    return [
+        (cid, status[cid], *(statistics.median(col) for col in zip(*rows, strict=True)))
+        for cid, rows in samples.items()
+    ]
 
 
 def main() -> None:
@@ -67,6 +114,10 @@ def main() -> None:
         f"  average CPU   {share:.3f}% with a check every {args.interval_minutes:g} min "
         "(target well under 1%)"
     )
+    print("per check (median; CPU of the agent itself, CPU of the commands it ran, wall):")
+    for cid, status, own, kids, wall in per_check(args.runs):
+        ms = f"own {own * 1000:7.1f} ms  commands {kids * 1000:7.1f} ms  wall {wall * 1000:7.1f} ms"
+        print(f"  {cid:18} {status:8} {ms}")
 
 
 if __name__ == "__main__":
