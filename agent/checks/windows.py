@@ -1,4 +1,6 @@
-"""Windows probes: PowerShell CIM/Defender/Update cmdlets printed as JSON, and `reg query`.
+"""Windows probes: PowerShell CIM/Defender/Update cmdlets printed as JSON, and `reg query`
+(how they are asked and read back: windows_probe.py; the DfE standard's further checks:
+windows_dfe.py).
 
 JSON and registry values are the same in every Windows language; error text isn't, so
 anything that is not the JSON or value we asked for comes out unknown.
@@ -6,21 +8,18 @@ anything that is not the JSON or value we asked for comes out unknown.
 
 from __future__ import annotations
 
-import json
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from agent.checks.base import (
-    Check,
-    Context,
-    clip,
-    describe,
-    fail,
-    judge_patches,
-    ok,
-    os_support,
-    unknown,
+from agent.checks import windows_dfe as dfe
+from agent.checks.base import Check, Context, Pending, fail, judge_patches, ok, os_support, unknown
+from agent.checks.windows_probe import (
+    flag,
+    number,
+    ps_json,
+    reg_values,
+    rows,
+    when,
 )
 from agent.report import CheckResult
 
@@ -43,6 +42,8 @@ WINDOWS_UPDATE = (
     "$u=$s.Search('IsInstalled=0 and IsHidden=0').Updates;"
     "$a=(New-Object -ComObject Microsoft.Update.AutoUpdate);"
     "[pscustomobject]@{Pending=@($u|ForEach-Object{[pscustomobject]@{Title=$_.Title;"
+    "KB=@($_.KBArticleIDs);Severity=$_.MsrcSeverity;"
+    "Published=if($_.LastDeploymentChangeTime){$_.LastDeploymentChangeTime.ToString('o')};"
     "Categories=@($_.Categories|ForEach-Object{$_.CategoryID})}});"
     "LastSuccess=$a.Results.LastInstallationSuccessDate.ToUniversalTime().ToString('o');"
     "RebootRequired=(Test-Path 'HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\"
@@ -55,43 +56,12 @@ LOCK_POLICY = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System"
 USER_DESKTOP = r"HKCU\Control Panel\Desktop"
 
 
-def powershell(script: str) -> list[str]:
-    return ["powershell.exe", "-NoProfile", "-NonInteractive", "-Command", script]
-
-
-def _json(ctx: Context, script: str) -> tuple[Any, str]:
-    """Run a PowerShell snippet and decode its JSON; on trouble return (None, why)."""
-    res = ctx.runner.run(powershell(script), timeout=120)
-    if not res.ok:
-        return None, f"PowerShell failed ({describe(res)})"
-    try:
-        return json.loads(res.stdout.lstrip("\ufeff")), ""
-    except ValueError:
-        return None, f"PowerShell printed something that isn't JSON: {clip(res.stdout, 120)!r}"
-
-
-def _rows(data: Any) -> list[dict[str, Any]]:
-    """ConvertTo-Json prints one object bare and several as a list."""
-    rows = data if isinstance(data, list) else [data]
-    return [r for r in rows if isinstance(r, dict)]
-
-
-def _flag(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if value in (1, "1", "True", "true"):
-        return True
-    if value in (0, "0", "False", "false"):
-        return False
-    return None
-
-
 def disk_encryption(ctx: Context) -> CheckResult:
     cid = "disk_encryption"
-    data, why = _json(ctx, BITLOCKER)
+    data, why = ps_json(ctx, BITLOCKER)
     if data is None:
         return unknown(cid, why)
-    volumes = _rows(data)
+    volumes = rows(data)
     system = [v for v in volumes if v.get("VolumeType") == 0] or [
         v for v in volumes if str(v.get("DriveLetter", "")).upper() == "C:"
     ]
@@ -115,42 +85,17 @@ def disk_encryption(ctx: Context) -> CheckResult:
     )
 
 
-def _reg_values(ctx: Context, key: str) -> tuple[dict[str, str] | None, str]:
-    """`reg query` output as {name: value}; a missing key is {} (nothing set), garbage is None."""
-    res = ctx.runner.run(["reg", "query", key], timeout=20)
-    if res.returncode == 1 and not res.stdout.strip():
-        return {}, f"{key} not present"
-    if not res.ok:
-        return None, describe(res)
-    values = {
-        m.group(1): m.group(3)
-        for m in re.finditer(r"^\s{4}(\S.*?)\s{4}(REG_\w+)\s{4}(.*?)\s*$", res.stdout, re.M)
-    }
-    if not values and key.split("\\", 1)[1].upper() not in res.stdout.upper():
-        return None, f"reg printed something we don't recognise: {clip(res.stdout, 120)!r}"
-    return values, ""
-
-
-def _number(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value, 16) if value.lower().startswith("0x") else int(value)
-    except ValueError:
-        return None
-
-
 def screen_lock(ctx: Context) -> CheckResult:
     """Machine inactivity limit (locks the session), else the user's secure screen saver."""
     cid = "screen_lock"
     t = ctx.thresholds
-    policy, why_p = _reg_values(ctx, LOCK_POLICY)
-    desktop, why_d = _reg_values(ctx, USER_DESKTOP)
+    policy, why_p = reg_values(ctx, LOCK_POLICY)
+    desktop, why_d = reg_values(ctx, USER_DESKTOP)
     if policy is None or desktop is None:
         return unknown(
             cid, f"Couldn't read the registry ({why_d if policy is not None else why_p})."
         )
-    inactivity = _number(policy.get("InactivityTimeoutSecs"))
+    inactivity = number(policy.get("InactivityTimeoutSecs"))
     ev: dict[str, object] = {
         "InactivityTimeoutSecs": inactivity,
         **{
@@ -161,7 +106,7 @@ def screen_lock(ctx: Context) -> CheckResult:
     if inactivity is not None and 0 < inactivity <= t.idle_lock_max_s:
         return ok(cid, f"Windows locks after {inactivity} s of inactivity.", **ev)
     saver_on = desktop.get("ScreenSaveActive") == "1" and desktop.get("ScreenSaverIsSecure") == "1"
-    saver_s = _number(desktop.get("ScreenSaveTimeOut"))
+    saver_s = number(desktop.get("ScreenSaveTimeOut"))
     if saver_on and saver_s is not None and 0 < saver_s <= t.idle_lock_max_s:
         return ok(cid, f"A locking screen saver starts after {saver_s} s.", **ev)
     if saver_on and saver_s is None:
@@ -169,46 +114,47 @@ def screen_lock(ctx: Context) -> CheckResult:
     return fail(cid, f"Nothing locks the screen within {t.idle_lock_max_s} s of inactivity.", **ev)
 
 
-def _when(value: Any) -> str | None:
-    """ISO text, or Windows PowerShell 5's "/Date(ms)/"."""
-    if not isinstance(value, str):
+SEVERE = ("critical", "important")  # MsrcSeverity: the standard's "critical and high-risk"
+
+
+def _security_update(row: dict[str, Any]) -> Pending | None:
+    """A pending update the standard's 14 days apply to: rated Critical or Important by
+    Microsoft, or in the Security Updates category; published when Windows Update says."""
+    severity = str(row.get("Severity") or "").casefold()
+    if severity not in SEVERE and SECURITY_UPDATES not in (row.get("Categories") or []):
         return None
-    m = re.fullmatch(r"/Date\((\d+)\)/", value)
-    if m:
-        return datetime.fromtimestamp(int(m.group(1)) / 1000, UTC).isoformat()
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
+    kbs = [f"KB{k}" for k in row.get("KB") or [] if isinstance(k, str | int)]
+    name = str(row.get("Title") or (kbs[0] if kbs else "an unnamed update"))
+    published = when(row.get("Published"))
+    return Pending(name, datetime.fromisoformat(published) if published else None)
 
 
 def patches(ctx: Context) -> CheckResult:
     cid = "patches"
-    data, why = _json(ctx, WINDOWS_UPDATE)
+    data, why = ps_json(ctx, WINDOWS_UPDATE)
     if not isinstance(data, dict) or not isinstance(data.get("Pending"), list):
         return unknown(cid, why or "Windows Update gave an answer we don't recognise.")
-    pending = _rows(data["Pending"])
-    security = [p.get("Title") for p in pending if SECURITY_UPDATES in (p.get("Categories") or [])]
+    pending = rows(data["Pending"])
+    security = [u for u in map(_security_update, pending) if u is not None]
     no_auto = data.get("NoAutoUpdate")
     ev: dict[str, object] = {
         "manager": "windows-update",
         "pending": len(pending),
         "security": len(security),
-        "security_updates": security[:10],
+        "security_updates": [u.name for u in security][:10],
         "auto_updates": no_auto in (None, 0),
-        "last_update": _when(data.get("LastSuccess")),
-        "reboot_required": _flag(data.get("RebootRequired")),
+        "last_update": when(data.get("LastSuccess")),
+        "reboot_required": flag(data.get("RebootRequired")),
     }
-    return judge_patches(cid, ev, ctx)
+    return judge_patches(cid, ev, ctx, security)
 
 
 def firewall(ctx: Context) -> CheckResult:
     cid = "firewall"
-    data, why = _json(ctx, FIREWALL)
+    data, why = ps_json(ctx, FIREWALL)
     if data is None:
         return unknown(cid, why)
-    profiles = {str(p.get("Name")): _flag(p.get("Enabled")) for p in _rows(data)}
+    profiles = {str(p.get("Name")): flag(p.get("Enabled")) for p in rows(data)}
     ev = {"profiles": profiles}
     if not profiles or None in profiles.values():
         return unknown(cid, "Couldn't read every firewall profile.", **ev)
@@ -220,11 +166,11 @@ def firewall(ctx: Context) -> CheckResult:
 
 def antimalware(ctx: Context) -> CheckResult:
     cid = "antimalware"
-    data, why = _json(ctx, DEFENDER)
+    data, why = ps_json(ctx, DEFENDER)
     if not isinstance(data, dict):
         return unknown(cid, why or "Defender gave an answer we don't recognise.")
     flags = {
-        k: _flag(data.get(k))
+        k: flag(data.get(k))
         for k in ("AMServiceEnabled", "AntivirusEnabled", "RealTimeProtectionEnabled")
     }
     age = data.get("AntivirusSignatureAge")
@@ -244,7 +190,7 @@ def antimalware(ctx: Context) -> CheckResult:
 
 
 def os_supported(ctx: Context) -> CheckResult:
-    data, _why = _json(ctx, OS_INFO)
+    data, _why = ps_json(ctx, OS_INFO)
     row = data if isinstance(data, dict) else {}
     version = str(row.get("Version") or "")
     return os_support(
@@ -263,4 +209,5 @@ CHECKS = (
     Check("firewall", "windows", firewall),
     Check("antimalware", "windows", antimalware, ("av_signature_max_days",)),
     Check("os_supported", "windows", os_supported, ("min_os_versions", "eol")),
+    *dfe.CHECKS,
 )

@@ -4,15 +4,21 @@
 import json
 
 from fixtures_common import *
+from fixtures_windows_dfe import DE_DFE, EN_DFE, SOURCES_DE, SOURCES_EN
 
 from agent.checks import windows as W
+from agent.checks.windows_probe import powershell as ps
 
 # ---------------------------------------------------------------- Windows 11
-ps = W.powershell
 
 
-def win(name, commands, note):
+def win(name, commands, note, sources=()):
+    """One set; `sources` says where each real output came from (meta.json, README.md)."""
     make(name, "windows", commands, {}, note)
+    meta_path = BASE / name / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["sources"] = list(sources)
+    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
 
 
 REG_POLICY = "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Policies\\System\r\n    ConsentPromptBehaviorAdmin    REG_DWORD    0x5\r\n    EnableLUA    REG_DWORD    0x1\r\n    InactivityTimeoutSecs    REG_DWORD    0x384\r\n    PromptOnSecureDesktop    REG_DWORD    0x1\r\n\r\n"
@@ -50,6 +56,9 @@ win(
                     "Pending": [
                         {
                             "Title": "Security Intelligence Update for Microsoft Defender Antivirus - KB2267602 (Version 1.421.1023.0)",
+                            "KB": ["2267602"],
+                            "Severity": None,
+                            "Published": "2024-11-25T05:06:12.0000000",
                             "Categories": [
                                 "e0789628-ce08-4437-be74-2495b842f43b",
                                 "8c3fcc84-7410-4a95-8b89-a166a0190486",
@@ -57,6 +66,9 @@ win(
                         },
                         {
                             "Title": "2024-11 Cumulative Update for Windows 11 Version 23H2 for x64-based Systems (KB5046633)",
+                            "KB": ["5046633"],
+                            "Severity": "Critical",
+                            "Published": "2024-11-12T00:00:00.0000000",
                             "Categories": [
                                 "0fa1201d-4330-4fa8-8ae9-b877473b6441",
                                 "72e7624a-5b00-45d2-b92f-e561c0a6a160",
@@ -109,8 +121,10 @@ win(
             ).replace("\n", "\r\n")
             + "\r\n",
         ),
+        *EN_DFE,
     ],
-    "Windows 11 Education 23H2 (PowerShell 5.1): BitLocker on C:, 900 s inactivity lock, the November cumulative update pending 6 days, Public firewall profile off, Defender current.",
+    "Windows 11 Education 23H2 (PowerShell 5.1): BitLocker on C:, 900 s inactivity lock, the November cumulative update (published 12 November) pending, last update 6 days ago, Public firewall profile off, Defender current; 2018 firmware, USBSTOR off but USB 3 (UAS) drives not, the security policy of a default install (no minimum length, no lockout).",
+    SOURCES_EN,
 )
 win(
     "windows-11-de",
@@ -160,6 +174,8 @@ win(
             )
             + "\r\n",
         ),
+        *DE_DFE,
     ],
-    "German Windows 11 Pro: access denied, German error text, truncated JSON and mojibake must all come out unknown.",
+    "German Windows 11 Pro: access denied, German error text, truncated JSON and mojibake must all come out unknown; the DfE checks read JSON, registry values, SIDs and secedit's INI keys, which German Windows prints the same, and say unknown with why where they fail.",
+    SOURCES_DE,
 )
