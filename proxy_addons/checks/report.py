@@ -13,7 +13,7 @@ import io
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from proxy_addons.checks.alerts import ILLEGAL_CATEGORIES
 from proxy_addons.checks.records import Database, StoredRun, load_runs
 from proxy_addons.checks.schedule import required_profiles
 from proxy_addons.core.policy.model import Policy, Term
+from proxy_addons.devices import term_compliance
 from proxy_addons.pages.blockpage import render_page
 from proxy_addons.record.term_report import ChecksSummary, TermReport, build_report
 from proxy_addons.store import Store
@@ -58,9 +59,12 @@ def term_summary(db: Database, policy: Policy, term: Term) -> ChecksSummary:
     return ChecksSummary(t["runs"], t["passed"], t["failed"], t["errors"], found.missing_profiles)
 
 
-def governors_report(db: Store, policy: Policy, term: Term, today: date) -> TermReport:
+def governors_report(
+    db: Store, policy: Policy, term: Term, today: date, now: datetime | None = None
+) -> TermReport:
     """The governors' termly report with everything it lists: the annual reviews and when
-    the next is due (workflow/reviews.py), and this term's checks in a line."""
+    the next is due (workflow/reviews.py), this term's checks in a line, and the school
+    devices against the cyber security standard (devices/term_compliance.py) to `now`."""
     found = reviews.list_reviews(db)
     return build_report(
         db,
@@ -70,6 +74,7 @@ def governors_report(db: Store, policy: Policy, term: Term, today: date) -> Term
         reviews=found,
         next_review=reviews.next_due(policy, found, today, reviews.first_record_day(db, policy)),
         checks=term_summary(db, policy, term),
+        devices=term_compliance.for_term(db, policy, term, now or datetime.now(UTC)),
     )
 
 

@@ -4,10 +4,12 @@ It reads figures that outlive the access log: the daily totals (record/daily_tot
 for what was allowed and blocked, by category and profile, with the termly checks' own
 visits left out; the `alerts` table for alerts by kind, audience and severity and what
 became of them; the `incidents` table for anonymised incident counts; the unblocks granted;
-and, given by the caller (the CLI, the web app), the annual reviews and the termly checks'
-summary. When some of the term's days were never totalled (the access log's retention is
-shorter than the term and totals began later, or the gateway was not counting) the report
-says so, naming the days. No pupil is named; staff appear by their role in the school.
+and, given by the caller (the CLI, the web app), the annual reviews, the termly checks'
+summary and the school devices' figures against the DfE cyber security standard
+(devices/term_compliance.py). When some of the term's days were never totalled (the access
+log's retention is shorter than the term and totals began later, or the gateway was not
+counting) the report says so, naming the days. No pupil is named; staff appear by their
+role in the school.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import sqlalchemy as sa
 from proxy_addons.core.policy.model import Policy, Term
 from proxy_addons.pages.blockpage import render_page
 from proxy_addons.record import daily_totals
+from proxy_addons.record import device_term as dwords
 from proxy_addons.record import report_words as words
+from proxy_addons.record.device_term import CSV_HEADER, DeviceFigures, csv_rows
 from proxy_addons.record.term_charts import Chart, bar_chart, by_week, unknown_weeks
 from proxy_addons.store import Store
 from proxy_addons.store.schema import alerts, incidents, unblocks
@@ -93,6 +97,7 @@ class TermReport:
     reviews: list[ReviewLike] = field(default_factory=list)
     next_review: date | None = None
     checks: ChecksSummary | None = None
+    devices: DeviceFigures | None = None
 
 
 def find_term(policy: Policy, name: str) -> Term:
@@ -134,6 +139,7 @@ def build_report(
     reviews: Sequence[ReviewLike] = (),
     next_review: date | None = None,
     checks: ChecksSummary | None = None,
+    devices: DeviceFigures | None = None,
 ) -> TermReport:
     tz = policy.timezone
     today = today or datetime.now(tz).date()
@@ -240,6 +246,7 @@ def build_report(
         reviews=[r for r in reviews if term.start <= r.held_on <= term.end],
         next_review=next_review,
         checks=checks,
+        devices=devices,
     )
 
 
@@ -271,11 +278,14 @@ def _pseudonymous(row: Any, policy: Policy) -> dict[str, Any]:
 
 def render_report(report: TermReport, **page: Any) -> str:
     """The report as one self-contained HTML page; `page` adds the web app's bar."""
-    return render_page("report_term.html", report=report, school=report.school, words=words, **page)
+    return render_page(
+        "report_term.html", report=report, school=report.school, words=words, dwords=dwords, **page
+    )
 
 
 def write_report(report: TermReport, folder: Path) -> list[Path]:
-    """report.html plus blocks.csv, alerts.csv, incidents.csv and unblocks.csv in `folder`."""
+    """report.html plus blocks.csv, alerts.csv, incidents.csv and unblocks.csv in `folder`,
+    and devices.csv when the report has the devices' figures."""
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "report.html"]
     written[0].write_text(render_report(report), encoding="utf-8")
@@ -291,6 +301,8 @@ def write_report(report: TermReport, folder: Path) -> list[Path]:
             [list(u.values()) for u in report.unblocks],
         ),
     }
+    if report.devices is not None:
+        tables["devices.csv"] = (CSV_HEADER, csv_rows(report.devices))
     for name, (header, rows) in tables.items():
         out = io.StringIO()
         writer = csv.writer(out)

@@ -45,7 +45,7 @@ def term_report() -> ResponseReturnValue:
         return problem(str(exc), 404)
     if term is None:
         return problem("The policy names no terms (school.terms): there is nothing to report.", 404)
-    report = governors_report(store, current, term, today)
+    report = governors_report(store, current, term, today, services().workflow.clock())
     bar = {
         "action": url_for("governance.term_report"),
         "back": url_for("governance.review_list"),
