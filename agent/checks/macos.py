@@ -1,4 +1,6 @@
-"""macOS probes: fdesetup, sysadminctl/defaults, softwareupdate, socketfilterfw, XProtect.
+"""macOS probes: fdesetup, sysadminctl/defaults, socketfilterfw, XProtect, sw_vers here;
+patches (softwareupdate) in macos_updates, hardware age and removable storage in
+macos_hardware, software, accounts and the password policy in macos_accounts.
 
 Apple's tools print English to scripts, but anything we don't recognise word for word
 (another language, a changed format, garbage) is reported as unknown, never as a pass.
@@ -15,14 +17,15 @@ from agent.checks.base import (
     clip,
     describe,
     fail,
-    judge_patches,
     ok,
     os_support,
     unknown,
 )
+from agent.checks.macos_accounts import accounts, console_user, password_policy, software
+from agent.checks.macos_hardware import hardware_age, removable_storage
+from agent.checks.macos_updates import patches
 from agent.report import CheckResult
 
-SU_PREFS = "/Library/Preferences/com.apple.SoftwareUpdate"
 XPROTECT_META = "/Library/Apple/System/Library/CoreServices/XProtect.bundle/Contents/Info.plist"
 
 
@@ -43,12 +46,6 @@ def disk_encryption(ctx: Context) -> CheckResult:
     return unknown(cid, "fdesetup printed something we don't recognise.", **ev)
 
 
-def _console_user(ctx: Context) -> str | None:
-    res = ctx.runner.run(["stat", "-f%Su", "/dev/console"], timeout=10)
-    user = res.stdout.strip()
-    return user if res.ok and re.fullmatch(r"[A-Za-z0-9._-]+", user) and user != "root" else None
-
-
 def screen_lock(ctx: Context) -> CheckResult:
     cid = "screen_lock"
     t = ctx.thresholds
@@ -64,7 +61,7 @@ def screen_lock(ctx: Context) -> CheckResult:
         return unknown(cid, "sysadminctl printed something we don't recognise.", **ev)
     delay = 0 if m.group(1) == "immediate" else int(m.group(2))
     ev["lock_delay_s"] = delay
-    user = _console_user(ctx)
+    user = console_user(ctx)
     if user is None:
         return unknown(cid, "No signed-in console user, so no idle time to read.", **ev)
     ev["user"] = user
@@ -102,60 +99,6 @@ def screen_lock(ctx: Context) -> CheckResult:
 def _default(ctx: Context, domain: str, key: str) -> str | None:
     res = ctx.runner.run(["defaults", "read", domain, key], timeout=10)
     return res.stdout.strip() if res.ok else None
-
-
-def patches(ctx: Context) -> CheckResult:
-    cid = "patches"
-    res = ctx.runner.run(["softwareupdate", "-l"], timeout=180)
-    text = res.stdout + res.stderr
-    if not res.ok:
-        return unknown(cid, f"softwareupdate failed ({describe(res)}).")
-    labels = re.findall(r"^\* Label: (.+)$", text, re.M)
-    if labels:
-        titles = re.findall(r"^\s+Title: (.+)$", text, re.M)
-        pending = len(labels)
-        # Apple doesn't tag security content; OS and Security Response updates carry it
-        security = sum(1 for t in titles if re.search(r"macOS|Security|Background", t))
-    elif "No new software available." in text:
-        pending = security = 0
-        titles = []
-    else:
-        return unknown(cid, "softwareupdate printed something we don't recognise.", raw=clip(text))
-    last = _default(ctx, SU_PREFS, "LastFullSuccessfulDate")
-    last_iso = None
-    if last:
-        try:
-            last_iso = datetime.strptime(last, "%Y-%m-%d %H:%M:%S %z").astimezone(UTC).isoformat()
-        except ValueError:
-            last_iso = None
-    flags = {
-        k: _default(ctx, SU_PREFS, k)
-        for k in (
-            "AutomaticCheckEnabled",
-            "AutomaticallyInstallMacOSUpdates",
-            "CriticalUpdateInstall",
-        )
-    }
-    auto: bool | None
-    if (
-        any(v not in ("0", "1", None) for v in flags.values())
-        or flags["AutomaticCheckEnabled"] is None
-    ):
-        auto = None
-    else:
-        # an absent install flag means macOS's default, which is on for critical updates
-        auto = flags["AutomaticCheckEnabled"] == "1" and flags["CriticalUpdateInstall"] != "0"
-    ev: dict[str, object] = {
-        "manager": "softwareupdate",
-        "pending": pending,
-        "security": security,
-        "updates": titles[:10],
-        "auto_updates": auto,
-        "auto_flags": flags,
-        "last_update": last_iso,
-        "reboot_required": None,
-    }
-    return judge_patches(cid, ev, ctx)
 
 
 def firewall(ctx: Context) -> CheckResult:
@@ -206,4 +149,11 @@ CHECKS = (
     Check("firewall", "macos", firewall),
     Check("antimalware", "macos", antimalware, ("xprotect_max_days",)),
     Check("os_supported", "macos", os_supported, ("min_os_versions", "eol")),
+    Check("hardware_age", "macos", hardware_age, ("laptop_support_years", "tablet_support_years")),
+    Check("removable_storage", "macos", removable_storage, ("usb_storage_allowed",)),
+    Check("software", "macos", software, ("software_approved", "software_banned")),
+    Check("accounts", "macos", accounts, ("admin_accounts_approved",)),
+    Check(
+        "password_policy", "macos", password_policy, ("password_min_length", "lockout_max_attempts")
+    ),
 )

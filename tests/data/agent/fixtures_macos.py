@@ -1,6 +1,8 @@
 """The macOS fixture sets; run by make_fixtures.py (or alone: `.venv/bin/python tests/data/agent/fixtures_macos.py`)."""
 # ruff: noqa: E501, F403, F405
 
+import json
+
 from fixtures_common import *
 
 # ---------------------------------------------------------------- macOS
@@ -10,7 +12,42 @@ XPM = XP + ".plist"
 FW = ["/usr/libexec/ApplicationFirewall/socketfilterfw", "--getglobalstate"]
 
 
-def mac(name, *, fde, lock, user, idle, su, last, flags, fw, xp_ver, xp_mtime, swvers, note):
+LOGIN = "/Library/Preferences/com.apple.loginwindow"
+SYSUI = "/Library/Managed Preferences/com.apple.systemuiserver.plist"
+ABSENT = "{stamp} defaults[{pid}] \nThe domain/default pair of (/Library/Preferences/com.apple.loginwindow, {key}) does not exist\n"
+
+
+def absent(key, stamp="2024-11-25 10:00:04.118", pid="3301:70010"):
+    """`defaults read` of an unset key: exit 1, the message on stderr (shape: rgcr/m-cli#68)."""
+    return {"rc": 1, "stderr": ABSENT.format(stamp=stamp, pid=pid, key=key)}
+
+
+def mac(
+    name,
+    *,
+    fde,
+    lock,
+    user,
+    idle,
+    su,
+    last,
+    flags,
+    fw,
+    xp_ver,
+    xp_mtime,
+    swvers,
+    note,
+    hw,
+    profiles,
+    sysui,
+    admins,
+    autologin,
+    guest,
+    pwpolicy,
+    apps,
+    utilities,
+    sources,
+):
     cmds = [
         (["fdesetup", "status"], fde),
         (["sysadminctl", "-screenLock", "status"], lock),
@@ -28,15 +65,186 @@ def mac(name, *, fde, lock, user, idle, su, last, flags, fw, xp_ver, xp_mtime, s
             ],
             idle,
         ),
-        (["softwareupdate", "-l"], su),
+        (["softwareupdate", "--list"], su),
         (["defaults", "read", SU, "LastFullSuccessfulDate"], last),
         *[(["defaults", "read", SU, k], v) for k, v in flags.items()],
         (FW, fw),
         (["defaults", "read", XP, "CFBundleShortVersionString"], xp_ver),
         (["stat", "-f%m", XPM], xp_mtime),
         (["sw_vers"], swvers),
+        (["system_profiler", "SPHardwareDataType"], hw),
+        (["profiles", "show", "-type", "configuration"], profiles),
+        (["plutil", "-convert", "xml1", "-o", "-", SYSUI], sysui),
+        (["dscl", ".", "-read", "/Groups/admin", "GroupMembership"], admins),
+        (["defaults", "read", LOGIN, "autoLoginUser"], autologin),
+        (["defaults", "read", LOGIN, "GuestEnabled"], guest),
+        (["pwpolicy", "-getaccountpolicies"], pwpolicy),
     ]
-    make(name, "macos", cmds, {}, note)
+    # a bundle is a folder; PkgInfo keeps it in git (an empty folder would not be)
+    files = {f"/Applications/{a}.app/Contents/PkgInfo": "APPL????" for a in apps}
+    files |= {f"/Applications/Utilities/{a}.app/Contents/PkgInfo": "APPL????" for a in utilities}
+    make(name, "macos", cmds, files, note)
+    meta_path = BASE / name / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["sources"] = sources
+    meta_path.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------- real outputs (see README.md)
+# system_profiler SPHardwareDataType, macOS 14.6.1 (23G93), MacBook Pro Mac14,10: published
+# by its owner in a public GitHub README (user sueszli); serial and UUIDs replaced.
+HW_MAC14_10 = """Hardware:
+
+    Hardware Overview:
+
+      Model Name: MacBook Pro
+      Model Identifier: Mac14,10
+      Model Number: Z174001ABD/A
+      Chip: Apple M2 Pro
+      Total Number of Cores: 12 (8 performance and 4 efficiency)
+      Memory: 16 GB
+      System Firmware Version: 10151.140.19
+      OS Loader Version: 10151.140.19
+      Serial Number (system): [redacted]
+      Hardware UUID: [redacted]
+      Provisioning UDID: [redacted]
+      Activation Lock Status: Disabled
+
+"""
+# MacBook Air MacBookAir9,1 (Intel, 2020): github.com/BryanChasko/HeraldStack
+# docs/hardware/macbook.md, as published there (its owner redacted the serial and UUIDs).
+HW_AIR9_1 = """Hardware:
+
+    Model Name: MacBook Air
+    Model Identifier: MacBookAir9,1
+    Processor Name: Dual-Core Intel Core i3
+    Processor Speed: 1.1 GHz
+    Number of Processors: 1
+    Total Number of Cores: 2
+    L2 Cache (per Core): 512 KB
+    L3 Cache: 4 MB
+    Hyper-Threading Technology: Enabled
+    Memory: 8 GB
+    System Firmware Version: 2075.120.2.0.0
+    OS Loader Version: 583~1350
+    Serial Number (system): [REDACTED]
+    Hardware UUID: [REDACTED]
+    Provisioning UDID: [REDACTED]
+    Activation Lock Status: Enabled
+"""
+# A German-region Mac, macOS 13.1 (22C65), MacBook Pro MacBookPro18,3: the Hardware part of
+# github.com/bluuuk/data-management-system 13.02.2023/system.md (its Software part says
+# "Time since boot: 1 Tag, 6 Stunden und 2 Minuten": labels stay English, values German).
+HW_PRO18_3 = """Hardware:
+
+    Hardware Overview:
+
+      Model Name: MacBook Pro
+      Model Identifier: MacBookPro18,3
+      Chip: Apple M1 Pro
+      Total Number of Cores: 8 (6 performance and 2 efficiency)
+      Memory: 16 GB
+      System Firmware Version: 8419.60.44
+      OS Loader Version: 8419.60.44
+      Activation Lock Status: Disabled
+
+"""
+# pwpolicy -getaccountpolicies on macOS 14 Sonoma (2023-09-28), lockout from a profile:
+# github.com/usnistgov/macos_security/issues/311. The issue's text is quoted up to the second
+# policy's parameters; the rest of that dict and the closing tags are completed here.
+PW_AUTH_311 = """\t<key>policyCategoryAuthentication</key>
+\t<array>
+\t\t<dict>
+\t\t\t<key>policyContent</key>
+\t\t\t<string>policyAttributeFailedAuthentications &lt; policyAttributeMaximumFailedAuthentications</string>
+\t\t\t<key>policyIdentifier</key>
+\t\t\t<string>ProfilePayload:2e42cfb6-c259-45c5-8660-39da3a427b55:maxFailedAttempts</string>
+\t\t\t<key>policyParameters</key>
+\t\t\t<dict>
+\t\t\t\t<key>policyAttributeMaximumFailedAuthentications</key>
+\t\t\t\t<integer>10</integer>
+\t\t\t</dict>
+\t\t</dict>
+\t\t<dict>
+\t\t\t<key>policyContent</key>
+\t\t\t<string>(policyAttributeFailedAuthentications &lt; policyAttributeMaximumFailedAuthentications) OR (policyAttributeCurrentTime &gt; (policyAttributeLastFailedAuthenticationTime + autoEnableInSeconds))</string>
+\t\t\t<key>policyIdentifier</key>
+\t\t\t<string>ProfilePayload:2e42cfb6-c259-45c5-8660-39da3a427b55:minutesUntilFailedLoginReset</string>
+\t\t\t<key>policyParameters</key>
+\t\t\t<dict>
+\t\t\t\t<key>autoEnableInSeconds</key>
+\t\t\t\t<integer>900</integer>
+\t\t\t\t<key>policyAttributeMaximumFailedAuthentications</key>
+\t\t\t\t<integer>10</integer>
+\t\t\t</dict>
+\t\t</dict>
+\t</array>
+"""
+# A minimum length from a profile, in the shape of github.com/kolide/launcher/issues/579's
+# output (ProfilePayload:...:minLength, "policyAttributePassword matches '.{N,}+'"); the
+# figure 12 and the UUID are this set's, and the many-language descriptions are left out.
+PW_LENGTH_12 = """\t<key>policyCategoryPasswordContent</key>
+\t<array>
+\t\t<dict>
+\t\t\t<key>policyContent</key>
+\t\t\t<string>policyAttributePassword matches '.{12,}+'</string>
+\t\t\t<key>policyIdentifier</key>
+\t\t\t<string>ProfilePayload:7d1c3a52-5b0e-4c61-9a51-0f2a0c8e44d1:minLength</string>
+\t\t</dict>
+\t</array>
+"""
+# macOS 15 Sequoia with Jamf Connect (2025-05-06): github.com/usnistgov/macos_security/issues/480
+# (and Jamf-Concepts/jamf-compliance-editor#21): the built-in "^$|.{4,}+" rule, which lets a
+# password be empty; quoted up to its policyContent, closed here, descriptions left out.
+PW_SEQUOIA_480 = """<key>policyCategoryPasswordContent</key>
+<array>
+<dict>
+<key>policyContent</key>
+<string>policyAttributePassword matches '^$|.{4,}+'</string>
+</dict>
+</array>
+"""
+
+
+def pwpolicy(*parts):
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n<plist version="1.0">\n<dict>\n'
+    return "Getting global account policies\n" + head + "".join(parts) + "</dict>\n</plist>\n"
+
+
+# The managed preference a Restrictions profile writes (Apple's documented mount-controls
+# keys; transcribed, as `plutil -convert xml1 -o -` prints it).
+SYSUI_DENY = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+\t<key>mount-controls</key>
+\t<dict>
+\t\t<key>harddisk-external</key>
+\t\t<array>
+\t\t\t<string>deny</string>
+\t\t\t<string>eject</string>
+\t\t</array>
+\t</dict>
+</dict>
+</plist>
+"""
+NO_SYSUI = {
+    "rc": 1,
+    "stderr": "/Library/Managed Preferences/com.apple.systemuiserver.plist: file does not exist or is not readable or is not a regular file (Error Domain=NSCocoaErrorDomain Code=260)\n",
+}
+APPS_SCHOOL = [
+    "Safari",
+    "Google Chrome",
+    "Microsoft Word",
+    "Microsoft PowerPoint",
+    "Keynote",
+    "Pages",
+    "Numbers",
+    "GarageBand",
+    "iMovie",
+    "Self Service",
+]
+UTILITIES = ["Activity Monitor", "Disk Utility", "Terminal", "System Information"]
 
 
 FLAGS_ON = {
@@ -61,6 +269,42 @@ mac(
     xp_ver="5281\n",
     xp_mtime="1731402000\n",  # 2024-11-12
     swvers="ProductName:\t\tmacOS\nProductVersion:\t\t14.7.1\nBuildVersion:\t\t23H222\n",
+    hw=HW_MAC14_10,
+    profiles="There are 2 configuration profiles installed\n",
+    sysui=SYSUI_DENY,
+    admins="GroupMembership: root itadmin\n",
+    autologin=absent("autoLoginUser"),
+    guest="0\n",
+    pwpolicy=pwpolicy(PW_AUTH_311, PW_LENGTH_12),
+    apps=APPS_SCHOOL,
+    utilities=UTILITIES,
+    sources=[
+        {
+            "command": "system_profiler SPHardwareDataType",
+            "source": "public GitHub README by user sueszli (found by its text; the index names no repository), serial and UUIDs replaced",
+            "version": "macOS 14.6.1 (23G93), Mac14,10",
+        },
+        {
+            "command": "pwpolicy -getaccountpolicies",
+            "source": "https://github.com/usnistgov/macos_security/issues/311 (lockout part, closing tags completed) + minimum length transcribed in the shape of https://github.com/kolide/launcher/issues/579",
+            "version": "macOS 14.0 Sonoma",
+        },
+        {
+            "command": "defaults read ... autoLoginUser (absent)",
+            "source": "transcribed in the shape of https://github.com/rgcr/m-cli/issues/68 (timestamp line, then 'The domain/default pair of (...) does not exist')",
+            "version": "any",
+        },
+        {
+            "command": "softwareupdate --list",
+            "source": "transcribed ('No new software available.' on stderr)",
+            "version": "macOS 14",
+        },
+        {
+            "command": "profiles show -type configuration, plutil of com.apple.systemuiserver, dscl, /Applications",
+            "source": "transcribed (dscl in the shape 'GroupMembership: root NAME' published for macOS 15.6.1)",
+            "version": "macOS 14",
+        },
+    ],
     note="macOS 14.7.1 Sonoma, managed well: everything passes; os_supported needs the gateway's EOL table.",
 )
 mac(
@@ -84,6 +328,37 @@ mac(
     xp_ver="5272\n",
     xp_mtime="1722470400\n",  # 2024-08-01
     swvers="ProductName:\t\tmacOS\nProductVersion:\t\t15.1\nBuildVersion:\t\t24B83\n",
+    hw=HW_AIR9_1,
+    profiles="There are no configuration profiles installed\n",
+    sysui=NO_SYSUI,
+    admins="GroupMembership: root dave itadmin\n",
+    autologin="dave\n",
+    guest="1\n",
+    pwpolicy=pwpolicy(PW_SEQUOIA_480),
+    apps=[*APPS_SCHOOL[:4], "Tor Browser", "Steam", "uTorrent Web"],
+    utilities=UTILITIES,
+    sources=[
+        {
+            "command": "system_profiler SPHardwareDataType",
+            "source": "https://github.com/BryanChasko/HeraldStack/blob/HEAD/docs/hardware/macbook.md (as published, redacted by its owner)",
+            "version": "not stated there (firmware 2075.120.2.0.0), MacBookAir9,1",
+        },
+        {
+            "command": "pwpolicy -getaccountpolicies",
+            "source": "https://github.com/usnistgov/macos_security/issues/480 (the built-in '^$|.{4,}+' rule; closed here, descriptions left out)",
+            "version": "macOS 15 Sequoia",
+        },
+        {
+            "command": "softwareupdate --list",
+            "source": "transcribed ('* Label:' / tab 'Title: ..., Recommended: YES, Action: restart,' as in https://github.com/Macjutsu/super/issues/151)",
+            "version": "macOS 15.1",
+        },
+        {
+            "command": "profiles, plutil, dscl, defaults values, /Applications",
+            "source": "transcribed",
+            "version": "macOS 15",
+        },
+    ],
     note="macOS 15.1 Sequoia, neglected: FileVault off, 5 min lock delay, 15.1.1 pending since October, firewall off, stale XProtect.",
 )
 mac(
@@ -106,5 +381,41 @@ mac(
     },
     xp_mtime="1731402000\n",
     swvers="Produktname:\tmacOS\nProduktversion:\t14,7\n\ufffd\ufffd\n",
+    hw=HW_PRO18_3,
+    profiles={"rc": 1},
+    sysui=NO_SYSUI,
+    admins="GroupMembership: root itadmin\n",
+    autologin=absent("autoLoginUser"),
+    guest=absent("GuestEnabled"),
+    pwpolicy=pwpolicy(PW_AUTH_311),
+    apps=APPS_SCHOOL,
+    utilities=[],
+    sources=[
+        {
+            "command": "system_profiler SPHardwareDataType",
+            "source": "https://github.com/bluuuk/data-management-system/blob/HEAD/13.02.2023/system.md (Hardware part; German region: labels English, values German)",
+            "version": "macOS 13.1 (22C65), MacBookPro18,3",
+        },
+        {
+            "command": "pwpolicy -getaccountpolicies",
+            "source": "https://github.com/usnistgov/macos_security/issues/311 (lockout part only, closing tags completed): the plist is the same in every language",
+            "version": "macOS 14.0 Sonoma",
+        },
+        {
+            "command": "profiles show -type configuration",
+            "source": "stand-in: exit 1 with no output (not run as root); no published output found",
+            "version": "macOS 14",
+        },
+        {
+            "command": "defaults read ... (absent keys)",
+            "source": "transcribed in the shape of https://github.com/rgcr/m-cli/issues/68; defaults is not translated",
+            "version": "any",
+        },
+        {
+            "command": "fdesetup, sysadminctl, softwareupdate, socketfilterfw, sw_vers (German/garbled)",
+            "source": "transcribed; not real captures, so their German wording is not matched and they stay unknown",
+            "version": "macOS 14 (German)",
+        },
+    ],
     note="German/garbled macOS 14: every check must come out unknown, never pass.",
 )
