@@ -35,6 +35,7 @@ from agent.report import MAX_REPORT_BYTES, ReportError, parse_report
 from agent.tunnel.config import valid_key
 from proxy_addons.core.policy.model import Policy
 from proxy_addons.devices import enrolment, reports, tunnels
+from proxy_addons.devices.device_thresholds import thresholds_for
 from proxy_addons.devices.tunnel_watch import alert_tunnel_down
 from proxy_addons.devices.watch import alert_noncompliance, load_eol, with_eol
 from proxy_addons.store import Store
@@ -205,7 +206,7 @@ def device_blueprint(
             compliant=parsed.compliant,
             address=source,
             ignored_ips=ignored,
-            thresholds=current.devices.thresholds.to_json(),
+            thresholds=thresholds_for(store, current.devices, device_id, parsed.hostname).to_json(),
         )
 
     @bp.post("/api/v1/tunnel")

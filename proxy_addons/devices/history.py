@@ -10,7 +10,7 @@ first span starts at the period's start with the state the device was in then.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ class Sent:
     at: datetime
     compliant: bool
     failing: tuple[str, ...]
+    source: str = "agent"  # or "mdm": seen by the school's MDM, imported (mdm_import.py)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,12 @@ class Span:
     last_report: datetime
     failing: tuple[str, ...]  # every check that failed in the span, in the order first seen
     reports: int
+    sources: tuple[str, ...] = ("agent",)  # where its reports came from, in the order first seen
+
+    @property
+    def from_mdm(self) -> bool:
+        """Known from the MDM's export, not from an agent on the device."""
+        return "mdm" in self.sources
 
     def length(self, now: datetime) -> float:
         """How long the span lasted (or has lasted, to `now`), in seconds."""
@@ -60,20 +67,27 @@ def spans(sent: Iterable[Sent], start: datetime | None = None) -> list[Span]:
         last = found[-1] if found else None
         if last is not None and last.compliant == report.compliant:
             failing = last.failing + tuple(c for c in report.failing if c not in last.failing)
-            found[-1] = Span(last.compliant, last.since, None, report.at, failing, last.reports + 1)
+            sources = last.sources + (() if report.source in last.sources else (report.source,))
+            found[-1] = replace(
+                last,
+                last_report=report.at,
+                failing=failing,
+                reports=last.reports + 1,
+                sources=sources,
+            )
             continue
         if last is not None:
-            found[-1] = Span(
-                last.compliant, last.since, since, last.last_report, last.failing, last.reports
-            )
-        found.append(Span(report.compliant, since, None, report.at, report.failing, 1))
+            found[-1] = replace(last, until=since)
+        found.append(
+            Span(report.compliant, since, None, report.at, report.failing, 1, (report.source,))
+        )
     return found
 
 
 def read(store: Store, device_id: str, start: datetime, end: datetime) -> list[Sent]:
     """The device's reports made in [start, end), after the last one made before `start`."""
     r = device_reports.c
-    columns = (r.generated_at, r.compliant, r.results)
+    columns = (r.generated_at, r.compliant, r.results, r.source)
     mine = r.device_id == device_id
     with store.connect() as conn:
         before = conn.execute(
@@ -87,7 +101,10 @@ def read(store: Store, device_id: str, start: datetime, end: datetime) -> list[S
             .where(mine, r.generated_at >= start, r.generated_at < end)
             .order_by(r.generated_at, r.id)
         ).all()
-    return [Sent(row[0], bool(row[1]), failing_of(row[2] or [])) for row in [*before, *during]]
+    return [
+        Sent(row[0], bool(row[1]), failing_of(row[2] or []), row[3] or "agent")
+        for row in [*before, *during]
+    ]
 
 
 def history(store: Store, device_id: str, start: datetime, end: datetime) -> list[Span]:

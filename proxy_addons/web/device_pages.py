@@ -1,13 +1,15 @@
 """The device inventory pages of the admin web app, for the IT provider.
 
-Read-only: the list of enrolled devices (compliance, last report, user, stale or revoked)
-and one device's last report, each check with its result, reason and raw evidence, with
-its history over a term (when it became non-compliant, for how long, failing what). Only
-the IT provider sees them (named in the policy's `unblocks.it_provider` or
-`monitoring.technical`, or an account with the `it` role): they name who uses which
-device, which the rest of the staff need not see.
-Revoking stays on the command line (`schoolgate devices revoke`), where it is audited with
-the operator's name.
+The list of enrolled devices (compliance, last report, user, stale or revoked) and one
+device's last report, each check with its result, reason and raw evidence, with its history
+over a term (when it became non-compliant, for how long, failing what; a span the MDM
+reported says so). Only the IT provider sees them (named in the policy's
+`unblocks.it_provider` or `monitoring.technical`, or an account with the `it` role): they
+name who uses which device, which the rest of the staff need not see.
+The one thing changed here is the asset log (whom a device is allocated to, its asset tag,
+where it is: devices/asset_log.py), audited with the old and new values and who changed
+them. Revoking stays on the command line (`schoolgate devices revoke`), where it is audited
+with the operator's name.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import json
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from proxy_addons.core.policy.model import Policy, Term
-from proxy_addons.devices import history, inventory, tunnels
+from proxy_addons.devices import asset_log, history, inventory, tunnels
 from proxy_addons.record.term_report import current_term, find_term
-from proxy_addons.web.context import policy, problem, services
+from proxy_addons.web.context import actor, policy, problem, services
 from proxy_addons.web.nav import needs
 
 bp = Blueprint("device_pages", __name__)
@@ -117,7 +119,35 @@ def device_detail(device_id: str) -> ResponseReturnValue:
         stale_days=current.devices.stale_days,
         tunnel_words=TUNNEL_WORDS,
         where_words=WHERE_WORDS,
+        limits=asset_log.LIMITS,
     )
+
+
+@bp.post("/devices/<device_id>/allocation")
+@needs("technical", refusal="The device inventory is for the IT provider only.")
+def device_allocation(device_id: str) -> ResponseReturnValue:
+    """Set whom the device is allocated to, its asset tag and where it is (an empty box
+    clears that field)."""
+    device_id = device_id[:64]
+    now = services().workflow.clock()
+    if inventory.get_device(services().store, device_id, now, policy().devices.stale_days) is None:
+        return problem("There is no such device.", 404)
+    back = url_for("device_pages.device_detail", device_id=device_id) + "#allocation"
+    try:
+        allocation = asset_log.Allocation(
+            **{f: asset_log.clean(f, request.form.get(f)) for f in asset_log.FIELDS}
+        )
+    except ValueError as exc:
+        flash(f"Nothing was changed: {str(exc).replace('_', ' ')}.", "error")
+        return redirect(back, 303)
+    try:
+        changed = asset_log.set_allocation(
+            services().store, device_id, allocation, actor().user, now
+        )
+    except KeyError:  # gone since: removed by the purge or the command line
+        return problem("There is no such device.", 404)
+    flash("The asset log is updated." if changed else "Nothing had changed.", "ok")
+    return redirect(back, 303)
 
 
 __all__ = ["bp", "state_text"]

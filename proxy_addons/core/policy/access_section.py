@@ -1,6 +1,6 @@
 """Who may use the gateway and how it sees them: `decryption:`, `authentication:` (proxy
 sign-in), `network:` (client and management networks) and `devices:` (enrolment,
-staleness, the school's resolvers and relays).
+staleness, the school's resolvers and relays, thresholds and lists).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import ipaddress
 from typing import Any
 
 from proxy_addons.core.policy.checker import Checker, domain_names, empty_map, enum_setting
+from proxy_addons.core.policy.device_lists_section import load_usb_allowed, with_lists
 from proxy_addons.core.policy.model import (
     Authentication,
     Category,
@@ -80,6 +81,7 @@ def load_devices(ck: Checker, raw: Any, where: Where) -> Devices:
     """The `devices:` section: enrolment secret file, staleness and identity windows."""
     keys = ["enrolment_secret_file", "stale_days", "identity_minutes", "eol_file"]
     keys += ["school_resolvers", "trusted_relays", "tunnel", "thresholds"]
+    keys += ["software", "accounts", "removable_storage"]  # device_lists_section.py
     m = ck.mapping(raw, where, "devices", keys)
     if m is None:
         return Devices()
@@ -109,7 +111,10 @@ def load_devices(ck: Checker, raw: Any, where: Where) -> Devices:
             )
     return Devices(
         tunnel=load_tunnel(ck, m.get("tunnel"), m.at("tunnel")),
-        thresholds=load_thresholds(ck, m.get("thresholds"), m.at("thresholds")),
+        thresholds=with_lists(ck, m, load_thresholds(ck, m.get("thresholds"), m.at("thresholds"))),
+        usb_storage_allowed=load_usb_allowed(
+            ck, m.get("removable_storage"), m.at("removable_storage")
+        ),
         trusted_relays=relays,
         school_resolvers=frozenset(resolvers),
         enrolment_secret_file=secret,

@@ -324,13 +324,13 @@ class Devices:
     stale_days: int = 7  # no report for this many days is itself non-compliant
     identity_minutes: int = 30  # a report's user and addresses are believed this long
     eol_file: Path | None = None  # the OS end-of-life table (policies/os-eol.yaml), if any
-    # The school's own DNS resolvers: DNS to any other address is a circumvention event
-    # (proxy_addons/devices/circumvention_watch.py). Empty: outside DNS is not judged.
+    # The school's DNS resolvers; DNS elsewhere is circumvention (empty: not judged)
     school_resolvers: frozenset[str] = frozenset()
     # Reverse proxies the device API is reached through: their X-Forwarded-For is believed.
     trusted_relays: tuple[IPNetwork, ...] = ()
     tunnel: Tunnel | None = None  # per-device WireGuard tunnels; None: not offered
     thresholds: Thresholds = field(default_factory=Thresholds)  # what devices are judged by
+    usb_storage_allowed: frozenset[str] = frozenset()  # ids, hostnames, asset tags (casefolded)
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
