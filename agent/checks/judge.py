@@ -95,7 +95,8 @@ def judge_accounts(
     """The signed-in user is not an administrator for routine work, the only local
     administrators are the approved ones, automatic sign-in and the guest account are off.
     `admins` are the enabled local administrator accounts (built-in ones the OS can't
-    remove, like root, left out by the platform); None means couldn't read."""
+    remove, like root, left out by the platform); None means couldn't read. `user` is ""
+    when no one is signed in: that part has nothing to judge (the rest still does)."""
     approved = ctx.thresholds.admin_accounts_approved
     admin_list = None if admins is None else sorted(set(admins), key=str.casefold)
     unexpected = [a for a in admin_list or [] if not matches(a, approved)]
@@ -114,7 +115,9 @@ def judge_accounts(
         if unexpected:
             failed.append(f"Local administrators not approved: {', '.join(unexpected[:5])}.")
         if user is None:
-            unread.append("No signed-in user to judge.")
+            unread.append("Couldn't read who is signed in.")
+        elif user == "":
+            pass  # no one signed in (a lab PC at night): nothing to judge in this part
         elif user in admin_list and not matches(user, approved):
             failed.append(f"The signed-in user {user} is a local administrator.")
     if autologin is True:
@@ -125,10 +128,8 @@ def judge_accounts(
         failed.append("The guest account is on.")
     elif guest is None:
         unread.append("Couldn't tell whether the guest account is on.")
-    passed = (
-        f"{user or 'The user'} is not an administrator; administrators are approved; "
-        "no automatic sign-in; no guest."
-    )
+    who = f"{user} is not an administrator" if user else "No one is signed in"
+    passed = f"{who}; administrators are approved; no automatic sign-in; no guest."
     return _verdict(cid, failed, unread, passed, **ev)
 
 

@@ -156,3 +156,12 @@ def test_removable_storage_and_the_approved_list() -> None:
         judge_removable_storage("removable_storage", allowed, blocked=False, how="udev").status
         == "pass"
     )
+
+
+def test_accounts_with_no_one_signed_in_judges_the_rest() -> None:
+    c = ctx(admin_accounts_approved=("itadmin",))
+    parts = {"admins": ["itadmin"], "autologin": False, "guest": False}
+    nobody = judge_accounts("accounts", c, user="", **parts)  # type: ignore[arg-type]
+    assert nobody.status == "pass" and nobody.reason.startswith("No one is signed in")
+    unread = judge_accounts("accounts", c, user=None, **parts)  # type: ignore[arg-type]
+    assert unread.status == "unknown"
