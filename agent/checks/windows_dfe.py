@@ -234,6 +234,8 @@ def accounts(ctx: Context) -> CheckResult:
                 admins.append(name)
     raw_user = data.get("UserName")
     user = _short(raw_user, computer) if isinstance(raw_user, str) and raw_user else None
+    if "UserName" in data and raw_user is None:
+        user = ""  # Win32_ComputerSystem answered: no one signed in at the console
     for a in admins or []:
         if user is not None and a.casefold() == user.casefold():
             user = a  # Windows names are case-blind

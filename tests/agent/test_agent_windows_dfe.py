@@ -319,8 +319,9 @@ def test_accounts_fail_for_an_admin_user_an_enabled_builtin_autologin_and_guest(
     assert guest.status == "fail" and "guest" in guest.reason
 
 
-def test_accounts_unknown_without_a_user_or_an_answer() -> None:
-    assert run(D.accounts, _accounts(UserName=None), APPROVED).status == "unknown"
+def test_accounts_with_no_one_signed_in_judge_the_rest_and_no_answer_is_unknown() -> None:
+    nobody = run(D.accounts, _accounts(UserName=None), APPROVED)  # at boot, as SYSTEM
+    assert nobody.status == "pass" and nobody.reason.startswith("No one is signed in")
     failed = {key(ps(D.ACCOUNTS)): (1, "", "Get-CimInstance : Zugriff verweigert")}
     assert run(D.accounts, failed, APPROVED).status == "unknown"
 
