@@ -154,7 +154,10 @@ def read_password_policy(text: str) -> tuple[int, int] | None:
 def password_policy(ctx: Context) -> CheckResult:
     cid = "password_policy"
     res = ctx.runner.run(["pwpolicy", "-getaccountpolicies"], timeout=20)
-    ev = {"pwpolicy": clip(res.stdout or res.stderr, 300)}
+    rules = re.findall(r"<string>(\(?policyAttribute[^<]*)</string>", res.stdout)
+    ev: dict[str, object] = {"rules": [clip(r, 120) for r in rules[:8]]}
+    if not rules:
+        ev["pwpolicy"] = clip(res.stdout or res.stderr, 300)
     if not res.ok:
         ev["why"] = f"pwpolicy failed ({describe(res)}); it needs root"
         return judge_password_policy(cid, ctx, min_length=None, lockout=None, **ev)

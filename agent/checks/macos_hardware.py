@@ -151,6 +151,8 @@ def _profiles_listed(ctx: Context) -> tuple[bool | None, int | None, str]:
     text = (res.stdout + res.stderr).strip()
     if not res.ok:
         return None, None, clip(text, 200)
+    if re.search(r"There are no configuration profiles installed for user", text):
+        return None, None, clip(text, 200)  # not root: only the user's own were listed
     if "There are no configuration profiles installed" in text:
         return True, 0, clip(text, 200)
     m = re.search(r"There (?:are|is) (\d+) configuration profiles? installed", text)

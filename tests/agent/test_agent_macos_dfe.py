@@ -207,6 +207,16 @@ def test_read_only_external_disks_are_not_blocked(tmp_path: Path) -> None:
     assert allowed.status == "pass" and "approved list" in allowed.reason
 
 
+def test_profiles_listed_without_root_are_only_the_users(tmp_path: Path) -> None:
+    # without root, `profiles show` lists the user's profiles only, and says so
+    users = "There are no configuration profiles installed for user 'pupil'\n"
+    missing = {"rc": 1, "stderr": f"{SYSTEMUISERVER}: file does not exist or is not readable\n"}
+    got = removable_storage(ctx(_storage(tmp_path, missing, users)))
+    assert got.status == "unknown" and "without root" in got.reason
+    root = "There are no configuration profiles installed\n"
+    assert removable_storage(ctx(_storage(tmp_path / "b", missing, root))).status == "fail"
+
+
 def test_unreadable_managed_preferences_are_unknown(tmp_path: Path) -> None:
     damaged = {"rc": 1, "stderr": "plutil: Operation not permitted\n"}
     got = removable_storage(
