@@ -62,7 +62,7 @@ def screen_lock(ctx: Context) -> CheckResult:
     delay = 0 if m.group(1) == "immediate" else int(m.group(2))
     ev["lock_delay_s"] = delay
     user = console_user(ctx)
-    if user is None:
+    if not user:
         return unknown(cid, "No signed-in console user, so no idle time to read.", **ev)
     ev["user"] = user
     argv = [

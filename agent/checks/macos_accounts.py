@@ -26,10 +26,13 @@ _MIN_LENGTH = re.compile(r"policyAttributePassword matches '(\^\$\|)?\.\{(\d+),\
 
 
 def console_user(ctx: Context) -> str | None:
-    """Who is signed in at the screen; None at the login window (root owns the console)."""
+    """Who is signed in at the screen: "" at the login window (root owns the console then),
+    None when it can't be read."""
     res = ctx.runner.run(["stat", "-f%Su", "/dev/console"], timeout=10)
     user = res.stdout.strip()
-    return user if res.ok and _NAME.fullmatch(user) and user != "root" else None
+    if not res.ok or not _NAME.fullmatch(user):
+        return None
+    return "" if user == "root" else user
 
 
 def installed_apps(ctx: Context) -> tuple[list[str] | None, dict[str, object]]:

@@ -253,6 +253,12 @@ def test_accounts_read_and_unread(tmp_path: Path) -> None:
     on_13 = _accounts(tmp_path / "b", "GroupMembership: root itadmin\n", absent_login, gone)
     got = accounts(ctx(on_13))
     assert got.status == "unknown" and "guest" in got.reason  # absent means on before macOS 14
+    at_login_window = _accounts(
+        tmp_path / "d", "GroupMembership: root itadmin\n", absent_login, "0\n"
+    )
+    (tmp_path / "d" / "commands" / "3.stdout").write_text("root\n")  # root owns the console
+    idle = accounts(ctx(at_login_window))
+    assert idle.status == "pass" and idle.reason.startswith("No one is signed in")
     broken = _accounts(
         tmp_path / "c", {"rc": 184, "stderr": "DS Error: -14136\n"}, absent_login, "0\n"
     )
