@@ -1,4 +1,6 @@
-"""Linux probes: dm-crypt via sysfs, GNOME/KDE screen lock, apt/dnf, ufw/firewalld/nft, ClamAV."""
+"""Linux probes: dm-crypt via sysfs, GNOME/KDE screen lock, ufw/firewalld/nft, ClamAV, and
+the table of every Linux check; the others are in linux_*.py (patches, hardware age, USB
+storage, software, accounts, password policy)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,18 @@ from agent.checks.base import (
     clip,
     describe,
     fail,
-    judge_patches,
     ok,
     os_support,
     unknown,
 )
+from agent.checks.linux_accounts import accounts_check
+from agent.checks.linux_hardware import hardware_age
+from agent.checks.linux_password import password_policy
+from agent.checks.linux_patches import patches
+from agent.checks.linux_software import software
+from agent.checks.linux_usb import removable_storage
+from agent.checks.linux_users import console_user
+from agent.checks.linux_users import home as home_of
 from agent.report import CheckResult
 from agent.runner import Runner
 
@@ -84,26 +93,6 @@ def disk_encryption(ctx: Context) -> CheckResult:
 # ---- screen lock ----------------------------------------------------------------------------
 
 
-def _console_user(ctx: Context) -> tuple[str | None, str]:
-    res = ctx.runner.run(["loginctl", "list-sessions", "--no-legend"], timeout=10)
-    if not res.ok:
-        return None, describe(res)
-    for line in res.stdout.splitlines():
-        fields = line.split()
-        # SESSION UID USER SEAT [TTY ...]
-        if len(fields) >= 4 and fields[3] == "seat0":
-            return fields[2], ""
-    return None, "no session on seat0"
-
-
-def _home(ctx: Context, user: str) -> str | None:
-    for line in (ctx.runner.read("/etc/passwd") or "").splitlines():
-        fields = line.split(":")
-        if len(fields) >= 7 and fields[0] == user:
-            return fields[5]
-    return None
-
-
 def _gsetting(ctx: Context, user: str, schema: str, key: str) -> str | None:
     """Read as the console user (their dconf); as root via runuser, else only as that user."""
     argv = ["gsettings", "get", schema, key]
@@ -140,10 +129,10 @@ def _judge(
 
 def screen_lock(ctx: Context) -> CheckResult:
     cid = "screen_lock"
-    user, why = _console_user(ctx)
+    user, why = console_user(ctx)
     if user is None:
         return unknown(cid, f"No signed-in console user, so no desktop settings to read ({why}).")
-    home = _home(ctx, user)
+    home = home_of(ctx, user)
     kde = ctx.runner.read(f"{home}/.config/kscreenlockerrc") if home else None
     if kde is not None:
         parser = configparser.ConfigParser(interpolation=None, strict=False)
@@ -173,98 +162,6 @@ def screen_lock(ctx: Context) -> CheckResult:
             raw=raw,
         )
     return _judge(cid, idle, raw["lock-enabled"] == "true", delay, ctx, desktop="gnome", user=user)
-
-
-# ---- patches --------------------------------------------------------------------------------
-
-
-def _apt(ctx: Context) -> dict[str, object] | str:
-    sim = ctx.runner.run(["apt-get", "-s", "-o", "Debug::NoLocking=true", "upgrade"], timeout=60)
-    if not sim.ok:
-        return f"apt-get -s upgrade failed ({describe(sim)})"
-    inst = [ln for ln in sim.stdout.splitlines() if ln.startswith("Inst ")]
-    if not inst and not re.search(r"^\d+ upgraded", sim.stdout, re.M):
-        return "apt-get -s upgrade printed nothing we recognise"
-    security = [ln.split()[1] for ln in inst if "-security" in ln]
-    conf = ctx.runner.run(["apt-config", "dump"], timeout=20)
-    auto: bool | None = None
-    if conf.ok:
-        m = re.search(r'^APT::Periodic::Unattended-Upgrade "(\d+)";', conf.stdout, re.M)
-        auto = bool(m and m.group(1) != "0")
-    last = None  # the end of the latest apt run that upgraded something
-    for block in (ctx.runner.read("/var/log/apt/history.log") or "").split("\n\n"):
-        m = re.search(r"^End-Date: (\S+ +\S+)", block, re.M)
-        if m and re.search(r"^Upgrade: ", block, re.M):
-            last = m.group(1)
-    last_iso = None
-    if last:
-        try:
-            last_iso = (
-                datetime.strptime(re.sub(r" +", " ", last), "%Y-%m-%d %H:%M:%S")
-                .replace(tzinfo=UTC)
-                .isoformat()
-            )
-        except ValueError:
-            last_iso = None
-    reboot = ctx.runner.read("/run/reboot-required") is not None
-    return {
-        "manager": "apt",
-        "pending": len(inst),
-        "security": len(security),
-        "security_packages": security[:20],
-        "auto_updates": auto,
-        "last_update": last_iso,
-        "reboot_required": reboot,
-    }
-
-
-def _dnf(ctx: Context) -> dict[str, object] | str:
-    check = ctx.runner.run(["dnf", "-q", "check-update"], timeout=120)
-    if check.returncode not in (0, 100):
-        return f"dnf check-update failed ({describe(check)})"
-    pending = [ln for ln in check.stdout.splitlines() if re.match(r"^\S+\.\S+\s+\S+\s+\S+$", ln)]
-    sec = ctx.runner.run(["dnf", "-q", "updateinfo", "list", "--security"], timeout=120)
-    if not sec.ok:
-        return f"dnf updateinfo failed ({describe(sec)})"
-    security = [ln.split()[-1] for ln in sec.stdout.splitlines() if "/Sec." in ln]
-    hist = ctx.runner.run(["dnf", "history", "list"], timeout=60)
-    m = re.search(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2})", hist.stdout) if hist.ok else None
-    last_iso = (
-        datetime.strptime(m.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC).isoformat()
-        if m
-        else None
-    )
-    timer = ctx.runner.run(["systemctl", "is-enabled", "dnf-automatic-install.timer"], timeout=10)
-    if timer.stdout.strip() not in ("enabled", "disabled", ""):
-        auto: bool | None = None
-    else:
-        auto = timer.stdout.strip() == "enabled"
-        if not auto:
-            alt = ctx.runner.run(["systemctl", "is-enabled", "dnf-automatic.timer"], timeout=10)
-            auto = alt.stdout.strip() == "enabled"
-    restart = ctx.runner.run(["dnf", "needs-restarting", "-r"], timeout=60)
-    reboot = {0: False, 1: True}.get(restart.returncode)
-    return {
-        "manager": "dnf",
-        "pending": len(pending),
-        "security": len(security),
-        "security_packages": security[:20],
-        "auto_updates": auto,
-        "last_update": last_iso,
-        "reboot_required": reboot,
-    }
-
-
-def patches(ctx: Context) -> CheckResult:
-    cid = "patches"
-    for manager, probe in (("apt-get", _apt), ("dnf", _dnf)):
-        found = ctx.runner.run([manager, "--version"], timeout=10)
-        if found.ok:
-            ev = probe(ctx)
-            if isinstance(ev, str):
-                return unknown(cid, ev, manager=manager)
-            return judge_patches(cid, ev, ctx)
-    return unknown(cid, "No supported package manager (apt, dnf) found.")
 
 
 # ---- firewall -------------------------------------------------------------------------------
@@ -359,4 +256,14 @@ CHECKS = (
     Check("firewall", "linux", firewall),
     Check("antimalware", "linux", antimalware, ("av_signature_max_days",)),
     Check("os_supported", "linux", os_supported, ("min_os_versions", "eol")),
+    Check("hardware_age", "linux", hardware_age, ("laptop_support_years", "tablet_support_years")),
+    Check("removable_storage", "linux", removable_storage, ("usb_storage_allowed",)),
+    Check("software", "linux", software, ("software_approved", "software_banned")),
+    Check("accounts", "linux", accounts_check, ("admin_accounts_approved",)),
+    Check(
+        "password_policy",
+        "linux",
+        password_policy,
+        ("password_min_length", "lockout_max_attempts"),
+    ),
 )

@@ -37,7 +37,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "debian-12": {
         "disk_encryption": "fail",
         "screen_lock": "fail",  # KDE Timeout=30 minutes
-        "patches": "fail",  # security updates waiting 55 days
+        "patches": "unknown",  # 2 security pending, first seen now, no upgrade for 55 days
         "firewall": "fail",  # nftables, policy accept
         "antimalware": "pass",  # ClamAV daemon active, signatures 1 day old
         "os_supported": "unknown",
@@ -61,7 +61,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "macos-15": {
         "disk_encryption": "fail",
         "screen_lock": "fail",  # 300 s lock delay
-        "patches": "fail",
+        "patches": "unknown",  # 15.1.1 pending, first seen now: its wait can't be told yet
         "firewall": "fail",
         "antimalware": "fail",  # XProtect 116 days old
         "os_supported": "unknown",
@@ -97,8 +97,8 @@ def test_every_fixture_set_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_fixture_set_statuses(name: str) -> None:
     got = results(name)
-    assert tuple(got) == IDS
-    assert {k: r.status for k, r in got.items()} == EXPECTED[name]
+    assert tuple(got)[: len(IDS)] == IDS  # the DfE checks follow (tests/agent/test_agent_*_dfe*)
+    assert {k: got[k].status for k in IDS} == EXPECTED[name]
     for r in got.values():
         assert r.reason and "\n" not in r.reason
 
@@ -108,7 +108,7 @@ def test_fixture_reports_pass_the_gateways_validation(name: str) -> None:
     runner, plat, now = fixture(name)
     report = build_report(runner, plat, now=now)
     parsed = parse_report(json.loads(json.dumps(report.to_json())))
-    assert [r.status for r in parsed.results] == list(EXPECTED[name].values())
+    assert [r.status for r in parsed.results if r.id in IDS] == list(EXPECTED[name].values())
     assert not parsed.compliant  # every set has at least one unknown os_supported
 
 
@@ -134,7 +134,9 @@ def test_thresholds_come_from_policy() -> None:
     strict = Thresholds(idle_lock_max_s=120, security_update_max_days=3)
     got = results("ubuntu-24.04", strict)
     assert got["screen_lock"].status == "fail"  # 300 s > 120 s
-    assert got["patches"].status == "fail"  # security pending, last upgrade 5 days > 3
+    # security pending, first seen now, last upgrade 5 days ago > 3: how long they have waited
+    # can't be told yet (a first-seen age only fails; test_agent_linux_dfe.py has the fail)
+    assert got["patches"].status == "unknown"
     assert results("windows-11", strict)["screen_lock"].status == "fail"
 
 
@@ -152,7 +154,8 @@ def test_os_supported_with_gateway_eol_table_and_minimum() -> None:
     assert results("macos-14-de", eol)["os_supported"].status == "unknown"
     # with the EOL table the well-managed Mac is fully compliant
     runner, plat, now = fixture("macos-14")
-    assert build_report(runner, plat, eol, now=now).compliant
+    school = replace(eol, admin_accounts_approved=("itadmin",))  # its one administrator
+    assert build_report(runner, plat, school, now=now).compliant
 
 
 def test_missing_commands_and_files_are_unknown(tmp_path: Path) -> None:
@@ -274,7 +277,7 @@ def test_cli_json_is_a_valid_report() -> None:
         cwd=Path(__file__).parents[2],
     )
     report = parse_report(json.loads(done.stdout))
-    assert [r.id for r in report.results] == list(IDS)
+    assert [r.id for r in report.results] == [c.id for c in checks_for("linux")]
     assert done.returncode == (0 if report.compliant else 1)
     assert report.os_name == "linux" and report.hostname
 
