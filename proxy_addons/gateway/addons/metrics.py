@@ -6,7 +6,8 @@ circumvention and safe-search counters), and every decision is timed.
 
 Gauges that describe state (unblocks in force, pending requests, the policy's lists, a
 damaged index, a status file that cannot be written) are read when Prometheus scrapes,
-from the services, so they can never drift.
+from the services, so they can never drift; the devices' figures over the term
+(devices/term_gauges.py) are worked out again every few minutes.
 
 The same port serves `/status`: the gateway's state as JSON from memory (what
 var/run/status.json holds when it can be written), so `schoolgate status` still tells
@@ -34,6 +35,7 @@ from prometheus_client.registry import Collector
 from proxy_addons.core.policy.runtime import PolicyRuntime
 from proxy_addons.core.unblocks import Status
 from proxy_addons.devices import inventory
+from proxy_addons.devices.term_gauges import TermGauges
 from proxy_addons.devices.watch import device_counts
 from proxy_addons.gateway.addons.illegal_watch import tier_families
 from proxy_addons.gateway.services import Services
@@ -47,6 +49,7 @@ class GatewayCollector(Collector):
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.term_gauges = TermGauges()
 
     def describe(self) -> Iterable[Metric]:
         return self._families()
@@ -83,6 +86,8 @@ class GatewayCollector(Collector):
         yield illegal
         yield from tier_families(loaded.policy)
         yield from _device_families(services, loaded.policy.devices.stale_days)
+        if services.store is not None:  # the term's figures, worked out every few minutes
+            yield from self.term_gauges.collect(services.store, loaded.policy, now)
 
     @staticmethod
     def _families() -> tuple[
