@@ -16,11 +16,12 @@ import re
 from agent.checks.base import Context
 from agent.checks.judge import judge_accounts
 from agent.checks.linux_usb import config_files
+from agent.checks.linux_users import NO_SEAT_SESSION, console_user, groups, locked
 from agent.checks.linux_users import accounts as passwd_accounts
-from agent.checks.linux_users import console_user, groups, locked
 from agent.report import CheckResult
 
 ADMIN_GROUPS = ("sudo", "wheel", "admin")
+GREETERS = ("gdm", "Debian-gdm", "gdm-greeter", "lightdm", "sddm")  # login screens' accounts
 _SUDO_ALL = re.compile(
     r"^(\S+)\s+[^=\s]+\s*=\s*(\([^)]*\)\s*)?((NO)?PASSWD:\s*|(NO)?SETENV:\s*)*ALL\s*$"
 )
@@ -171,8 +172,12 @@ def accounts_check(ctx: Context) -> CheckResult:
     admins, ev = administrators(ctx)
     user, why = console_user(ctx)
     autologin, guest, sources = sign_in(ctx)
-    if user is None:
+    if user in GREETERS:  # the login screen's own session: no one is signed in
+        ev["no_user"], user = f"the login screen ({user})", ""
+    elif user is None:
         ev["no_user"] = why
+        if why == NO_SEAT_SESSION:
+            user = ""  # logind says no one is at the screen: nothing to judge in that part
     return judge_accounts(
         "accounts",
         ctx,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from agent.checks.base import Context, describe
 
+NO_SEAT_SESSION = "no session on seat0"  # logind answered: no one at the screen
+
 
 @dataclass(frozen=True)
 class Account:
@@ -28,7 +30,7 @@ def console_user(ctx: Context) -> tuple[str | None, str]:
         # SESSION UID USER SEAT [TTY ...]
         if len(fields) >= 4 and fields[3] == "seat0":
             return fields[2], ""
-    return None, "no session on seat0"
+    return None, NO_SEAT_SESSION
 
 
 def accounts(ctx: Context) -> list[Account] | None:

@@ -235,6 +235,10 @@ def test_accounts_sources(tmp_path: Path) -> None:
         ),
     }
     assert accounts_check(root(tmp_path / "g", getty, seat)).evidence["autologin"] is True
+    nobody = {"loginctl list-sessions --no-legend": "c1 115 gdm seat0 tty1\n"}
+    lab = accounts_check(root(tmp_path / "n", {**base, "/etc/group": "ben:x:1001:\n"}, nobody))
+    assert lab.evidence["user"] == "" and lab.status == "fail"  # toor still has uid 0
+    assert lab.reason == "Local administrators not approved: toor."
     installed = {**base, "/usr/sbin/gdm3": ""}  # GDM with no custom.conf: its default, off
     got = accounts_check(root(tmp_path / "d", installed, seat))
     assert got.evidence["autologin"] is False and got.evidence["guest"] is False
