@@ -120,6 +120,10 @@ def pending_ages(updates: list[Pending], ctx: Context) -> list[tuple[Pending, in
     return sorted(aged, key=lambda a: -a[1])
 
 
+def _updates(n: int) -> str:
+    return "1 security update" if n == 1 else f"{n} security updates"
+
+
 def judge_patches(
     cid: str, ev: dict[str, object], ctx: Context, updates: list[Pending] | None = None
 ) -> CheckResult:
@@ -158,7 +162,7 @@ def judge_patches(
         if age > limit:
             return fail(
                 cid,
-                f"{len(updates)} security updates pending; the oldest, {oldest.name}, "
+                f"{_updates(len(updates))} pending; the oldest, {oldest.name}, "
                 f"has waited {age} days ({basis}), more than {limit}.",
                 **ev,
             )
@@ -167,7 +171,7 @@ def judge_patches(
             since = "no update known" if days is None else f"no update for {days} days"
             return unknown(
                 cid,
-                f"{len(updates)} security updates pending, first seen {age} days ago, and "
+                f"{_updates(len(updates))} pending, first seen {age} days ago, and "
                 f"{since}: how long they have waited can't be told yet.",
                 **ev,
             )
@@ -185,7 +189,7 @@ def judge_patches(
     if updates:
         return ok(
             cid,
-            f"{len(updates)} security updates pending, the oldest {ev['oldest_pending_days']} "
+            f"{_updates(len(updates))} pending, the oldest {ev['oldest_pending_days']} "
             f"days ({ev['oldest_basis']}); within {limit}.",
             **ev,
         )

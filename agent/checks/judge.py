@@ -149,6 +149,10 @@ def judge_password_policy(
     failed, unread = [], []
     if min_length is None:
         unread.append("Couldn't read the minimum password length.")
+    elif min_length == 0:
+        failed.append(
+            f"No minimum password length is set; the school asks for {t.password_min_length}."
+        )
     elif min_length < t.password_min_length:
         failed.append(
             f"Passwords may be {min_length} characters; the school asks for at least "
