@@ -16,8 +16,9 @@ report without it counts as unknown. A revoked device is counted until it was re
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -57,11 +58,18 @@ class Known:
 
 @dataclass(frozen=True)
 class Said:
-    """One report: when it was made, the device's verdict, and which checks passed."""
+    """One report (or a run of reports alike, none later than `stale` after the one before:
+    `last` is the run's last): when, the device's verdict, and which checks passed."""
 
     at: datetime
     compliant: bool
     passed: dict[str, bool]
+    last: datetime | None = None
+    follows: bool | None = None  # made within `stale` of the report before (None: see `at`)
+
+    @property
+    def latest(self) -> datetime:
+        return self.last or self.at
 
 
 @dataclass
@@ -83,10 +91,28 @@ class Totals:
     from_mdm: int = 0
 
 
-def _said(row: Any) -> Said:
-    results = row.results or []
-    passed = {str(r.get("id")): r.get("status") == "pass" for r in results}
-    return Said(row.generated_at, bool(row.compliant), passed)
+def _passed(results: Sequence[Any]) -> dict[str, bool]:
+    return {str(r.get("id")): r.get("status") == "pass" for r in results if isinstance(r, dict)}
+
+
+def runs(sent: Iterable[Said], stale: timedelta) -> list[Said]:
+    """Reports alike in a row, none more than `stale` after the one before, as one: the
+    term's figures are the same, and a device reporting every 15 minutes sends thousands."""
+    found: list[Said] = []
+    for report in sent:
+        run = found[-1] if found else None
+        if (
+            run is not None
+            and report.compliant == run.compliant
+            and report.passed == run.passed
+            and (report.follows if report.follows is not None else report.at - run.latest <= stale)
+        ):
+            found[-1] = replace(run, last=report.at)
+        else:
+            if run is not None and report.follows:  # the run lasted until this one
+                found[-1] = replace(run, last=max(run.latest, report.at))
+            found.append(report)
+    return found
 
 
 def _stretches(
@@ -96,7 +122,7 @@ def _stretches(
     than `stale` and no other has come."""
     for report, following in itertools.zip_longest(sent, sent[1:]):
         until = min(following.at if following is not None else stop, stop)
-        begin, fresh_until = max(report.at, start), min(report.at + stale, until)
+        begin, fresh_until = max(report.at, start), min(report.latest + stale, until)
         if fresh_until > begin:
             yield report, False, begin, fresh_until
         silent_from = max(fresh_until, start)
@@ -109,12 +135,13 @@ def tally_device(
 ) -> dict[str, Tally]:
     """One device's tallies by check and OVERALL; empty when it never reported in the term.
     A check counts from the first report that has it (the last before the term included)."""
-    if not any(start <= s.at < stop for s in sent):
+    if not any(s.latest >= start and s.at < stop for s in sent):
         return {}
     tallies: dict[str, Tally] = {OVERALL: Tally()}
     for report, silent, begin, end in _stretches(sent, start, stop, stale):
         seconds = (end - begin).total_seconds()
-        for check in report.passed:
+        passed = report.passed
+        for check in passed:
             tallies.setdefault(check, Tally())
         for check, tally in tallies.items():
             if silent:
@@ -122,7 +149,7 @@ def tally_device(
             elif check == OVERALL:
                 good = report.compliant
             else:
-                good = report.passed.get(check, False)
+                good = passed.get(check, False)
             if not good:
                 tally.bad_seconds += seconds
             tally.bad_now = not good
@@ -140,8 +167,18 @@ def _known(store: Store, start: datetime, until: datetime) -> list[Known]:
     return [Known(r.device_id, r.source == "mdm", min(until, r.revoked_at or until)) for r in rows]
 
 
-def _reports(store: Store, start: datetime, until: datetime) -> Iterator[tuple[str, list[Said]]]:
-    """Each device's reports made before `until`, from the last one before `start`."""
+def _reports(
+    store: Store, start: datetime, until: datetime, stale: timedelta
+) -> Iterator[tuple[str, list[Said]]]:
+    """Each device's reports made before `until`, from the last one before `start`, in runs.
+
+    A device reporting every 15 minutes sends thousands a term, nearly all compliant, so
+    the database leaves out an agent's compliant report between two others that are
+    compliant and made within `stale` of it: an agent's compliant report passed every check
+    (agent/report.py), so it changes nothing but the checks' list, and a check first reported
+    in such a report is counted from the next one kept (the end of the run, or a silence),
+    which changes no figure. `follows` keeps the runs whole across the reports left out.
+    """
     r = device_reports.c
     last = (
         sa.select(r.device_id, sa.func.max(r.generated_at).label("at"))
@@ -149,17 +186,71 @@ def _reports(store: Store, start: datetime, until: datetime) -> Iterator[tuple[s
         .group_by(r.device_id)
         .subquery()
     )
-    columns = (r.device_id, r.generated_at, r.compliant, r.results)
+    columns = (r.id, r.device_id, r.generated_at, r.compliant, r.source)
     before = sa.select(*columns).join(
         last, sa.and_(last.c.device_id == r.device_id, last.c.at == r.generated_at)
     )
     during = sa.select(*columns).where(r.generated_at >= start, r.generated_at < until)
     both = sa.union_all(before, during).subquery()
-    query = sa.select(both).order_by(both.c.device_id, both.c.generated_at)
+    device, order = both.c.device_id, (both.c.generated_at, both.c.id)
+    day = _days(store.dialect, both.c.generated_at)
+    near = sa.select(
+        both,
+        sa.func.lag(both.c.compliant).over(partition_by=device, order_by=order).label("before"),
+        sa.func.lead(both.c.compliant).over(partition_by=device, order_by=order).label("after"),
+        (day - sa.func.lag(day).over(partition_by=device, order_by=order)).label("gap"),
+        (sa.func.lead(day).over(partition_by=device, order_by=order) - day).label("next_gap"),
+    ).subquery()
+    days = stale.total_seconds() / DAY
+    kept = sa.or_(
+        sa.not_(near.c.compliant),
+        near.c.source != "agent",
+        near.c.before.is_(None),
+        near.c.after.is_(None),
+        near.c.before != near.c.compliant,
+        near.c.after != near.c.compliant,
+        near.c.gap > days,
+        near.c.next_gap > days,
+    )
+    results = sa.select(r.results).where(r.id == near.c.id).scalar_subquery()
+    query = (
+        sa.select(
+            near.c.device_id,
+            near.c.generated_at,
+            near.c.compliant,
+            results.label("results"),
+            (near.c.gap <= days).label("follows"),
+        )
+        .where(kept)
+        .order_by(near.c.device_id, near.c.generated_at, near.c.id)
+    )
     with store.connect() as conn:
-        rows = conn.execution_options(yield_per=500).execute(query)
+        rows = conn.execution_options(yield_per=1000).execute(query)
         for device_id, group in itertools.groupby(rows, key=lambda row: row.device_id):
-            yield device_id, [_said(row) for row in group]
+            sent = (
+                Said(
+                    row.generated_at,
+                    bool(row.compliant),
+                    _passed(_json(row.results)),
+                    follows=bool(row.follows),
+                )
+                for row in group
+            )
+            yield device_id, runs(sent, stale)
+
+
+def _days(dialect: str, column: Any) -> Any:
+    """A time as a number of days, for the gaps between reports."""
+    if dialect == "sqlite":
+        return sa.func.julianday(column)
+    return sa.extract("epoch", column) / DAY
+
+
+def _json(value: Any) -> Sequence[Any]:
+    """The results as the database gave them back: parsed, or JSON text."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value if isinstance(value, list) else []
 
 
 def _ordered(checks: Iterable[str]) -> list[str]:
@@ -176,7 +267,7 @@ def term_figures(
     known = {k.device_id: k for k in _known(store, start, until)}
     tallies: dict[str, dict[str, Tally]] = {}
     if until > start:
-        for device_id, sent in _reports(store, start, until):
+        for device_id, sent in _reports(store, start, until, stale):
             if device_id in known:
                 tallies[device_id] = tally_device(sent, start, known[device_id].stop, stale)
     checks = {c for found in tallies.values() for c in found if c != OVERALL}
@@ -227,4 +318,4 @@ def for_term(store: Store, policy: Policy, term: Term, now: datetime) -> DeviceF
     return term_figures(store, start, end, now.astimezone(tz), policy.devices.stale_days)
 
 
-__all__ = ["CHECK_ORDER", "Said", "Tally", "for_term", "tally_device", "term_figures"]
+__all__ = ["CHECK_ORDER", "Said", "Tally", "for_term", "runs", "tally_device", "term_figures"]

@@ -3,8 +3,9 @@
 The same counts as the governors' report (devices/term_compliance.py) over the current term
 (the last one that ended between terms; the last 90 days when the policy names none).
 Labels are the check's id and a fixed status word only: never a device, user or address.
-Working the term out reads every report of the term, so it is done at most once every
-REFRESH_SECONDS and the figures are kept in between (Prometheus scrapes every few seconds).
+Working the term out reads the term's reports, so it is done in the background at most
+once every REFRESH_SECONDS and the figures are kept in between (Prometheus scrapes every
+few seconds).
 """
 
 from __future__ import annotations
@@ -72,24 +73,54 @@ def families(figures: DeviceFigures) -> list[Metric]:
 
 
 class TermGauges:
-    """The gauges, worked out again once they are REFRESH_SECONDS old."""
+    """The gauges, worked out again in the background once they are REFRESH_SECONDS old.
 
-    def __init__(self, refresh_seconds: float = REFRESH_SECONDS) -> None:
+    Working out a big school's term can take longer than a scrape may (a device reporting
+    every 15 minutes sends thousands of reports a term), so a scrape never waits for it: it
+    gets the last figures, or waits up to `first_wait` seconds for the very first.
+    """
+
+    def __init__(self, refresh_seconds: float = REFRESH_SECONDS, first_wait: float = 5.0) -> None:
         self.refresh = timedelta(seconds=refresh_seconds)
+        self.first_wait = first_wait
         self._lock = threading.Lock()
         self._made: datetime | None = None
         self._families: list[Metric] = []
+        self._worker: threading.Thread | None = None
+        self._first = threading.Event()
 
     def collect(self, store: Store, policy: Policy, now: datetime) -> Iterable[Metric]:
         with self._lock:
-            if self._made is None or now - self._made >= self.refresh or now < self._made:
-                try:
-                    self._families = families(figures_now(store, policy, now))
-                except Exception as exc:  # the store is down: keep the last figures
-                    logger.warning("Metrics: cannot count devices over the term: %s", exc)
-                else:
-                    self._made = now
+            due = self._made is None or not self._made <= now < self._made + self.refresh
+            if due and self._worker is None:
+                self._made = now  # not again before it is due, even if this one fails
+                self._worker = threading.Thread(
+                    target=self._work, args=(store, policy, now), name="term-gauges", daemon=True
+                )
+                self._worker.start()
+        self._first.wait(self.first_wait)
+        with self._lock:
             return list(self._families)
+
+    def _work(self, store: Store, policy: Policy, now: datetime) -> None:
+        try:
+            made = families(figures_now(store, policy, now))
+        except Exception as exc:  # the store is down: keep the last figures
+            logger.warning("Metrics: cannot count devices over the term: %s", exc)
+        else:
+            with self._lock:
+                self._families = made
+        finally:
+            with self._lock:
+                self._worker = None
+            self._first.set()
+
+    def wait(self) -> None:
+        """Until the figures being worked out are in (for tests and shutdown)."""
+        with self._lock:
+            worker = self._worker
+        if worker is not None:
+            worker.join()
 
 
 __all__ = ["REFRESH_SECONDS", "STATUSES", "TermGauges", "families", "figures_now"]

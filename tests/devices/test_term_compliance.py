@@ -188,3 +188,26 @@ def test_a_check_left_out_after_it_was_reported_is_unknown() -> None:
     assert found["software"].bad_seconds == 2 * 86400  # day 2 to 4: it said nothing
     assert found["patches"].bad_seconds == 2 * 86400  # day 4 to 6; before day 2 not counted
     assert found["patches"].bad_now and not found["software"].bad_now
+
+
+def test_reports_every_few_hours_give_the_same_figures(db_url: str) -> None:  # noqa: F811
+    """The database leaves out compliant reports between two alike; gaps, a check that
+    appears within a compliant run and a failure inside one still count."""
+    store = Store.open(db_url)
+    device = enrol(store, "busy-pc", START - WEEK)
+    hours = [h for h in range(0, 30 * 24, 6) if not 10 * 24 < h < 20 * 24]  # silent 10 days
+    for h in hours:
+        failing = {"patches": "fail"} if 25 * 24 <= h < 26 * 24 else {}
+        send(store, device, day(h / 24), results(software=h >= 5 * 24, **failing))
+    figures = term_figures(store, START, day(30), AFTER, stale_days=7)
+    days = {r.check: round(r.device_days, 2) for r in figures.rows}
+    # silent from a week after its report on day 10 until day 20; the patches failing from
+    # day 25 until the report on day 26. Software, reported from day 5, is silent too.
+    assert days == {
+        OVERALL: 3 + 1,
+        "disk_encryption": 3,
+        "screen_lock": 3,
+        "patches": 3 + 1,
+        "software": 3,
+    }
+    assert rows(figures.rows)["software"] == (1, 0, 1, 0, 0, 0)
