@@ -19,7 +19,7 @@ CHECK_WORDS = {
     OVERALL: "Every check passed (the device as a whole)",
     "disk_encryption": "Disk encrypted",
     "screen_lock": "Screen locks when left",
-    "patches": "Security updates installed within 14 days",
+    "patches": "Security updates installed in time (14 days at most)",
     "removable_storage": "USB memory sticks blocked",
     "software": "Only approved software installed",
     "accounts": "No unapproved administrator accounts",
