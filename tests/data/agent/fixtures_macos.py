@@ -413,7 +413,7 @@ mac(
         },
         {
             "command": "fdesetup, sysadminctl, softwareupdate, socketfilterfw, sw_vers (German/garbled)",
-            "source": "transcribed; not real captures, so their German wording is not matched and they stay unknown",
+            "source": "transcribed; not real captures, so their German wording is not matched and they stay unknown. No published German output of these tools was found; a German-language Mac audit script (index file 25309345242) greps fdesetup's English 'FileVault is', so a real German Mac likely prints English here: these outputs stand in for broken or unexpected text, not for German macOS",
             "version": "macOS 14 (German)",
         },
     ],

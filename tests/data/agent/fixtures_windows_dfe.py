@@ -12,6 +12,15 @@ from agent.checks.windows_probe import powershell as ps
 
 MEMO = "https://github.com/mylovemyon/memo/blob/182d873e016fa9a41b80ff962e795bb5b4f532af/tools/impacket/psexec..md"
 OSQUERY_4771 = "https://github.com/osquery/osquery/issues/4771"
+REG_EN_533 = "https://github.com/adamralph/simple-exec/issues/533"
+REG_EN_32 = "https://github.com/automation-stack/node-machine-id/issues/32"
+# Found by their text in a code index that named no repository or URL (its file ids given):
+# a German console's `REG QUERY 'HKEY_LOCAL_MACHINE\...\FileSystem' /v LongPathsEnabled` pasted in
+# a public GitHub note on Windows long paths, and Microsoft's German Azure ATP proxy docs (de-DE,
+# 2018) quoting the same message; the Get-LocalGroupMember error in Microsoft's Dynamics 365
+# on-premises troubleshooting docs (Test-D365FOConfiguration.ps1) and a NinjaRMM script's README.
+REG_DE_MS = "a German console's capture in a public GitHub note (index file 11505923543) and Microsoft's German Azure ATP proxy docs (index file 14495255809)"
+LGM_ID_MS = "Microsoft's Dynamics 365 on-premises troubleshooting docs (index file 1351788899) and a NinjaRMM script's README (index file 44561529244)"
 
 
 def crlf(text):
@@ -28,6 +37,8 @@ def reg(key, *values):
     return "\r\n".join(lines)
 
 
+# Real: reg.exe's messages for a missing key or value (exit 1, on stderr), English as
+# published in REG_EN_533 and REG_EN_32, German as a German console printed it (see REG_DE_MS).
 REG_MISSING = {
     "rc": 1,
     "stderr": "ERROR: The system was unable to find the specified registry key or value.\r\n",
@@ -239,9 +250,9 @@ SOURCES_EN = [
         "version": "Windows 10 1803, English; the real ReleaseDate 20180702000000.000000+000 (the issue's CPU-Z screenshot is of an X1 Carbon); model, BIOS version and chassis transcribed",
     },
     {
-        "command": "reg query (a missing key)",
-        "source": "transcribed: reg.exe's English message for a missing key or value",
-        "version": "Windows 11 23H2, English",
+        "command": "reg query (a missing key): 'ERROR: The system was unable to find the specified registry key or value.'",
+        "source": f"real, as published in {REG_EN_533} and {REG_EN_32}",
+        "version": "Windows 10 (node-machine-id#32, 2018) and Windows (simple-exec#533, 2023), English",
     },
     {
         "command": "patches, removable_storage, software, accounts and the first six checks",
@@ -296,7 +307,8 @@ DE_DFE = [
                 "Computer": "LEHRER-PC-07",
                 "UserName": "LEHRER-PC-07\\lehrer",
                 "Members": None,
-                "MembersError": "InternalError,Microsoft.PowerShell.Commands.GetLocalGroupMemberCommand",
+                # the real id (LGM_ID_MS): a group holding a SID Windows can't resolve
+                "MembersError": "An unspecified error occurred.,Microsoft.PowerShell.Commands.GetLocalGroupMemberCommand",
                 "Users": [
                     {
                         "Name": "Administrator",
@@ -339,12 +351,17 @@ SOURCES_DE = [
         "version": "Windows 11 Pro 23H2, German",
     },
     {
-        "command": "accounts: Get-LocalGroupMember failing",
-        "source": "transcribed: the error id Get-LocalGroupMember raises when the group holds a SID it can't resolve (its message is translated, the id is not)",
-        "version": "Windows 11 Pro 23H2, German",
+        "command": "accounts: Get-LocalGroupMember failing (FullyQualifiedErrorId)",
+        "source": f"real id 'An unspecified error occurred.,Microsoft.PowerShell.Commands.GetLocalGroupMemberCommand' as published in {LGM_ID_MS}: a group holding a SID Windows can't resolve ('Failed to compare two elements in the array.'); the rest of the JSON is transcribed. Its first part may be translated on German Windows (no German capture found); the probe only records it",
+        "version": "Windows PowerShell 5.1, English",
     },
     {
-        "command": "hardware_age, removable_storage, software, and reg.exe's German message for a missing key",
+        "command": "reg query (a missing key): 'FEHLER: Der angegebene Registrierungsschlüssel bzw. Wert wurde nicht gefunden.'",
+        "source": f"real: {REG_DE_MS}; found by its text, the index named no repository",
+        "version": "Windows 10/11, German",
+    },
+    {
+        "command": "hardware_age, removable_storage, software",
         "source": "transcribed in the shape each command prints",
         "version": "Windows 11 Pro 23H2, German",
     },
