@@ -45,7 +45,9 @@ def test_the_section_gives_each_check_in_plain_words(tmp_path: Path) -> None:
     html = render_report(report)
     section = text_of(html.split('id="devices"')[1].split("</section>")[0])
     assert "School devices against the DfE cyber security standard" in html
-    assert "6 school device(s), 1 of them from the school's device management (MDM)" in section
+    assert "6 school devices, 1 of them from the school's device management (MDM)" in section
+    assert "(s)" not in section  # counts read as English: "device-days in all", not "day(s)"
+    assert "device-days in all" in section and '"From the MDM": how many' in section
     assert "5 reported this term; 1 never did" in section
     assert "not counted as compliant" in section
     assert 'id="devices-whole-term">2<' in html and 'id="devices-unknown">1<' in html
@@ -71,7 +73,7 @@ def test_a_term_with_no_device_reports_says_so(tmp_path: Path) -> None:
     figures = term_figures(store, START, END, AFTER, stale_days=7)
     html = render_report(build_report(store, load_policy(POLICY), AUTUMN, devices=figures))
     section = text_of(html.split('id="devices"')[1].split("</section>")[0])
-    assert "None of the 1 school device(s) sent a report this term" in section
+    assert "The one school device sent no report this term" in section
     assert "not known" in section and "None is counted as compliant" in section
     with store.begin() as conn:
         conn.execute(devices.delete())

@@ -66,7 +66,7 @@ def test_a_governor_reads_the_school_devices_over_the_term(served: str) -> None:
             expect(section.get_by_role("heading", level=2)).to_have_text(
                 "School devices against the DfE cyber security standard"
             )
-            expect(section).to_contain_text("6 school device(s), 1 of them from the school's")
+            expect(section).to_contain_text("6 school devices, 1 of them from the school's")
             expect(section).to_contain_text("1 never did, so their state is not known")
             expect(page.locator("#devices-unknown")).to_have_text("1")
             table = page.locator("#device-checks")
