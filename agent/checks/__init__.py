@@ -5,7 +5,7 @@ into a result), one module per platform, built from `base`; `run_checks` runs a 
 from __future__ import annotations
 
 from agent.checks import linux, macos, windows
-from agent.checks.base import PLATFORMS, Check, Context, unknown
+from agent.checks.base import PLATFORMS, Check, Context, fit, unknown
 from agent.report import CheckResult
 
 
@@ -17,11 +17,12 @@ def checks_for(platform: str) -> tuple[Check, ...]:
 
 
 def run_checks(platform: str, ctx: Context) -> list[CheckResult]:
-    """Run every check for the platform; a probe that crashes reports unknown, not a traceback."""
+    """Run every check for the platform; a probe that crashes reports unknown, not a traceback,
+    and every result is cut to fit the report (base.fit)."""
     results = []
     for check in checks_for(platform):
         try:
-            results.append(check.probe(ctx))
+            results.append(fit(check.probe(ctx)))
         except Exception as exc:  # noqa: BLE001 - a bug in one probe must not hide the rest
-            results.append(unknown(check.id, f"The probe failed: {type(exc).__name__}: {exc}"))
+            results.append(fit(unknown(check.id, f"The probe failed: {type(exc).__name__}: {exc}")))
     return results

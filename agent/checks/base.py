@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 from agent.checks.memory import Memory
 from agent.checks.thresholds import Thresholds
-from agent.report import CheckResult
+from agent.report import MAX_EVIDENCE_CHARS, CheckResult
 from agent.runner import CommandResult, Runner
 
 PLATFORMS = ("linux", "macos", "windows")
@@ -56,6 +56,37 @@ def clip(text: str, limit: int = 600) -> str:
     """Evidence must stay small (the report caps it), so long raw output is cut."""
     text = text.strip()
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+MAX_REASON = 500  # agent/report.py refuses a longer reason, and with it the whole report
+
+
+def _shrink(value: Any, chars: int, items: int) -> Any:
+    if isinstance(value, str):
+        return clip(value, chars)
+    if isinstance(value, list | tuple):
+        cut = [_shrink(v, chars, items) for v in list(value)[:items]]
+        return cut + [f"… {len(value) - items} more"] if len(value) > items else cut
+    if isinstance(value, dict):
+        return {clip(str(k), 60): _shrink(v, chars, items) for k, v in list(value.items())[:40]}
+    return value
+
+
+def fit(result: CheckResult) -> CheckResult:
+    """The result cut to what a report carries (a 500-character reason, evidence under
+    MAX_EVIDENCE_CHARS), so 2000 applications, 500 administrators or a name thousands of
+    characters long can't get the whole report refused; the verdict is never changed."""
+    reason = clip(result.reason, MAX_REASON - 1)
+    evidence = result.evidence
+    for chars, items in ((200, 30), (80, 10), (30, 3)):
+        if len(repr(evidence)) <= MAX_EVIDENCE_CHARS:
+            break
+        evidence = {**_shrink(result.evidence, chars, items), "evidence_cut": True}
+    if len(repr(evidence)) > MAX_EVIDENCE_CHARS:
+        evidence = {"evidence_cut": True}
+    if reason == result.reason and evidence is result.evidence:
+        return result
+    return replace(result, reason=reason, evidence=evidence)
 
 
 def describe(result: CommandResult) -> str:

@@ -9,6 +9,7 @@ never a pass.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from datetime import date
 from fnmatch import fnmatchcase
@@ -21,11 +22,22 @@ Kind = Literal["laptop", "desktop", "tablet"]
 _LISTED = 30  # names listed in evidence at most; counts say the rest
 
 
+def _plain(text: str) -> str:
+    """A name as a person reads it: compatibility forms folded (full-width letters, a
+    no-break space), invisible format characters (zero-width spaces, direction marks)
+    dropped, runs of white space made one space, any case; so a zero-width space inside
+    "Tor Browser" or a doubled space can't slip past a banned "tor browser*"."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return " ".join(text.split()).casefold()
+
+
 def matches(name: str, patterns: Iterable[str]) -> str | None:
-    """The first pattern (shell-style, any case) the name matches, or None."""
-    folded = name.casefold()
+    """The first pattern (shell-style, any case) the whole name matches, or None. The name's
+    own `*?[` are plain characters: only the policy's patterns are patterns."""
+    folded = _plain(name)
     for pattern in patterns:
-        if fnmatchcase(folded, pattern.casefold()):
+        if fnmatchcase(folded, _plain(pattern)):
             return pattern
     return None
 

@@ -33,25 +33,54 @@ GETTY_DIR = "/etc/systemd/system/getty@tty1.service.d"
 DM_PROGRAMS = {"gdm": ("gdm3", "gdm"), "lightdm": ("lightdm",), "sddm": ("sddm",)}
 
 
+_INCLUDE = re.compile(r"^[#@]include(dir)?\s+(\S+)\s*$")
+_MAX_INCLUDES = 50  # sudo's own limit on nesting is far lower; a loop stops here
+
+
+def _sudoers_texts(ctx: Context, main: str) -> list[str]:
+    """The main file's text and every file it includes (@include, @includedir and their #
+    forms, relative paths from the including file's folder), and /etc/sudoers.d's files
+    even if not included (reading more can only show more administrators)."""
+    texts: list[str] = []
+    queue = [(main, False), ("/etc/sudoers.d", True)]
+    seen: set[str] = set()
+    while queue and len(seen) < _MAX_INCLUDES:
+        path, is_dir = queue.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        if is_dir:
+            names = ctx.runner.listdir(path) or []
+            # sudo skips names with a '.' or ending in '~' in an includedir
+            queue += [(f"{path}/{n}", False) for n in names if "." not in n and not n.endswith("~")]
+            continue
+        text = ctx.runner.read(path)
+        if text is None:
+            continue
+        texts.append(text)
+        for line in text.splitlines():
+            m = _INCLUDE.match(line.strip())
+            if m:
+                target = m.group(2)
+                if not target.startswith("/"):
+                    target = f"{path.rsplit('/', 1)[0]}/{target}"
+                queue.append((target, bool(m.group(1))))
+    return texts
+
+
 def _sudoers(ctx: Context) -> tuple[set[str], set[str]] | None:
     """Groups and users sudoers gives ALL; None when /etc/sudoers can't be read."""
-    main = ctx.runner.read("/etc/sudoers")
-    if main is None:
+    if ctx.runner.read("/etc/sudoers") is None:
         return None
-    texts = [main] + [
-        ctx.runner.read(f"/etc/sudoers.d/{n}") or ""
-        for n in ctx.runner.listdir("/etc/sudoers.d") or []
-        if "." not in n and not n.endswith("~")  # sudo skips such names in includedir
-    ]
     admin_groups: set[str] = set()
     users: set[str] = set()
-    for text in texts:
+    for text in _sudoers_texts(ctx, "/etc/sudoers"):
         for line in text.splitlines():
             m = _SUDO_ALL.match(line.strip())
             if not m or m.group(1) == "Defaults" or m.group(1).endswith("_Alias"):
                 continue
-            who = m.group(1)
-            (admin_groups if who.startswith("%") else users).add(who.lstrip("%"))
+            for who in m.group(1).split(","):  # "alice,%staff ALL=(ALL) ALL"
+                (admin_groups if who.startswith("%") else users).add(who.lstrip("%"))
     return admin_groups, users
 
 
@@ -62,6 +91,10 @@ def administrators(ctx: Context) -> tuple[list[str] | None, dict[str, object]]:
         return None, {"admins_source": "/etc/passwd or /etc/group unreadable"}
     sudo = _sudoers(ctx)
     admin_groups = set(ADMIN_GROUPS) | (sudo[0] if sudo else set())
+    by_gid = {gid: name for name, (gid, _) in table.items()}
+    for g in list(admin_groups):  # "%#27 ALL=(ALL) ALL" names a group by its gid
+        if g.startswith("#") and g[1:].isdigit() and int(g[1:]) in by_gid:
+            admin_groups.add(by_gid[int(g[1:])])
     names = {a.name for a in people if a.uid == 0}
     for group in admin_groups & set(table):
         gid, members = table[group]

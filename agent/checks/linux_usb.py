@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from agent.checks.base import Context
+from agent.checks.base import Context, clip
 from agent.checks.judge import judge_removable_storage
 from agent.report import CheckResult
 
@@ -26,8 +26,11 @@ UDEV_DIRS = ("/etc/udev/rules.d", "/run/udev/rules.d", "/lib/udev/rules.d", "/us
 USBGUARD_CONF = "/etc/usbguard/usbguard-daemon.conf"
 USBGUARD_RULES = "/etc/usbguard/rules.conf"
 _MODULES = ("usb_storage", "uas")  # modprobe treats - and _ in module names alike
+_INSTALL = re.compile(r"^\s*install\s+(\S+)\s")
 _REFUSE = re.compile(r"^\s*install\s+(\S+)\s+(/usr)?/bin/(false|true)\b")
 _BLACKLIST = re.compile(r"^\s*blacklist\s+(\S+)")
+# what narrows an allow rule to some devices; an allow rule without any allows every device
+_LIMITED = re.compile(r"\b(id|hash|parent-hash|serial|name|with-interface|via-port)\b")
 _UDEV_DENY = re.compile(r'bInterfaceClass\}=="08".*ATTR\{authorized\}="0"')
 
 
@@ -53,12 +56,21 @@ def _modprobe(ctx: Context) -> tuple[dict[str, str], bool] | None:
     if files is None:
         return None
     refused: dict[str, str] = {}
+    installs: dict[str, str] = {}  # modprobe runs a module's first install command only
     for path in files.values():
         for line in (ctx.runner.read(path) or "").splitlines():
-            m = _REFUSE.match(line) or _BLACKLIST.match(line)
+            m = _INSTALL.match(line) or _BLACKLIST.match(line)
             module = m.group(1).replace("-", "_") if m else None
-            if module in _MODULES:
-                refused.setdefault(module, f"{path}: {line.strip()}")
+            if module not in _MODULES:
+                continue
+            where = f"{path}: {line.strip()}"
+            if _INSTALL.match(line):
+                installs.setdefault(module, where)
+            else:
+                refused.setdefault(module, where)
+    for module, where in installs.items():
+        if _REFUSE.search(where.split(": ", 1)[1]):
+            refused.setdefault(module, where)
     return refused, all(m in refused for m in _MODULES)
 
 
@@ -77,12 +89,23 @@ def _usbguard(ctx: Context) -> tuple[bool, str] | None:
     m = re.search(r"^\s*ImplicitPolicyTarget\s*=\s*(\w+)", conf, re.M)
     target = m.group(1).lower() if m else "block"  # usbguard-daemon.conf(5): block by default
     state = ctx.runner.run(["systemctl", "is-active", "usbguard"], timeout=10).stdout.strip()
-    rules = ctx.runner.read(USBGUARD_RULES) or ""
-    allows_storage = re.search(r"^\s*allow\b.*with-interface.*\b08:", rules, re.M) is not None
-    blocked = target in ("block", "reject") and state == "active" and not allows_storage
+    m = re.search(r"^\s*RuleFile\s*=\s*(\S+)", conf, re.M)
+    rules = ctx.runner.read(m.group(1) if m else USBGUARD_RULES)
+    allow = [ln.strip() for ln in (rules or "").splitlines() if re.match(r"\s*allow\b", ln)]
+    storage = any(re.search(r"with-interface.*\b08:", a) for a in allow)
+    anything = [a for a in allow if not _LIMITED.search(a) or re.search(r"\bid\s+\*:\*", a)]
+    blocked = (
+        target in ("block", "reject")
+        and state == "active"
+        and rules is not None
+        and not storage
+        and not anything
+    )
     return blocked, (
         f"USBGuard {state or 'state unknown'}, ImplicitPolicyTarget={target}"
-        + (", a rule allows mass storage (08:*:*)" if allows_storage else "")
+        + (", a rule allows mass storage (08:*:*)" if storage else "")
+        + (f", a rule allows any device ({clip(anything[0], 60)})" if anything else "")
+        + (", its rules couldn't be read" if rules is None else "")
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -52,10 +53,18 @@ class Memory:
             return cls()
 
     def save(self, state_dir: Path) -> None:
+        """Written readable by the agent only (0600, like its token): whoever could write it
+        could make an old pending update look new, and it lists the device's software.
+        A file left behind by someone else (a link, another owner) is replaced, not
+        followed."""
         path = Path(state_dir) / MEMORY_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"first_seen": self.first, "sets": self.sets}, sort_keys=True))
-        tmp.replace(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        data = json.dumps({"first_seen": self.first, "sets": self.sets}, sort_keys=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
 
     def first_seen(self, kind: str, keys: Iterable[str], now: datetime) -> dict[str, datetime]:
         """When each key was first seen (now for a new one); keys gone are forgotten."""

@@ -228,8 +228,8 @@ def accounts(ctx: Context) -> CheckResult:
         for m in rows(members):
             name, sid = _short(str(m.get("Name") or ""), computer), str(m.get("SID") or "")
             local = users.get(sid)
-            if local is not None and flag_enabled(local) is not True:
-                disabled.append(name)  # a disabled local account can't sign in
+            if local is not None and flag_enabled(local) is False:
+                disabled.append(name)  # a disabled local account can't sign in (unread: kept)
             elif name:
                 admins.append(name)
     raw_user = data.get("UserName")
