@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, settings
 
 from proxy_addons.workflow import accounts
+from tests.pg import close_databases
 
 # Hypothesis' per-example deadline (200 ms) measures the machine, not the code: on a
 # loaded 2-core CI machine a store or gateway example can pass it and fail the run.
@@ -270,3 +271,8 @@ def copy_policy(tmp: Path) -> Path:
     target = tmp / "policy"
     shutil.copytree(ROOT / "tests" / "data" / "policy", target)
     return target / "school.yaml"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the PostgreSQL databases tests/pg.py made ahead or left to drop."""
+    close_databases()

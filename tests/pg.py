@@ -14,6 +14,11 @@ PostgreSQL database created (and dropped afterwards) on the server named by
 `postgresql+psycopg://schoolgate:schoolgate@127.0.0.1:5432/schoolgate_test`
 (the role needs CREATEDB; `.ci/run` sets this up). Without the variable the
 PostgreSQL cases are skipped, saying why.
+
+Creating and dropping a database takes the server about half a second, over two hundred
+times a run: a thread of each test process (`_Databases`) creates the next test's database
+while this one runs and drops each used one after it, off the tests' path. Every test still
+gets a database made for it alone from the server's template, and nobody else's.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import secrets
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -45,15 +51,72 @@ def _admin_engine(dsn: str) -> sa.Engine:
 
 
 def _fresh_pg_database(dsn: str) -> Iterator[str]:
+    name = _databases.take(dsn)
+    try:
+        yield sa.make_url(dsn).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _databases.drop(dsn, name)
+
+
+def _create(dsn: str) -> str:
     name = f"sg_test_{os.getpid()}_{secrets.token_hex(4)}"
     admin = _admin_engine(dsn)
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield sa.make_url(dsn).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.dispose()
+    return name
+
+
+def _drop_named(dsn: str, name: str) -> None:
+    admin = _admin_engine(dsn)
+    try:
         _drop(admin, name)
     finally:
         admin.dispose()
+
+
+class _Databases:
+    """Fresh databases made one ahead, and used ones dropped, on one background thread."""
+
+    def __init__(self) -> None:
+        self._thread: ThreadPoolExecutor | None = None
+        self._next: dict[str, Future[str]] = {}
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="pg-databases")
+        return self._thread
+
+    def take(self, dsn: str) -> str:
+        """A database made for this test alone (an error making it fails the test)."""
+        ready = self._next.pop(dsn, None) or self._executor().submit(_create, dsn)
+        self._next[dsn] = self._executor().submit(_create, dsn)
+        return ready.result()
+
+    def drop(self, dsn: str, name: str) -> None:
+        self._executor().submit(_drop_named, dsn, name)
+
+    def close(self) -> None:
+        """Drop the spare database and wait for every drop (at the end of the session)."""
+        for dsn, spare in self._next.items():
+            try:
+                self.drop(dsn, spare.result())
+            except sa.exc.SQLAlchemyError:
+                pass  # it was never made (the server was down): nothing to drop
+        self._next.clear()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+
+
+_databases = _Databases()
+
+
+def close_databases() -> None:
+    """Called once at the end of the session (tests/conftest.py)."""
+    _databases.close()
 
 
 def _drop(admin: sa.Engine, name: str) -> None:
