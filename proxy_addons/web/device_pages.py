@@ -23,6 +23,7 @@ from flask.typing import ResponseReturnValue
 
 from proxy_addons.core.policy.model import Policy, Term
 from proxy_addons.devices import asset_log, history, inventory, tunnels
+from proxy_addons.record.device_term import CHECK_WORDS
 from proxy_addons.record.term_report import current_term, find_term
 from proxy_addons.web.context import actor, policy, problem, services
 from proxy_addons.web.nav import needs
@@ -85,6 +86,7 @@ def device_list() -> ResponseReturnValue:
         failing=inventory.failing,
         stale_days=current.devices.stale_days,
         not_compliant=sum(not d.compliant for d in found),
+        from_mdm=sum(d.from_mdm for d in found),
     )
 
 
@@ -116,6 +118,7 @@ def device_detail(device_id: str) -> ResponseReturnValue:
         tunnels_offered=current.devices.tunnel is not None,
         state_text=state_text,
         evidence_text=evidence_text,
+        check_words=CHECK_WORDS,  # what the governors' report calls each check
         stale_days=current.devices.stale_days,
         tunnel_words=TUNNEL_WORDS,
         where_words=WHERE_WORDS,

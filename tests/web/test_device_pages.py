@@ -70,17 +70,19 @@ def test_the_it_provider_sees_the_inventory_and_each_devices_checks(
     listing = client.get("/devices")
     assert listing.status_code == 200
     html = listing.get_data(as_text=True)
-    assert "3 enrolled devices, 2 not compliant" in html
+    assert "3 devices, 2 not compliant" in html  # no MDM here: all enrolled with the agent
     assert "library-pc-01" in html and "old-laptop" in html
     assert "&lt;b&gt;lab&lt;/b&gt;-pc" in html and "<b>lab</b>" not in html  # escaped
     assert ">Compliant<" in html and ">Not compliant<" in html and ">Stale<" in html
-    assert "Failing: disk_encryption" in html and "user jsmith" in html
+    assert "Not passing: disk_encryption" in html and "user jsmith" in html
     assert 'href="/devices"' in html  # the nav link, for the IT provider
 
     detail = client.get(f"/devices/{ids['bad']}").get_data(as_text=True)
     assert "The root filesystem is not encrypted." in detail
     assert "/dev/vda" in detail and "vda(plain)" in detail  # the raw evidence
     assert 'class="status fail">fail<' in detail and 'class="status pass">pass<' in detail
+    # each check in the governors' report's words, its id beside it for the docs and the CLI
+    assert 'Disk encrypted</span> <code class="meta">disk_encryption</code>' in detail
     assert "jsmith" in detail and "00:11:22:33:44:55" in detail
     stale = client.get(f"/devices/{ids['silent']}").get_data(as_text=True)
     assert "stale: no report for over 7 days" in stale
@@ -195,6 +197,7 @@ def test_allocation_and_mdm_devices_show_in_the_list_and_on_the_page(
     listing = client.get("/devices").get_data(as_text=True)
     assert "allocated to Year 6 trolley · OAK-0042" in listing
     assert listing.count(">from MDM<") == 1
+    assert "3 devices (1 from the MDM's export, the rest enrolled with the agent)" in listing
     page = client.get(f"/devices/{ids['good']}").get_data(as_text=True)
     assert "Allocated to Year 6 trolley · asset tag OAK-0042 · Room 12" in page
     assert ">from MDM<" in client.get(f"/devices/{ids['silent']}").get_data(as_text=True)
