@@ -21,6 +21,8 @@ from agent.report import CheckResult
 LOGINWINDOW = "/Library/Preferences/com.apple.loginwindow"
 APP_FOLDERS = ("/Applications", "/Applications/Utilities")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
+_MAX_SUBFOLDERS = 200  # folders under /Applications looked into; more is noted, not read
+ADMIN_GID = "80"  # the admin group: an account whose primary group it is, is an admin too
 _MAX_FAILED = "policyAttributeMaximumFailedAuthentications"
 _MIN_LENGTH = re.compile(r"policyAttributePassword matches '(\^\$\|)?\.\{(\d+),\d*\}\+?'")
 
@@ -36,18 +38,26 @@ def console_user(ctx: Context) -> str | None:
 
 
 def installed_apps(ctx: Context) -> tuple[list[str] | None, dict[str, object]]:
-    """Application bundles in /Applications and its Utilities folder, by name; the names on
-    disk are the developers' (English) ones whatever the Finder shows."""
+    """Application bundles in /Applications, its Utilities folder and the folders one level
+    down (suites like "Adobe Photoshop 2024/" keep their apps there, and so can anyone who
+    wants an app missed), by name; the names on disk are the developers' (English) ones
+    whatever the Finder shows."""
     names: list[str] = []
     read: dict[str, object] = {}
-    for folder in APP_FOLDERS:
-        entries = ctx.runner.listdir(folder)
-        read[folder] = None if entries is None else len(entries)
-        if entries is None:
-            if folder == APP_FOLDERS[0]:
-                return None, read
-            continue
-        names += [e.removesuffix(".app") for e in entries if e.endswith(".app")]
+    top = ctx.runner.listdir(APP_FOLDERS[0])
+    read[APP_FOLDERS[0]] = None if top is None else len(top)
+    if top is None:
+        return None, read
+    names += [e.removesuffix(".app") for e in top if e.endswith(".app")]
+    subfolders = [e for e in top if not e.endswith(".app") and not e.startswith(".")]
+    for sub in subfolders[:_MAX_SUBFOLDERS]:
+        folder = f"{APP_FOLDERS[0]}/{sub}"
+        entries = ctx.runner.listdir(folder)  # None: a file, not a folder
+        if entries is not None:
+            read[folder] = len(entries)
+            names += [e.removesuffix(".app") for e in entries if e.endswith(".app")]
+    if len(subfolders) > _MAX_SUBFOLDERS:
+        read["subfolders_not_read"] = len(subfolders) - _MAX_SUBFOLDERS
     return names, read
 
 
@@ -62,15 +72,23 @@ def admin_members(ctx: Context) -> tuple[list[str] | None, str]:
     text = res.stdout.strip()
     if not res.ok:
         return None, describe(res)
-    if text.startswith("No such key: GroupMembership"):
-        return [], text
     m = re.fullmatch(r"GroupMembership:((?:\s+\S+)*)", text)
-    if not m:
+    if text.startswith("No such key: GroupMembership"):
+        members: list[str] = []
+    elif m:
+        members = m.group(1).split()
+    else:
         return None, clip(text, 200)
-    members = m.group(1).split()
     if not all(_NAME.fullmatch(n) for n in members):
         return None, clip(text, 200)
-    return [n for n in members if n != "root"], clip(text, 200)
+    primary = ctx.runner.run(["dscl", ".", "-list", "/Users", "PrimaryGroupID"], timeout=10)
+    if not primary.ok:  # an admin by primary group would be missed: not a pass
+        return None, f"primary groups not read ({describe(primary)})"
+    for line in primary.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1] == ADMIN_GID and _NAME.fullmatch(fields[0]):
+            members.append(fields[0])
+    return [n for n in dict.fromkeys(members) if n != "root"], clip(text, 200)
 
 
 def _loginwindow(ctx: Context, key: str) -> tuple[str | None, bool, str]:

@@ -228,7 +228,12 @@ def test_unreadable_managed_preferences_are_unknown(tmp_path: Path) -> None:
 # ---- accounts ------------------------------------------------------------------------------
 
 
-def _accounts(tmp_path: Path, admins: object, autologin: object, guest: object) -> FixtureRunner:
+PRIMARY = "_spotlight                       89\nroot                            0\npupil   20\n"
+
+
+def _accounts(
+    tmp_path: Path, admins: object, autologin: object, guest: object, primary: object = PRIMARY
+) -> FixtureRunner:
     return small(
         tmp_path,
         {
@@ -237,8 +242,27 @@ def _accounts(tmp_path: Path, admins: object, autologin: object, guest: object) 
             f"defaults read {LOGIN} GuestEnabled": guest,
             "stat -f%Su /dev/console": "pupil\n",
             "sw_vers": SW_VERS_13,
+            "dscl . -list /Users PrimaryGroupID": primary,
         },
     )
+
+
+def test_an_admin_by_primary_group_counts_and_an_unread_list_is_unknown(tmp_path: Path) -> None:
+    absent = {
+        "rc": 1,
+        "stderr": f"The domain/default pair of ({LOGIN}, autoLoginUser) does not exist\n",
+    }
+    hidden = PRIMARY.replace("pupil   20", "pupil   80")  # admin without GroupMembership
+    got = accounts(
+        ctx(_accounts(tmp_path / "a", "GroupMembership: root itadmin\n", absent, "0\n", hidden))
+    )
+    assert got.status == "fail" and got.evidence["admins"] == ["itadmin", "pupil"]
+    assert "pupil is a local administrator" in got.reason
+    unread = {"rc": 184, "stderr": "DS Error: -14136\n"}
+    got = accounts(
+        ctx(_accounts(tmp_path / "b", "GroupMembership: root itadmin\n", absent, "0\n", unread))
+    )
+    assert got.status == "unknown" and got.evidence["admins"] is None
 
 
 def test_accounts_read_and_unread(tmp_path: Path) -> None:
@@ -294,3 +318,13 @@ def test_software_new_since_the_last_report_and_no_folder(tmp_path: Path) -> Non
     banned = software(ctx(runner, software_banned=("minecraft",)))
     assert banned.status == "fail"
     assert software(ctx(small(tmp_path / "empty", {}))).status == "unknown"
+
+
+def test_software_in_a_folder_under_applications_is_listed(tmp_path: Path) -> None:
+    runner = small(tmp_path, {}, apps=("Safari",))
+    suite = tmp_path / "root" / "Applications" / "Games"
+    (suite / "Tor Browser.app").mkdir(parents=True)
+    (tmp_path / "root" / "Applications" / ".DS_Store").write_text("")
+    got = software(ctx(runner))
+    assert got.status == "fail" and got.evidence["banned"] == ["Tor Browser"]
+    assert got.evidence["folders"]["/Applications/Games"] == 1

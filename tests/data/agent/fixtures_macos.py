@@ -22,6 +22,13 @@ def absent(key, stamp="2024-11-25 10:00:04.118", pid="3301:70010"):
     return {"rc": 1, "stderr": ABSENT.format(stamp=stamp, pid=pid, key=key)}
 
 
+def primary_groups(user):
+    """`dscl . -list /Users PrimaryGroupID` in its shape (name, spaces, id): transcribed."""
+    users = [("_mbsetupuser", 248), ("_spotlight", 89), ("daemon", 1), ("itadmin", 20)]
+    users += [("nobody", -2), ("root", 0), (user, 20)]
+    return "".join(f"{n:<31} {g}\n" for n, g in users)
+
+
 def mac(
     name,
     *,
@@ -76,6 +83,7 @@ def mac(
         (["profiles", "show", "-type", "configuration"], profiles),
         (["plutil", "-convert", "xml1", "-o", "-", SYSUI], sysui),
         (["dscl", ".", "-read", "/Groups/admin", "GroupMembership"], admins),
+        (["dscl", ".", "-list", "/Users", "PrimaryGroupID"], primary_groups(user)),
         (["defaults", "read", LOGIN, "autoLoginUser"], autologin),
         (["defaults", "read", LOGIN, "GuestEnabled"], guest),
         (["pwpolicy", "-getaccountpolicies"], pwpolicy),
