@@ -89,6 +89,22 @@ def test_a_period_starts_in_the_state_the_device_was_in(db_url: str) -> None:  #
     assert history.history(store, device_id, T0 - dt.timedelta(days=9), T0) == []
 
 
+def test_a_report_dated_before_enrolment_starts_history_at_enrolment(db_url: str) -> None:  # noqa: F811
+    """A flat CMOS battery (or a copied report) dates a report years back: its checks count,
+    but the device's history must not gain months nobody saw (the term's figures read it)."""
+    store, device_id = enrolled(db_url)
+    at = T0 - dt.timedelta(days=700)
+    sent = report(device_id, at, results=[check("disk_encryption", "fail")])
+    reports.record_report(store, parse_report(sent), T0 + dt.timedelta(hours=1), source="10.1.2.3")
+    found = history.history(
+        store, device_id, T0 - dt.timedelta(days=800), T0 + dt.timedelta(days=1)
+    )
+    assert [(s.compliant, s.since) for s in found] == [(False, T0)]
+    with store.connect() as conn:
+        row = conn.execute(sa.select(device_reports)).one()
+    assert row.generated_at == T0 and row.received_at == T0 + dt.timedelta(hours=1)
+
+
 def test_unknown_is_not_a_pass() -> None:
     results = [check("a", "pass"), check("b", "unknown"), check("c", "fail")]
     assert history.failing_of(results) == ("b", "c")
