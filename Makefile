@@ -19,8 +19,15 @@ run: $(STAMP)
 # faster (469 s against 558 s) but starved timing-sensitive tests (a killed worker's
 # restart, a reload within 2 s) often enough to fail one run in two: not worth it.
 TEST_WORKERS ?= 2
+# Bytecode is cached in var/pycache (outside the sources) even where the environment sets
+# PYTHONDONTWRITEBYTECODE: each of the hundreds of gateways, CLI commands and web apps the
+# tests start is a new Python process, which otherwise compiles the project's 300 modules
+# again (0.6 s of CPU for each gateway), and pytest rewrites every test file's asserts again
+# in each worker (collection took 14.3 s of CPU, 5.2 s with the cache).
+TEST_PYCACHE := $(CURDIR)/var/pycache
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(TEST_PYCACHE) \
+	  $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Slow tests of the whole system, as root: deploy/install.sh in a clean Debian
 # root made by debootstrap (cached in var/system-test/), and others named
@@ -50,4 +57,4 @@ $(STAMP): $(PY) pyproject.toml setup.py proxy_addons/core/content/_piece_memo.c
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) var/index var/run proxy_addons/core/content/*.so build
+	rm -rf $(VENV) var/index var/run var/pycache proxy_addons/core/content/*.so build
