@@ -19,6 +19,7 @@ from proxy_addons.workflow.account_admin import record_sign_in
 from proxy_addons.workflow.accounts import ROLES, check_password, get_account
 from tests.conftest import ROOT, VENV_BIN
 from tests.pg import sqlite_url
+from tests.support.cli_in_process import schoolgate
 
 POLICY = str(ROOT / "tests/data/policy/school.yaml")
 
@@ -161,20 +162,28 @@ def test_reset_password_reads_standard_input_and_ends_sessions(tmp_path: Path) -
     assert _actions(store)[-1] == ("it.support", "account.password_reset", "mr.smith")
 
 
+def in_process(var: Path, *words: str) -> subprocess.CompletedProcess[str]:
+    """`schoolgate account WORDS...` without a process of its own (tests/support/cli_in_process:
+    the same entry point; the other tests run every account command for real)."""
+    return schoolgate("account", *words, "--policy", POLICY, "--var", str(var),
+                      input="long enough passphrase\n")  # fmt: skip
+
+
 def test_the_last_dsl_and_the_last_it_provider_are_never_removed(tmp_path: Path) -> None:
     for user, role in (("mrs.patel", "dsl"), ("it.support", "it"), ("mr.smith", "staff")):
-        assert account_add(tmp_path, user, role).returncode == 0
+        assert in_process(tmp_path, "add", user, "--role", role, "--password-stdin").returncode == 0
     for user, title in (("mrs.patel", "Designated Safeguarding Lead"), ("it.support", "IT")):
-        refused = account(tmp_path, "remove", user, "--as", "mrs.okafor")
+        refused = in_process(tmp_path, "remove", user, "--as", "mrs.okafor")
         assert refused.returncode == 1 and f"last enabled {title}" in refused.stderr
     # A second DSL, then the first may go; a disabled DSL doesn't count as the other one.
-    assert account_add(tmp_path, "mr.jones", "dsl").returncode == 0
-    assert account(tmp_path, "disable", "mr.jones", "--as", "mrs.okafor").returncode == 0
-    assert account(tmp_path, "remove", "mrs.patel", "--as", "mrs.okafor").returncode == 1
-    assert account(tmp_path, "enable", "mr.jones", "--as", "mrs.okafor").returncode == 0
-    removed = account(tmp_path, "remove", "mrs.patel", "--as", "mrs.okafor")
+    added = in_process(tmp_path, "add", "mr.jones", "--role", "dsl", "--password-stdin")
+    assert added.returncode == 0
+    assert in_process(tmp_path, "disable", "mr.jones", "--as", "mrs.okafor").returncode == 0
+    assert in_process(tmp_path, "remove", "mrs.patel", "--as", "mrs.okafor").returncode == 1
+    assert in_process(tmp_path, "enable", "mr.jones", "--as", "mrs.okafor").returncode == 0
+    removed = account(tmp_path, "remove", "mrs.patel", "--as", "mrs.okafor")  # the real command
     assert removed.returncode == 0, removed.stderr
-    assert account(tmp_path, "remove", "mr.smith", "--as", "mrs.okafor").returncode == 0
+    assert in_process(tmp_path, "remove", "mr.smith", "--as", "mrs.okafor").returncode == 0
     store = Store.open(sqlite_url(tmp_path))
     assert get_account(store, "mrs.patel") is None and get_account(store, "mr.smith") is None
     assert ("mrs.okafor", "account.removed", "mrs.patel") in _actions(store)
