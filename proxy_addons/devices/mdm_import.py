@@ -168,19 +168,22 @@ def _result(d: MdmDevice, check: str, value: bool | None, what: str) -> dict[str
 
 
 def results_of(d: MdmDevice) -> list[dict[str, Any]]:
-    """The checks an MDM export can speak for, each marked as from MDM."""
-    return [
+    """The checks an MDM export can speak for, each marked as from MDM; the MDM's own verdict
+    only when the export gives one (an export without the column has nothing to judge)."""
+    found = [
         _result(d, "disk_encryption", d.encrypted, "encrypted"),
         _result(d, "screen_lock", d.passcode, "passcode set"),
-        _result(d, "mdm_compliance", d.compliant, "compliant with the MDM's policy"),
     ]
+    if d.compliant is not None:
+        found.append(_result(d, "mdm_compliance", d.compliant, "compliant with the MDM's policy"))
+    return found
 
 
 def compliant_of(d: MdmDevice) -> bool:
-    """The MDM's verdict when it gave one; else every check it can speak for passed."""
-    if d.compliant is not None:
-        return d.compliant and d.encrypted is not False and d.passcode is not False
-    return all(r["status"] == "pass" for r in results_of(d)[:2])
+    """Every check it speaks for passed, as for a device with the agent: an MDM calling a
+    device compliant while its passcode is not known is not a pass here (the governors'
+    figures count every check, and a device can't meet them all with one unknown)."""
+    return all(r["status"] == "pass" for r in results_of(d))
 
 
 @dataclass(frozen=True)

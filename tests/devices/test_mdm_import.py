@@ -67,8 +67,8 @@ def test_the_documented_columns_make_devices_from_mdm_with_their_compliance(
         "mdm_compliance": "pass",
     }
     assert all(r["reason"].startswith("from MDM") for r in book.results)
-    assert not book.compliant  # no passcode, and the MDM gave no verdict of its own
-    assert book.stale is False and inventory.failing(book) == ["screen_lock", "mdm_compliance"]
+    assert not book.compliant  # no passcode; the MDM gave no verdict, so none is judged
+    assert book.stale is False and inventory.failing(book) == ["screen_lock"]
 
 
 def test_importing_again_updates_by_serial_and_keeps_each_sighting_once(store: Store) -> None:
@@ -171,3 +171,21 @@ def test_the_cli_imports_an_export_and_lists_the_devices_as_from_mdm(
     export.write_text("name,serial\nx,y\n")
     assert schoolgate(["devices", "import-mdm", str(export), "--as", "tech", *common]) == 1
     assert "nothing was imported" in capsys.readouterr().err
+
+
+def test_the_mdms_compliant_with_a_check_not_known_is_not_a_pass(store: Store) -> None:
+    """Intune's "Compliant" with no passcode column: the governors' figures count every check,
+    so a device with its screen lock not known can't have met them all (found when the term
+    report said "met every check all term" and "screen lock: 0 met it" for the same iPad)."""
+    export = (
+        "name,serial,model,os,os_version,last_seen,encrypted,passcode,compliant\n"
+        "Staff iPad 4,F9FXK2LMN0P1,iPad Air,iPadOS,17.6,2026-11-24 15:10,yes,,yes\n"
+    )
+    import_mdm(store, export, "tech", T0, LONDON)
+    ipad = by_name(store)["Staff iPad 4"]
+    assert {r["id"]: r["status"] for r in ipad.results} == {
+        "disk_encryption": "pass",
+        "screen_lock": "unknown",
+        "mdm_compliance": "pass",
+    }
+    assert not ipad.compliant and inventory.failing(ipad) == ["screen_lock"]

@@ -70,7 +70,7 @@ def test_a_governor_reads_the_school_devices_over_the_term(served: str) -> None:
             expect(section).to_contain_text("1 never did, so their state is not known")
             expect(page.locator("#devices-unknown")).to_have_text("1")
             table = page.locator("#device-checks")
-            expect(table.get_by_role("row")).to_have_count(1 + 5)  # the header and five checks
+            expect(table.get_by_role("row")).to_have_count(1 + 4)  # the header and four checks
             expect(table).to_contain_text("Security updates installed in time (14 days at most)")
             expect(table.get_by_role("columnheader", name="From the MDM")).to_be_visible()
             for name in ("good-pc", "never-pc", "iPad 12", "jsmith"):
