@@ -151,6 +151,11 @@ def pending_ages(updates: list[Pending], ctx: Context) -> list[tuple[Pending, in
     return sorted(aged, key=lambda a: -a[1])
 
 
+def days_text(n: int) -> str:
+    """ "1 day", "3 days": reasons are read by people."""
+    return "1 day" if n == 1 else f"{n} days"
+
+
 def _updates(n: int) -> str:
     return "1 security update" if n == 1 else f"{n} security updates"
 
@@ -194,15 +199,15 @@ def judge_patches(
             return fail(
                 cid,
                 f"{_updates(len(updates))} pending; the oldest, {oldest.name}, "
-                f"has waited {age} days ({basis}), more than {limit}.",
+                f"has waited {days_text(age)} ({basis}), more than {limit}.",
                 **ev,
             )
         watched = all(b == "published" for _, _, b in aged) or (days is not None and days <= limit)
         if not watched:
-            since = "no update known" if days is None else f"no update for {days} days"
+            since = "no update known" if days is None else f"no update for {days_text(days)}"
             return unknown(
                 cid,
-                f"{_updates(len(updates))} pending, first seen {age} days ago, and "
+                f"{_updates(len(updates))} pending, first seen {days_text(age)} ago, and "
                 f"{since}: how long they have waited can't be told yet.",
                 **ev,
             )
@@ -213,7 +218,7 @@ def judge_patches(
             )
         if days > limit:
             return fail(
-                cid, f"{security} security updates pending and no update for {days} days.", **ev
+                cid, f"{_updates(security)} pending and no update for {days_text(days)}.", **ev
             )
     if ev.get("auto_updates") is None:
         return unknown(cid, "Couldn't tell whether automatic updates are on.", **ev)

@@ -13,6 +13,7 @@ from agent.checks.base import (
     Check,
     Context,
     clip,
+    days_text,
     describe,
     fail,
     ok,
@@ -221,8 +222,8 @@ def antimalware(ctx: Context) -> CheckResult:
     if "active" not in states.values():
         return fail(cid, "ClamAV is installed but its daemon is not running.", **ev)
     if age > ctx.thresholds.av_signature_max_days:
-        return fail(cid, f"ClamAV signatures are {age} days old.", **ev)
-    return ok(cid, f"ClamAV is running with signatures {age} days old.", **ev)
+        return fail(cid, f"ClamAV signatures are {days_text(age)} old.", **ev)
+    return ok(cid, f"ClamAV is running with signatures {days_text(age)} old.", **ev)
 
 
 # ---- OS version -----------------------------------------------------------------------------

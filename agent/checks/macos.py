@@ -15,6 +15,7 @@ from agent.checks.base import (
     Check,
     Context,
     clip,
+    days_text,
     describe,
     fail,
     ok,
@@ -125,8 +126,8 @@ def antimalware(ctx: Context) -> CheckResult:
     age = (ctx.now - updated).days
     ev.update(updated=updated.isoformat(), signature_age_days=age)
     if age > ctx.thresholds.xprotect_max_days:
-        return fail(cid, f"XProtect definitions are {age} days old.", **ev)
-    return ok(cid, f"XProtect {version}, definitions {age} days old.", **ev)
+        return fail(cid, f"XProtect definitions are {days_text(age)} old.", **ev)
+    return ok(cid, f"XProtect {version}, definitions {days_text(age)} old.", **ev)
 
 
 def os_supported(ctx: Context) -> CheckResult:

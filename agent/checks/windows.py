@@ -12,7 +12,17 @@ from datetime import datetime
 from typing import Any
 
 from agent.checks import windows_dfe as dfe
-from agent.checks.base import Check, Context, Pending, fail, judge_patches, ok, os_support, unknown
+from agent.checks.base import (
+    Check,
+    Context,
+    Pending,
+    days_text,
+    fail,
+    judge_patches,
+    ok,
+    os_support,
+    unknown,
+)
 from agent.checks.windows_probe import (
     flag,
     number,
@@ -185,8 +195,8 @@ def antimalware(ctx: Context) -> CheckResult:
         off = ", ".join(k for k, v in flags.items() if not v)
         return fail(cid, f"Microsoft Defender is not fully on ({off}).", **ev)
     if age > ctx.thresholds.av_signature_max_days:
-        return fail(cid, f"Defender signatures are {age} days old.", **ev)
-    return ok(cid, f"Microsoft Defender is on with signatures {age} days old.", **ev)
+        return fail(cid, f"Defender signatures are {days_text(age)} old.", **ev)
+    return ok(cid, f"Microsoft Defender is on with signatures {days_text(age)} old.", **ev)
 
 
 def os_supported(ctx: Context) -> CheckResult:
