@@ -1,7 +1,7 @@
 """Linux accounts: who can administer the device, who is signed in, automatic sign-in, guest.
 
 Administrators are the accounts that can become root with their own password: members of
-sudo, wheel and admin (and any group sudoers gives ALL), users sudoers names with ALL, and
+sudo, wheel and admin (and any group sudoers lets run commands as root), such users, and
 uid-0 accounts other than root (root itself is built in and left out). Accounts locked in
 /etc/shadow can't sign in and are left out too, but listed, when shadow can be read.
 Automatic sign-in is read from each display manager's own files (GDM, LightDM, SDDM) and
@@ -22,9 +22,10 @@ from agent.report import CheckResult
 
 ADMIN_GROUPS = ("sudo", "wheel", "admin")
 GREETERS = ("gdm", "Debian-gdm", "gdm-greeter", "lightdm", "sddm")  # login screens' accounts
-_SUDO_ALL = re.compile(
-    r"^(\S+)\s+[^=\s]+\s*=\s*(\([^)]*\)\s*)?((NO)?PASSWD:\s*|(NO)?SETENV:\s*)*ALL\s*$"
-)
+# A user specification: "who host = [(runas)] [TAGS:] commands". Any rule that runs commands
+# as root makes an administrator, not only "ALL": `pupil ALL=(root) /usr/bin/vim` is a root
+# shell one `:!sh` away, and most programs have such an escape.
+_SUDO_RULE = re.compile(r"^(\S+)\s+[^=\s]+\s*=\s*(?:\(([^)]*)\))?\s*(\S.*)$")
 GDM_FILES = ("/etc/gdm3/custom.conf", "/etc/gdm3/daemon.conf", "/etc/gdm/custom.conf")
 LIGHTDM_DIRS = ("/etc/lightdm/lightdm.conf.d", "/usr/share/lightdm/lightdm.conf.d")
 SDDM_DIRS = ("/etc/sddm.conf.d", "/usr/lib/sddm/sddm.conf.d")
@@ -68,16 +69,31 @@ def _sudoers_texts(ctx: Context, main: str) -> list[str]:
     return texts
 
 
+def _as_root(runas: str | None) -> bool:
+    """The rule's "(runas)" lets its commands run as root: none given means root."""
+    if runas is None:
+        return True
+    users = runas.split(":", 1)[0]
+    names = {u.strip() for u in users.split(",")} if users.strip() else {"root"}
+    return bool(names & {"ALL", "root", "#0"})
+
+
 def _sudoers(ctx: Context) -> tuple[set[str], set[str]] | None:
-    """Groups and users sudoers gives ALL; None when /etc/sudoers can't be read."""
+    """Groups and users sudoers lets run anything as root; None when /etc/sudoers can't be
+    read."""
     if ctx.runner.read("/etc/sudoers") is None:
         return None
     admin_groups: set[str] = set()
     users: set[str] = set()
     for text in _sudoers_texts(ctx, "/etc/sudoers"):
         for line in text.splitlines():
-            m = _SUDO_ALL.match(line.strip())
-            if not m or m.group(1) == "Defaults" or m.group(1).endswith("_Alias"):
+            line = line.strip()
+            if re.match(r"#(?!\d)", line):  # a comment ("#1000" is a user by uid)
+                continue
+            m = _SUDO_RULE.match(line)
+            if not m or m.group(1).startswith("Defaults") or m.group(1).endswith("_Alias"):
+                continue
+            if not _as_root(m.group(2)):
                 continue
             for who in m.group(1).split(","):  # "alice,%staff ALL=(ALL) ALL"
                 (admin_groups if who.startswith("%") else users).add(who.lstrip("%"))
@@ -99,7 +115,10 @@ def administrators(ctx: Context) -> tuple[list[str] | None, dict[str, object]]:
     for group in admin_groups & set(table):
         gid, members = table[group]
         names |= set(members) | {a.name for a in people if a.gid == gid}
-    names |= sudo[1] if sudo else set()
+    by_uid = {a.uid: a.name for a in people}
+    for who in sudo[1] if sudo else set():  # "#1001 ALL=..." names a user by uid
+        number = who[1:]
+        names.add(by_uid.get(int(number), who) if who.startswith("#") and number.isdigit() else who)
     names.discard("root")
     shut = locked(ctx, int(ctx.now.timestamp() // 86400))
     ev: dict[str, object] = {

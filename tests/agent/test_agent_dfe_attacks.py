@@ -161,6 +161,22 @@ def test_sudoers_includes_are_followed(tmp_path: Path) -> None:
         assert got.status == "fail" and "pupil" in got.evidence["unapproved_admins"], name
 
 
+def test_any_sudo_rule_running_commands_as_root_makes_an_administrator(tmp_path: Path) -> None:
+    """`pupil ALL=(root) /usr/bin/vim` is a root shell one `:!sh` away: a rule for one command
+    as root is administrator rights. A rule running commands as another user is not, nor is a
+    commented-out one."""
+    as_root = {
+        "one command": "pupil ALL=(root) /usr/bin/vim\n",
+        "no runas": "pupil ALL = NOPASSWD: /usr/bin/apt-get update\n",
+        "uid": "#1001 ALL=(ALL:ALL) /bin/bash\n",  # pupil by uid
+    }
+    for name, rule in as_root.items():
+        got = _linux_accounts(tmp_path / name.replace(" ", "_"), {"/etc/sudoers": rule})
+        assert got.status == "fail" and "pupil" in got.evidence["unapproved_admins"], name
+    harmless = "pupil ALL=(www-data) /usr/bin/tail\n#pupil ALL=(ALL) ALL\n"
+    assert _linux_accounts(tmp_path / "harmless", {"/etc/sudoers": harmless}).status == "pass"
+
+
 def test_windows_admin_whose_enabled_flag_is_unread_stays_an_admin() -> None:
     answer = {
         "Computer": "LAB-07",
