@@ -5,10 +5,11 @@ the workflow on a real store, the CLI and a real gateway."""
 
 from __future__ import annotations
 
-import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 import sqlalchemy as sa
@@ -34,7 +35,13 @@ from proxy_addons.store.schema import unblocks
 from proxy_addons.workflow.unblocks import Actor, UnblockWorkflow, WorkflowError
 from tests.conftest import ROOT
 from tests.core.test_unblocks import NOW, unblock
-from tests.workflow.test_unblocks_e2e import cli, setup, status_for, wait_status  # noqa: F401 (fixture)
+from tests.workflow.test_unblocks_e2e import (  # noqa: F401 (setup: a fixture)
+    cli,
+    cli_in_process,
+    setup,
+    status_for,
+    wait_status,
+)
 
 PSL = PublicSuffixList()
 
@@ -291,9 +298,11 @@ def test_workflow_refuses_at_request_approval_confirmation_and_extension(tmp_pat
 # -- the CLI and a real gateway --------------------------------------------------------------
 
 
-def ask_for_ks2(policy: Path, target: str, reason: str) -> subprocess.CompletedProcess[str]:
+def ask_for_ks2(
+    policy: Path, target: str, reason: str, run: Callable[..., CompletedProcess[str]] = cli
+) -> CompletedProcess[str]:
     """`schoolgate unblock request TARGET` for the ks2 profile, for 30 minutes, as a teacher."""
-    return cli(
+    return run(
         policy, "unblock", "request", target, "--as", "teacher", "--for-profile", "ks2",
         "--minutes", "30", "--reason", reason,
     )  # fmt: skip
@@ -302,7 +311,9 @@ def ask_for_ks2(policy: Path, target: str, reason: str) -> subprocess.CompletedP
 @pytest.mark.parametrize("target", ["com", "co.uk", "github.io", "test"])
 def test_cli_refuses_a_public_suffix(setup, target: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     policy, _ = setup
-    result = ask_for_ks2(policy, target, "research")
+    # In this process (test_unblocks_e2e.py's test_illegal_tier_cannot_be_requested has the
+    # real command refuse a request).
+    result = ask_for_ks2(policy, target, "research", run=cli_in_process)
     assert result.returncode == 1 and "public suffix" in result.stderr
     assert "Traceback" not in result.stderr
     assert cli(policy, "unblock", "list").stdout.strip() == ""
