@@ -29,6 +29,7 @@ from proxy_addons.ops.doctor.findings import Level
 from tests.conftest import ROOT, VENV_BIN
 from tests.ops.test_backup import Site, dump, files_under, sg
 from tests.pg import db_url as db_url  # noqa: F401  (a fixture)
+from tests.support.cli_in_process import schoolgate
 
 
 def _key(tmp_path: Path) -> Path:
@@ -85,7 +86,9 @@ def test_verify_refuses_changed_cut_or_wrongly_keyed_archives(tmp_path: Path) ->
         bad = tmp_path / "bad" / archive.name
         bad.parent.mkdir(exist_ok=True)
         bad.write_bytes(content)
-        return sg("backup", "verify", str(bad), "--key-file", str(key_file))
+        # In this process (tests/support/cli_in_process): the real `backup verify` runs in
+        # test_sealed_backup_verify_wipe_restore and test_a_passphrase_seals_too_...
+        return schoolgate("backup", "verify", str(bad), "--key-file", str(key_file), cwd=ROOT)
 
     middle = len(data) // 2
     flipped = data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1 :]
@@ -95,7 +98,7 @@ def test_verify_refuses_changed_cut_or_wrongly_keyed_archives(tmp_path: Path) ->
         assert "damaged or was changed" in found.stderr
 
     other = tmp_path / "other.key"
-    assert sg("backup", "key-new", "--out", str(other)).returncode == 0
+    assert schoolgate("backup", "key-new", "--out", str(other), cwd=ROOT).returncode == 0
     wrong = verify(data, other)
     assert wrong.returncode == 1 and "sealed with another key" in wrong.stderr
     passphrase = tmp_path / "passphrase"

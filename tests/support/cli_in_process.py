@@ -15,17 +15,25 @@ import os
 import subprocess
 import sys
 import traceback
+from pathlib import Path
 
 from proxy_addons.cli import main as cli
 
 
-def schoolgate(*args: str, input: str = "") -> subprocess.CompletedProcess[str]:
-    """Run `schoolgate ARGS...`; a bug's traceback goes to stderr with exit status 1."""
+def schoolgate(
+    *args: str, input: str = "", cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `schoolgate ARGS...` (in `cwd`, if given, as subprocess.run's cwd); a bug's
+    traceback goes to stderr with exit status 1."""
     out, err = io.StringIO(), io.StringIO()
     hidden = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("SCHOOLGATE_")}
     stdin, sys.stdin = sys.stdin, io.StringIO(input)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with (
+            contextlib.chdir(cwd or os.getcwd()),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
             try:
                 code = cli.main(list(args))
             except SystemExit as exc:  # argparse's usage errors, as the real command exits
