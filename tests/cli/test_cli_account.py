@@ -96,6 +96,13 @@ def account(var: Path, *words: str, password: str = "") -> subprocess.CompletedP
     )
 
 
+def in_process(var: Path, *words: str) -> subprocess.CompletedProcess[str]:
+    """`schoolgate account WORDS...` without a process of its own (tests/support/cli_in_process:
+    the same entry point), for steps on the way; every account command also runs for real."""
+    return schoolgate("account", *words, "--policy", POLICY, "--var", str(var),
+                      input="long enough passphrase\n")  # fmt: skip
+
+
 def _actions(store: Store) -> list[tuple[str, str, str]]:
     with store.connect() as conn:
         rows = conn.execute(sa.select(audit_log).order_by(audit_log.c.seq)).all()
@@ -124,7 +131,7 @@ def test_disable_ends_sessions_at_once_and_enable_lets_them_back(tmp_path: Path)
     store = Store.open(sqlite_url(tmp_path))
     now = datetime.now(UTC)
     live = web_sessions.start(store, "mr.smith", now, timedelta(hours=8))
-    refused = account(tmp_path, "disable", "mr.smith")
+    refused = in_process(tmp_path, "disable", "mr.smith")
     assert refused.returncode == 2 and "--as" in refused.stderr  # who did it is required
     done = account(tmp_path, "disable", "Mr.Smith", "--as", "it.support")
     assert done.returncode == 0, done.stderr
@@ -133,14 +140,14 @@ def test_disable_ends_sessions_at_once_and_enable_lets_them_back(tmp_path: Path)
     smith = get_account(store, "mr.smith")
     assert smith is not None and smith.disabled and smith.disabled_by == "it.support"
     assert check_password(store, "mr.smith", "long enough passphrase") is None
-    assert "disabled by it.support" in account(tmp_path, "list").stdout
+    assert "disabled by it.support" in in_process(tmp_path, "list").stdout
     assert account(tmp_path, "enable", "mr.smith", "--as", "it.support").returncode == 0
     assert check_password(store, "mr.smith", "long enough passphrase") is not None
     assert _actions(store)[-2:] == [
         ("it.support", "account.disabled", "mr.smith"),
         ("it.support", "account.enabled", "mr.smith"),
     ]
-    missing = account(tmp_path, "disable", "nobody", "--as", "it.support")
+    missing = in_process(tmp_path, "disable", "nobody", "--as", "it.support")
     assert missing.returncode == 1 and "no account 'nobody'" in missing.stderr
 
 
@@ -160,13 +167,6 @@ def test_reset_password_reads_standard_input_and_ends_sessions(tmp_path: Path) -
     assert check_password(store, "mr.smith", "a brand new passphrase") is not None
     assert check_password(store, "mr.smith", "long enough passphrase") is None
     assert _actions(store)[-1] == ("it.support", "account.password_reset", "mr.smith")
-
-
-def in_process(var: Path, *words: str) -> subprocess.CompletedProcess[str]:
-    """`schoolgate account WORDS...` without a process of its own (tests/support/cli_in_process:
-    the same entry point; the other tests run every account command for real)."""
-    return schoolgate("account", *words, "--policy", POLICY, "--var", str(var),
-                      input="long enough passphrase\n")  # fmt: skip
 
 
 def test_the_last_dsl_and_the_last_it_provider_are_never_removed(tmp_path: Path) -> None:
