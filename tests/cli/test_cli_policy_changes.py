@@ -13,6 +13,7 @@ from proxy_addons.store import Store
 from proxy_addons.workflow.accounts import add_account
 from tests.conftest import ROOT, VENV_BIN
 from tests.pg import sqlite_url
+from tests.support.cli_in_process import schoolgate as in_process
 
 
 def schoolgate(folder: Path, *words: str) -> subprocess.CompletedProcess[str]:
@@ -26,6 +27,13 @@ def schoolgate(folder: Path, *words: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def here(folder: Path, *words: str) -> subprocess.CompletedProcess[str]:
+    """As `schoolgate` above in this process (tests/support/cli_in_process), for the steps
+    whose command the test also runs for real."""
+    return in_process("policy", *words, "--policy", str(folder / "policies/school.yaml"),
+                      "--var", str(folder / "var"))  # fmt: skip
+
+
 def test_propose_refuse_self_approval_approve_history(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
     (tmp_path / "var").mkdir()
@@ -37,12 +45,12 @@ def test_propose_refuse_self_approval_approve_history(tmp_path: Path) -> None:
     assert proposed.returncode == 0, proposed.stderr
     assert '+    times: ["12:00-13:30"]' in proposed.stdout
     assert "schoolgate policy approve 1 --as NAME" in proposed.stdout
-    own = schoolgate(tmp_path, "approve", "1", "--as", "it.support")
+    own = here(tmp_path, "approve", "1", "--as", "it.support")
     assert own.returncode == 1 and "Nobody approves their own change" in own.stderr
     approved = schoolgate(tmp_path, "approve", "1", "--as", "mrs.patel")
     assert approved.returncode == 0, approved.stderr
     assert 'times: ["12:00-13:30"]' in (tmp_path / "policies/school.yaml").read_text()
-    second = schoolgate(
+    second = here(
         tmp_path, "propose", "list-add", "--list", "lists/local/health.txt", "--value",
         "healthforkids.co.uk", "--as", "mrs.patel", "--reason", "Health week",
     )  # fmt: skip
@@ -54,5 +62,5 @@ def test_propose_refuse_self_approval_approve_history(tmp_path: Path) -> None:
     lines = history.stdout.splitlines()
     assert "rejected" in lines[0] and "Add healthforkids.co.uk" in lines[0]
     assert "proposed by it.support, applied by mrs.patel; reason: Clubs" in history.stdout
-    one = schoolgate(tmp_path, "history", "--diff", "1")
+    one = here(tmp_path, "history", "--diff", "1")
     assert '-    times: ["12:00-13:15"]' in one.stdout
