@@ -29,3 +29,38 @@ def test_every_agent_module_imports_without_the_gateway() -> None:
     seen = json.loads(done.stdout)
     assert {"agent.cli", "agent.check_suite", "agent.checks.base"} <= set(seen["imported"])
     assert not [n for n in seen["loaded"] if n.split(".")[0] == "proxy_addons"]
+
+
+CHECK_ONLY = """
+import json, sys
+from agent.cli import main
+try:
+    main(["check", "--format", "json", "--state", sys.argv[1]])
+except SystemExit:
+    pass
+sys.stderr.write(json.dumps(sorted(n.split(".")[0] for n in sys.modules)))
+"""
+
+
+def test_the_service_commands_leave_the_filter_checks_http_libraries_unloaded(
+    tmp_path: Path,
+) -> None:
+    """`check` (and `run`) never load pypac and requests (about 6 MB resident): only the
+    termly filtering check, `checks`, uses them (bench/agent_bench.py measures the RSS)."""
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK_ONLY, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert "agent" in loaded and not loaded & {"pypac", "requests", "urllib3"}
+    helped = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "checks", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert helped.returncode == 0 and "--by BY" in helped.stdout
