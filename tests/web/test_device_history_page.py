@@ -59,7 +59,7 @@ def test_the_device_page_shows_its_history_over_the_term(tmp_path: Path, seeded_
     states = [re.findall(r'class="status [a-z_]+">([^<]+)<', r) for r in rows]
     assert states == [["Compliant"], ["Not compliant"], ["Compliant"]]
     assert "still, at its last report" in rows[0]
-    assert "3 days 12 hours" in rows[1] and "disk_encryption, screen_lock" in rows[1]
+    assert "3 days 12 hours" in rows[1] and "Disk encrypted; Screen locks when left" in rows[1]
     assert "(2 reports)" in rows[1] and "2 days" in rows[2]
     refused = client.get(f"/devices/{device_id}?term=Summer 1999")
     assert refused.status_code == 404
@@ -96,7 +96,7 @@ def test_the_history_in_chromium(tmp_path: Path) -> None:
                 expect(page).to_have_url(f"{base}/devices/{device_id}")
                 history = page.locator("table.history")
                 expect(history.locator("tbody tr")).to_have_count(3)
-                expect(history.get_by_text("disk_encryption, screen_lock")).to_be_visible()
+                expect(history.get_by_text("Disk encrypted; Screen locks when left")).to_be_visible()
                 page.screenshot(path=str(shot("device-history.png")), full_page=True)
             finally:
                 browser.close()
