@@ -73,9 +73,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
         state = "compliant" if d.compliant else "stale" if d.stale else "NON-COMPLIANT"
         state = "revoked" if d.revoked else state
         state = f"{state} (MDM)" if d.from_mdm else state
+        allocated = " ".join(x for x in (d.asset_tag, d.allocated_to) if x) or "-"
         print(
-            f"{d.device_id:<20} {d.hostname[:30]:<30} {state:<13} "
-            f"{d.last_user or '-':<20} {when(d.last_report_at)}"
+            f"{d.device_id:<20} {d.hostname[:30]:<30} {state:<19} "
+            f"{d.last_user or '-':<20} {when(d.last_report_at)}  {allocated[:40]}"
         )
     print(f"{len(found)} devices, {sum(not d.compliant for d in found)} not compliant")
     return 0

@@ -148,4 +148,7 @@ def test_the_cli_imports_and_reports_bad_lines(
     assert allocation(store, lab).location == "Lab"
     assert schoolgate(["devices", "export", *common[:-2]]) == 0
     assert "Ms A Khan,T1,Lab,agent" in capsys.readouterr().out
+    assert schoolgate(["devices", "list", *common[:-2]]) == 0
+    listed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(lab)]
+    assert listed[0].endswith("  T1 Ms A Khan")  # the asset tag, then to whom
     store.dispose()

@@ -162,7 +162,7 @@ def test_the_cli_imports_an_export_and_lists_the_devices_as_from_mdm(
     assert "1 devices added and 0 updated" in capsys.readouterr().out
     assert schoolgate(["devices", "list", *common]) == 0
     # Last seen by the MDM on 25 November 2026: stale by the time the CLI runs.
-    assert "STAFF-IPAD-04                  stale (MDM)" in capsys.readouterr().out
+    assert "STAFF-IPAD-04                  stale (MDM)  " in capsys.readouterr().out
     store = Store.open(db_url)
     ipad_id = inventory.list_devices(store, T0, 7)[0].device_id
     store.dispose()

@@ -96,7 +96,9 @@ def test_the_history_in_chromium(tmp_path: Path) -> None:
                 expect(page).to_have_url(f"{base}/devices/{device_id}")
                 history = page.locator("table.history")
                 expect(history.locator("tbody tr")).to_have_count(3)
-                expect(history.get_by_text("Disk encrypted; Screen locks when left")).to_be_visible()
+                expect(
+                    history.get_by_text("Disk encrypted; Screen locks when left")
+                ).to_be_visible()
                 page.screenshot(path=str(shot("device-history.png")), full_page=True)
             finally:
                 browser.close()
