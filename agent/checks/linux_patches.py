@@ -9,8 +9,9 @@ high-risk" updates.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from agent.checks.base import Context, Pending, describe, judge_patches, unknown
 from agent.report import CheckResult
@@ -23,14 +24,65 @@ _DNF5_ROW = re.compile(
 _DNF4_ROW = re.compile(r"^(\S+)\s+(\S+)/Sec\.\s+(\S+)\s*$")
 
 
-def _apt(ctx: Context) -> tuple[dict[str, object], list[Pending]] | str:
+# What apt's answer depends on: the installed packages and the package lists. While none of
+# them has changed, the last simulation's answer stands (apt-get -s costs seconds of CPU on
+# every check, the agent's largest cost; bench/agent_bench.py), for at most APT_KEPT.
+APT_STATE = (
+    "/var/lib/dpkg/status",
+    "/var/lib/apt/lists",
+    "/etc/apt/sources.list",
+    "/etc/apt/sources.list.d",
+    "/etc/apt/preferences.d",
+    "/var/lib/apt/extended_states",
+)
+APT_KEPT = timedelta(hours=6)
+
+
+def _apt_state(ctx: Context) -> str | None:
+    """A fingerprint of apt's state (modification times and sizes); None when unreadable."""
+    res = ctx.runner.run(["stat", "-c", "%n %Y %s", *APT_STATE], timeout=10)
+    lines = res.stdout.strip().splitlines()
+    if not lines or not all(re.fullmatch(r"\S+ \d+ \d+", ln) for ln in lines):
+        return None
+    return hashlib.sha256(res.stdout.encode()).hexdigest()
+
+
+def _apt_simulate(ctx: Context) -> tuple[int, list[str]] | str:
+    """How many upgrades are pending, and the security ones, from apt-get -s."""
     sim = ctx.runner.run(["apt-get", "-s", "-o", "Debug::NoLocking=true", "upgrade"], timeout=60)
     if not sim.ok:
         return f"apt-get -s upgrade failed ({describe(sim)})"
     inst = [ln for ln in sim.stdout.splitlines() if ln.startswith("Inst ")]
     if not inst and not re.search(r"^\d+ upgraded", sim.stdout, re.M):
         return "apt-get -s upgrade printed nothing we recognise"
-    security = [ln.split()[1] for ln in inst if "-security" in ln]
+    return len(inst), [ln.split()[1] for ln in inst if "-security" in ln]
+
+
+def _apt_pending(ctx: Context) -> tuple[int, list[str], bool] | str:
+    """apt-get -s's answer, or the one kept while apt's state is unchanged (True)."""
+    state = _apt_state(ctx)
+    kept = ctx.memory.recall("apt", state, ctx.now, APT_KEPT) if state else None
+    if (
+        isinstance(kept, list)
+        and len(kept) == 2
+        and isinstance(kept[0], int)
+        and isinstance(kept[1], list)
+        and all(isinstance(n, str) for n in kept[1])
+    ):
+        return kept[0], kept[1], True
+    found = _apt_simulate(ctx)
+    if isinstance(found, str):
+        return found
+    if state:
+        ctx.memory.keep("apt", state, ctx.now, [found[0], found[1]])
+    return found[0], found[1], False
+
+
+def _apt(ctx: Context) -> tuple[dict[str, object], list[Pending]] | str:
+    got = _apt_pending(ctx)
+    if isinstance(got, str):
+        return got
+    pending, security, reused = got
     conf = ctx.runner.run(["apt-config", "dump"], timeout=20)
     auto: bool | None = None
     if conf.ok:
@@ -54,7 +106,10 @@ def _apt(ctx: Context) -> tuple[dict[str, object], list[Pending]] | str:
     reboot = ctx.runner.read("/run/reboot-required") is not None
     ev: dict[str, object] = {
         "manager": "apt",
-        "pending": len(inst),
+        "pending": pending,
+        "simulation": "kept from an earlier check: apt's state unchanged"
+        if reused
+        else "apt-get -s upgrade",
         "security": len(security),
         "security_packages": security[:20],
         "auto_updates": auto,

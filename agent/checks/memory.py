@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,17 @@ _MAX_KEYS = 5000  # per kind; a device with more is remembered in part, never fa
 
 
 class Memory:
-    """First-seen times of pending things and the last reported sets, by kind."""
+    """First-seen times of pending things, the last reported sets, and answers kept while
+    what they were read from is unchanged, by kind."""
 
     def __init__(self, data: Any = None) -> None:
         self.first: dict[str, dict[str, str]] = {}
         self.sets: dict[str, list[str]] = {}
+        self.kept: dict[str, dict[str, Any]] = {}
         if isinstance(data, dict):
+            for kind, entry in (data.get("kept") or {}).items():
+                if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+                    self.kept[str(kind)] = entry
             for kind, seen in (data.get("first_seen") or {}).items():
                 if isinstance(seen, dict):
                     self.first[str(kind)] = {
@@ -60,11 +65,27 @@ class Memory:
         path = Path(state_dir) / MEMORY_FILE
         tmp = path.with_name(path.name + ".tmp")
         tmp.unlink(missing_ok=True)
-        data = json.dumps({"first_seen": self.first, "sets": self.sets}, sort_keys=True)
+        data = json.dumps(
+            {"first_seen": self.first, "sets": self.sets, "kept": self.kept}, sort_keys=True
+        )
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(data)
         os.replace(tmp, path)
+
+    def recall(self, kind: str, key: str, now: datetime, max_age: timedelta) -> Any:
+        """The answer kept under `key` (a fingerprint of what it was read from) if no older
+        than `max_age`; None otherwise. A damaged entry is None: the command runs again."""
+        entry = self.kept.get(kind)
+        if entry is None or entry.get("key") != key:
+            return None
+        at = _parse(entry.get("at") if isinstance(entry.get("at"), str) else None)
+        if at is None or not timedelta(0) <= now - at <= max_age:
+            return None
+        return entry.get("value")
+
+    def keep(self, kind: str, key: str, now: datetime, value: Any) -> None:
+        self.kept[kind] = {"key": key, "at": now.isoformat(), "value": value}
 
     def first_seen(self, kind: str, keys: Iterable[str], now: datetime) -> dict[str, datetime]:
         """When each key was first seen (now for a new one); keys gone are forgotten."""

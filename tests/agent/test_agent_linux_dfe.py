@@ -17,6 +17,7 @@ from agent.checks.base import Context
 from agent.checks.linux_accounts import accounts_check
 from agent.checks.linux_hardware import hardware_age
 from agent.checks.linux_password import password_policy
+from agent.checks.linux_patches import APT_KEPT, APT_STATE, patches
 from agent.checks.linux_software import desktop_entry, software
 from agent.checks.linux_usb import removable_storage
 from agent.checks.memory import Memory
@@ -116,6 +117,41 @@ def test_apt_security_updates_are_aged_from_when_first_seen() -> None:
 
 
 # ---- small roots, one case each ----------------------------------------------------------
+
+
+APT_SIM = (
+    "Reading package lists...\nBuilding dependency tree...\nCalculating upgrade...\n"
+    "The following packages will be upgraded:\n  libssl3 vim\n"
+    "2 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n"
+    "Inst libssl3 [3.0.11-1~deb12u2] (3.0.15-1~deb12u1 Debian-Security:12/stable-security "
+    "[amd64])\nInst vim [2:9.0.1378-2] (2:9.0.1378-2+deb12u1 Debian:12.8/stable [amd64])\n"
+)
+
+
+def test_apts_answer_is_kept_while_its_state_is_unchanged(tmp_path: Path) -> None:
+    """apt-get -s costs seconds of CPU at every check: while dpkg's status and the package
+    lists are unchanged (by stat), for at most APT_KEPT, its last answer stands."""
+    stat = " ".join(["stat", "-c", "%n %Y %s", *APT_STATE])
+    state = "/var/lib/dpkg/status 1796652313 809148\n/var/lib/apt/lists 1796636339 4096\n"
+    sim = "apt-get -s -o Debug::NoLocking=true upgrade"
+    ctx = root(tmp_path / "a", {}, {"apt-get --version": "apt 2.6.1\n", sim: APT_SIM, stat: state})
+    runner = ctx.runner
+    assert isinstance(runner, FixtureRunner)
+
+    def simulated(c: Context) -> int:
+        patches(c)
+        return sum(1 for argv in runner.calls if argv[:2] == ["apt-get", "-s"])
+
+    first = patches(ctx)
+    assert first.evidence["security_packages"] == ["libssl3"] and first.evidence["pending"] == 2
+    assert simulated(ctx) == 1  # the second check reused the first's answer
+    assert patches(ctx).evidence["simulation"].startswith("kept")
+    assert simulated(replace(ctx, now=ctx.now + APT_KEPT + timedelta(minutes=1))) == 2
+    changed = root(tmp_path / "b", {}, {"apt-get --version": "apt\n", sim: APT_SIM, stat: "x"})
+    changed = replace(changed, memory=ctx.memory)  # the same memory, a state it can't read
+    patches(changed)
+    assert isinstance(changed.runner, FixtureRunner)
+    assert sum(1 for a in changed.runner.calls if a[:2] == ["apt-get", "-s"]) == 1
 
 
 def root(tmp: Path, files: dict[str, str], commands: dict[str, str] | None = None) -> Context:
