@@ -69,6 +69,21 @@ def store(db_url: str) -> Iterator[Store]:  # noqa: F811
     opened.dispose()
 
 
+def gateway_metrics(policy_path: Path, var: Path, upstream: Upstream) -> str:
+    """/metrics of a real gateway started on the store in `var` (the store-derived gauges
+    are computed from it at start), stopped afterwards."""
+    port = free_port()
+    gw = start_mitmdump(
+        policy_path, var, upstream, extra=["--set", f"schoolgate_metrics_port={port}"]
+    )
+    try:
+        wait_for_port(port, gw.process, gw.log)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.read().decode()
+    finally:
+        gw.stop()
+
+
 # -- end of life -----------------------------------------------------------------------------
 
 
@@ -198,16 +213,7 @@ def test_device_gauges_through_the_gateway(tmp_path: Path, upstream: Upstream) -
         assert answer.status_code == 202
     _enrol(api, "silent-pc")
     store.dispose()
-    port = free_port()
-    gw = start_mitmdump(
-        policy_path, var, upstream, extra=["--set", f"schoolgate_metrics_port={port}"]
-    )
-    try:
-        wait_for_port(port, gw.process, gw.log)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    finally:
-        gw.stop()
+    text = gateway_metrics(policy_path, var, upstream)
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)

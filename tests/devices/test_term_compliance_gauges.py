@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy_addons.core.policy.load import load_policy
 from proxy_addons.devices.term_gauges import REFRESH_SECONDS, TermGauges
 from proxy_addons.store import Store, store_url
-from tests.conftest import Upstream, free_port, start_mitmdump, wait_for_port
-from tests.devices.test_device_watch import watched_policy
+from tests.conftest import Upstream
+from tests.devices.test_device_watch import gateway_metrics, watched_policy
 from tests.devices.test_term_compliance import enrol, results, send
 from tests.pg import db_url  # noqa: F401  (a fixture)
 
@@ -68,16 +67,7 @@ def test_the_term_gauges_on_the_gateway_s_metrics(tmp_path: Path, upstream: Upst
     store = Store.open(store_url(var, None))
     seed_term(store, now)
     store.dispose()
-    port = free_port()
-    gw = start_mitmdump(
-        policy_path, var, upstream, extra=["--set", f"schoolgate_metrics_port={port}"]
-    )
-    try:
-        wait_for_port(port, gw.process, gw.log)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    finally:
-        gw.stop()
+    text = gateway_metrics(policy_path, var, upstream)
     found = gauges(text)
 
     def devices(check: str, status: str) -> float:

@@ -17,8 +17,11 @@ from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
 
 
 @contextmanager
-def signed_in(app: Any, user: str, path: str) -> Iterator[tuple[Any, str]]:
-    """(the Playwright page at `path`, the server's base address), signed in as `user`."""
+def signed_in(
+    app: Any, user: str, path: str, viewport: dict[str, int] | None = None
+) -> Iterator[tuple[Any, str]]:
+    """(the Playwright page at `path`, the server's base address), signed in as `user`;
+    `path` as the browser shows it (percent-encoded)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
     served = serve(app)
     base = served.url
@@ -26,7 +29,7 @@ def signed_in(app: Any, user: str, path: str) -> Iterator[tuple[Any, str]]:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page()
+                page = browser.new_page(viewport=viewport) if viewport else browser.new_page()
                 page.set_default_timeout(15_000)
                 page.goto(f"{base}{path}")
                 page.get_by_label("User name").fill(user)

@@ -14,11 +14,11 @@ import pytest
 from agent.report import parse_report
 from proxy_addons.devices import reports
 from tests.devices.test_device_api import report
+from tests.support.admin_browser import signed_in
 from tests.support.screenshots import shot
-from tests.support.web_server import serve
 from tests.web.test_device_pages import add_device
-from tests.web.test_webapp import PASSWORD, Web, make_web, seed, seeded_db, sign_in  # noqa: F401
-from tests.web.test_webapp_chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.web.test_webapp import Web, make_web, seed, seeded_db, sign_in  # noqa: F401
+from tests.web.test_webapp_chromium import CHROMIUM
 
 
 def failing(*checks: str) -> list[dict[str, Any]]:
@@ -80,28 +80,13 @@ def test_the_history_in_chromium(tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
     web = make_web(tmp_path / "var", seed(tmp_path / "seed"), secure_cookies=False)
     device_id = with_history(web)
-    served = serve(web.app)
-    base = served.url
-    expect = sync_api.expect
     try:
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.set_default_timeout(15_000)
-                page.goto(f"{base}/devices/{device_id}")
-                page.get_by_label("User name").fill("tech")
-                page.get_by_label("Password").fill(PASSWORD)
-                page.get_by_role("button", name="Sign in").click()
-                expect(page).to_have_url(f"{base}/devices/{device_id}")
-                history = page.locator("table.history")
-                expect(history.locator("tbody tr")).to_have_count(3)
-                expect(
-                    history.get_by_text("Disk encrypted; Screen locks when left")
-                ).to_be_visible()
-                page.screenshot(path=str(shot("device-history.png")), full_page=True)
-            finally:
-                browser.close()
+        with signed_in(web.app, "tech", f"/devices/{device_id}") as (page, _base):
+            history = page.locator("table.history")
+            sync_api.expect(history.locator("tbody tr")).to_have_count(3)
+            sync_api.expect(
+                history.get_by_text("Disk encrypted; Screen locks when left")
+            ).to_be_visible()
+            page.screenshot(path=str(shot("device-history.png")), full_page=True)
     finally:
-        served.stop()
         web.store.dispose()
