@@ -19,6 +19,11 @@ from agent.checks.base import Context, fail, ok, unknown
 from agent.report import CheckResult
 
 Kind = Literal["laptop", "desktop", "tablet"]
+# SMBIOS 3.x chassis types (System Enclosure, type 3): Linux's /sys/class/dmi/id/chassis_type
+# and Windows' Win32_SystemEnclosure.ChassisTypes both give them.
+LAPTOP_CHASSIS = {8, 9, 10, 14, 31, 32}  # portable ... sub notebook, convertible, detachable
+TABLET_CHASSIS = {30}
+DESKTOP_CHASSIS = {3, 4, 5, 6, 7, 13, 15, 16, 24, 35, 36}  # desktop ... sealed-case, mini, stick
 _LISTED = 30  # names listed in evidence at most; counts say the rest
 
 
@@ -181,6 +186,19 @@ def judge_password_policy(
         )
     passed = f"Passwords of at least {min_length} characters; locks after {lockout} failures."
     return _verdict(cid, failed, unread, passed, **ev)
+
+
+def chassis_kind(types: Iterable[int]) -> Kind | None:
+    """The kind of device SMBIOS chassis types say (a tablet wins: it has 3 years, not 5);
+    None for types that say nothing (other, unknown, a server's)."""
+    found = set(types)
+    if found & TABLET_CHASSIS:
+        return "tablet"
+    if found & LAPTOP_CHASSIS:
+        return "laptop"
+    if found & DESKTOP_CHASSIS:
+        return "desktop"
+    return None
 
 
 def judge_hardware_age(

@@ -10,21 +10,10 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from agent.checks.base import Context, clip
-from agent.checks.judge import Kind, judge_hardware_age
+from agent.checks.judge import chassis_kind, judge_hardware_age
 from agent.report import CheckResult
 
 DMI = "/sys/class/dmi/id"
-# SMBIOS 3.x chassis types (System Enclosure, type 3)
-_LAPTOP = {
-    8,
-    9,
-    10,
-    14,
-    31,
-    32,
-}  # portable, laptop, notebook, sub notebook, convertible, detachable
-_TABLET = {30}
-_DESKTOP = {3, 4, 5, 6, 7, 13, 15, 16, 35, 36}  # desktop ... tower, all in one, mini PC, stick PC
 # sys_vendor / product_name words of hypervisors
 _VIRTUAL = ("qemu", "vmware", "innotek", "virtualbox", "xen", "parallels", "bochs", "kvm")
 _CONTAINER_MARKS = ("/.dockerenv", "/run/.containerenv", "/run/systemd/container")
@@ -33,19 +22,6 @@ _CONTAINER_MARKS = ("/.dockerenv", "/run/.containerenv", "/run/systemd/container
 def _dmi(ctx: Context, name: str) -> str | None:
     value = ctx.runner.read(f"{DMI}/{name}")
     return None if value is None else value.strip()
-
-
-def _kind(chassis: str | None) -> Kind | None:
-    if not chassis or not chassis.isdigit():
-        return None
-    n = int(chassis)
-    if n in _LAPTOP:
-        return "laptop"
-    if n in _TABLET:
-        return "tablet"
-    if n in _DESKTOP:
-        return "desktop"
-    return None
 
 
 def _virtual(vendor: str, product: str) -> bool:
@@ -66,7 +42,8 @@ def hardware_age(ctx: Context) -> CheckResult:
             else f"no firmware information in {DMI}"
         )
         return judge_hardware_age(cid, ctx, made=None, kind=None, basis=why, **ev)
-    kind = _kind(raw["chassis_type"])
+    chassis = raw["chassis_type"]
+    kind = chassis_kind([int(chassis)]) if chassis and chassis.isdigit() else None
     if _virtual(raw["sys_vendor"] or "", raw["product_name"] or ""):
         why = "a virtual machine: its hardware's age is the host's"
         return judge_hardware_age(cid, ctx, made=None, kind=kind, basis=why, **ev)

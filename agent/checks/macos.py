@@ -24,7 +24,7 @@ from agent.checks.base import (
 )
 from agent.checks.macos_accounts import accounts, console_user, password_policy, software
 from agent.checks.macos_hardware import hardware_age, removable_storage
-from agent.checks.macos_updates import patches
+from agent.checks.macos_updates import defaults_read, patches
 from agent.report import CheckResult
 
 XPROTECT_META = "/Library/Apple/System/Library/CoreServices/XProtect.bundle/Contents/Info.plist"
@@ -97,11 +97,6 @@ def screen_lock(ctx: Context) -> CheckResult:
     return ok(cid, f"The screen locks after {idle} s idle.", **ev)
 
 
-def _default(ctx: Context, domain: str, key: str) -> str | None:
-    res = ctx.runner.run(["defaults", "read", domain, key], timeout=10)
-    return res.stdout.strip() if res.ok else None
-
-
 def firewall(ctx: Context) -> CheckResult:
     cid = "firewall"
     res = ctx.runner.run(["/usr/libexec/ApplicationFirewall/socketfilterfw", "--getglobalstate"])
@@ -117,7 +112,7 @@ def firewall(ctx: Context) -> CheckResult:
 def antimalware(ctx: Context) -> CheckResult:
     """XProtect is built in and always on; what can go stale is its definitions."""
     cid = "antimalware"
-    version = _default(ctx, XPROTECT_META.removesuffix(".plist"), "CFBundleShortVersionString")
+    version = defaults_read(ctx, XPROTECT_META.removesuffix(".plist"), "CFBundleShortVersionString")
     stat = ctx.runner.run(["stat", "-f%m", XPROTECT_META], timeout=10)
     ev: dict[str, object] = {"xprotect_version": version, "stat": clip(stat.stdout, 50)}
     if version is None or not stat.ok or not stat.stdout.strip().isdigit():

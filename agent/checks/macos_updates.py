@@ -80,7 +80,8 @@ def is_security(update: Update, os_major: int | None) -> bool:
     return False
 
 
-def _default(ctx: Context, domain: str, key: str) -> str | None:
+def defaults_read(ctx: Context, domain: str, key: str) -> str | None:
+    """`defaults read DOMAIN KEY`'s value, None when it isn't set or can't be read."""
     res = ctx.runner.run(["defaults", "read", domain, key], timeout=10)
     return res.stdout.strip() if res.ok else None
 
@@ -95,7 +96,7 @@ def os_major(ctx: Context) -> int | None:
 
 def _auto_updates(ctx: Context) -> tuple[bool | None, dict[str, str | None]]:
     flags = {
-        k: _default(ctx, SU_PREFS, k)
+        k: defaults_read(ctx, SU_PREFS, k)
         for k in (
             "AutomaticCheckEnabled",
             "AutomaticallyInstallMacOSUpdates",
@@ -112,7 +113,7 @@ def _auto_updates(ctx: Context) -> tuple[bool | None, dict[str, str | None]]:
 
 
 def _last_update(ctx: Context) -> str | None:
-    last = _default(ctx, SU_PREFS, "LastFullSuccessfulDate")
+    last = defaults_read(ctx, SU_PREFS, "LastFullSuccessfulDate")
     if not last:
         return None
     try:

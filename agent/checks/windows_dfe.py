@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.checks.base import Check, Context, clip, describe, unknown
 from agent.checks.judge import (
-    Kind,
+    chassis_kind,
     judge_accounts,
     judge_hardware_age,
     judge_password_policy,
@@ -70,10 +70,6 @@ SECURITY_POLICY = (
     "finally{Remove-Item -LiteralPath $f -Force -ErrorAction SilentlyContinue}"
 )
 
-# Win32_SystemEnclosure ChassisTypes (SMBIOS): portable kinds, tablets, desktop kinds.
-LAPTOP_CHASSIS = {8, 9, 10, 14, 31, 32}  # portable, laptop, notebook, sub notebook, ...
-TABLET_CHASSIS = {30}
-DESKTOP_CHASSIS = {3, 4, 5, 6, 7, 13, 15, 16, 24, 35, 36}  # desktop, tower, all in one, mini PC
 VIRTUAL = re.compile(r"virtual machine|vmware|virtualbox|kvm|qemu|hvm domu|parallels", re.I)
 
 
@@ -92,17 +88,6 @@ def _release_date(value: Any) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         return None
-
-
-def _kind(chassis: list[Any]) -> Kind | None:
-    types = {c for c in chassis if isinstance(c, int)}
-    if types & TABLET_CHASSIS:
-        return "tablet"
-    if types & LAPTOP_CHASSIS:
-        return "laptop"
-    if types & DESKTOP_CHASSIS:
-        return "desktop"
-    return None
 
 
 def hardware_age(ctx: Context) -> CheckResult:
@@ -126,7 +111,14 @@ def hardware_age(ctx: Context) -> CheckResult:
     made = _release_date(data.get("ReleaseDate"))
     if made is None:
         basis = f"{basis}: missing or odd, {clip(str(data.get('ReleaseDate')), 40)!r}"
-    return judge_hardware_age(cid, ctx, made=made, kind=_kind(chassis), basis=basis, **ev)
+    return judge_hardware_age(
+        cid,
+        ctx,
+        made=made,
+        kind=chassis_kind(c for c in chassis if isinstance(c, int)),
+        basis=basis,
+        **ev,
+    )
 
 
 def _denied(values: dict[str, str], name: str) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agent.checks.base import Context, Pending, judge_patches
 from agent.checks.judge import (
+    chassis_kind,
     judge_accounts,
     judge_hardware_age,
     judge_password_policy,
@@ -128,6 +129,13 @@ def test_password_policy_against_the_standard() -> None:
     assert (
         judge_password_policy("password_policy", c, min_length=14, lockout=None).status == "unknown"
     )
+
+
+def test_chassis_types_say_the_kind() -> None:
+    assert chassis_kind([10]) == "laptop" and chassis_kind([3]) == "desktop"
+    assert chassis_kind([24]) == "desktop"  # sealed-case PC, on Linux as on Windows
+    assert chassis_kind([10, 30]) == "tablet"  # a detachable that says tablet: 3 years
+    assert chassis_kind([1, 2]) is None and chassis_kind([]) is None
 
 
 def test_hardware_age_by_kind() -> None:
