@@ -332,6 +332,7 @@ def _stored(change: dict[str, Any], edit: Edit) -> dict[str, Any]:
 
 
 def _change(row: Any) -> Change:
+    """A stored proposal (its times come back aware: the store's UTCDateTime)."""
     return Change(
         id=row.id,
         state=row.state,
@@ -341,20 +342,14 @@ def _change(row: Any) -> Change:
         change=dict(row.change or {}),
         diff=row.diff,
         proposed_by=row.proposed_by,
-        proposed_at=_aware(row.proposed_at),
+        proposed_at=row.proposed_at,
         decided_by=row.decided_by,
-        decided_at=_aware(row.decided_at),
+        decided_at=row.decided_at,
         decision_note=row.decision_note,
-        applied_at=_aware(row.applied_at),
+        applied_at=row.applied_at,
         error=row.error,
         outside_process=bool(row.outside_process),
     )
-
-
-def _aware(at: Any) -> Any:
-    if isinstance(at, datetime) and at.tzinfo is None:
-        return at.replace(tzinfo=UTC)
-    return at
 
 
 __all__ = [
