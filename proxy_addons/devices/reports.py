@@ -121,14 +121,6 @@ def record_report(
         for r in report.results
     ]
     with store.begin() as conn:
-        # History never starts before the device was enrolled: a report dated earlier is a
-        # clock gone wrong (a flat CMOS battery) or a copied report, and taken at its word it
-        # would write months of history nobody saw into the term's figures. The report still
-        # counts (its checks are the device's), kept as of its enrolment.
-        enrolled = conn.execute(
-            sa.select(devices.c.enrolled_at).where(devices.c.device_id == report.device_id)
-        ).scalar()
-        kept_at = made if enrolled is None else max(made, enrolled)
         done = conn.execute(
             devices.update()
             .where(devices.c.device_id == report.device_id, newer)
@@ -150,13 +142,18 @@ def record_report(
                 tunnel_down_since=down_since(report),
                 results=results,
             )
-        )
-        if done.rowcount != 1:
+            .returning(devices.c.enrolled_at)
+        ).first()
+        if done is None:
             raise ReportRejected("a report at least as new as this one was already accepted")
         conn.execute(
             device_reports.insert().values(
                 device_id=report.device_id,
-                generated_at=kept_at,
+                # History never starts before the device was enrolled: a report dated
+                # earlier is a clock gone wrong (a flat CMOS battery) or a copied report, and
+                # taken at its word it would write months nobody saw into the term's figures.
+                # Its checks still count, kept as of the enrolment.
+                generated_at=max(made, done.enrolled_at),
                 received_at=now,
                 compliant=report.compliant,
                 results=results,
